@@ -1,0 +1,88 @@
+"""Child processes (Envoy, extproc workers) that are restarted when they die.
+
+Each child runs in its own process group so a stop reaches everything it
+started; the supervisor stops them all on SIGINT/SIGTERM (no orphans).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+
+log = logging.getLogger("llmgw.supervisor")
+
+
+class Child:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.on_exit = on_exit
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._task = asyncio.create_task(self._keep_alive(), name=f"child-{self.name}")
+
+    async def _spawn(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=self.env, start_new_session=True, stdin=asyncio.subprocess.DEVNULL
+        )
+
+    async def _keep_alive(self) -> None:
+        delay = 0.1
+        while True:
+            assert self.proc is not None
+            code = await self.proc.wait()
+            if self._stopping:
+                return
+            if self.on_exit:
+                self.on_exit(self.proc.pid)
+            log.warning(
+                "%s (pid %d) exited with %d; restarting in %.1fs", self.name, self.proc.pid, code, delay
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            self.restarts += 1
+            await self._spawn()
+            delay = min(delay * 2, 5.0)
+
+    async def stop(self, *, timeout: float = 10.0) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+                _signal_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)

@@ -1,0 +1,117 @@
+"""The `llmgw` command: run, validate, extproc, fake-provider."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvloop
+
+from controlplane.compile import compile_paths
+from controlplane.standalone import Options
+from controlplane.standalone import run as run_standalone
+
+
+def _run(args: argparse.Namespace) -> int:
+    opts = Options(
+        paths=args.file,
+        workers=args.workers,
+        listen_address=args.listen_address,
+        admin_port=args.admin_port,
+        metrics_port=args.metrics_port,
+        ready_port=args.ready_port,
+        max_body_bytes=args.max_body_bytes,
+        envoy_concurrency=args.envoy_concurrency,
+        envoy_log_level=args.envoy_log_level,
+        run_dir=args.run_dir,
+        watch=not args.no_watch,
+    )
+    return uvloop.run(run_standalone(opts))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    compiled = compile_paths(args.file)
+    if compiled.ok:
+        assert compiled.ir is not None
+        routes = sum(len(vh.routes) for lst in compiled.ir.listeners for vh in lst.virtual_hosts[-1:])
+        print(
+            f"ok: {len(compiled.ir.listeners)} listener(s), {len(compiled.ir.backends)} backend(s), "
+            f"{routes} catch-all route(s)"
+        )
+        return 0
+    for problem in compiled.problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(compiled.problems)} problem(s)", file=sys.stderr)
+    return 1
+
+
+def _extproc(args: argparse.Namespace) -> int:
+    from extproc.worker import run
+
+    return run(listen=args.listen, config_target=args.config, name=args.name)
+
+
+def _fake_provider(args: argparse.Namespace) -> int:
+    from fakeprovider import cli
+
+    return cli.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmgw", description="Kubernetes-native LLM gateway on Envoy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the standalone gateway from manifest files (hot-reloaded)")
+    run.add_argument("-f", "--file", action="append", required=True, help="manifest file or directory")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="extproc worker processes")
+    run.add_argument("--listen-address", default="0.0.0.0", help="address for Gateway listeners")
+    run.add_argument("--admin-port", type=int, default=15000, help="Envoy admin port (127.0.0.1)")
+    run.add_argument("--metrics-port", type=int, default=15020)
+    run.add_argument("--ready-port", type=int, default=15021)
+    run.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=10 * 1024 * 1024,
+        help="largest request body accepted (default 10 MiB)",
+    )
+    run.add_argument(
+        "--envoy-concurrency", type=int, default=0, help="Envoy worker threads (0: one per core)"
+    )
+    run.add_argument("--envoy-log-level", default="warning")
+    run.add_argument(
+        "--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)"
+    )
+    run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
+    run.set_defaults(func=_run)
+
+    val = sub.add_parser("validate", help="check manifests; print every problem with file, object and field")
+    val.add_argument("-f", "--file", action="append", required=True, help="manifest file or directory")
+    val.set_defaults(func=_validate)
+
+    ext = sub.add_parser("extproc", help="run one extproc worker (e.g. as a sidecar)")
+    from extproc.__main__ import add_arguments as extproc_args
+
+    extproc_args(ext)
+    ext.set_defaults(func=_extproc)
+
+    fake = sub.add_parser("fake-provider", help="run the bundled fake OpenAI-compatible provider")
+    from fakeprovider import cli as fake_cli
+
+    fake_cli.add_arguments(fake)
+    fake.set_defaults(func=_fake_provider)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LLMGW_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

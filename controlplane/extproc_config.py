@@ -1,0 +1,34 @@
+"""IR -> the extproc config contract (the only place resolved credentials leave the IR)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from controlplane.ir import IR
+from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
+
+
+def build(ir: IR) -> ExtprocConfig:
+    providers: dict[str, ProviderConfig] = {}
+    for backend in ir.backends:
+        for p in backend.providers:
+            auth = (
+                AuthConfig(
+                    header=p.auth.header, prefix=p.auth.prefix, value=p.auth.value, source=p.auth.source
+                )
+                if p.auth
+                else None
+            )
+            providers[p.id] = ProviderConfig(
+                id=p.id,
+                backend=backend.key,
+                kind=p.kind,
+                host=p.host,
+                model=p.model,
+                path=p.path,
+                path_prefix=p.path_prefix,
+                auth=auth,
+            )
+    config = ExtprocConfig(version="", providers=providers, models={gw: list(m) for gw, m in ir.models})
+    digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
+    return ExtprocConfig(version=digest, providers=providers, models=config.models)

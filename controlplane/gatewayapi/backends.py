@@ -1,0 +1,289 @@
+"""AIBackend (and agentgateway's AgentgatewayBackend) -> BackendIR.
+
+Each provider block becomes a ProviderIR with its upstream address, TLS and
+resolved credential. Problems name the file, object and field, and carry a
+condition reason (ResolvedRefs-style `BackendNotFound`, `InvalidKind`, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
+from controlplane.resources import Problem, Resource
+
+AI_BACKEND_KINDS = {
+    ("llmgw.dev/v1alpha1", "AIBackend"),
+    ("agentgateway.dev/v1alpha1", "AgentgatewayBackend"),
+}
+
+
+@dataclass(frozen=True)
+class ProviderKind:
+    """What a provider kind defaults to when the manifest does not say."""
+
+    host: str | None  # None: `host` is required
+    port: int
+    tls: bool
+    path_prefix: str
+    auth_header: str = "authorization"
+    auth_prefix: str = "Bearer "
+
+
+# Provider kinds this build can reach. Translating kinds (anthropic, gemini,
+# vertexai, bedrock, azure*) arrive with the translation issue.
+PROVIDER_KINDS: dict[str, ProviderKind] = {
+    "openai": ProviderKind(host="api.openai.com", port=443, tls=True, path_prefix="/v1"),
+    "custom": ProviderKind(host=None, port=80, tls=False, path_prefix="/v1"),
+}
+KNOWN_LATER = ("azureopenai", "azure", "anthropic", "gemini", "vertexai", "bedrock")
+
+
+def is_ai_backend(res: Resource) -> bool:
+    return (res.api_version, res.kind) in AI_BACKEND_KINDS
+
+
+class _Ctx:
+    def __init__(
+        self,
+        res: Resource,
+        secrets: Mapping[str, Mapping[str, str]],
+        configmaps: Mapping[str, Mapping[str, str]],
+    ) -> None:
+        self.res = res
+        self.secrets = secrets
+        self.configmaps = configmaps
+        self.problems: list[Problem] = []
+
+    def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
+        self.problems.append(Problem(self.res.file, self.res.ref, fld, message, reason))
+
+
+def translate_backend(
+    res: Resource,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    configmaps: Mapping[str, Mapping[str, str]],
+) -> tuple[BackendIR | None, list[Problem]]:
+    """One AIBackend; `secrets`/`configmaps` are keyed "<ns>/<name>" with decoded data."""
+    ctx = _Ctx(res, secrets, configmaps)
+    spec = res.spec
+    ai = spec.get("ai")
+    if not isinstance(ai, Mapping):
+        ctx.fail("spec.ai", "is required (an AI backend needs `provider` or `groups`)")
+        return None, ctx.problems
+    backend_policies = spec.get("policies") or {}
+    if not isinstance(backend_policies, Mapping):
+        ctx.fail("spec.policies", "must be a mapping")
+        backend_policies = {}
+    has_provider, has_groups = "provider" in ai, "groups" in ai
+    if has_provider == has_groups:
+        ctx.fail("spec.ai", "set exactly one of `provider` or `groups`")
+        return None, ctx.problems
+    blocks: list[tuple[str, Any]] = []
+    if has_provider:
+        blocks.append(("spec.ai.provider", ai["provider"]))
+    else:
+        groups = ai["groups"]
+        if not isinstance(groups, list) or not groups:
+            ctx.fail("spec.ai.groups", "must be a non-empty list")
+            return None, ctx.problems
+        if len(groups) > 1:
+            ctx.fail(
+                "spec.ai.groups",
+                "more than one priority group needs failover support, which this build lacks",
+                "Unsupported",
+            )
+        for gi, group in enumerate(groups):
+            provs = group.get("providers") if isinstance(group, Mapping) else None
+            if not isinstance(provs, list) or not provs:
+                ctx.fail(f"spec.ai.groups[{gi}].providers", "must be a non-empty list")
+                continue
+            blocks.extend((f"spec.ai.groups[{gi}].providers[{pi}]", p) for pi, p in enumerate(provs))
+    providers: list[ProviderIR] = []
+    seen: set[str] = set()
+    for where, block in blocks:
+        prov = _provider(ctx, where, block, backend_policies, in_group=has_groups)
+        if prov is None:
+            continue
+        if prov.name in seen:
+            ctx.fail(f"{where}.name", f"duplicate provider name {prov.name!r}")
+            continue
+        seen.add(prov.name)
+        providers.append(prov)
+    if ctx.problems:
+        return None, ctx.problems
+    return BackendIR(key=res.key, providers=tuple(providers)), []
+
+
+def _provider(
+    ctx: _Ctx, where: str, block: Any, backend_policies: Mapping[str, Any], *, in_group: bool
+) -> ProviderIR | None:
+    if not isinstance(block, Mapping):
+        ctx.fail(where, "must be a mapping")
+        return None
+    kinds = [k for k in (*PROVIDER_KINDS, *KNOWN_LATER) if k in block]
+    if len(kinds) != 1:
+        names = ", ".join(PROVIDER_KINDS)
+        ctx.fail(where, f"set exactly one provider kind ({names}); found {kinds or 'none'}")
+        return None
+    kind = kinds[0]
+    if kind not in PROVIDER_KINDS:
+        ctx.fail(f"{where}.{kind}", f"provider {kind!r} is not supported by this build", "Unsupported")
+        return None
+    defaults = PROVIDER_KINDS[kind]
+    settings = block.get(kind) or {}
+    if not isinstance(settings, Mapping):
+        ctx.fail(f"{where}.{kind}", "must be a mapping")
+        return None
+    name = block.get("name")
+    if in_group and not name:
+        ctx.fail(f"{where}.name", "is required for providers inside groups")
+        return None
+    name = str(name or kind)
+    model = settings.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        ctx.fail(f"{where}.{kind}.model", "must be a non-empty string")
+        model = None
+
+    host = block.get("host", defaults.host)
+    if not isinstance(host, str) or not host:
+        ctx.fail(f"{where}.host", f"is required for the {kind!r} provider")
+        return None
+    policies = _merge_policies(backend_policies, block.get("policies"))
+    tls_policy = policies.get("tls")
+    host_overridden = "host" in block
+    tls_on = bool(tls_policy) or (defaults.tls and not host_overridden)
+    port = block.get("port", defaults.port if not host_overridden else (443 if tls_on else 80))
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        ctx.fail(f"{where}.port", f"must be an integer 1-65535, got {port!r}")
+        return None
+    path = block.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        ctx.fail(f"{where}.path", "must start with /")
+        path = None
+    prefix = block.get("pathPrefix", defaults.path_prefix)
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        ctx.fail(f"{where}.pathPrefix", "must start with /")
+        prefix = defaults.path_prefix
+    tls = _tls(ctx, where, tls_policy, host) if tls_on else None
+    auth = _auth(ctx, where, policies.get("auth"), defaults)
+    return ProviderIR(
+        id=f"{ctx.res.key}/{name}",
+        name=name,
+        kind=kind,
+        host=host,
+        port=port,
+        tls=tls,
+        model=model,
+        path=path,
+        path_prefix=prefix.rstrip("/"),
+        auth=auth,
+    )
+
+
+def _merge_policies(backend: Mapping[str, Any], provider: Any) -> dict[str, Any]:
+    merged = dict(backend)
+    if isinstance(provider, Mapping):
+        merged.update(provider)
+    return merged
+
+
+def _tls(ctx: _Ctx, where: str, policy: Any, host: str) -> TLSIR | None:
+    fld = "spec.policies.tls"
+    if policy in (None, True):
+        policy = {}
+    if not isinstance(policy, Mapping):
+        ctx.fail(fld, "must be a mapping")
+        return None
+    sni = policy.get("sni") or ("" if _is_ip(host) else host)
+    pems: list[str] = []
+    for i, ref in enumerate(policy.get("caCertificateRefs") or []):
+        kind = ref.get("kind", "ConfigMap") if isinstance(ref, Mapping) else None
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        store = {"Secret": ctx.secrets, "ConfigMap": ctx.configmaps}.get(str(kind))
+        if store is None or not name:
+            ctx.fail(
+                f"{fld}.caCertificateRefs[{i}]",
+                "needs kind Secret or ConfigMap and a name",
+                "InvalidKind",
+            )
+            continue
+        data = store.get(f"{ctx.res.namespace}/{name}")
+        if data is None:
+            ctx.fail(
+                f"{fld}.caCertificateRefs[{i}]",
+                f"{kind} {ctx.res.namespace}/{name} not found",
+                "BackendNotFound",
+            )
+            continue
+        pem = data.get("ca.crt")
+        if not pem:
+            ctx.fail(
+                f"{fld}.caCertificateRefs[{i}]",
+                f"{kind} {name} has no key ca.crt",
+                "InvalidCACertificateRef",
+            )
+            continue
+        pems.append(pem)
+    return TLSIR(
+        sni=str(sni),
+        ca_pem="\n".join(pems) if pems else None,
+        insecure_skip_verify=bool(policy.get("insecureSkipVerify", False)),
+    )
+
+
+def _auth(ctx: _Ctx, where: str, auth: Any, defaults: ProviderKind) -> AuthIR | None:
+    fld = "spec.policies.auth"
+    if auth is None:
+        return None
+    if not isinstance(auth, Mapping):
+        ctx.fail(fld, "must be a mapping")
+        return None
+    location = auth.get("location") or {}
+    header = str(location.get("header") or defaults.auth_header).lower()
+    prefix_default = defaults.auth_prefix if header == "authorization" else ""
+    prefix = str(location.get("prefix", prefix_default))
+    if "key" in auth:
+        key = auth["key"]
+        if not isinstance(key, str) or not key.strip():
+            ctx.fail(f"{fld}.key", "must be a non-empty string")
+            return None
+        return AuthIR(header=header, prefix=prefix, value=key.strip(), source="inline key")
+    if "secretRef" in auth:
+        ref = auth["secretRef"]
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            ctx.fail(f"{fld}.secretRef.name", "is required")
+            return None
+        secret_key = f"{ctx.res.namespace}/{ref['name']}"
+        data = ctx.secrets.get(secret_key)
+        if data is None:
+            ctx.fail(f"{fld}.secretRef", f"Secret {secret_key} not found", "BackendNotFound")
+            return None
+        item = str(ref.get("key") or "Authorization")
+        value = data.get(item)
+        if value is None:
+            ctx.fail(
+                f"{fld}.secretRef.key",
+                f"Secret {secret_key} has no key {item!r}",
+                "BackendNotFound",
+            )
+            return None
+        if not value.strip():
+            ctx.fail(f"{fld}.secretRef.key", f"Secret {secret_key} key {item!r} is empty")
+            return None
+        return AuthIR(header=header, prefix=prefix, value=value.strip(), source=f"secret {secret_key}")
+    others = [k for k in auth if k not in ("location",)]
+    ctx.fail(fld, f"auth {others} is not supported by this build (use key or secretRef)", "Unsupported")
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,146 @@
+"""The intermediate representation between Kubernetes-shaped resources and Envoy protos.
+
+Frozen dataclasses, no Kubernetes objects and no protobuf messages (DESIGN
+convention 2). `gatewayapi` builds it, `xds` and `extproc_config` read it.
+Secret values live here only in `AuthIR.value` (repr=False) and leave only
+through the extproc config channel, never into Envoy resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_REQUEST_TIMEOUT_S = 300.0
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AuthIR:
+    header: str
+    prefix: str
+    value: str = field(repr=False)
+    source: str
+
+
+@dataclass(frozen=True)
+class TLSIR:
+    sni: str
+    ca_pem: str | None = None  # None: the system trust store
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderIR:
+    id: str  # "<ns>/<backend>/<provider>"
+    name: str
+    kind: str
+    host: str
+    port: int
+    tls: TLSIR | None
+    model: str | None
+    path: str | None
+    path_prefix: str
+    auth: AuthIR | None
+
+
+@dataclass(frozen=True)
+class BackendIR:
+    key: str  # "<ns>/<name>"
+    providers: tuple[ProviderIR, ...]
+
+    @property
+    def cluster(self) -> str:
+        return f"aibackend/{self.key}"
+
+
+@dataclass(frozen=True)
+class StringMatchIR:
+    kind: str  # Exact | RegularExpression
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MatchIR:
+    path_type: str  # Exact | PathPrefix | RegularExpression
+    path: str
+    headers: tuple[StringMatchIR, ...] = ()
+    query: tuple[StringMatchIR, ...] = ()
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class HeaderModIR:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RewriteIR:
+    prefix: str | None = None  # ReplacePrefixMatch
+    full_path: str | None = None  # ReplaceFullPath
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightedBackendIR:
+    cluster: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class RouteIR:
+    name: str  # unique Envoy route name: "httproute/<ns>/<name>/rule/<i>/match/<j>"
+    route: str  # "<ns>/<name>" of the HTTPRoute (metrics label)
+    match: MatchIR
+    backends: tuple[WeightedBackendIR, ...]
+    ai: bool  # routes to AIBackends: the router stage processes it
+    timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    rewrite: RewriteIR | None = None
+    request_headers: HeaderModIR | None = None
+    response_headers: HeaderModIR | None = None
+    sort_key: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
+class VirtualHostIR:
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[RouteIR, ...]
+
+
+@dataclass(frozen=True)
+class ListenerIR:
+    name: str  # "<gw ns>/<gw name>/<port>"
+    gateway: str  # "<ns>/<name>"
+    port: int
+    address: str
+    virtual_hosts: tuple[VirtualHostIR, ...]
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@dataclass(frozen=True)
+class IR:
+    listeners: tuple[ListenerIR, ...] = ()
+    backends: tuple[BackendIR, ...] = ()
+    models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+
+    def validate(self) -> list[str]:
+        """Internal consistency: every routed cluster exists, names are unique."""
+        errors: list[str] = []
+        clusters = {b.cluster for b in self.backends}
+        ports: dict[tuple[str, int], str] = {}
+        for listener in self.listeners:
+            addr = (listener.address, listener.port)
+            if addr in ports:
+                errors.append(f"listener {listener.name} reuses port {listener.port} of {ports[addr]}")
+            ports[addr] = listener.name
+            for vhost in listener.virtual_hosts:
+                for route in vhost.routes:
+                    errors.extend(
+                        f"route {route.name} points at unknown cluster {wb.cluster}"
+                        for wb in route.backends
+                        if wb.cluster not in clusters
+                    )
+        return errors

@@ -1,0 +1,41 @@
+"""The supervisor's own HTTP endpoints: merged worker metrics and readiness.
+
+`:15020/metrics` merges every extproc worker's metrics (prometheus_client
+multiprocess mode); `:15021/healthz/ready` is 200 once Envoy is LIVE with a
+config and a worker holds the extproc config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+async def start_http(
+    *,
+    host: str,
+    metrics_port: int,
+    ready_port: int,
+    multiproc_dir: str,
+    is_ready: Callable[[], Awaitable[tuple[bool, str]]],
+) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=multiproc_dir)
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok, why = await is_ready()
+        return web.Response(status=200 if ok else 503, text=why + "\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz/ready", ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, metrics_port).start()
+    await web.TCPSite(runner, host, ready_port).start()
+    return runner

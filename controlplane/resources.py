@@ -1,0 +1,188 @@
+"""Reading manifests: multi-document YAML files and directories into typed resources.
+
+This is the file provider's first half. It knows YAML and Secrets' encoding,
+nothing about Gateway API semantics (that is `gatewayapi`). Every resource
+remembers the file it came from so errors can point at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+YAML_SUFFIXES = (".yaml", ".yml")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where it is and why."""
+
+    file: str
+    obj: str  # "Kind namespace/name" or "document N"
+    field: str  # dotted path inside the object, "" for the whole object
+    message: str
+    reason: str = "Invalid"  # a Gateway API-style condition reason
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.obj}"
+        if self.field:
+            where += f": {self.field}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A Kubernetes-shaped object read from a file."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    body: Mapping[str, Any] = field(repr=False, compare=False)
+    file: str = ""
+    creation: str = ""  # metadata.creationTimestamp if given (precedence tie-break)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        spec = self.body.get("spec")
+        return spec if isinstance(spec, Mapping) else {}
+
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, directories expanded to their YAML files (sorted, recursive)."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix in YAML_SUFFIXES and q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
+def load_files(
+    paths: Iterable[str | os.PathLike[str]], *, default_namespace: str = "default"
+) -> tuple[list[Resource], list[Problem]]:
+    """Parse every document of every file; unreadable input becomes a Problem, not an exception."""
+    resources: list[Resource] = []
+    problems: list[Problem] = []
+    for path in expand_paths(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(Problem(str(path), "file", "", f"cannot read: {exc.strerror or exc}"))
+            continue
+        try:
+            docs = list(yaml.safe_load_all(text))
+        except yaml.YAMLError as exc:
+            problems.append(Problem(str(path), "file", "", f"invalid YAML: {exc}"))
+            continue
+        for index, doc in enumerate(docs, start=1):
+            if doc is None:
+                continue
+            res, problem = _to_resource(doc, file=str(path), index=index, ns=default_namespace)
+            if problem:
+                problems.append(problem)
+            elif res:
+                resources.append(res)
+    return resources, problems
+
+
+def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource | None, Problem | None]:
+    where = f"document {index}"
+    if not isinstance(doc, Mapping):
+        return None, Problem(file, where, "", "a manifest must be a mapping")
+    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+        return None, Problem(file, where, "kind", "List documents are not supported; use ---")
+    meta = doc.get("metadata")
+    kind, api = doc.get("kind"), doc.get("apiVersion")
+    if not isinstance(kind, str) or not kind:
+        return None, Problem(file, where, "kind", "missing kind")
+    if not isinstance(api, str) or not api:
+        return None, Problem(file, f"{kind} ({where})", "apiVersion", "missing apiVersion")
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        return None, Problem(file, f"{kind} ({where})", "metadata.name", "missing metadata.name")
+    namespace = meta.get("namespace") or ns
+    return (
+        Resource(
+            api_version=api,
+            kind=kind,
+            name=meta["name"],
+            namespace=str(namespace),
+            body=doc,
+            file=file,
+            creation=str(meta.get("creationTimestamp") or ""),
+        ),
+        None,
+    )
+
+
+def secret_data(
+    secret: Resource, *, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[Problem]]:
+    """Decoded Secret values: `data` (base64) then `stringData` (wins, as in Kubernetes).
+
+    `${VAR}` is expanded from the environment inside Secret values only, so a
+    manifest can be committed without the key it uses.
+    """
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    problems: list[Problem] = []
+    data = secret.body.get("data") or {}
+    string_data = secret.body.get("stringData") or {}
+    for section, values in (("data", data), ("stringData", string_data)):
+        if not isinstance(values, Mapping):
+            problems.append(Problem(secret.file, secret.ref, section, "must be a mapping"))
+            continue
+        for key, value in values.items():
+            text = "" if value is None else str(value)
+            if section == "data":
+                try:
+                    text = base64.b64decode(text, validate=True).decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError):
+                    problems.append(
+                        Problem(secret.file, secret.ref, f"data.{key}", "is not valid base64 UTF-8")
+                    )
+                    continue
+            expanded, missing = _expand_env(text, env)
+            for var in missing:
+                problems.append(
+                    Problem(
+                        secret.file,
+                        secret.ref,
+                        f"{section}.{key}",
+                        f"environment variable {var} is not set",
+                    )
+                )
+            out[str(key)] = expanded
+    return out, problems
+
+
+def _expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            missing.append(name)
+            return ""
+        return env[name]
+
+    return _ENV_VAR.sub(sub, text), missing

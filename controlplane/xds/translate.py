@@ -1,0 +1,518 @@
+"""IR -> Envoy resources as plain dicts in Envoy's JSON shape, then protos.
+
+Dicts keep the translation readable and make the golden files diffable; the
+`to_protos` step parses them into upb messages, which also catches a field
+name Envoy does not know. No secret is ever written here: credentials travel
+to the extproc over its own channel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+# Registering every type that may appear inside an Any.
+import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
+import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
+import envoy.config.listener.v3.listener_pb2 as listener_pb2
+import envoy.config.route.v3.route_pb2 as route_pb2
+import envoy.extensions.access_loggers.file.v3.file_pb2
+import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
+import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.transport_sockets.tls.v3.tls_pb2
+import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR
+from controlplane.xds import names
+
+_T = "type.googleapis.com/"
+SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+EXTPROC_MESSAGE_TIMEOUT = "5s"
+
+
+@dataclass(frozen=True)
+class EnvoyResources:
+    """One consistent set of resources (a snapshot's content) as JSON-shaped dicts."""
+
+    listeners: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_type(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            names.TYPE_LISTENER: self.listeners,
+            names.TYPE_ROUTE: self.routes,
+            names.TYPE_CLUSTER: self.clusters,
+            names.TYPE_ENDPOINT: self.endpoints,
+        }
+
+
+_PROTO_OF = {
+    names.TYPE_LISTENER: listener_pb2.Listener,
+    names.TYPE_ROUTE: route_pb2.RouteConfiguration,
+    names.TYPE_CLUSTER: cluster_pb2.Cluster,
+    names.TYPE_ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+}
+
+
+def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
+    """Parse every dict into its proto; raises json_format.ParseError on a bad field."""
+    out: dict[str, list[Message]] = {}
+    for type_url, items in resources.by_type().items():
+        cls = _PROTO_OF[type_url]
+        out[type_url] = [json_format.ParseDict(item, cls()) for item in items]
+    return out
+
+
+def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE) -> EnvoyResources:
+    res = EnvoyResources()
+    for listener in ir.listeners:
+        res.listeners.append(_listener(listener))
+        res.routes.append(_route_config(listener))
+    for backend in ir.backends:
+        cluster, cla = _cluster(backend, listener_limit=_max_body(ir), system_ca_file=system_ca_file)
+        res.clusters.append(cluster)
+        if cla is not None:
+            res.endpoints.append(cla)
+    return res
+
+
+def _max_body(ir: IR) -> int:
+    return max((lst.max_body_bytes for lst in ir.listeners), default=10 * 1024 * 1024)
+
+
+# --- listeners -------------------------------------------------------------------------------
+
+
+def _openai_error(message: str, etype: str, code: str) -> dict[str, Any]:
+    return {
+        "json_format": {"error": {"message": message, "type": etype, "code": code, "param": None}},
+        "content_type": "application/json",
+    }
+
+
+def _mapper(flags: list[str] | None, status: int | None, body: dict[str, Any]) -> dict[str, Any]:
+    flt: dict[str, Any]
+    if flags:
+        flt = {"response_flag_filter": {"flags": flags}}
+    else:
+        flt = {
+            "status_code_filter": {
+                "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": "_"}}
+            }
+        }
+    return {"filter": flt, "body_format_override": body}
+
+
+def local_reply_config() -> dict[str, Any]:
+    """Envoy's own error replies (no route, upstream down, too large) in the OpenAI error schema.
+
+    Filters are on response flags or statuses Envoy alone produces, so the
+    extproc's own error bodies (already in the client's schema) are left alone.
+    """
+    return {
+        "mappers": [
+            _mapper(
+                ["NR"],
+                None,
+                _openai_error(
+                    "No route matches %REQ(:METHOD)% %REQ(:PATH)%", "invalid_request_error", "route_not_found"
+                ),
+            ),
+            _mapper(
+                ["UH", "UF", "URX", "UO", "NC", "UC", "UR", "UPE", "DC"],
+                None,
+                _openai_error(
+                    "Upstream provider unavailable: %LOCAL_REPLY_BODY%",
+                    "server_error",
+                    "upstream_unavailable",
+                ),
+            ),
+            _mapper(
+                ["UT", "SI"],
+                None,
+                _openai_error(
+                    "Upstream provider timed out: %LOCAL_REPLY_BODY%", "server_error", "upstream_timeout"
+                ),
+            ),
+            _mapper(
+                None,
+                413,
+                _openai_error(
+                    "Request body is larger than this gateway accepts",
+                    "invalid_request_error",
+                    "request_too_large",
+                ),
+            ),
+            _mapper(
+                None,
+                503,
+                _openai_error(
+                    "The gateway could not process the request: %LOCAL_REPLY_BODY%",
+                    "server_error",
+                    "gateway_unavailable",
+                ),
+            ),
+            _mapper(
+                None,
+                500,
+                _openai_error(
+                    "The gateway could not process the request: %LOCAL_REPLY_BODY%",
+                    "server_error",
+                    "gateway_error",
+                ),
+            ),
+        ]
+    }
+
+
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "time": "%START_TIME%",
+    "gateway": "%DYNAMIC_METADATA(llmgw:gateway)%",
+    "route": "%ROUTE_NAME%",
+    "backend": "%UPSTREAM_CLUSTER%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "duration_ms": "%DURATION%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+    "gen_ai.operation.name": "%DYNAMIC_METADATA(llmgw:gen_ai.operation.name)%",
+    "gen_ai.provider.name": "%DYNAMIC_METADATA(llmgw:gen_ai.provider.name)%",
+    "gen_ai.request.model": "%DYNAMIC_METADATA(llmgw:gen_ai.request.model)%",
+    "gen_ai.response.model": "%DYNAMIC_METADATA(llmgw:gen_ai.response.model)%",
+    "gen_ai.usage.input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.input_tokens)%",
+    "gen_ai.usage.output_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.output_tokens)%",
+    "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
+    "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
+}
+
+
+def _extproc_service(stage: str, gateway: str | None) -> dict[str, Any]:
+    meta = [{"key": names.STAGE_HEADER, "value": stage}]
+    if gateway:
+        meta.append({"key": names.GATEWAY_HEADER, "value": gateway})
+    return {"envoy_grpc": {"cluster_name": names.EXTPROC_CLUSTER}, "initial_metadata": meta}
+
+
+def router_stage_filter(gateway: str) -> dict[str, Any]:
+    """The HCM ext_proc filter: model from the body, response translation and usage."""
+    return {
+        "name": names.ROUTER_STAGE_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": _extproc_service("router", gateway),
+            "failure_mode_allow": False,
+            "status_on_error": {"code": "ServiceUnavailable"},
+            "message_timeout": EXTPROC_MESSAGE_TIMEOUT,
+            "allow_mode_override": True,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_header_mode": "SEND",
+                "response_body_mode": "BUFFERED",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "response_attributes": ["xds.route_name", "xds.cluster_name", "xds.upstream_host_metadata"],
+            "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
+        },
+    }
+
+
+def _listener(listener: ListenerIR) -> dict[str, Any]:
+    hcm = {
+        "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": listener.name.replace("/", "_"),
+        "codec_type": "AUTO",
+        "rds": {
+            "route_config_name": listener.name,
+            "config_source": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "http_filters": [
+            router_stage_filter(listener.gateway),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": "/dev/stdout",
+                    "log_format": {"json_format": ACCESS_LOG_FORMAT},
+                },
+            }
+        ],
+        "local_reply_config": local_reply_config(),
+        "stream_idle_timeout": "300s",
+        "use_remote_address": True,
+    }
+    return {
+        "name": listener.name,
+        "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},
+        "per_connection_buffer_limit_bytes": listener.max_body_bytes,
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+def _route_config(listener: ListenerIR) -> dict[str, Any]:
+    return {
+        "name": listener.name,
+        "virtual_hosts": [
+            {
+                "name": vh.name,
+                "domains": list(vh.domains),
+                "routes": [_route(r) for r in vh.routes],
+            }
+            for vh in listener.virtual_hosts
+        ],
+        "request_headers_to_remove": ["x-llmgw-provider"],
+    }
+
+
+def _string_match(kind: str, value: str) -> dict[str, Any]:
+    return {"exact": value} if kind == "Exact" else {"safe_regex": {"regex": value}}
+
+
+def _match(m: MatchIR) -> dict[str, Any]:
+    out: dict[str, Any]
+    if m.path_type == "Exact":
+        out = {"path": m.path}
+    elif m.path_type == "RegularExpression":
+        out = {"safe_regex": {"regex": m.path}}
+    elif m.path == "/":
+        out = {"prefix": "/"}
+    else:
+        out = {"path_separated_prefix": m.path}
+    headers = [{"name": h.name, "string_match": _string_match(h.kind, h.value)} for h in m.headers]
+    if m.method:
+        headers.append({"name": ":method", "string_match": {"exact": m.method}})
+    if headers:
+        out["headers"] = headers
+    if m.query:
+        out["query_parameters"] = [
+            {"name": q.name, "string_match": _string_match(q.kind, q.value)} for q in m.query
+        ]
+    return out
+
+
+def _header_values(mod: HeaderModIR) -> list[dict[str, Any]]:
+    sets = [
+        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in mod.set
+    ]
+    adds = [
+        {"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in mod.add
+    ]
+    return sets + adds
+
+
+def _route(r: RouteIR) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
+    if not r.backends:
+        out["direct_response"] = {
+            "status": 500,
+            "body": {
+                "inline_string": orjson.dumps(
+                    {
+                        "error": {
+                            "message": f"route {r.route} has no valid backend",
+                            "type": "server_error",
+                            "code": "no_valid_backend",
+                            "param": None,
+                        }
+                    }
+                ).decode()
+            },
+        }
+    else:
+        action: dict[str, Any] = {"timeout": f"{r.timeout_s:g}s"}
+        if len(r.backends) == 1:
+            action["cluster"] = r.backends[0].cluster
+        else:
+            action["weighted_clusters"] = {
+                "clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]
+            }
+        rw = r.rewrite
+        if rw and rw.prefix is not None:
+            if rw.prefix in ("", "/") and r.match.path != "/":
+                action["regex_rewrite"] = {
+                    "pattern": {"regex": "^" + _re_escape(r.match.path) + "/*"},
+                    "substitution": "/",
+                }
+            else:
+                action["prefix_rewrite"] = rw.prefix
+        elif rw and rw.full_path is not None:
+            action["regex_rewrite"] = {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}
+        if rw and rw.hostname:
+            action["host_rewrite_literal"] = rw.hostname
+        elif r.ai:
+            action["auto_host_rewrite"] = True
+        out["route"] = action
+    if r.request_headers:
+        if r.request_headers.set or r.request_headers.add:
+            out["request_headers_to_add"] = _header_values(r.request_headers)
+        if r.request_headers.remove:
+            out["request_headers_to_remove"] = list(r.request_headers.remove)
+    if r.response_headers:
+        if r.response_headers.set or r.response_headers.add:
+            out["response_headers_to_add"] = _header_values(r.response_headers)
+        if r.response_headers.remove:
+            out["response_headers_to_remove"] = list(r.response_headers.remove)
+    if not r.ai:
+        out["typed_per_filter_config"] = {
+            names.ROUTER_STAGE_FILTER: {
+                "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                "disabled": True,
+            }
+        }
+    return out
+
+
+def _re_escape(path: str) -> str:
+    return "".join("\\" + c if c in r".^$*+?()[]{}|\\" else c for c in path)
+
+
+# --- clusters --------------------------------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def attempt_stage_filter() -> dict[str, Any]:
+    """The upstream ext_proc filter: per attempt, translate and authenticate for the picked provider."""
+    return {
+        "name": names.ATTEMPT_STAGE_FILTER,
+        "typed_config": {
+            "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            "grpc_service": _extproc_service("attempt", None),
+            "failure_mode_allow": False,
+            "status_on_error": {"code": "ServiceUnavailable"},
+            "message_timeout": EXTPROC_MESSAGE_TIMEOUT,
+            "processing_mode": {
+                "request_header_mode": "SEND",
+                "request_body_mode": "BUFFERED",
+                "response_header_mode": "SKIP",
+                "response_body_mode": "NONE",
+                "request_trailer_mode": "SKIP",
+                "response_trailer_mode": "SKIP",
+            },
+            "request_attributes": ["xds.upstream_host_metadata"],
+        },
+    }
+
+
+def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
+    assert p.tls is not None
+    validation: dict[str, Any] = {}
+    if not p.tls.insecure_skip_verify:
+        validation["trusted_ca"] = (
+            {"inline_string": p.tls.ca_pem} if p.tls.ca_pem else {"filename": system_ca_file}
+        )
+        if p.tls.sni:
+            validation["match_typed_subject_alt_names"] = [
+                {"san_type": "DNS", "matcher": {"exact": p.tls.sni}}
+            ]
+    tls: dict[str, Any] = {
+        "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {"validation_context": validation},
+    }
+    if p.tls.sni:
+        tls["sni"] = p.tls.sni
+    return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
+
+
+def _lb_endpoint(p: ProviderIR) -> dict[str, Any]:
+    return {
+        "endpoint": {
+            "address": {"socket_address": {"address": p.host, "port_value": p.port}},
+            "hostname": p.host,
+        },
+        "metadata": {
+            "filter_metadata": {
+                names.METADATA_NAMESPACE: {"provider": p.id},
+                "envoy.transport_socket_match": {"provider": p.id},
+            }
+        },
+    }
+
+
+def _cluster(
+    b: BackendIR, *, listener_limit: int, system_ca_file: str
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    all_ips = all(_is_ip(p.host) for p in b.providers)
+    cla = {
+        "cluster_name": b.cluster,
+        "endpoints": [{"lb_endpoints": [_lb_endpoint(p) for p in b.providers]}],
+    }
+    cluster: dict[str, Any] = {
+        "name": b.cluster,
+        "connect_timeout": "5s",
+        "lb_policy": "LEAST_REQUEST",
+        "per_connection_buffer_limit_bytes": listener_limit,
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [
+                    attempt_stage_filter(),
+                    {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {
+                            "@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+                        },
+                    },
+                ],
+            }
+        },
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "max_connections": 100000,
+                    "max_pending_requests": 100000,
+                    "max_requests": 100000,
+                    "max_retries": 1000,
+                }
+            ]
+        },
+    }
+    matches = [
+        {
+            "name": p.id,
+            "match": {"provider": p.id},
+            "transport_socket": _tls_socket(p, system_ca_file),
+        }
+        for p in b.providers
+        if p.tls is not None
+    ]
+    if matches:
+        cluster["transport_socket_matches"] = matches
+    if all_ips:
+        cluster["type"] = "EDS"
+        cluster["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
+        return cluster, cla
+    cluster["type"] = "STRICT_DNS"
+    cluster["dns_lookup_family"] = "V4_PREFERRED"
+    cluster["load_assignment"] = cla
+    return cluster, None

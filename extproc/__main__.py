@@ -1,0 +1,33 @@
+"""`python -m extproc`: one extproc worker (what `llmgw extproc` and `llmgw run` start)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from extproc.worker import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llmgw extproc", description="Run one extproc worker.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(listen=args.listen, config_target=args.config, name=args.name)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        default="unix:/tmp/llmgw-extproc.sock",
+        help="gRPC address Envoy connects to (unix:PATH or HOST:PORT)",
+    )
+    parser.add_argument(
+        "--config",
+        default="unix:/tmp/llmgw-xds.sock",
+        help="control plane address serving the extproc config channel",
+    )
+    parser.add_argument("--name", default="extproc", help="worker name used in logs")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The worker side of the config channel: keep the newest good config, survive restarts.
+
+A config that fails to decode is rejected with a log line and the last good
+one stays (DESIGN convention 7). While the control plane is away the worker
+keeps serving and reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from extproc.contract import EMPTY, ExtprocConfig
+
+log = logging.getLogger("llmgw.extproc.config")
+WATCH_METHOD = "/llmgw.config.v1.ExtprocConfig/Watch"
+
+
+class ConfigHolder:
+    def __init__(self) -> None:
+        self.current: ExtprocConfig = EMPTY
+        self.ready = asyncio.Event()
+
+    def accept(self, raw: bytes) -> bool:
+        try:
+            config = ExtprocConfig.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("rejected extproc config, keeping version %r: %s", self.current.version, exc)
+            return False
+        self.current = config
+        self.ready.set()
+        log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
+        return True
+
+
+async def watch_config(*, target: str, holder: ConfigHolder, worker: str) -> None:
+    """Run forever: subscribe, apply each config, reconnect on failure."""
+    delay = 0.1
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:
+                call = channel.unary_stream(WATCH_METHOD, request_serializer=None, response_deserializer=None)
+                async for raw in call(worker.encode()):
+                    holder.accept(raw)
+                    delay = 0.1
+        except grpc.aio.AioRpcError as exc:
+            log.debug("config channel: %s", exc.code())
+        except asyncio.CancelledError:
+            raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)

@@ -1,0 +1,81 @@
+"""The versioned config contract between the control plane and extproc workers.
+
+Plain frozen dataclasses with a JSON encoding, so neither side imports the
+other's Kubernetes or protobuf types (DESIGN: "extproc and controlplane share
+only a small versioned config contract"). Secrets travel here, never in Envoy
+config; this channel is a local Unix socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+CONTRACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Where and how the provider credential goes on the upstream request."""
+
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    value: str = ""
+    source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
+
+    def header_value(self) -> str:
+        """The full header value; a value that already carries the prefix is kept as is."""
+        if self.prefix and self.value.lower().startswith(self.prefix.strip().lower() + " "):
+            return self.value
+        return f"{self.prefix}{self.value}"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One upstream provider as the extproc sees it (an endpoint of a backend cluster)."""
+
+    id: str  # "<namespace>/<backend>/<provider name>": endpoint metadata carries it
+    backend: str  # "<namespace>/<backend>"
+    kind: str  # openai | custom | ...
+    host: str
+    model: str | None = None  # overrides the body's model upstream
+    path: str | None = None  # full upstream path (wins over pathPrefix)
+    path_prefix: str = "/v1"  # prefix put before the operation suffix
+    auth: AuthConfig | None = None
+
+
+@dataclass(frozen=True)
+class ExtprocConfig:
+    """Everything a worker needs; replaced atomically as a whole."""
+
+    version: str
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    # gateway ("<ns>/<name>") -> model ids answered on GET .../models
+    models: dict[str, list[str]] = field(default_factory=dict)
+    contract: int = CONTRACT_VERSION
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ExtprocConfig:
+        raw: dict[str, Any] = orjson.loads(data)
+        if raw.get("contract") != CONTRACT_VERSION:
+            raise ValueError(
+                f"config contract {raw.get('contract')!r} is not supported "
+                f"(this worker speaks {CONTRACT_VERSION})"
+            )
+        providers = {}
+        for pid, p in raw.get("providers", {}).items():
+            auth = AuthConfig(**p["auth"]) if p.get("auth") else None
+            providers[pid] = ProviderConfig(**{**p, "auth": auth})
+        return cls(
+            version=str(raw["version"]),
+            providers=providers,
+            models={k: list(v) for k, v in raw.get("models", {}).items()},
+        )
+
+
+EMPTY = ExtprocConfig(version="")

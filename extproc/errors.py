@@ -1,0 +1,67 @@
+"""Errors the gateway itself answers, in the client's schema (OpenAI or Anthropic)."""
+
+from __future__ import annotations
+
+import orjson
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+
+
+def error_body(*, status: int, message: str, code: str, anthropic: bool = False) -> bytes:
+    if anthropic:
+        etype = _ANTHROPIC_TYPES.get(status, "api_error")
+        return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
+    etype = _OPENAI_TYPES.get(status, "server_error")
+    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
+
+
+def immediate(
+    *, status: int, message: str, code: str, anthropic: bool = False, details: str = ""
+) -> ep.ProcessingResponse:
+    """An ext_proc ImmediateResponse carrying a client-schema JSON error."""
+    headers = ep.HeaderMutation(
+        set_headers=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json")
+            )
+        ]
+    )
+    return ep.ProcessingResponse(
+        immediate_response=ep.ImmediateResponse(
+            status={"code": status},
+            headers=headers,
+            body=error_body(status=status, message=message, code=code, anthropic=anthropic),
+            details=details or code,
+        )
+    )
+
+
+def json_response(*, status: int, body: bytes) -> ep.ProcessingResponse:
+    """A gateway-answered success (e.g. GET /models)."""
+    headers = ep.HeaderMutation(
+        set_headers=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json")
+            )
+        ]
+    )
+    return ep.ProcessingResponse(
+        immediate_response=ep.ImmediateResponse(status={"code": status}, headers=headers, body=body)
+    )

@@ -1,0 +1,38 @@
+"""Which API operation a request is, from its path suffix (DESIGN: "Operation by path")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # our name, also the path suffix
+    suffix: str
+    semconv: str  # gen_ai.operation.name
+    needs_model: bool
+    streams: bool  # may answer with SSE and carry stream_options
+
+
+OPERATIONS = (
+    Operation("chat_completions", "/chat/completions", "chat", True, True),
+    Operation("completions", "/completions", "text_completion", True, True),
+    Operation("embeddings", "/embeddings", "embeddings", True, False),
+    Operation("messages", "/messages", "chat", True, True),
+    Operation("responses", "/responses", "chat", True, True),
+    Operation("models", "/models", "models", False, False),
+)
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """(path without query, "?query" or "")."""
+    i = path.find("?")
+    return (path, "") if i < 0 else (path[:i], path[i:])
+
+
+def operation_of(path: str) -> Operation | None:
+    bare = split_path(path)[0].rstrip("/")
+    for op in OPERATIONS:
+        if bare.endswith(op.suffix):
+            return op
+    return None

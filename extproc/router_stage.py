@@ -1,0 +1,239 @@
+"""Router stage: the HCM ext_proc filter on AI routes.
+
+Request: reads the buffered body once, sets `x-gateway-model-name` and clears
+the route cache so HTTPRoute header matches can route on the body's model,
+and rejects bad input in the client's schema. Response: extracts usage (JSON
+or SSE), hides the usage-only chunk the gateway asked for on the client's
+behalf, records metrics and writes usage to Envoy dynamic metadata for the
+access log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from google.protobuf import struct_pb2
+
+from extproc import errors, metrics
+from extproc.contract import ExtprocConfig
+from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.operations import Operation, operation_of
+from extproc.sse import SSEDecoder
+from extproc.usage import Usage, from_openai
+
+MODEL_HEADER = "x-gateway-model-name"
+_CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
+_STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
+
+
+def _has_usage(data: bytes) -> bool:
+    """Cheap pre-check so that only the chunk carrying usage is parsed (others say `"usage":null`)."""
+    return b'"usage":{' in data or b'"usage": {' in data
+
+
+@dataclass
+class RouterRequest:
+    """Per-request state of the router stage (one ext_proc stream)."""
+
+    gateway: str
+    config: ExtprocConfig
+    started: float = field(default_factory=time.monotonic)
+    op: Operation | None = None
+    path: str = ""
+    request_model: str = ""
+    client_wants_usage: bool = True
+    stream: bool = False
+    status: int = 0
+    sse: SSEDecoder | None = None
+    route: str = ""
+    backend: str = ""
+    provider: str = ""
+    response_model: str = ""
+    usage: Usage | None = None
+    first_chunk_at: float | None = None
+    done: bool = False
+
+    # --- request ---------------------------------------------------------------------------
+
+    def on_request_headers(self, msg: ep.HttpHeaders) -> ep.ProcessingResponse:
+        headers = header_dict(msg)
+        self.path = headers.get(":path", "")
+        self.op = operation_of(self.path)
+        if self.op and self.op.name == "models" and headers.get(":method") == "GET":
+            return self._models()
+        if msg.end_of_stream and self.op and self.op.needs_model and headers.get(":method") == "POST":
+            return self._error(
+                400, "The request has no body; a JSON body with `model` is required.", "missing_body"
+            )
+        return _CONTINUE
+
+    def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        op = self.op
+        try:
+            body = orjson.loads(msg.body)
+        except orjson.JSONDecodeError as exc:
+            if op is None:
+                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+            return self._error(
+                400, f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.", "invalid_json"
+            )
+        if not isinstance(body, dict):
+            return self._error(400, "The request body must be a JSON object.", "invalid_body")
+        model = body.get("model")
+        if op is not None and op.needs_model and (not isinstance(model, str) or not model):
+            return self._error(400, "You must provide a model parameter.", "missing_model")
+        self.request_model = model if isinstance(model, str) else ""
+        if op is not None and op.streams and body.get("stream") is True:
+            self.stream = True
+            options = body.get("stream_options")
+            self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        common = ep.CommonResponse()
+        if self.request_model:
+            common.header_mutation.set_headers.append(set_header(MODEL_HEADER, self.request_model))
+        else:
+            common.header_mutation.remove_headers.append(MODEL_HEADER)
+        common.clear_route_cache = True
+        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    def _models(self) -> ep.ProcessingResponse:
+        ids = self.config.models.get(self.gateway, [])
+        body = orjson.dumps(
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "llmgw"} for m in ids],
+            }
+        )
+        return errors.json_response(status=200, body=body)
+
+    def _error(self, status: int, message: str, code: str) -> ep.ProcessingResponse:
+        self.done = True
+        anthropic = self.op is not None and self.op.name == "messages"
+        return errors.immediate(status=status, message=message, code=code, anthropic=anthropic)
+
+    # --- response --------------------------------------------------------------------------
+
+    def on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        msg = req.response_headers
+        headers = header_dict(msg)
+        try:
+            self.status = int(headers.get(":status", "0"))
+        except ValueError:
+            self.status = 0
+        route_name = attribute(req, "xds.route_name")
+        if isinstance(route_name, str) and route_name.startswith("httproute/"):
+            self.route = "/".join(route_name.split("/")[1:3])
+        cluster = attribute(req, "xds.cluster_name")
+        if isinstance(cluster, str):
+            self.backend = cluster.removeprefix("aibackend/")
+        pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
+        if pid:
+            prov = self.config.providers.get(pid)
+            self.provider = prov.kind if prov else ""
+        resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        if msg.end_of_stream:
+            resp.dynamic_metadata.CopyFrom(self._finish())
+        elif headers.get("content-type", "").startswith("text/event-stream"):
+            self.sse = SSEDecoder()
+            resp.mode_override.CopyFrom(_STREAMED)
+        return resp
+
+    def on_response_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        resp = ep.ProcessingResponse(response_body=ep.BodyResponse())
+        if self.sse is not None:
+            self._on_sse_chunk(msg, resp)
+        elif msg.end_of_stream and 200 <= self.status < 300:
+            self._on_json(msg.body)
+        if msg.end_of_stream and not self.done:
+            resp.dynamic_metadata.CopyFrom(self._finish())
+        return resp
+
+    def _on_json(self, body: bytes) -> None:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(doc, dict):
+            self.usage = from_openai(doc.get("usage"))
+            model = doc.get("model")
+            if isinstance(model, str):
+                self.response_model = model
+
+    def _on_sse_chunk(self, msg: ep.HttpBody, resp: ep.ProcessingResponse) -> None:
+        assert self.sse is not None
+        if self.first_chunk_at is None and msg.body:
+            self.first_chunk_at = time.monotonic()
+        events = self.sse.feed(msg.body)
+        strip = not self.client_wants_usage
+        kept: list[bytes] = []
+        dropped = False
+        for ev in events:
+            if ev.data and ev.data != b"[DONE]" and (_has_usage(ev.data) or not self.response_model):
+                try:
+                    doc = orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    doc = None
+                if isinstance(doc, dict):
+                    if not self.response_model and isinstance(doc.get("model"), str):
+                        self.response_model = doc["model"]
+                    usage = from_openai(doc.get("usage"))
+                    if usage is not None:
+                        self.usage = usage if self.usage is None else self.usage.merged(usage)
+                        if strip and doc.get("choices") == []:
+                            dropped = True
+                            continue
+            kept.append(ev.raw)
+        if strip:
+            # Hold back a partial event so that a usage chunk split across reads can still go.
+            out = b"".join(kept)
+            if msg.end_of_stream:
+                out += self.sse.flush()
+            if dropped or out != msg.body:
+                resp.response_body.response.body_mutation.body = out
+
+    def _finish(self) -> struct_pb2.Struct:
+        self.done = True
+        now = time.monotonic()
+        op = self.op.semconv if self.op else "unknown"
+        labels = metrics.RequestLabels(
+            operation=op,
+            provider=self.provider,
+            request_model=self.request_model,
+            response_model=self.response_model or self.request_model,
+            gateway=self.gateway,
+            route=self.route,
+            backend=self.backend,
+        )
+        ttft = self.first_chunk_at - self.started if self.first_chunk_at else None
+        streamed = now - self.first_chunk_at if self.first_chunk_at else None
+        if 200 <= self.status < 300:
+            metrics.record(
+                labels=labels,
+                usage=self.usage,
+                duration_s=now - self.started,
+                ttft_s=ttft,
+                streamed_for_s=streamed,
+            )
+        meta: dict[str, object] = {
+            "gateway": self.gateway,
+            "gen_ai.operation.name": op,
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.request.model": self.request_model,
+            "gen_ai.response.model": labels.response_model,
+        }
+        if self.usage is not None:
+            for key, value in (
+                ("gen_ai.usage.input_tokens", self.usage.input),
+                ("gen_ai.usage.output_tokens", self.usage.output),
+                ("gen_ai.usage.cache_read_input_tokens", self.usage.cache_read),
+            ):
+                if value is not None:
+                    meta[key] = value
+        if ttft is not None:
+            meta["gen_ai.server.time_to_first_token_ms"] = round(ttft * 1000, 3)
+        out = struct_pb2.Struct()
+        out.update({"llmgw": meta})
+        return out

@@ -1,0 +1,85 @@
+"""The ext_proc gRPC service: one stream per HTTP request per stage.
+
+The stage comes from the stream's initial metadata (set per filter by the
+control plane), so one worker serves both stages and either stage of a
+request may land on any worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from extproc import errors
+from extproc.attempt_stage import AttemptRequest
+from extproc.configclient import ConfigHolder
+from extproc.router_stage import RouterRequest
+
+log = logging.getLogger("llmgw.extproc")
+
+
+class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
+    def __init__(self, holder: ConfigHolder) -> None:
+        self.holder = holder
+
+    async def Process(
+        self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ep.ProcessingResponse]:
+        stage = gateway = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-llmgw-stage":
+                stage = str(value)
+            elif key == "x-llmgw-gateway":
+                gateway = str(value)
+        config = self.holder.current
+        if stage == "attempt":
+            attempt = AttemptRequest(config=config)
+            async for req in request_iterator:
+                which = req.WhichOneof("request")
+                if which == "request_headers":
+                    yield attempt.on_request_headers(req)
+                elif which == "request_body":
+                    yield attempt.on_request_body(req.request_body)
+                else:
+                    yield _passthrough(which)
+            return
+        router = RouterRequest(gateway=gateway, config=config)
+        async for req in request_iterator:
+            which = req.WhichOneof("request")
+            try:
+                if which == "request_headers":
+                    yield router.on_request_headers(req.request_headers)
+                elif which == "request_body":
+                    yield router.on_request_body(req.request_body)
+                elif which == "response_headers":
+                    yield router.on_response_headers(req)
+                elif which == "response_body":
+                    yield router.on_response_body(req.response_body)
+                else:
+                    yield _passthrough(which)
+            except Exception:  # a bug must not hang the request: answer, log, keep serving
+                log.exception("router stage failed on %s", which)
+                if which in ("request_headers", "request_body"):
+                    yield errors.immediate(
+                        status=500, message="The gateway failed to process the request.", code="gateway_error"
+                    )
+                else:
+                    yield _passthrough(which)
+
+
+def _passthrough(which: str | None) -> ep.ProcessingResponse:
+    if which == "request_headers":
+        return ep.ProcessingResponse(request_headers=ep.HeadersResponse())
+    if which == "response_headers":
+        return ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+    if which == "request_body":
+        return ep.ProcessingResponse(request_body=ep.BodyResponse())
+    if which == "response_body":
+        return ep.ProcessingResponse(response_body=ep.BodyResponse())
+    if which == "request_trailers":
+        return ep.ProcessingResponse(request_trailers=ep.TrailersResponse())
+    return ep.ProcessingResponse(response_trailers=ep.TrailersResponse())

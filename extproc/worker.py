@@ -1,0 +1,59 @@
+"""One extproc worker process: the ext_proc server on a Unix socket plus the config watcher.
+
+`llmgw extproc` runs this alone (e.g. as a sidecar); `llmgw run` starts one
+per core. uvloop and a Unix socket: measured ~20 % and ~25 % less Python CPU
+per request than asyncio on TCP (DESIGN, performance notes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+import grpc
+import uvloop
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+
+from extproc.configclient import ConfigHolder, watch_config
+from extproc.server import ExternalProcessor
+
+log = logging.getLogger("llmgw.extproc")
+
+
+async def serve(*, listen: str, config_target: str, name: str) -> None:
+    holder = ConfigHolder()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
+    if listen.startswith("unix:"):
+        path = listen.removeprefix("unix:")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    server.add_insecure_port(listen)
+    await server.start()
+    watcher = asyncio.create_task(
+        watch_config(target=config_target, holder=holder, worker=name), name="config-watch"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("extproc worker %s listening on %s", name, listen)
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await server.stop(grace=2)
+
+
+def run(*, listen: str, config_target: str, name: str) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LLMGW_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    )
+    uvloop.run(serve(listen=listen, config_target=config_target, name=name))
+    return 0
