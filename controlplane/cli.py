@@ -7,6 +7,10 @@ import logging
 import os
 import sys
 
+# The supervisor forks children while gRPC threads run; they exec at once, so gRPC's
+# fork handlers are not needed (and only log noise).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import uvloop
 
 from controlplane.compile import compile_paths

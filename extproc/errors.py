@@ -48,7 +48,7 @@ def immediate(
             status={"code": status},
             headers=headers,
             body=error_body(status=status, message=message, code=code, anthropic=anthropic),
-            details=details or code,
+            details="llmgw_" + (details or code),
         )
     )
 
@@ -63,5 +63,5 @@ def json_response(*, status: int, body: bytes) -> ep.ProcessingResponse:
         ]
     )
     return ep.ProcessingResponse(
-        immediate_response=ep.ImmediateResponse(status={"code": status}, headers=headers, body=body)
+        immediate_response=ep.ImmediateResponse(status={"code": status}, headers=headers, body=body, details="llmgw_answered")
     )

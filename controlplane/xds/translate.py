@@ -18,6 +18,7 @@ import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.file.v3.file_pb2
+import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2  # noqa: F401
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
@@ -103,9 +104,14 @@ def _mapper(flags: list[str] | None, status: int | None, body: dict[str, Any]) -
     if flags:
         flt = {"response_flag_filter": {"flags": flags}}
     else:
+        # Only replies Envoy made itself: the extproc's own errors carry details "llmgw_*".
         flt = {
-            "status_code_filter": {
-                "comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": "_"}}
+            "extension_filter": {
+                "name": "envoy.access_loggers.extension_filters.cel",
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                    "expression": f"response.code == {status} && !response.code_details.startsWith('llmgw_')",
+                },
             }
         }
     return {"filter": flt, "body_format_override": body}
@@ -114,60 +120,47 @@ def _mapper(flags: list[str] | None, status: int | None, body: dict[str, Any]) -
 def local_reply_config() -> dict[str, Any]:
     """Envoy's own error replies (no route, upstream down, too large) in the OpenAI error schema.
 
-    Filters are on response flags or statuses Envoy alone produces, so the
-    extproc's own error bodies (already in the client's schema) are left alone.
+    The extproc's own error bodies are already in the client's schema and are
+    left alone (their response code details start with `llmgw_`).
     """
     return {
         "mappers": [
             _mapper(
                 ["NR"],
                 None,
-                _openai_error(
-                    "No route matches %REQ(:METHOD)% %REQ(:PATH)%", "invalid_request_error", "route_not_found"
-                ),
+                _openai_error("No route matches %REQ(:METHOD)% %REQ(:PATH)%", "invalid_request_error", "route_not_found"),
             ),
             _mapper(
                 ["UH", "UF", "URX", "UO", "NC", "UC", "UR", "UPE", "DC"],
                 None,
                 _openai_error(
-                    "Upstream provider unavailable: %LOCAL_REPLY_BODY%",
-                    "server_error",
-                    "upstream_unavailable",
+                    "Upstream provider unavailable: %LOCAL_REPLY_BODY%", "server_error", "upstream_unavailable"
                 ),
             ),
             _mapper(
                 ["UT", "SI"],
                 None,
-                _openai_error(
-                    "Upstream provider timed out: %LOCAL_REPLY_BODY%", "server_error", "upstream_timeout"
-                ),
+                _openai_error("Upstream provider timed out: %LOCAL_REPLY_BODY%", "server_error", "upstream_timeout"),
             ),
             _mapper(
                 None,
                 413,
                 _openai_error(
-                    "Request body is larger than this gateway accepts",
-                    "invalid_request_error",
-                    "request_too_large",
+                    "Request body is larger than this gateway accepts", "invalid_request_error", "request_too_large"
                 ),
             ),
             _mapper(
                 None,
                 503,
                 _openai_error(
-                    "The gateway could not process the request: %LOCAL_REPLY_BODY%",
-                    "server_error",
+                    "The gateway's request processor is unavailable; retry shortly.", "server_error",
                     "gateway_unavailable",
                 ),
             ),
             _mapper(
                 None,
                 500,
-                _openai_error(
-                    "The gateway could not process the request: %LOCAL_REPLY_BODY%",
-                    "server_error",
-                    "gateway_error",
-                ),
+                _openai_error("The gateway failed to process the request.", "server_error", "gateway_error"),
             ),
         ]
     }
@@ -175,7 +168,6 @@ def local_reply_config() -> dict[str, Any]:
 
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "time": "%START_TIME%",
-    "gateway": "%DYNAMIC_METADATA(llmgw:gateway)%",
     "route": "%ROUTE_NAME%",
     "backend": "%UPSTREAM_CLUSTER%",
     "method": "%REQ(:METHOD)%",
@@ -251,7 +243,7 @@ def _listener(listener: ListenerIR) -> dict[str, Any]:
                 "typed_config": {
                     "@type": _T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
                     "path": "/dev/stdout",
-                    "log_format": {"json_format": ACCESS_LOG_FORMAT},
+                    "log_format": {"json_format": {"gateway": listener.gateway, **ACCESS_LOG_FORMAT}},
                 },
             }
         ],
