@@ -9,9 +9,7 @@ from string import Template
 TEMPLATE = Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.yaml"
 
 
-def render(
-    *, node_id: str, admin_port: int, xds_socket: str, extproc_sockets: list[str], max_streams: int = 4
-) -> str:
+def render(*, node_id: str, admin_port: int, xds_socket: str, extproc_sockets: list[str], max_streams: int = 4) -> str:
     endpoints = [{"endpoint": {"address": {"pipe": {"path": s}}}} for s in extproc_sockets]
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         NODE_ID=node_id,

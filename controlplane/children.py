@@ -56,9 +56,7 @@ class Child:
                 return
             if self.on_exit:
                 self.on_exit(self.proc.pid)
-            log.warning(
-                "%s (pid %d) exited with %d; restarting in %.1fs", self.name, self.proc.pid, code, delay
-            )
+            log.warning("%s (pid %d) exited with %d; restarting in %.1fs", self.name, self.proc.pid, code, delay)
             await asyncio.sleep(delay)
             if self._stopping:
                 return

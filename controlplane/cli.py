@@ -80,13 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10 * 1024 * 1024,
         help="largest request body accepted (default 10 MiB)",
     )
-    run.add_argument(
-        "--envoy-concurrency", type=int, default=0, help="Envoy worker threads (0: one per core)"
-    )
+    run.add_argument("--envoy-concurrency", type=int, default=0, help="Envoy worker threads (0: one per core)")
     run.add_argument("--envoy-log-level", default="warning")
-    run.add_argument(
-        "--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)"
-    )
+    run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
     run.set_defaults(func=_run)
 

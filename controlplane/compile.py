@@ -54,9 +54,7 @@ def compile_paths(
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input
-        out.problems.append(
-            Problem("", "configuration", "", f"internal: generated invalid Envoy config: {exc}")
-        )
+        out.problems.append(Problem("", "configuration", "", f"internal: generated invalid Envoy config: {exc}"))
         return out
     out.extproc = extproc_config.build(translation.ir)
     if not resources and not problems:

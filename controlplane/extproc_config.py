@@ -13,9 +13,7 @@ def build(ir: IR) -> ExtprocConfig:
     for backend in ir.backends:
         for p in backend.providers:
             auth = (
-                AuthConfig(
-                    header=p.auth.header, prefix=p.auth.prefix, value=p.auth.value, source=p.auth.source
-                )
+                AuthConfig(header=p.auth.header, prefix=p.auth.prefix, value=p.auth.value, source=p.auth.source)
                 if p.auth
                 else None
             )

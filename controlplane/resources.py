@@ -19,6 +19,16 @@ from typing import Any
 import yaml
 
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader that keeps `2024-10-21` a string, as Kubernetes does (e.g. an Azure apiVersion)."""
+
+
+_ManifestLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -90,7 +100,7 @@ def load_files(
             problems.append(Problem(str(path), "file", "", f"cannot read: {exc.strerror or exc}"))
             continue
         try:
-            docs = list(yaml.safe_load_all(text))
+            docs = list(yaml.load_all(text, Loader=_ManifestLoader))
         except yaml.YAMLError as exc:
             problems.append(Problem(str(path), "file", "", f"invalid YAML: {exc}"))
             continue
@@ -134,9 +144,7 @@ def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource 
     )
 
 
-def secret_data(
-    secret: Resource, *, environ: Mapping[str, str] | None = None
-) -> tuple[dict[str, str], list[Problem]]:
+def secret_data(secret: Resource, *, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[Problem]]:
     """Decoded Secret values: `data` (base64) then `stringData` (wins, as in Kubernetes).
 
     `${VAR}` is expanded from the environment inside Secret values only, so a
@@ -157,9 +165,7 @@ def secret_data(
                 try:
                     text = base64.b64decode(text, validate=True).decode("utf-8")
                 except (binascii.Error, UnicodeDecodeError):
-                    problems.append(
-                        Problem(secret.file, secret.ref, f"data.{key}", "is not valid base64 UTF-8")
-                    )
+                    problems.append(Problem(secret.file, secret.ref, f"data.{key}", "is not valid base64 UTF-8"))
                     continue
             expanded, missing = _expand_env(text, env)
             for var in missing:

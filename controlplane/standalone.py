@@ -117,14 +117,10 @@ class Standalone:
         if self.applied and self.applied.extproc and self.applied.extproc.version == compiled.extproc.version:
             old = self.ads.snapshot
             new = Snapshot.build(serial=self.serial + 1, protos=compiled.protos or {})
-            if old and {t: v.version for t, v in old.types.items()} == {
-                t: v.version for t, v in new.types.items()
-            }:
+            if old and {t: v.version for t, v in old.types.items()} == {t: v.version for t, v in new.types.items()}:
                 return
         await self.apply(compiled)
-        log.info(
-            "configuration reloaded (snapshot %d, extproc config %s)", self.serial, compiled.extproc.version
-        )
+        log.info("configuration reloaded (snapshot %d, extproc config %s)", self.serial, compiled.extproc.version)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -221,29 +217,20 @@ class Standalone:
             ok, why = await self.is_ready()
             if ok and self.ads.status.acks:
                 return
-            if (
-                self.envoy
-                and self.envoy.proc
-                and self.envoy.proc.returncode is not None
-                and self.envoy.restarts >= 2
-            ):
+            if self.envoy and self.envoy.proc and self.envoy.proc.returncode is not None and self.envoy.restarts >= 2:
                 raise StartupError("Envoy keeps exiting; see its log above")
             await asyncio.sleep(0.1)
         raise StartupError(f"gateway not ready after {timeout:.0f}s ({why})")
 
     async def watch_files(self) -> None:
-        watched = [str(p) for p in expand_paths(self.opts.paths)] + [
-            p for p in self.opts.paths if Path(p).is_dir()
-        ]
+        watched = [str(p) for p in expand_paths(self.opts.paths)] + [p for p in self.opts.paths if Path(p).is_dir()]
         async for _changes in watchfiles.awatch(*watched, debounce=300, step=50, recursive=True):
             await self.reload()
 
     async def stop(self) -> None:
         if self.envoy and self.envoy.proc and self.envoy.proc.returncode is None:
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(
-                    _http_post, f"http://127.0.0.1:{self.opts.admin_port}/drain_listeners?graceful"
-                )
+                await asyncio.to_thread(_http_post, f"http://127.0.0.1:{self.opts.admin_port}/drain_listeners?graceful")
             await asyncio.sleep(0.5)
         for child in reversed(self.children):
             await child.stop()
@@ -281,8 +268,7 @@ def describe(compiled: Compiled) -> str:
         for p in b.providers:
             scheme = "https" if p.tls else "http"
             lines.append(
-                f"backend {b.key}: {p.kind} {scheme}://{p.host}:{p.port}"
-                + (f" model={p.model}" if p.model else "")
+                f"backend {b.key}: {p.kind} {scheme}://{p.host}:{p.port}" + (f" model={p.model}" if p.model else "")
             )
     return "\n".join(lines)
 

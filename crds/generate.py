@@ -142,9 +142,7 @@ def secret_name(description: str = "Name of a Secret in the AIBackend's namespac
 
 
 def model(example: str) -> Schema:
-    return string(
-        f"Model name sent upstream, such as `{example}`. If unset, the model of the request is used."
-    )
+    return string(f"Model name sent upstream, such as `{example}`. If unset, the model of the request is used.")
 
 
 # --------------------------------------------------------------------------- policies
@@ -157,8 +155,7 @@ def auth_schema() -> Schema:
         "`secretRef`, `azure`, `aws`, `gcp` or `passthrough`.",
         {
             "key": string(
-                "Inline API key. Discouraged: it is stored in the resource in plain text; "
-                "prefer `secretRef`.",
+                "Inline API key. Discouraged: it is stored in the resource in plain text; prefer `secretRef`.",
                 max_length=2048,
             ),
             "secretRef": obj(
@@ -190,9 +187,7 @@ def auth_schema() -> Schema:
                         {
                             "clientId": string("Client ID of a user-assigned identity."),
                             "objectId": string("Object (principal) ID of a user-assigned identity."),
-                            "resourceId": string(
-                                "Azure resource ID of a user-assigned identity.", max_length=1024
-                            ),
+                            "resourceId": string("Azure resource ID of a user-assigned identity.", max_length=1024),
                         },
                         rules=[
                             (
@@ -230,8 +225,7 @@ def auth_schema() -> Schema:
                 },
             ),
             "gcp": obj(
-                "Google access token (Vertex AI). `{}` uses ambient credentials (Application "
-                "Default Credentials).",
+                "Google access token (Vertex AI). `{}` uses ambient credentials (Application Default Credentials).",
                 {
                     "secretRef": obj(
                         "Secret with key `credentials.json` holding ADC-compatible Google credentials JSON.",
@@ -253,8 +247,7 @@ def auth_schema() -> Schema:
                                 pattern=HEADER_NAME,
                             ),
                             "prefix": string(
-                                "Text written before the credential, such as `Bearer `. "
-                                "Empty or unset: none.",
+                                "Text written before the credential, such as `Bearer `. Empty or unset: none.",
                                 min_length=None,
                             ),
                         },
@@ -301,8 +294,7 @@ def tls_schema() -> Schema:
                 max_items=8,
             ),
             "sni": string(
-                "Server name sent in the TLS handshake and verified in the certificate. "
-                "Default: the provider's host.",
+                "Server name sent in the TLS handshake and verified in the certificate. Default: the provider's host.",
                 max_length=253,
                 pattern=DNS_SUBDOMAIN,
             ),
@@ -381,9 +373,7 @@ def provider_kinds() -> dict[str, Schema]:
                     "Azure resource name: host `{resourceName}.openai.azure.com` (OpenAI) or "
                     "`{resourceName}.services.ai.azure.com` (Foundry)."
                 ),
-                "resourceType": string(
-                    "Kind of Azure resource; picks the host suffix.", enum=["OpenAI", "Foundry"]
-                ),
+                "resourceType": string("Kind of Azure resource; picks the host suffix.", enum=["OpenAI", "Foundry"]),
                 "projectName": string("Foundry project name; required when `resourceType` is `Foundry`."),
                 "apiVersion": string("API version query parameter; unset means `v1`.", max_length=64),
             },
@@ -415,9 +405,7 @@ def provider_kinds() -> dict[str, Schema]:
             {
                 "model": model("gemini-2.5-flash"),
                 "projectId": string("Google Cloud project ID.", max_length=64),
-                "region": string(
-                    "Google Cloud location, such as `us-central1`.", max_length=64, default="global"
-                ),
+                "region": string("Google Cloud location, such as `us-central1`.", max_length=64, default="global"),
             },
             required=["projectId"],
         ),
@@ -507,9 +495,7 @@ def provider_schema(*, named: bool) -> Schema:
             max_length=1024,
             pattern=r"^/",
         ),
-        "policies": policies_schema(
-            "Policies for this provider, merged field by field over `spec.policies`."
-        ),
+        "policies": policies_schema("Policies for this provider, merged field by field over `spec.policies`."),
     }
     kinds = ", ".join(PROVIDER_KINDS[:-1]) + " or " + PROVIDER_KINDS[-1]
     return obj(
@@ -624,8 +610,7 @@ def spec_schema() -> Schema:
                 ],
             ),
             "policies": policies_schema(
-                "Policies for every provider of this backend; a provider's own `policies` "
-                "override them field by field."
+                "Policies for every provider of this backend; a provider's own `policies` override them field by field."
             ),
         },
         required=["ai"],
@@ -643,8 +628,7 @@ def crd() -> Schema:
             },
             "kind": {
                 "type": "string",
-                "description": "Kind is a string value representing the REST resource this "
-                "object represents.",
+                "description": "Kind is a string value representing the REST resource this object represents.",
             },
             "metadata": {"type": "object"},
             "spec": spec_schema(),

@@ -64,8 +64,7 @@ class ExtprocConfig:
         raw: dict[str, Any] = orjson.loads(data)
         if raw.get("contract") != CONTRACT_VERSION:
             raise ValueError(
-                f"config contract {raw.get('contract')!r} is not supported "
-                f"(this worker speaks {CONTRACT_VERSION})"
+                f"config contract {raw.get('contract')!r} is not supported (this worker speaks {CONTRACT_VERSION})"
             )
         providers = {}
         for pid, p in raw.get("providers", {}).items():

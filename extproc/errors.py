@@ -38,9 +38,7 @@ def immediate(
     """An ext_proc ImmediateResponse carrying a client-schema JSON error."""
     headers = ep.HeaderMutation(
         set_headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json")
-            )
+            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json"))
         ]
     )
     return ep.ProcessingResponse(
@@ -57,11 +55,11 @@ def json_response(*, status: int, body: bytes) -> ep.ProcessingResponse:
     """A gateway-answered success (e.g. GET /models)."""
     headers = ep.HeaderMutation(
         set_headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json")
-            )
+            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json"))
         ]
     )
     return ep.ProcessingResponse(
-        immediate_response=ep.ImmediateResponse(status={"code": status}, headers=headers, body=body, details="llmgw_answered")
+        immediate_response=ep.ImmediateResponse(
+            status={"code": status}, headers=headers, body=body, details="llmgw_answered"
+        )
     )

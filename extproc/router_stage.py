@@ -66,9 +66,7 @@ class RouterRequest:
         if self.op and self.op.name == "models" and headers.get(":method") == "GET":
             return self._models()
         if msg.end_of_stream and self.op and self.op.needs_model and headers.get(":method") == "POST":
-            return self._error(
-                400, "The request has no body; a JSON body with `model` is required.", "missing_body"
-            )
+            return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:

@@ -33,9 +33,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
             os.unlink(path)
     server.add_insecure_port(listen)
     await server.start()
-    watcher = asyncio.create_task(
-        watch_config(target=config_target, holder=holder, worker=name), name="config-watch"
-    )
+    watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

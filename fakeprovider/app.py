@@ -160,9 +160,7 @@ class FakeProvider:
             except (orjson.JSONDecodeError, BehaviourError) as exc:
                 return respond.error_response(400, f"invalid x-fake-behaviour header: {exc}")
 
-        if behaviour.require_auth is not None and not respond.authorized(
-            request.headers, behaviour.require_auth
-        ):
+        if behaviour.require_auth is not None and not respond.authorized(request.headers, behaviour.require_auth):
             return respond.error_response(401, "Incorrect API key provided.")
 
         route = respond.route(request.method, request.path)
@@ -175,9 +173,7 @@ class FakeProvider:
             )
         kind, model_id = route
         streaming = (
-            kind in (respond.CHAT, respond.COMPLETIONS)
-            and isinstance(data, dict)
-            and data.get("stream") is True
+            kind in (respond.CHAT, respond.COMPLETIONS) and isinstance(data, dict) and data.get("stream") is True
         )
         reset, status, cut = respond.take_faults(shared, overrides, behaviour, streaming=streaming)
 
@@ -219,9 +215,7 @@ class FakeProvider:
         if text is None:
             text = wire.reply_text(name=self.name, prompt=prompt)
         completion_tokens = wire.count_words(text)
-        usage = (wire.chat_usage if kind == respond.CHAT else wire.completion_usage)(
-            prompt_tokens, completion_tokens
-        )
+        usage = (wire.chat_usage if kind == respond.CHAT else wire.completion_usage)(prompt_tokens, completion_tokens)
         fields: dict[str, Any] = {
             "completion_id": wire.new_id("chatcmpl-" if kind == respond.CHAT else "cmpl-"),
             "created": int(time.time()),
@@ -245,9 +239,7 @@ class FakeProvider:
         headers = dict(respond.JSON_HEADERS)
         if behaviour.retry_after is not None:
             headers["Retry-After"] = retry_after_header(behaviour.retry_after)
-        return web.Response(
-            status=status, body=wire.error_body(status=status, message=message), headers=headers
-        )
+        return web.Response(status=status, body=wire.error_body(status=status, message=message), headers=headers)
 
 
 async def start_fake_provider(

@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     return run(args)
 
 
-async def _serve(
-    args: argparse.Namespace, *, behaviour: Behaviour, ssl_context: ssl.SSLContext | None
-) -> int:
+async def _serve(args: argparse.Namespace, *, behaviour: Behaviour, ssl_context: ssl.SSLContext | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -103,9 +103,7 @@ def content_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = [
-            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
+        texts = [part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]
         return " ".join(texts)
     return ""
 
@@ -192,9 +190,7 @@ def completion_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, An
 # --- chat completions ------------------------------------------------------------------
 
 
-def chat_completion(
-    *, completion_id: str, created: int, model: str, text: str, usage: dict[str, Any]
-) -> bytes:
+def chat_completion(*, completion_id: str, created: int, model: str, text: str, usage: dict[str, Any]) -> bytes:
     return orjson.dumps(
         {
             "id": completion_id,
@@ -271,9 +267,7 @@ def _usage_event(head: bytes, usage: dict[str, Any]) -> bytes:
 # --- legacy completions ----------------------------------------------------------------
 
 
-def text_completion(
-    *, completion_id: str, created: int, model: str, text: str, usage: dict[str, Any]
-) -> bytes:
+def text_completion(*, completion_id: str, created: int, model: str, text: str, usage: dict[str, Any]) -> bytes:
     return orjson.dumps(
         {
             "id": completion_id,

@@ -78,8 +78,7 @@ def embeddings_response(data: dict[str, Any], model: str) -> web.Response:
     if inputs is None:
         return error_response(
             400,
-            "'input' must be a string, an array of strings, an array of token ids "
-            "or an array of token-id arrays",
+            "'input' must be a string, an array of strings, an array of token ids or an array of token-id arrays",
             param="input",
         )
     dimensions = data.get("dimensions")
@@ -94,9 +93,7 @@ def embeddings_response(data: dict[str, Any], model: str) -> web.Response:
     encoding = data.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         return error_response(400, "'encoding_format' must be 'float' or 'base64'", param="encoding_format")
-    body = wire.embeddings(
-        model=model, inputs=inputs, dimensions=dimensions, base64_encoding=encoding == "base64"
-    )
+    body = wire.embeddings(model=model, inputs=inputs, dimensions=dimensions, base64_encoding=encoding == "base64")
     return json_response(body)
 
 

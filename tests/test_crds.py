@@ -141,9 +141,7 @@ def resolve_jsonpath(schema: Schema, path: str) -> list[Schema]:
         found: list[Schema] = []
         for node in nodes:
             if recursive:
-                found += [
-                    n["properties"][recursive] for _, n in walk(node) if recursive in n.get("properties", {})
-                ]
+                found += [n["properties"][recursive] for _, n in walk(node) if recursive in n.get("properties", {})]
             elif field:
                 if field in node.get("properties", {}):
                     found.append(node["properties"][field])
@@ -243,9 +241,7 @@ def test_status_conditions(schema: Schema) -> None:
 
 
 def all_rules(schema: Schema) -> list[tuple[str, Schema, Schema]]:
-    return [
-        (path, node, rule) for path, node in walk(schema) for rule in node.get("x-kubernetes-validations", [])
-    ]
+    return [(path, node, rule) for path, node in walk(schema) for rule in node.get("x-kubernetes-validations", [])]
 
 
 def test_validation_rules_name_existing_fields(schema: Schema) -> None:
@@ -285,11 +281,7 @@ def test_expected_rules_are_present(schema: Schema) -> None:
 
 def to_json_schema(node: Schema) -> Schema:
     """openAPIV3Schema → JSON Schema, with unknown fields rejected (strict field validation)."""
-    out = {
-        k: v
-        for k, v in node.items()
-        if not k.startswith("x-kubernetes-") and k not in ("properties", "items")
-    }
+    out = {k: v for k, v in node.items() if not k.startswith("x-kubernetes-") and k not in ("properties", "items")}
     if "properties" in node:
         out["properties"] = {name: to_json_schema(sub) for name, sub in node["properties"].items()}
     if "items" in node:
@@ -331,10 +323,7 @@ def schema_errors(schema: Schema, manifest: Schema) -> list[str]:
     root["properties"]["metadata"] = {"type": "object"}  # ObjectMeta is validated elsewhere
     jsonschema = pytest.importorskip("jsonschema")
     validator = jsonschema.Draft202012Validator(root)
-    return [
-        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-        for e in validator.iter_errors(manifest)
-    ]
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(manifest)]
 
 
 def manifest(spec_yaml: str) -> Schema:

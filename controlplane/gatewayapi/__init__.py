@@ -63,8 +63,7 @@ def translate(
         problems.extend(secret_problems)
         secrets[s.key] = data
     configmaps = {
-        c.key: {str(k): str(v) for k, v in (c.body.get("data") or {}).items()}
-        for c in by_kind.get("ConfigMap", [])
+        c.key: {str(k): str(v) for k, v in (c.body.get("data") or {}).items()} for c in by_kind.get("ConfigMap", [])
     }
 
     backends: list[BackendIR] = []
@@ -107,9 +106,7 @@ def translate(
             models = route_models.setdefault(lst.gateway.key, set())
             for rule in rules:
                 models.update(
-                    h.value
-                    for h in rule.match.headers
-                    if h.name.lower() == MODEL_HEADER and h.kind == "Exact"
+                    h.value for h in rule.match.headers if h.name.lower() == MODEL_HEADER and h.kind == "Exact"
                 )
                 for wb in rule.backends:
                     models.update(_backend_models(backends, wb.cluster))

@@ -232,7 +232,7 @@ def _tls(ctx: _Ctx, where: str, policy: Any, host: str) -> TLSIR | None:
     return TLSIR(
         sni=str(sni),
         ca_pem="\n".join(pems) if pems else None,
-        insecure_skip_verify=bool(policy.get("insecureSkipVerify", False)),
+        insecure_skip_verify=policy.get("insecureSkipVerify") in ("All", "Hostname", True),
     )
 
 
@@ -244,9 +244,14 @@ def _auth(ctx: _Ctx, where: str, auth: Any, defaults: ProviderKind) -> AuthIR | 
         ctx.fail(fld, "must be a mapping")
         return None
     location = auth.get("location") or {}
-    header = str(location.get("header") or defaults.auth_header).lower()
+    header_loc = location.get("header") if isinstance(location, Mapping) else None
+    if location and not isinstance(header_loc, Mapping):
+        ctx.fail(f"{fld}.location.header", "must be a mapping with `name` (and optional `prefix`)")
+        return None
+    header_loc = header_loc or {}
+    header = str(header_loc.get("name") or defaults.auth_header).lower()
     prefix_default = defaults.auth_prefix if header == "authorization" else ""
-    prefix = str(location.get("prefix", prefix_default))
+    prefix = str(header_loc.get("prefix", prefix_default) or "")
     if "key" in auth:
         key = auth["key"]
         if not isinstance(key, str) or not key.strip():

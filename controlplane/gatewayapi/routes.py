@@ -273,8 +273,7 @@ class RouteTranslator:
             ):
                 self.fail(
                     f"{rf}.kind",
-                    f"{group or 'core'}/{kind} backends are not supported in standalone mode "
-                    "(use an AIBackend)",
+                    f"{group or 'core'}/{kind} backends are not supported in standalone mode (use an AIBackend)",
                     "InvalidKind",
                 )
                 continue
@@ -295,9 +294,7 @@ class RouteTranslator:
                 out.append(WeightedBackendIR(cluster, weight))
         return tuple(out), ai
 
-    def _filters(
-        self, fld: str, filters: Any
-    ) -> tuple[RewriteIR | None, HeaderModIR | None, HeaderModIR | None]:
+    def _filters(self, fld: str, filters: Any) -> tuple[RewriteIR | None, HeaderModIR | None, HeaderModIR | None]:
         rewrite = req = resp = None
         for i, flt in enumerate(filters):
             ff = f"{fld}.filters[{i}]"

@@ -108,9 +108,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             reader.cancel()
             watcher.cancel()
 
-    def _on_request(
-        self, node: str, req: discovery_pb2.DiscoveryRequest, states: dict[str, _TypeState]
-    ) -> None:
+    def _on_request(self, node: str, req: discovery_pb2.DiscoveryRequest, states: dict[str, _TypeState]) -> None:
         st = states.setdefault(req.type_url, _TypeState())
         st.names = tuple(sorted(req.resource_names))
         if req.response_nonce and req.response_nonce != st.nonce:

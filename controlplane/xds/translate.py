@@ -18,7 +18,7 @@ import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.file.v3.file_pb2
-import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2  # noqa: F401
+import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
@@ -128,7 +128,9 @@ def local_reply_config() -> dict[str, Any]:
             _mapper(
                 ["NR"],
                 None,
-                _openai_error("No route matches %REQ(:METHOD)% %REQ(:PATH)%", "invalid_request_error", "route_not_found"),
+                _openai_error(
+                    "No route matches %REQ(:METHOD)% %REQ(:PATH)%", "invalid_request_error", "route_not_found"
+                ),
             ),
             _mapper(
                 ["UH", "UF", "URX", "UO", "NC", "UC", "UR", "UPE", "DC"],
@@ -153,7 +155,8 @@ def local_reply_config() -> dict[str, Any]:
                 None,
                 503,
                 _openai_error(
-                    "The gateway's request processor is unavailable; retry shortly.", "server_error",
+                    "The gateway's request processor is unavailable; retry shortly.",
+                    "server_error",
                     "gateway_unavailable",
                 ),
             ),
@@ -299,19 +302,13 @@ def _match(m: MatchIR) -> dict[str, Any]:
     if headers:
         out["headers"] = headers
     if m.query:
-        out["query_parameters"] = [
-            {"name": q.name, "string_match": _string_match(q.kind, q.value)} for q in m.query
-        ]
+        out["query_parameters"] = [{"name": q.name, "string_match": _string_match(q.kind, q.value)} for q in m.query]
     return out
 
 
 def _header_values(mod: HeaderModIR) -> list[dict[str, Any]]:
-    sets = [
-        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in mod.set
-    ]
-    adds = [
-        {"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in mod.add
-    ]
+    sets = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in mod.set]
+    adds = [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in mod.add]
     return sets + adds
 
 
@@ -338,9 +335,7 @@ def _route(r: RouteIR) -> dict[str, Any]:
         if len(r.backends) == 1:
             action["cluster"] = r.backends[0].cluster
         else:
-            action["weighted_clusters"] = {
-                "clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]
-            }
+            action["weighted_clusters"] = {"clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]}
         rw = r.rewrite
         if rw and rw.prefix is not None:
             if rw.prefix in ("", "/") and r.match.path != "/":
@@ -419,13 +414,9 @@ def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
     assert p.tls is not None
     validation: dict[str, Any] = {}
     if not p.tls.insecure_skip_verify:
-        validation["trusted_ca"] = (
-            {"inline_string": p.tls.ca_pem} if p.tls.ca_pem else {"filename": system_ca_file}
-        )
+        validation["trusted_ca"] = {"inline_string": p.tls.ca_pem} if p.tls.ca_pem else {"filename": system_ca_file}
         if p.tls.sni:
-            validation["match_typed_subject_alt_names"] = [
-                {"san_type": "DNS", "matcher": {"exact": p.tls.sni}}
-            ]
+            validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": p.tls.sni}}]
     tls: dict[str, Any] = {
         "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {"validation_context": validation},
@@ -450,9 +441,7 @@ def _lb_endpoint(p: ProviderIR) -> dict[str, Any]:
     }
 
 
-def _cluster(
-    b: BackendIR, *, listener_limit: int, system_ca_file: str
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _cluster(b: BackendIR, *, listener_limit: int, system_ca_file: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     all_ips = all(_is_ip(p.host) for p in b.providers)
     cla = {
         "cluster_name": b.cluster,
@@ -471,9 +460,7 @@ def _cluster(
                     attempt_stage_filter(),
                     {
                         "name": "envoy.filters.http.upstream_codec",
-                        "typed_config": {
-                            "@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
-                        },
+                        "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
                     },
                 ],
             }
