@@ -1,0 +1,215 @@
+"""Starting the real gateway (`llmgw run`: control plane + extproc workers + Envoy) for tests.
+
+The gateway runs as a subprocess exactly as a user starts it, on free ports,
+with its own run directory; `stop()` checks it exits cleanly and leaves no
+process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gateway_manifests(
+    *,
+    port: int,
+    upstream_port: int,
+    key: str = "sk-test-key",
+    model: str | None = None,
+    name: str = "fake",
+    path_prefix: str = "/v1",
+) -> str:
+    """A Gateway + HTTPRoute (`/v1` and `/openai` with prefix rewrite) + AIBackend + Secret."""
+    model_line = f"model: {model}" if model else ""
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: llmgw}}
+spec: {{controllerName: llmgw.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: llmgw
+  listeners:
+    - {{name: http, protocol: HTTP, port: {port}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: openai, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: {path_prefix}}}}}]
+      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]
+    - matches: [{{path: {{type: PathPrefix, value: /openai}}}}]
+      filters:
+        - type: URLRewrite
+          urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
+      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ai:
+    provider:
+      openai: {{{model_line}}}
+      host: 127.0.0.1
+      port: {upstream_port}
+  policies:
+    auth:
+      secretRef: {{name: {name}-key}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-key, namespace: default}}
+stringData:
+  Authorization: {key}
+"""
+
+
+class GatewayProcess:
+    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="llmgw-t-", dir="/tmp"))  # short: Unix socket paths
+        self.manifest_dir = self.dir / "manifests"
+        self.manifest_dir.mkdir()
+        self.run_dir = self.dir / "run"
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.metrics_port = free_port()
+        self.ready_port = free_port()
+        self.workers = workers
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = self.dir / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write(self, name: str, text: str) -> None:
+        """Write a manifest atomically (as an editor's save-and-rename would)."""
+        tmp = self.manifest_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.rename(self.manifest_dir / name)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "controlplane.cli",
+            "run",
+            "-f",
+            str(self.manifest_dir),
+            "--workers",
+            str(self.workers),
+            "--listen-address",
+            "127.0.0.1",
+            "--admin-port",
+            str(self.admin_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--ready-port",
+            str(self.ready_port),
+            "--run-dir",
+            str(self.run_dir),
+            "--envoy-concurrency",
+            "2",
+        ]
+
+    def start(self, *, timeout: float = 30.0) -> GatewayProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=self.env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.ready_port}/healthz/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def config_dump(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.admin_port}/config_dump?include_eds", timeout=5).text
+
+    def child_pids(self) -> list[int]:
+        """Processes started for this gateway (their command line names our run dir)."""
+        marker = str(self.run_dir).encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker in cmdline and int(entry.name) != (self.proc.pid if self.proc else -1):
+                pids.append(int(entry.name))
+        return pids
+
+    def stop(self, *, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        code = self.proc.returncode
+        leftovers = self.child_pids()
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+        if leftovers:
+            raise AssertionError(f"gateway left processes behind: {leftovers}")
+        return code
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_until(predicate, *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
