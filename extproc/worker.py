@@ -25,7 +25,14 @@ log = logging.getLogger("llmgw.extproc")
 
 async def serve(*, listen: str, config_target: str, name: str) -> None:
     holder = ConfigHolder()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    # Buffered bodies arrive in one message; the body limit is enforced by Envoy, not here.
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+        ]
+    )
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
     if listen.startswith("unix:"):
         path = listen.removeprefix("unix:")
