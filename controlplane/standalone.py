@@ -137,13 +137,9 @@ class Standalone:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.multiproc_dir, ignore_errors=True)
         self.multiproc_dir.mkdir()
-        xds_socket = str(self.run_dir / "xds.sock")
+        xds_socket = self.xds_socket
         await self.apply(compiled)
-        self.grpc_server = grpc.aio.server()
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.grpc_server)
-        self.grpc_server.add_generic_rpc_handlers((self.channel.handler(),))
-        self.grpc_server.add_insecure_port(f"unix:{xds_socket}")
-        await self.grpc_server.start()
+        await self.start_control_plane()
 
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
         sockets = []
@@ -197,6 +193,24 @@ class Standalone:
             is_ready=self.is_ready,
         )
 
+    @property
+    def xds_socket(self) -> str:
+        return str(self.run_dir / "xds.sock")
+
+    async def start_control_plane(self) -> None:
+        """Serve ADS and the extproc config channel on one Unix socket."""
+        self.grpc_server = grpc.aio.server()
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.grpc_server)
+        self.grpc_server.add_generic_rpc_handlers((self.channel.handler(),))
+        self.grpc_server.add_insecure_port(f"unix:{self.xds_socket}")
+        await self.grpc_server.start()
+
+    async def stop_control_plane(self) -> None:
+        """Stop serving config; Envoy and the workers keep their last config meanwhile."""
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=0)
+            self.grpc_server = None
+
     def _worker_died(self, pid: int) -> None:
         with contextlib.suppress(Exception):
             multiprocess.mark_process_dead(pid, str(self.multiproc_dir))
@@ -234,8 +248,7 @@ class Standalone:
             await asyncio.sleep(0.5)
         for child in reversed(self.children):
             await child.stop()
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=1)
+        await self.stop_control_plane()
         if not self.opts.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

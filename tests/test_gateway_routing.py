@@ -123,16 +123,21 @@ def test_body_model_selects_backend(gateway: GatewayProcess, providers: tuple[Fa
 
 def test_streamed_response_keeps_provider_model(gateway: GatewayProcess) -> None:
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="client", max_retries=0)
-    chunks = list(client.chat.completions.create(
-        model="model-b", messages=[{"role": "user", "content": "s"}], stream=True))
+    chunks = list(
+        client.chat.completions.create(model="model-b", messages=[{"role": "user", "content": "s"}], stream=True)
+    )
     assert {c.model for c in chunks} == {"provider-b-model"}
 
 
 def test_header_modifiers(gateway: GatewayProcess, providers: tuple[FakeProviderThread, ...]) -> None:
     a, _ = providers
     a.clear()
-    resp = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "h"}]},
-                      headers={"x-drop-me": "1", "x-tenant": "client-value"}, timeout=10)
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": "h"}]},
+        headers={"x-drop-me": "1", "x-tenant": "client-value"},
+        timeout=10,
+    )
     assert resp.status_code == 200
     assert resp.headers["x-served-by"] == "llmgw"
     [rec] = a.requests

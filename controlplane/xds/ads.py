@@ -91,6 +91,7 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.status.connected += 1
         reader = asyncio.create_task(read_requests(), name="ads-read")
         watcher = asyncio.create_task(watch_snapshots(), name="ads-watch")
+        waiter: asyncio.Task[bool] | None = None
         try:
             while not reader.done():
                 for resp in self._due(states):
@@ -101,12 +102,13 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 waiter = asyncio.create_task(wake.wait(), name="ads-wake")
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-            if reader.exception() is not None:
+            if not reader.cancelled() and reader.exception() is not None:
                 log.info("ADS stream from %s ended: %s", node_id, reader.exception())
         finally:
             self.status.connected -= 1
-            reader.cancel()
-            watcher.cancel()
+            for task in (reader, watcher, waiter):
+                if task is not None:
+                    task.cancel()
 
     def _on_request(self, node: str, req: discovery_pb2.DiscoveryRequest, states: dict[str, _TypeState]) -> None:
         st = states.setdefault(req.type_url, _TypeState())
