@@ -7,6 +7,7 @@ process behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -191,10 +192,8 @@ class GatewayProcess:
         code = self.proc.returncode
         leftovers = self.child_pids()
         for pid in leftovers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc = None
         if leftovers:
             raise AssertionError(f"gateway left processes behind: {leftovers}")

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -150,7 +151,7 @@ def test_killed_extproc_gives_fast_5xx_and_recovers(
     gw.start()
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=5)
     assert client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}]).choices
-    [worker] = [p for p in gw.child_pids() if b"extproc" in open(f"/proc/{p}/cmdline", "rb").read()]
+    [worker] = [p for p in gw.child_pids() if b"extproc" in Path(f"/proc/{p}/cmdline").read_bytes()]
     os.kill(worker, signal.SIGKILL)
     # While it is gone: a JSON 5xx within the client's timeout, never a hang.
     try:
