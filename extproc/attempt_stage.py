@@ -66,7 +66,7 @@ class AttemptRequest:
         if provider is None or op is None or not msg.body:
             return _EMPTY_BODY
         wants_model = provider.model is not None
-        if not wants_model and not (op.streams and b'"stream"' in msg.body):
+        if not wants_model and not (op.stream_usage_option and b'"stream"' in msg.body):
             return _EMPTY_BODY
         try:
             body = orjson.loads(msg.body)
@@ -78,7 +78,7 @@ class AttemptRequest:
         if wants_model and body.get("model") != provider.model:
             body["model"] = provider.model
             changed = True
-        if op.streams and body.get("stream") is True:
+        if op.stream_usage_option and body.get("stream") is True:
             options = body.get("stream_options")
             if not isinstance(options, dict):
                 options = {}

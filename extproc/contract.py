@@ -61,13 +61,18 @@ class ExtprocConfig:
 
     @classmethod
     def from_json(cls, data: bytes) -> ExtprocConfig:
-        raw: dict[str, Any] = orjson.loads(data)
+        raw: Any = orjson.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("config must be a JSON object")
         if raw.get("contract") != CONTRACT_VERSION:
             raise ValueError(
                 f"config contract {raw.get('contract')!r} is not supported (this worker speaks {CONTRACT_VERSION})"
             )
         providers = {}
-        for pid, p in raw.get("providers", {}).items():
+        raw_providers = raw.get("providers", {})
+        if not isinstance(raw_providers, dict) or not all(isinstance(p, dict) for p in raw_providers.values()):
+            raise ValueError("providers must be an object of objects")
+        for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
             providers[pid] = ProviderConfig(**{**p, "auth": auth})
         return cls(

@@ -11,12 +11,13 @@ class Operation:
     suffix: str
     semconv: str  # gen_ai.operation.name
     needs_model: bool
-    streams: bool  # may answer with SSE and carry stream_options
+    streams: bool  # may answer with SSE
+    stream_usage_option: bool = False  # OpenAI `stream_options.include_usage` applies
 
 
 OPERATIONS = (
-    Operation("chat_completions", "/chat/completions", "chat", True, True),
-    Operation("completions", "/completions", "text_completion", True, True),
+    Operation("chat_completions", "/chat/completions", "chat", True, True, stream_usage_option=True),
+    Operation("completions", "/completions", "text_completion", True, True, stream_usage_option=True),
     Operation("embeddings", "/embeddings", "embeddings", True, False),
     Operation("messages", "/messages", "chat", True, True),
     Operation("responses", "/responses", "chat", True, True),

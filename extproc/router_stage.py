@@ -80,6 +80,8 @@ class RouterRequest:
                 400, f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.", "invalid_json"
             )
         if not isinstance(body, dict):
+            if op is None:
+                return ep.ProcessingResponse(request_body=ep.BodyResponse())
             return self._error(400, "The request body must be a JSON object.", "invalid_body")
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):
@@ -88,7 +90,9 @@ class RouterRequest:
         if op is not None and op.streams and body.get("stream") is True:
             self.stream = True
             options = body.get("stream_options")
-            self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            self.client_wants_usage = not op.stream_usage_option or (
+                isinstance(options, dict) and options.get("include_usage") is True
+            )
         common = ep.CommonResponse()
         if self.request_model:
             common.header_mutation.set_headers.append(set_header(MODEL_HEADER, self.request_model))

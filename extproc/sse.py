@@ -45,7 +45,7 @@ def _parse(raw: bytes) -> SSEEvent:
     event = ""
     for line in raw.split(b"\n"):
         if line.startswith(b"data:"):
-            data.append(line[5:].lstrip(b" ") if line[5:6] == b" " else line[5:])
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
         elif line.startswith(b"event:"):
             event = line[6:].strip().decode("utf-8", "replace")
     return SSEEvent(raw=raw, data=b"\n".join(data), event=event)

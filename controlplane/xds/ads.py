@@ -94,11 +94,13 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         waiter: asyncio.Task[bool] | None = None
         try:
             while not reader.done():
+                wake.clear()  # before computing what is due: a wake-up during the yields below is kept
                 for resp in self._due(states):
                     await outbox.put(resp)
                 while not outbox.empty():
                     yield outbox.get_nowait()
-                wake.clear()
+                if wake.is_set():
+                    continue
                 waiter = asyncio.create_task(wake.wait(), name="ads-wake")
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
