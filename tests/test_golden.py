@@ -21,6 +21,7 @@ golden file may contain any of those secret values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,9 @@ class Rendered:
     envoy: EnvoyResources
 
 
+@functools.cache
 def render(case: str) -> Rendered:
-    """Run the pipeline on one case; file names in problems are relative to tests/golden."""
+    """Run the pipeline on one case (once per session); file names in problems are the case file's."""
     name = f"{case}.in.yaml"
     resources, load_problems = load_files([GOLDEN_DIR / name])
     resources = [dataclasses.replace(r, file=name) for r in resources]
