@@ -216,8 +216,9 @@ class Standalone:
             multiprocess.mark_process_dead(pid, str(self.multiproc_dir))
 
     async def is_ready(self) -> tuple[bool, str]:
-        if self.channel.watchers == 0:
-            return False, "no extproc worker has its config"
+        workers = max(1, self.opts.workers)
+        if self.channel.watchers < workers:
+            return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
         try:
             body = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{self.opts.admin_port}/ready")
         except OSError as exc:

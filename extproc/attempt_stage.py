@@ -1,22 +1,28 @@
 """Attempt stage: the upstream ext_proc filter, once per attempt, after Envoy picked the endpoint.
 
-It learns the provider from the endpoint metadata, rewrites the path to the
-provider's, replaces any client credential with the provider's, and patches
-the body (model override, `stream_options.include_usage`) only when needed.
-Patching is idempotent: a retried attempt gets the same result.
+It learns the provider from the endpoint metadata, translates the request
+for that provider's API (the pair module), sets the provider's path, and
+replaces any client credential with the provider's. OpenAI-compatible
+traffic is patched only when needed, without parsing the body otherwise.
+Idempotent: a retried attempt gets the same result.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import errors
 from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.credentials import SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, split_path
+from extproc.providers import module_for
+from extproc.translate import select
+from extproc.translate.base import RequestContext, UpstreamRequest
 
 # Credentials a client may send; none of them reaches a provider.
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
@@ -29,6 +35,8 @@ class AttemptRequest:
     config: ExtprocConfig
     provider: ProviderConfig | None = None
     op: Operation | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: str = ""
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
@@ -40,56 +48,96 @@ class AttemptRequest:
                 code="backend_not_configured",
             )
         self.provider = provider
-        headers = header_dict(req.request_headers)
-        path, query = split_path(headers.get(":path", "/"))
+        self.headers = header_dict(req.request_headers)
+        path, self.query = split_path(self.headers.get(":path", "/"))
         self.op = operation_of(path)
         mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *INTERNAL_HEADERS])
-        new_path = self._upstream_path(path) + query
-        if new_path != headers.get(":path"):
-            mutation.set_headers.append(set_header(":path", new_path))
-        if provider.auth is not None:
-            mutation.set_headers.append(set_header(provider.auth.header, provider.auth.header_value()))
+        if req.request_headers.end_of_stream:  # no body will follow: finish here
+            self._finish(mutation, UpstreamRequest(body=None), body=b"", model="", stream=False)
         return ep.ProcessingResponse(
             request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
         )
 
-    def _upstream_path(self, path: str) -> str:
-        assert self.provider is not None
-        if self.provider.path:
-            return self.provider.path
-        if self.op is None:
-            return path  # an operation we do not know: leave the path alone
-        return self.provider.path_prefix + self.op.suffix
-
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         provider, op = self.provider, self.op
-        if provider is None or op is None or not msg.body:
+        if provider is None:
             return _EMPTY_BODY
-        wants_model = provider.model is not None
-        if not wants_model and not (op.stream_usage_option and b'"stream"' in msg.body):
-            return _EMPTY_BODY
-        try:
-            body = orjson.loads(msg.body)
-        except orjson.JSONDecodeError:
-            return _EMPTY_BODY  # the router stage already answered bad JSON
-        if not isinstance(body, dict):
-            return _EMPTY_BODY
-        changed = False
-        if wants_model and body.get("model") != provider.model:
-            body["model"] = provider.model
-            changed = True
-        if op.stream_usage_option and body.get("stream") is True:
-            options = body.get("stream_options")
-            if not isinstance(options, dict):
-                options = {}
-            if options.get("include_usage") is not True:
-                body["stream_options"] = {**options, "include_usage": True}
-                changed = True
-        if not changed:
-            return _EMPTY_BODY
-        new_body = orjson.dumps(body)
-        common = ep.CommonResponse(
-            header_mutation=ep.HeaderMutation(set_headers=[set_header("content-length", str(len(new_body)))])
+        module = module_for(provider.kind)
+        mutation = ep.HeaderMutation()
+        if op is None or module is None:
+            self._finish(mutation, UpstreamRequest(body=None), body=msg.body, model="", stream=False)
+            return _body_response(mutation, None)
+        raw = msg.body
+        body: dict[str, Any] | None = None
+        model = provider.model or ""
+        stream = False
+        pair = None
+        if raw:
+            if op.client_api == "openai" and module.api(provider, op, model) == "openai":
+                pair = select("openai", "openai")
+                ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
+                if pair is not None and not pair.needs_body(raw, ctx):  # type: ignore[attr-defined]
+                    self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=False)
+                    return _body_response(mutation, None)
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None  # the router stage has answered bad JSON already
+            if isinstance(parsed, dict):
+                body = parsed
+                client_model = parsed.get("model")
+                model = provider.model or (client_model if isinstance(client_model, str) else "")
+                stream = parsed.get("stream") is True
+        if body is None:
+            self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=stream)
+            return _body_response(mutation, None)
+        provider_api = module.api(provider, op, model)
+        pair = select(op.client_api, provider_api)
+        if pair is None:
+            return errors.immediate(
+                status=400,
+                message=f"The {op.suffix} API is not available on provider {provider.kind!r} ({provider_api}).",
+                code="unsupported_operation",
+                anthropic=op.client_api == "anthropic",
+            )
+        ctx = RequestContext(provider=provider, op=op.name, model=model, stream=stream)
+        up = pair.request(body, ctx)
+        self._finish(mutation, up, body=raw if up.body is None else up.body, model=model, stream=stream)
+        return _body_response(mutation, up.body)
+
+    def _finish(
+        self, mutation: ep.HeaderMutation, up: UpstreamRequest, *, body: bytes, model: str, stream: bool
+    ) -> None:
+        """Path, extra headers and credential for the request as it will leave Envoy."""
+        assert self.provider is not None
+        module = module_for(self.provider.kind)
+        path = self.headers.get(":path", "/")
+        if up.path is not None:
+            path = up.path
+        elif module is not None and self.op is not None:
+            path = module.path(self.provider, self.op, model, stream)
+            if "?" not in path:
+                path += self.query
+        elif self.provider.path:
+            path = self.provider.path
+        headers = dict(up.headers)
+        signed = SignedRequest(
+            method=self.headers.get(":method", "POST"),
+            authority=self.headers.get(":authority", self.provider.host),
+            path=path,
+            headers=headers,
+            body=body,
         )
+        headers.update(auth_headers(self.provider, signed))
+        if path != self.headers.get(":path"):
+            mutation.set_headers.append(set_header(":path", path))
+        for key, value in headers.items():
+            mutation.set_headers.append(set_header(key, value))
+
+
+def _body_response(mutation: ep.HeaderMutation, new_body: bytes | None) -> ep.ProcessingResponse:
+    common = ep.CommonResponse(header_mutation=mutation)
+    if new_body is not None:
+        common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
         common.body_mutation.body = new_body
-        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+    return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))

@@ -13,16 +13,19 @@ class Operation:
     needs_model: bool
     streams: bool  # may answer with SSE
     stream_usage_option: bool = False  # OpenAI `stream_options.include_usage` applies
+    client_api: str = "openai"  # which schema the client speaks (errors, translation)
 
 
 OPERATIONS = (
     Operation("chat_completions", "/chat/completions", "chat", True, True, stream_usage_option=True),
     Operation("completions", "/completions", "text_completion", True, True, stream_usage_option=True),
     Operation("embeddings", "/embeddings", "embeddings", True, False),
-    Operation("messages", "/messages", "chat", True, True),
-    Operation("responses", "/responses", "chat", True, True),
+    Operation("messages", "/messages", "chat", True, True, client_api="anthropic"),
+    Operation("responses", "/responses", "chat", True, True, client_api="openai_responses"),
     Operation("models", "/models", "models", False, False),
 )
+
+OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
 
 
 def split_path(path: str) -> tuple[str, str]:

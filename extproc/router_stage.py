@@ -19,20 +19,17 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
 from extproc import errors, metrics
-from extproc.contract import ExtprocConfig
+from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
-from extproc.sse import SSEDecoder
-from extproc.usage import Usage, from_openai
+from extproc.providers import module_for
+from extproc.translate import select
+from extproc.translate.base import RequestContext, ResponseTranslation
+from extproc.usage import Usage
 
 MODEL_HEADER = "x-gateway-model-name"
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
-
-
-def _has_usage(data: bytes) -> bool:
-    """Cheap pre-check so that only the chunk carrying usage is parsed (others say `"usage":null`)."""
-    return b'"usage":{' in data or b'"usage": {' in data
 
 
 @dataclass
@@ -48,7 +45,7 @@ class RouterRequest:
     client_wants_usage: bool = True
     stream: bool = False
     status: int = 0
-    sse: SSEDecoder | None = None
+    translation: ResponseTranslation | None = None
     route: str = ""
     backend: str = ""
     provider: str = ""
@@ -132,72 +129,61 @@ class RouterRequest:
         if isinstance(cluster, str):
             self.backend = cluster.removeprefix("aibackend/")
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
-        if pid:
-            prov = self.config.providers.get(pid)
-            self.provider = prov.kind if prov else ""
+        provider = self.config.providers.get(pid) if pid else None
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        if provider is not None:
+            self.provider = provider.kind
+        self.translation = self._translation(provider)
+        if self.translation is not None:
+            changes = self.translation.on_headers(self.status, headers)
+            mutation = resp.response_headers.response.header_mutation
+            for key, value in changes.set.items():
+                mutation.set_headers.append(set_header(key, value))
+            mutation.remove_headers.extend(changes.remove)
+            if self.translation.streaming and not msg.end_of_stream:
+                self.first_chunk_at = None
+                resp.mode_override.CopyFrom(_STREAMED)
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
-        elif headers.get("content-type", "").startswith("text/event-stream"):
-            self.sse = SSEDecoder()
-            resp.mode_override.CopyFrom(_STREAMED)
         return resp
+
+    def _translation(self, provider: ProviderConfig | None) -> ResponseTranslation | None:
+        """The pair for (client API, the API of the provider that answered).
+
+        With no provider (an Envoy local reply, or metadata missing) the response
+        is taken to be in the client's own schema.
+        """
+        if self.op is None:
+            return None
+        module = module_for(provider.kind) if provider is not None else None
+        model = (provider.model if provider else None) or self.request_model
+        if provider is None or module is None:
+            pair = select(self.op.client_api, self.op.client_api)
+        else:
+            pair = select(self.op.client_api, module.api(provider, self.op, model))
+        if pair is None:
+            return None
+        ctx = RequestContext(provider=provider, op=self.op.name, model=model, stream=self.stream)
+        return pair.response(ctx, client_wants_usage=self.client_wants_usage)
 
     def on_response_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         resp = ep.ProcessingResponse(response_body=ep.BodyResponse())
-        if self.sse is not None:
-            self._on_sse_chunk(msg, resp)
-        elif msg.end_of_stream and 200 <= self.status < 300:
-            self._on_json(msg.body)
+        tr = self.translation
+        if tr is not None:
+            if tr.streaming and self.first_chunk_at is None and msg.body:
+                self.first_chunk_at = time.monotonic()
+            out = tr.on_body(msg.body, msg.end_of_stream)
+            if out is not None:
+                resp.response_body.response.body_mutation.body = out
         if msg.end_of_stream and not self.done:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
-    def _on_json(self, body: bytes) -> None:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(doc, dict):
-            self.usage = from_openai(doc.get("usage"))
-            model = doc.get("model")
-            if isinstance(model, str):
-                self.response_model = model
-
-    def _on_sse_chunk(self, msg: ep.HttpBody, resp: ep.ProcessingResponse) -> None:
-        assert self.sse is not None
-        if self.first_chunk_at is None and msg.body:
-            self.first_chunk_at = time.monotonic()
-        events = self.sse.feed(msg.body)
-        strip = not self.client_wants_usage
-        kept: list[bytes] = []
-        dropped = False
-        for ev in events:
-            if ev.data and ev.data != b"[DONE]" and (_has_usage(ev.data) or not self.response_model):
-                try:
-                    doc = orjson.loads(ev.data)
-                except orjson.JSONDecodeError:
-                    doc = None
-                if isinstance(doc, dict):
-                    if not self.response_model and isinstance(doc.get("model"), str):
-                        self.response_model = doc["model"]
-                    usage = from_openai(doc.get("usage"))
-                    if usage is not None:
-                        self.usage = usage if self.usage is None else self.usage.merged(usage)
-                        if strip and doc.get("choices") == []:
-                            dropped = True
-                            continue
-            kept.append(ev.raw)
-        if strip:
-            # Hold back a partial event so that a usage chunk split across reads can still go.
-            out = b"".join(kept)
-            if msg.end_of_stream:
-                out += self.sse.flush()
-            if dropped or out != msg.body:
-                resp.response_body.response.body_mutation.body = out
-
     def _finish(self) -> struct_pb2.Struct:
         self.done = True
+        if self.translation is not None:
+            self.usage = self.translation.usage
+            self.response_model = self.translation.response_model
         now = time.monotonic()
         op = self.op.semconv if self.op else "unknown"
         labels = metrics.RequestLabels(

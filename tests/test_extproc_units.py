@@ -458,7 +458,7 @@ def test_router_sse_headers_switch_to_streamed() -> None:
     resp = response_headers(rr, {":status": "200", "content-type": "text/event-stream; charset=utf-8"})
     assert resp.WhichOneof("response") == "response_headers"
     assert resp.mode_override.response_body_mode == pm.ProcessingMode.STREAMED
-    assert rr.sse is not None
+    assert rr.translation is not None and rr.translation.streaming
 
 
 def _chunk(obj: dict) -> bytes:
@@ -571,12 +571,30 @@ def test_router_sse_passes_unchanged_when_client_asked_for_usage() -> None:
 
 
 def attempt_headers(
-    config: ExtprocConfig, headers: dict[str, str], *, provider_id: str | None = PROVIDER_ID
+    config: ExtprocConfig,
+    headers: dict[str, str],
+    *,
+    provider_id: str | None = PROVIDER_ID,
+    body: bytes = b'{"model": "gpt-4o", "messages": []}',
 ) -> tuple[AttemptRequest, ep.ProcessingResponse]:
+    """Both request phases; the returned headers response carries the header changes of both.
+
+    The attempt stage sets path and credential in the body response (the final
+    body must be known first), so what reaches the provider is their union.
+    """
     attrs = attributes({"xds.upstream_host_metadata": host_metadata_text(provider_id)}) if provider_id else {}
     req = ep.ProcessingRequest(request_headers=http_headers(headers), attributes=attrs)
     ar = AttemptRequest(config=config)
-    return ar, ar.on_request_headers(req)
+    first = ar.on_request_headers(req)
+    if first.WhichOneof("response") != "request_headers":
+        return ar, first
+    second = ar.on_request_body(ep.HttpBody(body=body, end_of_stream=True))
+    if second.WhichOneof("response") != "request_body":
+        return ar, second
+    merged = ep.ProcessingResponse()
+    merged.request_headers.response.header_mutation.CopyFrom(first.request_headers.response.header_mutation)
+    merged.request_headers.response.header_mutation.MergeFrom(second.request_body.response.header_mutation)
+    return ar, merged
 
 
 CLIENT_HEADERS = {
@@ -735,7 +753,7 @@ def test_attempt_body_garbage_is_left_alone(body: bytes) -> None:
     assert mutated_body(attempt_body(ar, body)) is None
 
 
-@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+@pytest.mark.parametrize("path", ["/v1/responses"])
 def test_attempt_body_no_stream_options_outside_openai_chat(path: str) -> None:
     ar, _ = attempt_headers(make_config(), {**CLIENT_HEADERS, ":path": path})
     assert mutated_body(attempt_body(ar, {"model": "claude", "stream": True, "messages": []})) is None

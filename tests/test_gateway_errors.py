@@ -201,3 +201,18 @@ def test_invalid_config_at_start_exits_1(gateway_factory: type[GatewayProcess]) 
     assert "Secret default/missing-secret not found" in str(err.value)
     assert "gw.yaml" in str(err.value) and "spec.policies.auth.secretRef" in str(err.value)
     assert gw.stop() == 1
+
+
+def test_killed_worker_with_a_sibling_fails_no_request(
+    gateway_factory: type[GatewayProcess], fake: FakeProviderThread
+) -> None:
+    gw = gateway_factory(workers=2)
+    gw.write("gw.yaml", gateway_manifests(port=gw.port, upstream_port=fake.port))
+    gw.start()
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=5)
+    workers = [p for p in gw.child_pids() if b"extproc" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    for i in range(30):  # Envoy retries the stream on the other worker
+        reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"r{i}"}])
+        assert reply.choices[0].message.content == f"Hello from fake: r{i}"

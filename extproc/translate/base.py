@@ -1,0 +1,68 @@
+"""The translation seam: what a (client API, provider API) pair module provides.
+
+A pair turns the client's request into the provider's (body, path suffix,
+extra headers) in the attempt stage, and the provider's response back into
+the client's schema in the router stage, JSON or stream, keeping per-request
+stream state in an explicit object. Pairs are pure: no I/O, no credentials
+(those are the provider modules' job), and idempotent on retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from extproc.contract import ProviderConfig
+from extproc.usage import Usage
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    provider: ProviderConfig | None  # None on the response side when no provider is known
+    op: str  # operation name (extproc.operations): chat_completions, messages, embeddings, ...
+    model: str  # the model to send upstream (the override, else the client's)
+    stream: bool
+
+
+@dataclass
+class UpstreamRequest:
+    """What the attempt stage sends: a new body (None: the client's bytes unchanged)."""
+
+    body: bytes | None
+    path: str | None = None  # provider path (None: the provider module decides)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HeaderChanges:
+    set: dict[str, str] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+
+
+class ResponseTranslation(Protocol):
+    """Per-request response state, created when the response headers arrive."""
+
+    usage: Usage | None
+    response_model: str
+
+    def on_headers(self, status: int, headers: dict[str, str]) -> HeaderChanges:
+        """Header changes for the client; called once."""
+        ...
+
+    @property
+    def streaming(self) -> bool:
+        """True when the body must be processed chunk by chunk (SSE, AWS event stream)."""
+        ...
+
+    def on_body(self, chunk: bytes, end_of_stream: bool) -> bytes | None:
+        """The bytes to send the client for this chunk (None: unchanged)."""
+        ...
+
+
+class Pair(Protocol):
+    client_api: str
+    provider_api: str
+
+    def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest: ...
+
+    def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> ResponseTranslation: ...
