@@ -17,7 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import errors
 from extproc.contract import ExtprocConfig, ProviderConfig
-from extproc.credentials import SignedRequest, auth_headers
+from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, split_path
 from extproc.providers import module_for
@@ -53,12 +53,30 @@ class AttemptRequest:
         self.op = operation_of(path)
         mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *INTERNAL_HEADERS])
         if req.request_headers.end_of_stream:  # no body will follow: finish here
-            self._finish(mutation, UpstreamRequest(body=None), body=b"", model="", stream=False)
+            try:
+                self._finish(mutation, UpstreamRequest(body=None), body=b"", model="", stream=False)
+            except CredentialError as exc:
+                return self._credential_failed(exc)
         return ep.ProcessingResponse(
             request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
         )
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        try:
+            return self._on_request_body(msg)
+        except CredentialError as exc:
+            return self._credential_failed(exc)
+
+    def _credential_failed(self, exc: CredentialError) -> ep.ProcessingResponse:
+        anthropic = self.op is not None and self.op.client_api == "anthropic"
+        return errors.immediate(
+            status=502,
+            message=f"The gateway could not authenticate upstream: {exc}",
+            code="credential_error",
+            anthropic=anthropic,
+        )
+
+    def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         provider, op = self.provider, self.op
         if provider is None:
             return _EMPTY_BODY

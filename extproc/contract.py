@@ -24,6 +24,8 @@ class AuthConfig:
     prefix: str = "Bearer "
     value: str = ""
     source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
+    kind: str = "header"  # header | aws | gcp | azure: which module in extproc.credentials makes the headers
+    params: dict[str, str] = field(default_factory=dict)  # resolved inputs of that kind (secret fields, region)
 
     def header_value(self) -> str:
         """The full header value; a value that already carries the prefix is kept as is."""
@@ -44,6 +46,9 @@ class ProviderConfig:
     path: str | None = None  # full upstream path (wins over pathPrefix)
     path_prefix: str = "/v1"  # prefix put before the operation suffix
     auth: AuthConfig | None = None
+    # Provider-kind settings from the manifest (region, projectId, deploymentName,
+    # apiVersion, resourceName, ...), keyed by their manifest field names.
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """Provider credentials on the upstream request: which headers carry them, per auth kind.
 
-Static keys come resolved from the config channel. Signing and token kinds
-(AWS SigV4, GCP, Entra ID) plug in here by `AuthConfig.kind`; they must not
-block the request path (tokens are cached and refreshed ahead of expiry).
+Static keys (`kind: header`) come resolved from the config channel. Other
+kinds live in their own modules, loaded on first use, each exposing
+`auth_headers(provider, request) -> dict[str, str]`: `aws` (SigV4 over the
+final body), `gcp` (OAuth access token), `azure` (Entra ID token). They must
+not block the request path: tokens are cached and refreshed ahead of expiry.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from extproc.contract import ProviderConfig
@@ -23,8 +27,26 @@ class SignedRequest:
     body: bytes
 
 
+class CredentialError(Exception):
+    """A credential could not be produced; the message names the credential, never a secret."""
+
+
+HeaderMaker = Callable[[ProviderConfig, SignedRequest], dict[str, str]]
+_MODULES = {"aws": "extproc.credentials_aws", "gcp": "extproc.credentials_gcp", "azure": "extproc.credentials_azure"}
+_loaded: dict[str, HeaderMaker] = {}
+
+
 def auth_headers(provider: ProviderConfig, request: SignedRequest) -> dict[str, str]:
     auth = provider.auth
     if auth is None:
         return {}
-    return {auth.header: auth.header_value()}
+    if auth.kind == "header":
+        return {auth.header: auth.header_value()}
+    maker = _loaded.get(auth.kind)
+    if maker is None:
+        module_name = _MODULES.get(auth.kind)
+        if module_name is None:
+            raise CredentialError(f"unknown credential kind {auth.kind!r} for provider {provider.id}")
+        maker = importlib.import_module(module_name).auth_headers
+        _loaded[auth.kind] = maker
+    return maker(provider, request)

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from fakeprovider import dialects, respond
 from fakeprovider import openai_wire as wire
-from fakeprovider import respond
 from fakeprovider.behaviour import Behaviour, BehaviourError, retry_after_header
 from fakeprovider.records import RecordedRequest, RequestLog
 
@@ -162,6 +162,19 @@ class FakeProvider:
 
         if behaviour.require_auth is not None and not respond.authorized(request.headers, behaviour.require_auth):
             return respond.error_response(401, "Incorrect API key provided.")
+
+        dialect = dialects.find(request.method, request.path)
+        if dialect is not None:
+            streaming = dialect.is_streaming(request.path, data)
+            reset, status, cut = respond.take_faults(shared, overrides, behaviour, streaming=streaming)
+            delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
+            if delay > 0:
+                await asyncio.sleep(delay / 1000)
+            if reset:
+                respond.abort(request)
+                return web.Response()
+            exchange = dialects.Exchange(request, body, data, behaviour, self.name, status, cut)
+            return await dialect.respond(exchange)
 
         route = respond.route(request.method, request.path)
         if route is None:
