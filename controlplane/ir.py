@@ -26,7 +26,8 @@ class AuthIR:
 class TLSIR:
     sni: str
     ca_pem: str | None = None  # None: the system trust store
-    insecure_skip_verify: bool = False
+    insecure_skip_verify: bool = False  # insecureSkipVerify: All (no verification at all)
+    skip_hostname_verify: bool = False  # insecureSkipVerify: Hostname (CA checked, SAN not)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class RewriteIR:
 class WeightedBackendIR:
     cluster: str
     weight: int
+    # An invalid backendRef keeps its share of the traffic and points at a cluster that
+    # deliberately does not exist, so that share gets a 500 (Gateway API) instead of
+    # going to the valid backends.
+    invalid: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class RouteIR:
     request_headers: HeaderModIR | None = None
     response_headers: HeaderModIR | None = None
     sort_key: tuple[object, ...] = ()
+    error: str = ""  # why a route without backends answers 500 ("" = it has no valid backend)
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,6 @@ class IR:
                     errors.extend(
                         f"route {route.name} points at unknown cluster {wb.cluster}"
                         for wb in route.backends
-                        if wb.cluster not in clusters
+                        if wb.cluster not in clusters and not wb.invalid
                     )
         return errors

@@ -60,6 +60,12 @@ class Resource:
     body: Mapping[str, Any] = field(repr=False, compare=False)
     file: str = ""
     creation: str = ""  # metadata.creationTimestamp if given (precedence tie-break)
+    document: int = 0  # 1-based position of the document in its file (0: not from a file)
+
+    @property
+    def where(self) -> str:
+        """Where the object was written: "file (document N)"."""
+        return f"{self.file} (document {self.document})" if self.document else self.file or "input"
 
     @property
     def key(self) -> str:
@@ -68,6 +74,12 @@ class Resource:
     @property
     def ref(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        meta = self.body.get("metadata")
+        labels = meta.get("labels") if isinstance(meta, Mapping) else None
+        return labels if isinstance(labels, Mapping) else {}
 
     @property
     def spec(self) -> Mapping[str, Any]:
@@ -130,6 +142,15 @@ def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource 
     if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
         return None, Problem(file, f"{kind} ({where})", "metadata.name", "missing metadata.name")
     namespace = meta.get("namespace") or ns
+    if not isinstance(namespace, str):
+        return None, Problem(file, f"{kind} ({where})", "metadata.namespace", "must be a string")
+    labels = meta.get("labels")
+    if labels is not None and not (
+        isinstance(labels, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+    ):
+        return None, Problem(
+            file, f"{kind} {namespace}/{meta['name']}", "metadata.labels", "must map strings to strings"
+        )
     return (
         Resource(
             api_version=api,
@@ -139,6 +160,7 @@ def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource 
             body=doc,
             file=file,
             creation=str(meta.get("creationTimestamp") or ""),
+            document=index,
         ),
         None,
     )

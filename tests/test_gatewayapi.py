@@ -3,15 +3,18 @@
 Covers `parse_duration`, `intersect_hostnames`, route precedence, URL rewrites
 against the Gateway API ReplacePrefixMatch table, `secret_data`, the extproc
 config contract (`AuthConfig.header_value`, JSON round trip, contract version)
-and `compile_paths`. Tests marked xfail(strict=True) pin known bugs: each
-reason says what is wrong; when the bug is fixed the test starts passing and
-strict mode makes it fail until the marker is removed.
+and `compile_paths`; listener attachment (allowedRoutes, ReferenceGrant,
+hostnames, port and hostname conflicts), Gateway API failure semantics (invalid
+backendRefs and filters answer 500) and that no malformed manifest raises.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,8 @@ import pytest
 
 from controlplane.compile import compile_paths
 from controlplane.gatewayapi import Translation, translate
-from controlplane.gatewayapi.routes import intersect_hostnames, parse_duration
+from controlplane.gatewayapi.hostnames import intersect_hostnames
+from controlplane.gatewayapi.routes import parse_duration
 from controlplane.ir import RouteIR
 from controlplane.resources import Problem, Resource, load_files, secret_data
 from controlplane.xds.translate import EnvoyResources, to_protos
@@ -161,7 +165,6 @@ def test_intersect_hostnames(listener: str | None, route: list[str], expected: l
     assert intersect_hostnames(listener, route) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="bug: intersect_hostnames returns the listener host twice (duplicate routes)")
 def test_intersect_hostnames_has_no_duplicates() -> None:
     assert intersect_hostnames("a.example.com", ["a.example.com", "*.example.com"]) == ["a.example.com"]
 
@@ -238,10 +241,6 @@ def test_model_header_rules_precede_the_default_rule(tmp_path: Path) -> None:
     assert tr.ir.models == (("default/gw", ("gpt-4o",)),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: RegularExpression paths sort after every PathPrefix, so a `/` catch-all makes them unreachable",
-)
 def test_regex_path_is_reachable_next_to_a_catch_all(tmp_path: Path) -> None:
     rules = f"""
     - matches: [{{path: {{type: PathPrefix, value: /}}}}]
@@ -278,20 +277,13 @@ def _envoy_rewrite(route: dict[str, Any], path: str) -> str:
     return path
 
 
-_BUG_TRAILING = "bug: ReplacePrefixMatch with a trailing / yields a double slash (prefix_rewrite /xyz/)"
-
-
 @pytest.mark.parametrize(
     ("request_path", "prefix", "replacement", "expected"),
     [
         ("/foo/bar", "/foo", "/xyz", "/xyz/bar"),
-        pytest.param(
-            "/foo/bar", "/foo", "/xyz/", "/xyz/bar", marks=pytest.mark.xfail(strict=True, reason=_BUG_TRAILING)
-        ),
+        ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
         ("/foo/bar", "/foo/", "/xyz", "/xyz/bar"),
-        pytest.param(
-            "/foo/bar", "/foo/", "/xyz/", "/xyz/bar", marks=pytest.mark.xfail(strict=True, reason=_BUG_TRAILING)
-        ),
+        ("/foo/bar", "/foo/", "/xyz/", "/xyz/bar"),
         ("/foo", "/foo", "/xyz", "/xyz"),
         ("/foo/", "/foo", "/xyz", "/xyz/"),
         ("/foo/bar", "/foo", "", "/bar"),
@@ -301,13 +293,9 @@ _BUG_TRAILING = "bug: ReplacePrefixMatch with a trailing / yields a double slash
         ("/foo", "/foo", "/", "/"),
         ("/foo/bar", "/foo", "/", "/bar"),
         ("/bar", "/", "/", "/bar"),
-        pytest.param(
-            "/bar",
-            "/",
-            "/xyz",
-            "/xyz/bar",
-            marks=pytest.mark.xfail(strict=True, reason="bug: prefix / rewritten to /xyz gives /xyzbar"),
-        ),
+        ("/bar", "/", "/xyz", "/xyz/bar"),
+        ("/bar/baz", "/", "/xyz/", "/xyz/bar/baz"),
+        ("/foo.bar/x", "/foo.bar", "/y", "/y/x"),  # the prefix is escaped for RE2
     ],
 )
 def test_replace_prefix_match(tmp_path: Path, request_path: str, prefix: str, replacement: str, expected: str) -> None:
@@ -367,7 +355,6 @@ def test_request_timeout(tmp_path: Path, request_timeout: str, envoy: str) -> No
     assert resources.routes[0]["virtual_hosts"][0]["routes"][0]["route"]["timeout"] == envoy
 
 
-@pytest.mark.xfail(strict=True, reason="bug: timeouts of 1e6 s or more are formatted `1.08e+06s`, which Envoy rejects")
 def test_long_request_timeout_is_valid_envoy_config(tmp_path: Path) -> None:
     rules = f"""
     - timeouts: {{request: 300h}}
@@ -379,7 +366,6 @@ def test_long_request_timeout_is_valid_envoy_config(tmp_path: Path) -> None:
 # --- bad input must be a Problem, never an exception ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `path: /v1` (a string, not a mapping) raises AttributeError in _match")
 def test_path_given_as_a_string_is_a_problem(tmp_path: Path) -> None:
     rules = f"""
     - matches: [{{path: /v1}}]
@@ -389,7 +375,6 @@ def test_path_given_as_a_string_is_a_problem(tmp_path: Path) -> None:
     assert [p.field for p in tr.problems] == ["spec.rules[0].matches[0].path"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a header modifier entry without `name` raises KeyError in _header_mod")
 def test_header_modifier_without_name_is_a_problem(tmp_path: Path) -> None:
     rules = f"""
     - filters:
@@ -401,10 +386,110 @@ def test_header_modifier_without_name_is_a_problem(tmp_path: Path) -> None:
     assert [p.field for p in tr.problems] == ["spec.rules[0].filters[0].requestHeaderModifier.set[0].name"]
 
 
-# --- Gateway API semantics the translation misses ---------------------------------------------
+def _paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield (*path, key)
+        yield from _paths(value, (*path, key))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ReferenceGrant is ignored, so a granted cross-namespace backendRef fails")
+@pytest.mark.parametrize("case", sorted(p.name for p in (ROOT / "tests" / "golden").glob("*.in.yaml")))
+def test_no_malformed_field_raises(case: str) -> None:
+    """Every field of every golden input replaced by values of the wrong shape: Problems, never exceptions."""
+    resources, _ = load_files([ROOT / "tests" / "golden" / case])
+    for i, res in enumerate(resources):
+        for path in _paths(dict(res.body)):
+            if path[0] in ("apiVersion", "kind", "metadata"):
+                continue
+            for bad in (None, "x", 7, ["x"], {"x": 1}):
+                body = copy.deepcopy(dict(res.body))
+                node = body
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = bad
+                mutated = [*resources[:i], dataclasses.replace(res, body=body), *resources[i + 1 :]]
+                try:
+                    tr = translate(mutated, environ={"TEST_KEY": "sk-x"})
+                    translate_ir(tr.ir)
+                except Exception as exc:  # pragma: no cover - the failure message is the point
+                    pytest.fail(f"{res.ref}: {'.'.join(map(str, path))} = {bad!r} raised {exc!r}")
+                for p in tr.problems:
+                    assert p.file and p.obj, (path, bad, str(p))
+
+
+@pytest.mark.parametrize(
+    ("match", "field"),
+    [
+        ("{path: {type: RegularExpression, value: '^/v1/(?=chat)'}}", "path.value"),  # lookahead: not RE2
+        ("{path: {type: RegularExpression, value: '^/(a)\\1$'}}", "path.value"),  # backreference
+        ("{path: {type: PathPrefix, value: '/v1?x=1'}}", "path.value"),
+        ("{path: {type: Exact, value: '/a//b'}}", "path.value"),
+        ("{path: {value: /v1}, method: [GET]}", "method"),
+        ("{headers: [{name: 'bad header', value: x}]}", "headers[0].name"),
+        ("{headers: [{name: x-a, value: 1}]}", "headers[0].value"),
+        ("{queryParams: {name: a, value: b}}", "queryParams"),
+    ],
+)
+def test_bad_matches_are_problems(tmp_path: Path, match: str, field: str) -> None:
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", f"- matches: [{match}]\n  {BACKEND}"))
+    assert [p.field for p in tr.problems] == [f"spec.rules[0].matches[0].{field}"]
+    assert _routes(tr) == []
+
+
+def test_header_values_are_literal_and_host_cannot_be_modified(tmp_path: Path) -> None:
+    rules = f"""
+    - filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {{set: [{{name: x-discount, value: "50%"}}]}}
+      {BACKEND}
+    - matches: [{{path: {{value: /host}}}}]
+      filters:
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: {{remove: [Host]}}
+      {BACKEND}
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert [(p.field, p.reason) for p in tr.problems] == [
+        ("spec.rules[1].filters[0].responseHeaderModifier.remove[0]", "UnsupportedValue")
+    ]
+    resources = translate_ir(tr.ir)
+    to_protos(resources)
+    host_route, plain = resources.routes[0]["virtual_hosts"][0]["routes"]
+    assert plain["request_headers_to_add"][0]["header"] == {"key": "x-discount", "value": "50%%"}
+    assert host_route["direct_response"]["status"] == 500
+
+
+def test_unsupported_filter_makes_the_rule_a_direct_500(tmp_path: Path) -> None:
+    rules = f"""
+    - filters:
+        - type: RequestRedirect
+          requestRedirect: {{scheme: https}}
+      {BACKEND}
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert [(p.field, p.reason) for p in tr.problems] == [("spec.rules[0].filters[0].type", "UnsupportedValue")]
+    (route,) = _routes(tr)
+    assert (route.backends, route.ai) == ((), False)
+    (envoy_route,) = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
+    assert envoy_route["direct_response"]["status"] == 500
+    assert "RequestRedirect" in envoy_route["direct_response"]["body"]["inline_string"]
+    assert envoy_route["typed_per_filter_config"]  # no extproc for a 500
+
+
+def test_rule_without_a_usable_backend_is_not_ai(tmp_path: Path) -> None:
+    rules = """
+    - backendRefs:
+        - {group: llmgw.dev, kind: AIBackend, name: missing, weight: 5}
+        - {group: llmgw.dev, kind: AIBackend, name: b, weight: 0}
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    (route,) = _routes(tr)
+    assert (route.backends, route.ai) == ((), False)
+
+
+# --- attachment: allowedRoutes, ReferenceGrant, listeners ---------------------------------------
+
+
 def test_reference_grant_permits_cross_namespace_backend(tmp_path: Path) -> None:
     text = (
         GATEWAY_ALL_NAMESPACES
@@ -429,15 +514,122 @@ def test_cross_namespace_backend_without_grant_is_refused(tmp_path: Path) -> Non
     assert [(p.field, p.reason) for p in tr.problems] == [("spec.rules[0].backendRefs[0].namespace", "RefNotPermitted")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: listeners' allowedRoutes is ignored; the default (Same namespace) must refuse other namespaces",
-)
 def test_route_from_another_namespace_is_not_allowed_by_default(tmp_path: Path) -> None:
     rules = "- matches: [{path: {type: PathPrefix, value: /x}}]"
     tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules, namespace="team-a"))
     assert _routes(tr) == []
     assert [p.reason for p in tr.problems] == ["NotAllowedByListeners"]
+    assert [p.field for p in tr.problems] == ["spec.parentRefs[0]"]
+
+
+def _grant(to: str, *, from_ns: str = "team-a", from_kind: str = "HTTPRoute", version: str = "v1") -> str:
+    return f"""
+---
+apiVersion: gateway.networking.k8s.io/{version}
+kind: ReferenceGrant
+metadata: {{name: g-{abs(hash((to, from_ns, from_kind, version)))}, namespace: default}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: {from_kind}, namespace: {from_ns}}}]
+  to: [{to}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("grant", "permitted"),
+    [
+        (_grant("{group: llmgw.dev, kind: AIBackend, name: b}"), True),
+        (_grant("{group: llmgw.dev, kind: AIBackend, name: b}", version="v1beta1"), True),
+        (_grant("{group: llmgw.dev, kind: AIBackend, name: other}"), False),
+        (_grant("{group: llmgw.dev, kind: AIBackend}", from_ns="team-b"), False),
+        (_grant("{group: llmgw.dev, kind: AIBackend}", from_kind="GRPCRoute"), False),
+        (_grant("{group: agentgateway.dev, kind: AgentgatewayBackend}"), False),
+        (_grant("{group: '', kind: Secret}"), False),
+    ],
+)
+def test_reference_grant_scope(tmp_path: Path, grant: str, permitted: bool) -> None:
+    route = _route_yaml("r", f"- {BACKEND[:-2]}, namespace: default}}]", namespace="team-a")
+    tr = _translate(tmp_path, GATEWAY_ALL_NAMESPACES + route + grant)
+    assert [p.reason for p in tr.problems] == ([] if permitted else ["RefNotPermitted"])
+
+
+def test_the_two_ai_backend_kinds_are_interchangeable_in_backend_refs(tmp_path: Path) -> None:
+    rules = "- backendRefs: [{group: agentgateway.dev, kind: AgentgatewayBackend, name: b}]"
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert not tr.problems  # b is an AIBackend: one identity space, so no ambiguity
+    assert [b.cluster for b in _routes(tr)[0].backends] == ["aibackend/default/b"]
+
+
+def _selector_gateway(selector: str) -> str:
+    return GATEWAY.replace(
+        "- {name: http, protocol: HTTP, port: 8080}",
+        "- {name: http, protocol: HTTP, port: 8080, allowedRoutes: {namespaces: {from: Selector, selector: "
+        + selector
+        + "}}}",
+    ) + (
+        """
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {env: prod, team: a}}
+"""
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "namespace", "allowed"),
+    [
+        ("{matchLabels: {env: prod}}", "team-a", True),
+        ("{matchLabels: {env: prod}}", "team-z", False),  # no Namespace object: no labels
+        ("{matchLabels: {kubernetes.io/metadata.name: team-a}}", "team-a", True),
+        ("{matchExpressions: [{key: env, operator: NotIn, values: [dev]}]}", "team-z", True),
+        ("{matchExpressions: [{key: team, operator: Exists}]}", "team-a", True),
+        ("{matchExpressions: [{key: team, operator: DoesNotExist}]}", "team-a", False),
+        ("{matchLabels: {env: prod}, matchExpressions: [{key: team, operator: In, values: [b]}]}", "team-a", False),
+        ("{}", "team-z", True),  # the empty selector selects every namespace
+    ],
+)
+def test_allowed_routes_selector(tmp_path: Path, selector: str, namespace: str, allowed: bool) -> None:
+    rules = "- matches: [{path: {value: /x}}]"
+    tr = _translate(tmp_path, _selector_gateway(selector) + _route_yaml("r", rules, namespace=namespace))
+    assert [r.route for r in _routes(tr)] == ([f"{namespace}/r"] if allowed else [])
+    assert [p.reason for p in tr.problems] == ([] if allowed else ["NotAllowedByListeners"])
+
+
+@pytest.mark.parametrize(
+    ("allowed_routes", "field"),
+    [
+        ("{namespaces: {from: Everywhere}}", "spec.listeners[0].allowedRoutes.namespaces.from"),
+        ("{namespaces: {from: Selector}}", "spec.listeners[0].allowedRoutes.namespaces.selector"),
+        (
+            "{namespaces: {from: Selector, selector: {matchExpressions: [{key: a, operator: In}]}}}",
+            "spec.listeners[0].allowedRoutes.namespaces.selector.matchExpressions[0].values",
+        ),
+        ("{kinds: HTTPRoute}", "spec.listeners[0].allowedRoutes.kinds"),
+    ],
+)
+def test_bad_allowed_routes_are_problems(tmp_path: Path, allowed_routes: str, field: str) -> None:
+    text = GATEWAY.replace(
+        "- {name: http, protocol: HTTP, port: 8080}",
+        "- {name: http, protocol: HTTP, port: 8080, allowedRoutes: " + allowed_routes + "}",
+    )
+    assert [p.field for p in _translate(tmp_path, text).problems] == [field]
+
+
+def test_listeners_of_one_gateway_may_share_a_port_but_not_a_hostname(tmp_path: Path) -> None:
+    text = GATEWAY.replace(
+        "- {name: http, protocol: HTTP, port: 8080}",
+        """- {name: a, protocol: HTTP, port: 8080, hostname: a.example.com}
+    - {name: b, protocol: HTTP, port: 8080, hostname: a.example.com}
+    - {name: a, protocol: HTTP, port: 8080}
+    - {name: c, protocol: HTTP, port: 8080, hostname: "*.*.example.com"}""",
+    )
+    tr = _translate(tmp_path, text)
+    assert [(p.field, p.reason) for p in tr.problems] == [
+        ("spec.listeners[1].hostname", "HostnameConflict"),
+        ("spec.listeners[2].name", "Invalid"),
+        ("spec.listeners[3].hostname", "Invalid"),
+    ]
+    assert [vh.name for vh in tr.ir.listeners[0].virtual_hosts] == ["a.example.com", "any"]
 
 
 def _two_listener_gateway(routes: str) -> str:
@@ -486,10 +678,6 @@ def test_route_hostnames_narrow_to_the_listener(tmp_path: Path) -> None:
     assert _routes(tr) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a route without hostnames on the hostname-less listener leaks into other listeners' hosts",
-)
 def test_catch_all_route_stays_on_its_own_listener(tmp_path: Path) -> None:
     text = _two_listener_gateway(
         _hostname_route("api", "/api", section="api") + _hostname_route("other", "/other", section="any")
@@ -500,10 +688,6 @@ def test_catch_all_route_stays_on_its_own_listener(tmp_path: Path) -> None:
     assert [r.route for r in _routes(tr, vhost="api.example.com")] == ["default/api"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exact-host virtual host lacks the routes of wildcard hostnames that cover it",
-)
 def test_wildcard_routes_also_serve_covered_exact_hosts(tmp_path: Path) -> None:
     text = _two_listener_gateway(
         _hostname_route("chat", "/chat", section="wildcard", hostnames="[chat.example.com]")
@@ -514,20 +698,12 @@ def test_wildcard_routes_also_serve_covered_exact_hosts(tmp_path: Path) -> None:
     assert [r.route for r in _routes(tr, vhost="chat.example.com")] == ["default/chat", "default/star"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: NoMatchingListenerHostname is reported although another listener of the parentRef accepted it",
-)
 def test_partial_listener_attachment_is_not_a_problem(tmp_path: Path) -> None:
     text = _two_listener_gateway(_hostname_route("chat", "/chat", hostnames="[chat.example.com]"))
     tr = _translate(tmp_path, text)
     assert not tr.problems, [str(p) for p in tr.problems]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a route attached to two listeners of one port appears twice in a virtual host",
-)
 def test_route_on_two_listeners_of_one_port_is_not_duplicated(tmp_path: Path) -> None:
     # chat.example.com: through the wildcard listener and through the hostname-less one
     text = _two_listener_gateway(_hostname_route("chat", "/chat", hostnames="[chat.example.com]"))
@@ -535,10 +711,6 @@ def test_route_on_two_listeners_of_one_port_is_not_duplicated(tmp_path: Path) ->
     assert [r.route for r in _routes(tr, vhost="chat.example.com")] == ["default/chat"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `*.example.com:*` never matches a Host with a port; use ignore_port_in_host_matching",
-)
 def test_wildcard_virtual_host_matches_a_host_with_port(tmp_path: Path) -> None:
     text = _two_listener_gateway(_hostname_route("w", "/w", section="wildcard"))
     route_config = translate_ir(_translate(tmp_path, text).ir).routes[0]
@@ -550,26 +722,48 @@ def test_wildcard_virtual_host_matches_a_host_with_port(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a duplicate HTTPRoute is reported but still translated")
 def test_duplicate_route_is_dropped(tmp_path: Path) -> None:
     text = GATEWAY + _route_yaml("r", f"- {BACKEND}") + _route_yaml("r", "- matches: [{path: {value: /dup}}]")
     tr = _translate(tmp_path, text)
     assert [p.field for p in tr.problems] == ["metadata.name"]
     assert [r.match.path for r in _routes(tr)] == ["/"]
+    # the problem is on the second one and names where the first one is
+    (problem,) = tr.problems
+    assert problem.file.endswith("manifests.yaml") and "manifests.yaml (document 4)" in problem.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an invalid weighted backendRef is dropped, so its share goes to the valid ones instead of 500",
-)
+def test_route_with_an_invalid_hostname_does_not_attach(tmp_path: Path) -> None:
+    text = GATEWAY + _route_yaml("r", f"- {BACKEND}").replace(
+        "  rules:", "  hostnames: [ok.example.com, Bad_Host]\n  rules:"
+    )
+    tr = _translate(tmp_path, text)
+    assert [p.field for p in tr.problems] == ["spec.hostnames[1]"]
+    assert [vh.name for vh in tr.ir.listeners[0].virtual_hosts] == ["any"]
+
+
+def test_more_specific_wildcard_route_hostname_comes_first(tmp_path: Path) -> None:
+    text = (
+        _two_listener_gateway("")
+        + _hostname_route("broad", "/", section="any", hostnames="['*.com']")
+        + _hostname_route("narrow", "/", section="any", hostnames="['*.foo.com']")
+    )
+    tr = _translate(tmp_path, text)
+    assert [r.route for r in _routes(tr, vhost="*.foo.com")] == ["default/narrow", "default/broad"]
+    assert [r.route for r in _routes(tr, vhost="*.com")] == ["default/broad"]
+
+
 def test_invalid_backend_share_is_not_redistributed(tmp_path: Path) -> None:
     rules = """
     - backendRefs:
         - {group: llmgw.dev, kind: AIBackend, name: b, weight: 3}
         - {group: llmgw.dev, kind: AIBackend, name: missing, weight: 1}
     """
-    (route,) = _routes(_translate(tmp_path, GATEWAY + _route_yaml("r", rules)))
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    (route,) = _routes(tr)
     assert sum(b.weight for b in route.backends) == 4  # 1 in 4 requests must get a 500
+    assert [p.reason for p in tr.problems] == ["BackendNotFound"]  # IR.validate accepts the invalid cluster
+    (envoy_route,) = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
+    assert envoy_route["route"]["cluster_not_found_response_code"] == "INTERNAL_SERVER_ERROR"
 
 
 def test_weight_zero_backend_gets_no_traffic(tmp_path: Path) -> None:
@@ -584,7 +778,6 @@ def test_weight_zero_backend_gets_no_traffic(tmp_path: Path) -> None:
     assert envoy_route["direct_response"]["status"] == 500
 
 
-@pytest.mark.xfail(strict=True, reason="bug: two Gateways on one port give a Problem with no file, object or field")
 def test_port_conflict_names_file_object_and_field(tmp_path: Path) -> None:
     text = (
         GATEWAY
@@ -600,9 +793,10 @@ spec:
 """
     )
     tr = _translate(tmp_path, text)
-    assert tr.problems
-    for p in tr.problems:
-        assert p.file and p.obj.startswith("Gateway ") and p.field.startswith("spec.listeners["), str(p)
+    assert [(p.obj, p.field, p.reason) for p in tr.problems] == [
+        ("Gateway default/clash", "spec.listeners[0].port", "PortUnavailable")
+    ]
+    assert [lst.name for lst in tr.ir.listeners] == ["default/gw/8080"]
 
 
 # --- backends ----------------------------------------------------------------------------------
@@ -623,7 +817,6 @@ spec:
     return _translate(tmp_path, text, environ={"TEST_KEY": "sk-from-env"})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: `policies.tls: {}` is falsy, so TLS stays off (port 80) when host is set")
 def test_empty_tls_policy_turns_tls_on(tmp_path: Path) -> None:
     tr = _backend(tmp_path, "custom: {}\nhost: my-resource.openai.azure.com\npolicies: {tls: {}}")
     (provider,) = tr.ir.backends[0].providers
@@ -631,10 +824,6 @@ def test_empty_tls_policy_turns_tls_on(tmp_path: Path) -> None:
     assert provider.port == 443
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an AIBackend and an AgentgatewayBackend of one name both become cluster aibackend/<ns>/<name>",
-)
 def test_backend_kinds_sharing_a_name_do_not_clash(tmp_path: Path) -> None:
     text = (
         GATEWAY
@@ -653,13 +842,46 @@ spec:
     assert len(set(clusters)) == len(clusters) or tr.problems
 
 
+@pytest.mark.parametrize(("skip", "ca", "san"), [("Hostname", True, False), ("All", False, False), (None, True, True)])
+def test_insecure_skip_verify(tmp_path: Path, skip: str | None, ca: bool, san: bool) -> None:
+    tls = f"{{insecureSkipVerify: {skip}}}" if skip else "{}"
+    tr = _backend(tmp_path, f"custom: {{}}\nhost: llm.example\npolicies: {{tls: {tls}}}")
+    cluster = translate_ir(tr.ir).clusters[0]
+    (match,) = cluster["transport_socket_matches"]
+    validation = match["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+    assert ("trusted_ca" in validation, "match_typed_subject_alt_names" in validation) == (ca, san)
+
+
+def test_missing_ca_is_an_invalid_ca_certificate_ref(tmp_path: Path) -> None:
+    tr = _backend(
+        tmp_path, "custom: {}\nhost: x.internal", policies="policies: {tls: {caCertificateRefs: [{name: nope}]}}"
+    )
+    assert [(p.field, p.reason) for p in tr.problems] == [
+        ("spec.policies.tls.caCertificateRefs[0]", "InvalidCACertificateRef")
+    ]
+
+
+def test_group_provider_policy_problems_name_the_group_path(tmp_path: Path) -> None:
+    text = """
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {name: x, namespace: default}
+spec:
+  ai:
+    groups:
+      - providers:
+          - {name: p, custom: {}, host: h.internal, policies: {auth: {secretRef: {name: nope}}}}
+"""
+    tr = _translate(tmp_path, text)
+    assert [p.field for p in tr.problems] == ["spec.ai.groups[0].providers[0].policies.auth.secretRef"]
+
+
 def test_host_turns_default_tls_off(tmp_path: Path) -> None:
     tr = _backend(tmp_path, "openai: {}\nhost: 127.0.0.1\nport: 9100")
     (provider,) = tr.ir.backends[0].providers
     assert (provider.tls, provider.port) == (None, 9100)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: problems in provider-level policies name spec.policies.* instead")
 def test_provider_policy_problems_name_the_provider_field(tmp_path: Path) -> None:
     tr = _backend(
         tmp_path,

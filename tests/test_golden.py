@@ -4,7 +4,8 @@ For every ``tests/golden/<case>.in.yaml`` the test runs ``load_files``, the Gate
 API translation (``controlplane.gatewayapi.translate``) and the xDS translation
 (``controlplane.xds.translate.translate``), then compares with two golden files:
 
-- ``<case>.ir.yaml``: the IR (``dataclasses.asdict``) and the problems as strings.
+- ``<case>.ir.yaml``: the IR (``dataclasses.asdict``) and the problems as strings, each
+  followed by its condition reason in brackets.
   Credentials are redacted (``AuthIR.value`` becomes ``<redacted>``).
 - ``<case>.envoy.yaml``: the Envoy resources as JSON-shaped dicts. They are also
   parsed into protos (``to_protos``), which proves Envoy knows every field name.
@@ -113,7 +114,7 @@ def render(case: str) -> Rendered:
     load_problems = [dataclasses.replace(p, file=name) for p in load_problems]
     translation = translate(resources, environ=ENVIRON, listen_address="0.0.0.0")
     envoy = translate_ir(translation.ir)
-    problems = [str(p) for p in [*load_problems, *translation.problems]]
+    problems = [f"{p} [{p.reason}]" for p in [*load_problems, *translation.problems]]
     ir_text = _dump({"ir": _redacted_ir(translation.ir), "problems": problems})
     envoy_text = _dump(dataclasses.asdict(envoy))
     return Rendered(ir_text, envoy_text, _secret_values(resources, translation.ir), envoy)

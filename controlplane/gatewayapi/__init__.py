@@ -4,6 +4,7 @@
 provider feed. Invalid objects are dropped with a Problem each; the rest of
 the configuration still translates, so one bad route does not take down the
 gateway (the supervisor decides whether to apply a config with problems).
+Of two objects with one identity only the first is used.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
-from controlplane.gatewayapi.routes import (
-    GATEWAY_API,
-    RouteTranslator,
-    build_listener,
-    gateway_listeners,
-    intersect_hostnames,
-)
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RouteIR
+from controlplane.gatewayapi.grants import read_grants
+from controlplane.gatewayapi.hostnames import Attached, build_listener
+from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
+from controlplane.gatewayapi.routes import RouteTranslator
+from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR
 from controlplane.resources import Problem, Resource, secret_data
 
 MODEL_HEADER = "x-gateway-model-name"
-_IGNORED_KINDS = {"Namespace", "ReferenceGrant"}
+_GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
+_CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
+_CLUSTER_SCOPED = {"GatewayClass", "Namespace"}
+# Kinds sharing one identity space: both AI backend kinds become cluster aibackend/<ns>/<name>.
+_IDENTITY = {"AgentgatewayBackend": "AIBackend"}
+# Label every Namespace carries in Kubernetes (1.22+), usable in allowedRoutes selectors.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 @dataclass(frozen=True)
@@ -40,69 +45,50 @@ def translate(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Translation:
     problems: list[Problem] = []
-    by_kind: dict[str, list[Resource]] = {}
-    for res in resources:
-        group = res.api_version.split("/")[0] if "/" in res.api_version else ""
-        if group == GATEWAY_API or res.kind in ("Secret", "ConfigMap") or is_ai_backend(res):
-            by_kind.setdefault(res.kind, []).append(res)
-        elif res.kind not in _IGNORED_KINDS:
-            problems.append(
-                Problem(
-                    res.file,
-                    res.ref,
-                    "kind",
-                    f"{res.api_version} {res.kind} is not a kind llmgw reads",
-                    "InvalidKind",
-                )
-            )
-    problems.extend(_duplicates(by_kind))
+    by_kind = _select(resources, problems)
 
+    namespaces = {ns.name: {**ns.labels, NAMESPACE_NAME_LABEL: ns.name} for ns in by_kind.get("Namespace", [])}
     secrets: dict[str, dict[str, str]] = {}
     for s in by_kind.get("Secret", []):
         data, secret_problems = secret_data(s, environ=environ)
         problems.extend(secret_problems)
         secrets[s.key] = data
-    configmaps = {
-        c.key: {str(k): str(v) for k, v in (c.body.get("data") or {}).items()} for c in by_kind.get("ConfigMap", [])
-    }
+    configmaps: dict[str, dict[str, str]] = {}
+    for c in by_kind.get("ConfigMap", []):
+        data = c.body.get("data") or {}
+        if not isinstance(data, Mapping):
+            problems.append(Problem(c.file, c.ref, "data", "must be a mapping"))
+            continue
+        configmaps[c.key] = {str(k): str(v) for k, v in data.items()}
 
     backends: list[BackendIR] = []
+    clusters: dict[str, str] = {}
     for res in by_kind.get("AIBackend", []) + by_kind.get("AgentgatewayBackend", []):
         backend, backend_problems = translate_backend(res, secrets=secrets, configmaps=configmaps)
         problems.extend(backend_problems)
         if backend is not None:
             backends.append(backend)
-    clusters = {b.key: b.cluster for b in backends}
+            clusters[res.key] = backend.cluster
 
+    grants, grant_problems = read_grants(by_kind.get("ReferenceGrant", []))
+    problems.extend(grant_problems)
     classes = {c.name: c for c in by_kind.get("GatewayClass", [])}
     listeners, listener_problems = gateway_listeners(by_kind.get("Gateway", []), classes)
     problems.extend(listener_problems)
 
-    attached: dict[tuple[str, int], list[tuple[RouteIR, list[str]]]] = {}
+    ports: dict[tuple[str, int], list[GatewayListener]] = {}
     for lst in listeners:
-        attached.setdefault((lst.gateway.key, lst.port), [])
+        ports.setdefault((lst.gateway.key, lst.port), []).append(lst)
+    attached: dict[tuple[str, int], list[Attached]] = {key: [] for key in ports}
     route_models: dict[str, set[str]] = {}
     for route_res in by_kind.get("HTTPRoute", []):
-        rt = RouteTranslator(route_res, clusters)
-        parents = rt.parents(listeners)
+        parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
+        rt = RouteTranslator(route_res, clusters, grants)
         rules = rt.rules()
+        problems.extend(attach_problems)
         problems.extend(rt.problems)
-        route_hosts = [str(h) for h in route_res.spec.get("hostnames") or []]
-        for lst in parents:
-            hosts = intersect_hostnames(lst.hostname, route_hosts)
-            if hosts is None:
-                problems.append(
-                    Problem(
-                        route_res.file,
-                        route_res.ref,
-                        "spec.hostnames",
-                        f"no hostname overlaps listener {lst.name}",
-                        "NoMatchingListenerHostname",
-                    )
-                )
-                continue
-            bucket = attached[(lst.gateway.key, lst.port)]
-            bucket.extend((rule, hosts) for rule in rules)
+        for lst, hosts in parents:
+            attached[(lst.gateway.key, lst.port)].extend(Attached(lst.hostname, rule, hosts) for rule in rules)
             models = route_models.setdefault(lst.gateway.key, set())
             for rule in rules:
                 models.update(
@@ -115,6 +101,7 @@ def translate(
         build_listener(
             gateway=gw,
             port=port,
+            listener_hosts=[lst.hostname for lst in ports[(gw, port)]],
             attached=routes,
             address=listen_address,
             max_body_bytes=max_body_bytes,
@@ -127,7 +114,7 @@ def translate(
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
     )
     for err in ir.validate():
-        problems.append(Problem("", "configuration", "", err))
+        problems.append(Problem("", "configuration", "", f"internal: {err}"))
     return Translation(ir=ir, problems=problems)
 
 
@@ -135,19 +122,36 @@ def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:
     return {p.model for b in backends if b.cluster == cluster for p in b.providers if p.model}
 
 
-def _duplicates(by_kind: Mapping[str, list[Resource]]) -> list[Problem]:
-    problems = []
-    for items in by_kind.values():
-        seen: dict[str, Resource] = {}
-        for res in items:
-            if res.key in seen:
-                problems.append(
-                    Problem(
-                        res.file,
-                        res.ref,
-                        "metadata.name",
-                        f"duplicate of the one in {seen[res.key].file}",
-                    )
+def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str, list[Resource]]:
+    """Resources of the kinds llmgw reads, by kind; the first of two with one identity wins."""
+    by_kind: dict[str, list[Resource]] = {}
+    seen: dict[tuple[str, str], Resource] = {}
+    for res in resources:
+        group = res.api_version.split("/")[0] if "/" in res.api_version else ""
+        known = (
+            (group == GATEWAY_API and res.kind in _GATEWAY_KINDS)
+            or (res.api_version == "v1" and res.kind in _CORE_KINDS)
+            or is_ai_backend(res)
+        )
+        if not known:
+            problems.append(
+                Problem(
+                    res.file, res.ref, "kind", f"{res.api_version} {res.kind} is not a kind llmgw reads", "InvalidKind"
                 )
-            seen[res.key] = res
-    return problems
+            )
+            continue
+        identity = (_IDENTITY.get(res.kind, res.kind), res.name if res.kind in _CLUSTER_SCOPED else res.key)
+        first = seen.get(identity)
+        if first is not None:
+            problems.append(
+                Problem(
+                    res.file,
+                    res.ref,
+                    "metadata.name",
+                    f"duplicate of {first.ref} in {first.where}; only that one is used",
+                )
+            )
+            continue
+        seen[identity] = res
+        by_kind.setdefault(res.kind, []).append(res)
+    return by_kind

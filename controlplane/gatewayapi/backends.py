@@ -140,10 +140,13 @@ def _provider(
         ctx.fail(f"{where}.{kind}", "must be a mapping")
         return None
     name = block.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        ctx.fail(f"{where}.name", "must be a non-empty string")
+        return None
     if in_group and not name:
         ctx.fail(f"{where}.name", "is required for providers inside groups")
         return None
-    name = str(name or kind)
+    name = name or kind
     model = settings.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         ctx.fail(f"{where}.{kind}.model", "must be a non-empty string")
@@ -153,10 +156,10 @@ def _provider(
     if not isinstance(host, str) or not host:
         ctx.fail(f"{where}.host", f"is required for the {kind!r} provider")
         return None
-    policies = _merge_policies(backend_policies, block.get("policies"))
-    tls_policy = policies.get("tls")
+    policies = _merge_policies(ctx, backend_policies, where, block.get("policies"))
+    tls_policy, tls_field = policies.get("tls", (None, "spec.policies.tls"))
     host_overridden = "host" in block
-    tls_on = bool(tls_policy) or (defaults.tls and not host_overridden)
+    tls_on = tls_policy is not None or (defaults.tls and not host_overridden)
     port = block.get("port", defaults.port if not host_overridden else (443 if tls_on else 80))
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         ctx.fail(f"{where}.port", f"must be an integer 1-65535, got {port!r}")
@@ -169,8 +172,9 @@ def _provider(
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         ctx.fail(f"{where}.pathPrefix", "must start with /")
         prefix = defaults.path_prefix
-    tls = _tls(ctx, where, tls_policy, host) if tls_on else None
-    auth = _auth(ctx, where, policies.get("auth"), defaults)
+    tls = _tls(ctx, tls_field, tls_policy, host) if tls_on else None
+    auth_policy, auth_field = policies.get("auth", (None, "spec.policies.auth"))
+    auth = _auth(ctx, auth_field, auth_policy, defaults)
     return ProviderIR(
         id=f"{ctx.res.key}/{name}",
         name=name,
@@ -185,39 +189,63 @@ def _provider(
     )
 
 
-def _merge_policies(backend: Mapping[str, Any], provider: Any) -> dict[str, Any]:
-    merged = dict(backend)
+def _merge_policies(ctx: _Ctx, backend: Mapping[str, Any], where: str, provider: Any) -> dict[str, tuple[Any, str]]:
+    """Policy name -> (value, field it was written in); a provider's own policies win."""
+    merged = {str(k): (v, f"spec.policies.{k}") for k, v in backend.items()}
     if isinstance(provider, Mapping):
-        merged.update(provider)
+        merged.update({str(k): (v, f"{where}.policies.{k}") for k, v in provider.items()})
+    elif provider is not None:
+        ctx.fail(f"{where}.policies", "must be a mapping")
     return merged
 
 
-def _tls(ctx: _Ctx, where: str, policy: Any, host: str) -> TLSIR | None:
-    fld = "spec.policies.tls"
-    if policy in (None, True):
+# insecureSkipVerify -> (skip all verification, skip only the hostname (SAN) check)
+_SKIP_VERIFY = {
+    None: (False, False),
+    False: (False, False),
+    "All": (True, False),
+    True: (True, False),
+    "Hostname": (False, True),
+}
+
+
+def _tls(ctx: _Ctx, fld: str, policy: Any, host: str) -> TLSIR | None:
+    if policy is None or policy is True:
         policy = {}
     if not isinstance(policy, Mapping):
         ctx.fail(fld, "must be a mapping")
         return None
-    sni = policy.get("sni") or ("" if _is_ip(host) else host)
+    # Every field is checked (all problems reported); the backend is dropped if any failed.
+    sni = policy.get("sni")
+    if sni is not None and (not isinstance(sni, str) or not sni):
+        ctx.fail(f"{fld}.sni", "must be a non-empty string")
+        sni = None
+    sni = sni or ("" if _is_ip(host) else host)
+    skip = policy.get("insecureSkipVerify")
+    if not isinstance(skip, str | bool | None) or skip not in _SKIP_VERIFY:
+        ctx.fail(f"{fld}.insecureSkipVerify", f"must be All or Hostname, got {skip!r}")
+        skip = None
+    refs = policy.get("caCertificateRefs")
+    if refs is not None and not isinstance(refs, list):
+        ctx.fail(f"{fld}.caCertificateRefs", "must be a list")
+        refs = None
     pems: list[str] = []
-    for i, ref in enumerate(policy.get("caCertificateRefs") or []):
+    for i, ref in enumerate(refs or []):
         kind = ref.get("kind", "ConfigMap") if isinstance(ref, Mapping) else None
         name = ref.get("name") if isinstance(ref, Mapping) else None
         store = {"Secret": ctx.secrets, "ConfigMap": ctx.configmaps}.get(str(kind))
-        if store is None or not name:
-            ctx.fail(
-                f"{fld}.caCertificateRefs[{i}]",
-                "needs kind Secret or ConfigMap and a name",
-                "InvalidKind",
-            )
+        if store is None:
+            ctx.fail(f"{fld}.caCertificateRefs[{i}].kind", "must be Secret or ConfigMap", "InvalidKind")
+            continue
+        if not isinstance(name, str) or not name:
+            ctx.fail(f"{fld}.caCertificateRefs[{i}].name", "is required (a string)")
             continue
         data = store.get(f"{ctx.res.namespace}/{name}")
         if data is None:
             ctx.fail(
                 f"{fld}.caCertificateRefs[{i}]",
                 f"{kind} {ctx.res.namespace}/{name} not found",
-                "BackendNotFound",
+                "InvalidCACertificateRef",
             )
             continue
         pem = data.get("ca.crt")
@@ -229,15 +257,16 @@ def _tls(ctx: _Ctx, where: str, policy: Any, host: str) -> TLSIR | None:
             )
             continue
         pems.append(pem)
+    skip_all, skip_hostname = _SKIP_VERIFY[skip]
     return TLSIR(
-        sni=str(sni),
+        sni=sni,
         ca_pem="\n".join(pems) if pems else None,
-        insecure_skip_verify=policy.get("insecureSkipVerify") in ("All", "Hostname", True),
+        insecure_skip_verify=skip_all,
+        skip_hostname_verify=skip_hostname,
     )
 
 
-def _auth(ctx: _Ctx, where: str, auth: Any, defaults: ProviderKind) -> AuthIR | None:
-    fld = "spec.policies.auth"
+def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind) -> AuthIR | None:
     if auth is None:
         return None
     if not isinstance(auth, Mapping):
@@ -249,6 +278,9 @@ def _auth(ctx: _Ctx, where: str, auth: Any, defaults: ProviderKind) -> AuthIR | 
         ctx.fail(f"{fld}.location.header", "must be a mapping with `name` (and optional `prefix`)")
         return None
     header_loc = header_loc or {}
+    if not isinstance(header_loc.get("name", ""), str) or not isinstance(header_loc.get("prefix", ""), str):
+        ctx.fail(f"{fld}.location.header", "`name` and `prefix` must be strings")
+        return None
     header = str(header_loc.get("name") or defaults.auth_header).lower()
     prefix_default = defaults.auth_prefix if header == "authorization" else ""
     prefix = str(header_loc.get("prefix", prefix_default) or "")

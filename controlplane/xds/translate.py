@@ -133,7 +133,16 @@ def local_reply_config() -> dict[str, Any]:
                 ),
             ),
             _mapper(
-                ["UH", "UF", "URX", "UO", "NC", "UC", "UR", "UPE", "DC"],
+                ["NC"],
+                None,
+                _openai_error(
+                    "Route %ROUTE_NAME% sends this request to a backend that is not valid",
+                    "server_error",
+                    "no_valid_backend",
+                ),
+            ),
+            _mapper(
+                ["UH", "UF", "URX", "UO", "UC", "UR", "UPE", "DC"],
                 None,
                 _openai_error(
                     "Upstream provider unavailable: %LOCAL_REPLY_BODY%", "server_error", "upstream_unavailable"
@@ -196,7 +205,17 @@ def _extproc_service(stage: str, gateway: str | None) -> dict[str, Any]:
     meta = [{"key": names.STAGE_HEADER, "value": stage}]
     if gateway:
         meta.append({"key": names.GATEWAY_HEADER, "value": gateway})
-    return {"envoy_grpc": {"cluster_name": names.EXTPROC_CLUSTER}, "initial_metadata": meta}
+    return {
+        "envoy_grpc": {"cluster_name": names.EXTPROC_CLUSTER},
+        "initial_metadata": meta,
+        # A worker that just died (and is being restarted) costs a retry on another
+        # worker, not a failed request; outlier detection then ejects it.
+        "retry_policy": {
+            "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
+            "num_retries": 3,
+            "retry_on": "connect-failure,refused-stream,unavailable,reset",
+        },
+    }
 
 
 def router_stage_filter(gateway: str) -> dict[str, Any]:
@@ -270,6 +289,10 @@ def _listener(listener: ListenerIR) -> dict[str, Any]:
 def _route_config(listener: ListenerIR) -> dict[str, Any]:
     return {
         "name": listener.name,
+        # Gateway API hostnames never carry a port; "host:8080" must match "host" and "*.example.com".
+        "ignore_port_in_host_matching": True,
+        # The share of an invalid backendRef deliberately names a cluster that does not exist.
+        "validate_clusters": False,
         "virtual_hosts": [
             {
                 "name": vh.name,
@@ -307,9 +330,43 @@ def _match(m: MatchIR) -> dict[str, Any]:
 
 
 def _header_values(mod: HeaderModIR) -> list[dict[str, Any]]:
-    sets = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in mod.set]
-    adds = [{"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in mod.add]
+    # Gateway API values are literal; Envoy would read "%...%" as a formatter command.
+    def value(v: str) -> str:
+        return v.replace("%", "%%")
+
+    sets = [
+        {"header": {"key": k, "value": value(v)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in mod.set
+    ]
+    adds = [{"header": {"key": k, "value": value(v)}, "append_action": "APPEND_IF_EXISTS_OR_ADD"} for k, v in mod.add]
     return sets + adds
+
+
+def duration(seconds: float) -> str:
+    """Fixed-point protobuf JSON duration ("1080000s", "0.5s"); never exponent notation."""
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def _rewrite(r: RouteIR) -> dict[str, Any]:
+    """URLRewrite path as Envoy route action fields (Gateway API ReplacePrefixMatch table)."""
+    rw = r.rewrite
+    if rw is None:
+        return {}
+    if rw.full_path is not None:
+        return {"regex_rewrite": {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}}
+    if rw.prefix is None:
+        return {}
+    replacement = rw.prefix.rstrip("/")
+    prefix = r.match.path  # normalized: no trailing slash unless "/"
+    if prefix == "/":
+        return {"prefix_rewrite": replacement + "/"}
+    if not replacement:
+        # /foo, /foo/ and /foo//bar -> /, /, /bar
+        pattern, substitution = "^" + _re_escape(prefix) + "/*(.*)$", "/\\1"
+    else:
+        # /foo, /foo/ and /foo/bar -> R, R/ and R/bar
+        pattern, substitution = "^" + _re_escape(prefix) + "(/.*)?$", replacement + "\\1"
+    return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
 def _route(r: RouteIR) -> dict[str, Any]:
@@ -321,9 +378,9 @@ def _route(r: RouteIR) -> dict[str, Any]:
                 "inline_string": orjson.dumps(
                     {
                         "error": {
-                            "message": f"route {r.route} has no valid backend",
+                            "message": r.error or f"route {r.route} has no valid backend",
                             "type": "server_error",
-                            "code": "no_valid_backend",
+                            "code": "invalid_route" if r.error else "no_valid_backend",
                             "param": None,
                         }
                     }
@@ -331,22 +388,16 @@ def _route(r: RouteIR) -> dict[str, Any]:
             },
         }
     else:
-        action: dict[str, Any] = {"timeout": f"{r.timeout_s:g}s"}
+        action: dict[str, Any] = {"timeout": duration(r.timeout_s)}
         if len(r.backends) == 1:
             action["cluster"] = r.backends[0].cluster
         else:
             action["weighted_clusters"] = {"clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]}
+        if any(b.invalid for b in r.backends):
+            # The share of an invalid backendRef goes to a cluster that does not exist: 500 (Gateway API).
+            action["cluster_not_found_response_code"] = "INTERNAL_SERVER_ERROR"
+        action.update(_rewrite(r))
         rw = r.rewrite
-        if rw and rw.prefix is not None:
-            if rw.prefix in ("", "/") and r.match.path != "/":
-                action["regex_rewrite"] = {
-                    "pattern": {"regex": "^" + _re_escape(r.match.path) + "/*"},
-                    "substitution": "/",
-                }
-            else:
-                action["prefix_rewrite"] = rw.prefix
-        elif rw and rw.full_path is not None:
-            action["regex_rewrite"] = {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}
         if rw and rw.hostname:
             action["host_rewrite_literal"] = rw.hostname
         elif r.ai:
@@ -415,7 +466,7 @@ def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
     validation: dict[str, Any] = {}
     if not p.tls.insecure_skip_verify:
         validation["trusted_ca"] = {"inline_string": p.tls.ca_pem} if p.tls.ca_pem else {"filename": system_ca_file}
-        if p.tls.sni:
+        if p.tls.sni and not p.tls.skip_hostname_verify:
             validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": p.tls.sni}}]
     tls: dict[str, Any] = {
         "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
