@@ -13,7 +13,14 @@ def build(ir: IR) -> ExtprocConfig:
     for backend in ir.backends:
         for p in backend.providers:
             auth = (
-                AuthConfig(header=p.auth.header, prefix=p.auth.prefix, value=p.auth.value, source=p.auth.source)
+                AuthConfig(
+                    header=p.auth.header,
+                    prefix=p.auth.prefix,
+                    value=p.auth.value,
+                    source=p.auth.source,
+                    kind=p.auth.kind,
+                    params=dict(p.auth.params),
+                )
                 if p.auth
                 else None
             )
@@ -26,6 +33,7 @@ def build(ir: IR) -> ExtprocConfig:
                 path=p.path,
                 path_prefix=p.path_prefix,
                 auth=auth,
+                settings=dict(p.settings),
             )
     config = ExtprocConfig(version="", providers=providers, models={gw: list(m) for gw, m in ir.models})
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]

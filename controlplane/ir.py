@@ -20,6 +20,8 @@ class AuthIR:
     prefix: str
     value: str = field(repr=False)
     source: str
+    kind: str = "header"  # header | aws | gcp | azure (extproc.credentials)
+    params: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # resolved secret fields
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ProviderIR:
     path: str | None
     path_prefix: str
     auth: AuthIR | None
+    settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 ENVIRON = {"TEST_KEY": "sk-from-env"}
 UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 REDACTED = "<redacted>"
+PUBLIC_PARAMS = {"region", "mode"}  # auth params that are not secret
 REGENERATE = "LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/test_golden.py"
 
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN_DIR.glob("*.in.yaml"))
@@ -64,6 +65,9 @@ def _redacted_ir(ir: IR) -> dict[str, Any]:
         for provider in backend["providers"]:
             if provider["auth"] is not None:
                 provider["auth"]["value"] = REDACTED
+                provider["auth"]["params"] = [
+                    [k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in provider["auth"]["params"]
+                ]
     return out
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
+from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
 from controlplane.resources import Problem, Resource
 
@@ -21,25 +22,7 @@ AI_BACKEND_KINDS = {
 }
 
 
-@dataclass(frozen=True)
-class ProviderKind:
-    """What a provider kind defaults to when the manifest does not say."""
-
-    host: str | None  # None: `host` is required
-    port: int
-    tls: bool
-    path_prefix: str
-    auth_header: str = "authorization"
-    auth_prefix: str = "Bearer "
-
-
-# Provider kinds this build can reach. Translating kinds (anthropic, gemini,
-# vertexai, bedrock, azure*) arrive with the translation issue.
-PROVIDER_KINDS: dict[str, ProviderKind] = {
-    "openai": ProviderKind(host="api.openai.com", port=443, tls=True, path_prefix="/v1"),
-    "custom": ProviderKind(host=None, port=80, tls=False, path_prefix="/v1"),
-}
-KNOWN_LATER = ("azureopenai", "azure", "anthropic", "gemini", "vertexai", "bedrock")
+PROVIDER_KIND_NAMES = tuple(KINDS)
 
 
 def is_ai_backend(res: Resource) -> bool:
@@ -125,20 +108,20 @@ def _provider(
     if not isinstance(block, Mapping):
         ctx.fail(where, "must be a mapping")
         return None
-    kinds = [k for k in (*PROVIDER_KINDS, *KNOWN_LATER) if k in block]
+    kinds = [k for k in PROVIDER_KIND_NAMES if k in block]
     if len(kinds) != 1:
-        names = ", ".join(PROVIDER_KINDS)
+        names = ", ".join(PROVIDER_KIND_NAMES)
         ctx.fail(where, f"set exactly one provider kind ({names}); found {kinds or 'none'}")
         return None
     kind = kinds[0]
-    if kind not in PROVIDER_KINDS:
-        ctx.fail(f"{where}.{kind}", f"provider {kind!r} is not supported by this build", "Unsupported")
-        return None
-    defaults = PROVIDER_KINDS[kind]
+    defaults = KINDS[kind]
     settings = block.get(kind) or {}
     if not isinstance(settings, Mapping):
         ctx.fail(f"{where}.{kind}", "must be a mapping")
         return None
+    kind_settings, setting_problems = settings_of(defaults, settings)
+    for fld, message in setting_problems:
+        ctx.fail(f"{where}.{kind}.{fld}", message)
     name = block.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         ctx.fail(f"{where}.name", "must be a non-empty string")
@@ -152,7 +135,7 @@ def _provider(
         ctx.fail(f"{where}.{kind}.model", "must be a non-empty string")
         model = None
 
-    host = block.get("host", defaults.host)
+    host = block.get("host", defaults.host(kind_settings))
     if not isinstance(host, str) or not host:
         ctx.fail(f"{where}.host", f"is required for the {kind!r} provider")
         return None
@@ -169,12 +152,12 @@ def _provider(
         ctx.fail(f"{where}.path", "must start with /")
         path = None
     prefix = block.get("pathPrefix", defaults.path_prefix)
-    if not isinstance(prefix, str) or not prefix.startswith("/"):
+    if not isinstance(prefix, str) or (prefix and not prefix.startswith("/")):
         ctx.fail(f"{where}.pathPrefix", "must start with /")
         prefix = defaults.path_prefix
     tls = _tls(ctx, tls_field, tls_policy, host) if tls_on else None
     auth_policy, auth_field = policies.get("auth", (None, "spec.policies.auth"))
-    auth = _auth(ctx, auth_field, auth_policy, defaults)
+    auth = _auth(ctx, auth_field, auth_policy, defaults, kind_settings)
     return ProviderIR(
         id=f"{ctx.res.key}/{name}",
         name=name,
@@ -186,6 +169,7 @@ def _provider(
         path=path,
         path_prefix=prefix.rstrip("/"),
         auth=auth,
+        settings=tuple(sorted(kind_settings.items())),
     )
 
 
@@ -266,9 +250,18 @@ def _tls(ctx: _Ctx, fld: str, policy: Any, host: str) -> TLSIR | None:
     )
 
 
-def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind) -> AuthIR | None:
+def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapping[str, str]) -> AuthIR | None:
     if auth is None:
-        return None
+        if defaults.ambient_auth is None:
+            return None
+        return AuthIR(
+            header="",
+            prefix="",
+            value="",
+            source=f"ambient {defaults.ambient_auth} credentials",
+            kind=defaults.ambient_auth,
+            params=region_params(settings),
+        )
     if not isinstance(auth, Mapping):
         ctx.fail(fld, "must be a mapping")
         return None
@@ -313,8 +306,11 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind) -> AuthIR | No
             ctx.fail(f"{fld}.secretRef.key", f"Secret {secret_key} key {item!r} is empty")
             return None
         return AuthIR(header=header, prefix=prefix, value=value.strip(), source=f"secret {secret_key}")
+    for kind in ("aws", "gcp", "azure"):
+        if kind in auth:
+            return cloud_auth(ctx, f"{fld}.{kind}", kind, auth[kind], settings)
     others = [k for k in auth if k not in ("location",)]
-    ctx.fail(fld, f"auth {others} is not supported by this build (use key or secretRef)", "Unsupported")
+    ctx.fail(fld, f"auth {others} is not supported by this build", "Unsupported")
     return None
 
 
