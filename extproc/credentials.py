@@ -47,6 +47,9 @@ def auth_headers(provider: ProviderConfig, request: SignedRequest) -> dict[str, 
         module_name = _MODULES.get(auth.kind)
         if module_name is None:
             raise CredentialError(f"unknown credential kind {auth.kind!r} for provider {provider.id}")
-        maker = importlib.import_module(module_name).auth_headers
+        try:
+            maker = importlib.import_module(module_name).auth_headers
+        except ImportError as exc:
+            raise CredentialError(f"{auth.kind} credentials are not available in this build") from exc
         _loaded[auth.kind] = maker
     return maker(provider, request)

@@ -1,0 +1,144 @@
+"""Azure OpenAI and AI Foundry paths and API keys, through the real gateway to the fake provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from fakeprovider import FakeProviderThread
+from tests.harness import GatewayProcess
+
+pytestmark = pytest.mark.integration
+
+MANIFESTS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: llmgw
+  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+{rules}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: deployment}}
+spec:
+  ai:
+    provider:
+      azureopenai: {{endpoint: my-res.openai.azure.com, deploymentName: gpt-4o-prod, apiVersion: "2024-10-21"}}
+      host: 127.0.0.1
+      port: {up}
+  policies: {{auth: {{secretRef: {{name: azure-key, key: apiKey}}}}}}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: v1api}}
+spec:
+  ai:
+    provider: {{azureopenai: {{endpoint: my-res.openai.azure.com}}, host: 127.0.0.1, port: {up}}}
+  policies: {{auth: {{secretRef: {{name: azure-key, key: apiKey}}}}}}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: foundry-seed}}
+spec:
+  ai:
+    provider:
+      azureopenai: {{endpoint: my-foundry.services.ai.azure.com}}
+      host: 127.0.0.1
+      port: {up}
+      path: /models/chat/completions?api-version=2024-05-01-preview
+  policies: {{auth: {{key: foundry-inline-key}}}}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: entra}}
+spec:
+  ai:
+    provider: {{azure: {{resourceName: my-res}}, host: 127.0.0.1, port: {up}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: azure-key}}
+stringData: {{apiKey: azure-secret-key}}
+"""
+
+RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
+      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]"""
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
+    fp = FakeProviderThread(name="azure").start()
+    gw = GatewayProcess(workers=2)
+    rules = "\n".join(RULE.format(name=n) for n in ("deployment", "v1api", "foundry-seed", "entra"))
+    gw.write("gw.yaml", MANIFESTS.format(port=gw.port, up=fp.port, rules=rules))
+    gw.start()
+    yield gw, fp
+    assert gw.stop() == 0
+    gw.cleanup()
+    fp.stop()
+
+
+def _chat(gw: GatewayProcess, prefix: str, **kw: object) -> str:
+    client = openai.OpenAI(base_url=f"{gw.url}/{prefix}/v1", api_key="client-key", max_retries=0)
+    resp = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi azure"}], **kw)
+    return resp.choices[0].message.content or ""
+
+
+def test_deployment_api_path_and_api_key(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    gw, fp = setup
+    fp.clear()
+    assert _chat(gw, "deployment") == "Hello from azure: hi azure"
+    [rec] = fp.requests
+    assert rec.path == "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    assert rec.headers["api-key"] == "azure-secret-key"
+    assert "authorization" not in rec.headers
+
+
+def test_v1_api_path(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    gw, fp = setup
+    fp.clear()
+    client = openai.OpenAI(base_url=f"{gw.url}/v1api/v1", api_key="client-key", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "s"}], stream=True)
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from azure: s"
+    assert fp.requests[-1].path == "/openai/v1/chat/completions"
+    emb = client.embeddings.create(model="text-embedding-3-small", input="e")
+    assert len(emb.data[0].embedding) == 8
+    assert fp.requests[-1].path == "/openai/v1/embeddings"
+
+
+def test_seed_style_foundry_path(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    gw, fp = setup
+    fp.clear()
+    assert _chat(gw, "foundry-seed") == "Hello from azure: hi azure"
+    [rec] = fp.requests
+    assert rec.path == "/models/chat/completions?api-version=2024-05-01-preview"
+    assert rec.headers["api-key"] == "foundry-inline-key"
+
+
+def test_entra_without_credential_support_is_a_clear_5xx(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    gw, fp = setup
+    fp.clear()
+    resp = httpx.post(
+        f"{gw.url}/entra/v1/chat/completions",
+        timeout=10,
+        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert resp.status_code == 502
+    err = resp.json()["error"]
+    assert err["code"] == "credential_error" and "azure" in err["message"]
+    assert fp.requests == []
