@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from controlplane.ir import IR
 from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
@@ -35,6 +36,15 @@ def build(ir: IR) -> ExtprocConfig:
                 auth=auth,
                 settings=dict(p.settings),
             )
-    config = ExtprocConfig(version="", providers=providers, models={gw: list(m) for gw, m in ir.models})
+    direct = {
+        r.name: r.direct_provider
+        for lst in ir.listeners
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        if r.direct_provider
+    }
+    config = ExtprocConfig(
+        version="", providers=providers, models={gw: list(m) for gw, m in ir.models}, direct_routes=direct
+    )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
-    return ExtprocConfig(version=digest, providers=providers, models=config.models)
+    return replace(config, version=digest)

@@ -110,6 +110,9 @@ class RouteIR:
     response_headers: HeaderModIR | None = None
     sort_key: tuple[object, ...] = ()
     error: str = ""  # why a route without backends answers 500 ("" = it has no valid backend)
+    # Set when the router stage can do the attempt stage's work itself (see gatewayapi/direct.py):
+    # the provider this route always reaches, through the backend's cluster without an attempt stage.
+    direct_provider: str | None = None
 
 
 @dataclass(frozen=True)

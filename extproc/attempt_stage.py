@@ -47,12 +47,16 @@ class AttemptRequest:
                 message="The gateway has no configuration for this backend yet; retry shortly.",
                 code="backend_not_configured",
             )
+        return self.start(provider, header_dict(req.request_headers), end_of_stream=req.request_headers.end_of_stream)
+
+    def start(self, provider: ProviderConfig, headers: dict[str, str], *, end_of_stream: bool) -> ep.ProcessingResponse:
+        """The headers response for a request to `provider` (the router stage calls it for direct routes)."""
         self.provider = provider
-        self.headers = header_dict(req.request_headers)
+        self.headers = headers
         path, self.query = split_path(self.headers.get(":path", "/"))
         self.op = operation_of(path)
         mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *INTERNAL_HEADERS])
-        if req.request_headers.end_of_stream:  # no body will follow: finish here
+        if end_of_stream:  # no body will follow: finish here
             try:
                 self._finish(mutation, UpstreamRequest(body=None), body=b"", model="", stream=False)
             except CredentialError as exc:
@@ -61,9 +65,10 @@ class AttemptRequest:
             request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
         )
 
-    def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+    def on_request_body(self, msg: ep.HttpBody, parsed: dict[str, Any] | None = None) -> ep.ProcessingResponse:
+        """`parsed`: the body already parsed by the caller (the router stage), so it is parsed once."""
         try:
-            return self._on_request_body(msg)
+            return self._on_request_body(msg, parsed)
         except CredentialError as exc:
             return self._credential_failed(exc)
 
@@ -76,7 +81,7 @@ class AttemptRequest:
             anthropic=anthropic,
         )
 
-    def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+    def _on_request_body(self, msg: ep.HttpBody, already_parsed: dict[str, Any] | None) -> ep.ProcessingResponse:
         provider, op = self.provider, self.op
         if provider is None:
             return _EMPTY_BODY
@@ -92,15 +97,18 @@ class AttemptRequest:
         pair = None
         if raw:
             if op.client_api == "openai" and module.api(provider, op, model) == "openai":
+                # Most OpenAI-compatible requests need no change: skip the parse.
                 pair = select("openai", "openai")
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
                 if pair is not None and not pair.needs_body(raw, ctx):  # type: ignore[attr-defined]
                     self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=False)
                     return _body_response(mutation, None)
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                parsed = None  # the router stage has answered bad JSON already
+            parsed: Any = already_parsed
+            if parsed is None:
+                try:
+                    parsed = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    parsed = None  # the router stage has answered bad JSON already
             if isinstance(parsed, dict):
                 body = parsed
                 client_model = parsed.get("model")

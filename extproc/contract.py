@@ -59,6 +59,9 @@ class ExtprocConfig:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     # gateway ("<ns>/<name>") -> model ids answered on GET .../models
     models: dict[str, list[str]] = field(default_factory=dict)
+    # Envoy route name -> provider id, for routes whose provider is known on the headers:
+    # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
+    direct_routes: dict[str, str] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -80,10 +83,14 @@ class ExtprocConfig:
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
             providers[pid] = ProviderConfig(**{**p, "auth": auth})
+        direct = raw.get("direct_routes", {})
+        if not isinstance(direct, dict):
+            raise ValueError("direct_routes must be an object")
         return cls(
             version=str(raw["version"]),
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
+            direct_routes={str(k): str(v) for k, v in direct.items()},
         )
 
 

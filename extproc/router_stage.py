@@ -19,6 +19,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
 from extproc import errors, metrics
+from extproc.attempt_stage import AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
@@ -53,10 +54,11 @@ class RouterRequest:
     usage: Usage | None = None
     first_chunk_at: float | None = None
     done: bool = False
+    direct: AttemptRequest | None = None  # set on a direct route: this stage does the attempt work
 
     # --- request ---------------------------------------------------------------------------
 
-    def on_request_headers(self, msg: ep.HttpHeaders) -> ep.ProcessingResponse:
+    def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
@@ -64,6 +66,13 @@ class RouterRequest:
             return self._models()
         if msg.end_of_stream and self.op and self.op.needs_model and headers.get(":method") == "POST":
             return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
+        pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
+        provider = self.config.providers.get(pid) if pid else None
+        if provider is not None:
+            # The route cannot change after the body is read: do the provider work here and
+            # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
+            self.direct = AttemptRequest(config=self.config)
+            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -90,6 +99,8 @@ class RouterRequest:
             self.client_wants_usage = not op.stream_usage_option or (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
+        if self.direct is not None:
+            return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
         if self.request_model:
             common.header_mutation.set_headers.append(set_header(MODEL_HEADER, self.request_model))
@@ -127,7 +138,7 @@ class RouterRequest:
             self.route = "/".join(route_name.split("/")[1:3])
         cluster = attribute(req, "xds.cluster_name")
         if isinstance(cluster, str):
-            self.backend = cluster.removeprefix("aibackend/")
+            self.backend = cluster.removeprefix("aibackend/").removeprefix("aibackend-direct/")
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
         provider = self.config.providers.get(pid) if pid else None
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())

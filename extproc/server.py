@@ -17,6 +17,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from extproc import errors
 from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
+from extproc.headers import attribute
 from extproc.router_stage import RouterRequest
 
 log = logging.getLogger("llmgw.extproc")
@@ -52,7 +53,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             which = req.WhichOneof("request")
             try:
                 if which == "request_headers":
-                    yield router.on_request_headers(req.request_headers)
+                    yield router.on_request_headers(req.request_headers, route_name=attribute(req, "xds.route_name"))
                 elif which == "request_body":
                     yield router.on_request_body(req.request_body)
                 elif which == "response_headers":

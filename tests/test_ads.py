@@ -180,7 +180,8 @@ def test_cds_ack_lds_rds_by_name() -> None:
             cds = await client.next(CDS)
             assert cds.version_info == snap.types[CDS].version
             assert cds.nonce
-            assert resource_names(cds) == ["aibackend/default/fake-openai"]
+            # the backend's cluster and its twin for direct routes (no attempt stage)
+            assert resource_names(cds) == ["aibackend-direct/default/fake-openai", "aibackend/default/fake-openai"]
             assert env.ads.status.connected == 1
 
             await client.ack(cds)
@@ -259,7 +260,11 @@ def test_nack_recorded_and_rejected_version_not_resent() -> None:
             await env.ads.set_snapshot(snap3)
             cds3 = await client.next(CDS)
             assert cds3.version_info == snap3.types[CDS].version
-            assert resource_names(cds3) == ["aibackend/default/fake-openai", "fixed"]
+            assert resource_names(cds3) == [
+                "aibackend-direct/default/fake-openai",
+                "aibackend/default/fake-openai",
+                "fixed",
+            ]
             await client.ack(cds3)
             await client.assert_quiet()  # LDS did not change: not resent
             assert env.ads.status.acks[(NODE, CDS)] == cds3.version_info

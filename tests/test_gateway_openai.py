@@ -187,7 +187,8 @@ def test_access_log_has_tokens_and_no_keys(gateway: GatewayProcess, client: open
     assert rec["gen_ai.usage.output_tokens"] == 7
     assert rec["gen_ai.provider.name"] == "openai"
     assert rec["status"] == 200 and rec["gateway"] == "default/gw"
-    assert rec["route"] == "httproute/default/openai/rule/0/match/0"
+    # a single-provider route without model matches is direct: no attempt-stage stream
+    assert rec["route"] == "httproute/default/openai/rule/0/match/0/direct"
     assert "sk-provider-secret" not in gateway.log() and CLIENT_KEY not in gateway.log()
 
 

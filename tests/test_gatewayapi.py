@@ -197,7 +197,7 @@ def test_precedence_within_a_route(tmp_path: Path) -> None:
     """
     tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
     assert not tr.problems
-    names = [r.name.removeprefix("httproute/default/r/") for r in _routes(tr)]
+    names = [r.name.removeprefix("httproute/default/r/").removesuffix("/direct") for r in _routes(tr)]
     assert names == [
         "rule/2/match/5",  # Exact
         "rule/2/match/4",  # longest prefix

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
+from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
@@ -108,9 +109,10 @@ def translate(
         )
         for (gw, port), routes in sorted(attached.items())
     ]
+    sorted_backends = tuple(sorted(backends, key=lambda b: b.key))
     ir = IR(
-        listeners=tuple(built),
-        backends=tuple(sorted(backends, key=lambda b: b.key)),
+        listeners=mark_direct_routes(tuple(built), sorted_backends),
+        backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
     )
     for err in ir.validate():

@@ -29,7 +29,8 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR
+from controlplane.gatewayapi.direct import direct_cluster
+from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR, VirtualHostIR
 from controlplane.xds import names
 
 _T = "type.googleapis.com/"
@@ -77,12 +78,24 @@ def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE) -> EnvoyResources
     for listener in ir.listeners:
         res.listeners.append(_listener(listener))
         res.routes.append(_route_config(listener))
+    direct = {
+        r.backends[0].cluster
+        for lst in ir.listeners
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        if r.direct_provider
+    }
     for backend in ir.backends:
-        cluster, cla = _cluster(backend, listener_limit=_max_body(ir), system_ca_file=system_ca_file)
-        res.clusters.append(cluster)
-        if cla is not None:
-            res.endpoints.append(cla)
+        for twin in (False, True) if backend.cluster in direct else (False,):
+            cluster, cla = _cluster(backend, listener_limit=_max_body(ir), system_ca_file=system_ca_file, direct=twin)
+            res.clusters.append(cluster)
+            if cla is not None:
+                res.endpoints.append(cla)
     return res
+
+
+def _vhosts(ir: IR) -> list[VirtualHostIR]:
+    return [vh for lst in ir.listeners for vh in lst.virtual_hosts]
 
 
 def _max_body(ir: IR) -> int:
@@ -237,6 +250,8 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
                 "request_trailer_mode": "SKIP",
                 "response_trailer_mode": "SKIP",
             },
+            # The route chosen on the headers (direct routes: see gatewayapi/direct.py).
+            "request_attributes": ["xds.route_name"],
             "response_attributes": ["xds.route_name", "xds.cluster_name", "xds.upstream_host_metadata"],
             "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
         },
@@ -390,7 +405,8 @@ def _route(r: RouteIR) -> dict[str, Any]:
     else:
         action: dict[str, Any] = {"timeout": duration(r.timeout_s)}
         if len(r.backends) == 1:
-            action["cluster"] = r.backends[0].cluster
+            cluster = r.backends[0].cluster
+            action["cluster"] = direct_cluster(cluster) if r.direct_provider else cluster
         else:
             action["weighted_clusters"] = {"clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]}
         if any(b.invalid for b in r.backends):
@@ -492,14 +508,19 @@ def _lb_endpoint(p: ProviderIR) -> dict[str, Any]:
     }
 
 
-def _cluster(b: BackendIR, *, listener_limit: int, system_ca_file: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _cluster(
+    b: BackendIR, *, listener_limit: int, system_ca_file: str, direct: bool = False
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The backend's cluster; `direct`: its twin for direct routes, without the attempt stage."""
+    name = direct_cluster(b.cluster) if direct else b.cluster
     all_ips = all(_is_ip(p.host) for p in b.providers)
+    upstream_filters = [] if direct else [attempt_stage_filter()]
     cla = {
-        "cluster_name": b.cluster,
+        "cluster_name": name,
         "endpoints": [{"lb_endpoints": [_lb_endpoint(p) for p in b.providers]}],
     }
     cluster: dict[str, Any] = {
-        "name": b.cluster,
+        "name": name,
         "connect_timeout": "5s",
         "lb_policy": "LEAST_REQUEST",
         "per_connection_buffer_limit_bytes": listener_limit,
@@ -508,7 +529,7 @@ def _cluster(b: BackendIR, *, listener_limit: int, system_ca_file: str) -> tuple
                 "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http_protocol_options": {}},
                 "http_filters": [
-                    attempt_stage_filter(),
+                    *upstream_filters,
                     {
                         "name": "envoy.filters.http.upstream_codec",
                         "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
