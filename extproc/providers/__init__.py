@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from extproc.providers import openai
+from extproc.providers import anthropic, azure, openai
 
 PROVIDERS: dict[str, ModuleType] = {
+    "anthropic": anthropic,
     "openai": openai,
     "custom": openai,
+    "azureopenai": azure,
+    "azure": azure,
 }
 
 

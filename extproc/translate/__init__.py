@@ -6,14 +6,18 @@ adding a pair is one module, one line here, its fixtures and one test.
 
 from __future__ import annotations
 
-from extproc.translate import openai_openai
+from extproc.translate import anthropic_anthropic, anthropic_openai, openai_anthropic, openai_openai
 from extproc.translate.base import Pair
 
 # (client API, provider API) -> pair. Client APIs: "openai" (chat/completions/embeddings),
 # "anthropic" (Messages). Provider APIs come from the provider modules (extproc.providers).
 PAIRS: dict[tuple[str, str], Pair] = {
+    ("openai", "anthropic"): openai_anthropic.PAIR,
+    ("anthropic", "anthropic"): anthropic_anthropic.PAIR,
+    ("openai", "vertex_anthropic"): openai_anthropic.VERTEX_PAIR,
     ("openai", "openai"): openai_openai.PAIR,
     ("openai_responses", "openai"): openai_openai.PAIR,
+    ("anthropic", "openai"): anthropic_openai.PAIR,
 }
 
 

@@ -1,0 +1,159 @@
+"""Anthropic Messages client -> Anthropic provider: a passthrough that only counts.
+
+Request: patched, never re-serialized wholesale (DESIGN convention 4): only the
+model (when the backend overrides it) changes, plus the `anthropic-version`
+header when the backend pins one (`apiVersion`); the client's own version and
+beta headers otherwise reach Anthropic untouched. Response: bytes go back
+unchanged; usage and the response model are read from the JSON body, or from
+the `message_start` / `message_delta` events of a stream.
+
+Also home of the Anthropic usage normalization shared by every pair whose
+provider speaks the Messages wire format (Anthropic, Vertex AI's Claude):
+Anthropic's `input_tokens` excludes cache reads and cache writes, our `Usage.input`
+is the total, so they are added back exactly once, here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from extproc.sse import SSEDecoder
+from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest
+from extproc.usage import Usage
+
+DEFAULT_API_VERSION = "2023-06-01"
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class AnthropicUsage:
+    """Raw Anthropic usage counters, merged as a stream reports them.
+
+    `message_start` carries the input side (and an early output count);
+    `message_delta` carries cumulative counts, newest wins field by field, so a
+    later event that omits a field never erases an earlier report.
+    """
+
+    def __init__(self) -> None:
+        self.raw: dict[str, int] = {}
+
+    def update(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for name in _USAGE_FIELDS:
+            value = _int(usage.get(name))
+            if value is not None:
+                self.raw[name] = value
+
+    def normalized(self) -> Usage | None:
+        """Our `Usage` (input = total input incl. cache reads and writes); None if nothing was reported."""
+        if not self.raw:
+            return None
+        raw = self.raw
+        base = raw.get("input_tokens")
+        read = raw.get("cache_read_input_tokens")
+        write = raw.get("cache_creation_input_tokens")
+        total = None if base is None else base + (read or 0) + (write or 0)
+        return Usage(input=total, output=raw.get("output_tokens"), cache_read=read, cache_write=write)
+
+
+def usage_from_anthropic(usage: Any) -> Usage | None:
+    """A complete Anthropic `usage` object (a JSON response) as our `Usage`."""
+    acc = AnthropicUsage()
+    acc.update(usage)
+    return acc.normalized()
+
+
+def api_version(ctx: RequestContext) -> str | None:
+    """The `anthropic-version` the backend pins (`apiVersion` in the manifest), if any."""
+    if ctx.provider is None:
+        return None
+    value = ctx.provider.settings.get("apiVersion")
+    return value if isinstance(value, str) and value else None
+
+
+class AnthropicPassthroughResponse:
+    """Reads usage and model; never changes a byte."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.response_model = ""
+        self.status = 0
+        self._acc = AnthropicUsage()
+        self._sse: SSEDecoder | None = None
+        self._body = b""
+
+    @property
+    def streaming(self) -> bool:
+        return self._sse is not None
+
+    def on_headers(self, status: int, headers: dict[str, str]) -> HeaderChanges:
+        self.status = status
+        if 200 <= status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
+            self._sse = SSEDecoder()
+        return HeaderChanges()
+
+    def on_body(self, chunk: bytes, end_of_stream: bool) -> bytes | None:
+        if self._sse is None:
+            if 200 <= self.status < 300:
+                self._body += chunk
+                if end_of_stream:
+                    self._read_json(self._body)
+            return None
+        for ev in self._sse.feed(chunk):
+            if b'"message_start"' in ev.data or b'"message_delta"' in ev.data:
+                self._read_event(ev.data)
+        return None
+
+    def _read_json(self, body: bytes) -> None:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(doc, dict):
+            self.usage = usage_from_anthropic(doc.get("usage"))
+            if isinstance(doc.get("model"), str):
+                self.response_model = doc["model"]
+
+    def _read_event(self, data: bytes) -> None:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(doc, dict):
+            return
+        if doc.get("type") == "message_start" and isinstance(doc.get("message"), dict):
+            message = doc["message"]
+            if isinstance(message.get("model"), str):
+                self.response_model = message["model"]
+            self._acc.update(message.get("usage"))
+        elif doc.get("type") == "message_delta":
+            self._acc.update(doc.get("usage"))
+        self.usage = self._acc.normalized()
+
+
+class AnthropicPair:
+    client_api = "anthropic"
+    provider_api = "anthropic"
+
+    def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
+        headers: dict[str, str] = {}
+        version = api_version(ctx)
+        if version is not None:
+            headers["anthropic-version"] = version
+        override = ctx.provider.model if ctx.provider is not None else None
+        if override is not None and body.get("model") != override:
+            body["model"] = override
+            return UpstreamRequest(body=orjson.dumps(body), headers=headers)
+        return UpstreamRequest(body=None, headers=headers)
+
+    def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> AnthropicPassthroughResponse:
+        return AnthropicPassthroughResponse()
+
+
+PAIR = AnthropicPair()
