@@ -87,9 +87,7 @@ def test_model_routing_makes_that_route_and_later_ones_indirect(tmp_path: Path) 
 
 
 def test_routes_before_any_model_match_stay_direct(tmp_path: Path) -> None:
-    rules = _rule("/v1/embeddings", "one") + _rule(
-        "/v1", "two", ", headers: [{name: x-gateway-model-name, value: m2}]"
-    )
+    rules = _rule("/v1/embeddings", "one") + _rule("/v1", "two", ", headers: [{name: x-gateway-model-name, value: m2}]")
     routes = _routes(tmp_path, rules)
     assert routes["/v1/embeddings"].direct_provider == "default/one/openai"
     assert routes["/v1"].direct_provider is None
