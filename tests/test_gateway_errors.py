@@ -216,3 +216,10 @@ def test_killed_worker_with_a_sibling_fails_no_request(
     for i in range(30):  # Envoy retries the stream on the other worker
         reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": f"r{i}"}])
         assert reply.choices[0].message.content == f"Hello from fake: r{i}"
+
+
+def test_envoy_errors_on_messages_path_use_anthropic_schema(gateway: GatewayProcess) -> None:
+    resp = httpx.post(gateway.url + "/nowhere/v1/messages", json={"model": "m"}, timeout=10)
+    assert resp.status_code == 404
+    body = resp.json()
+    assert body["type"] == "error" and body["error"]["type"] == "not_found_error", body
