@@ -45,6 +45,7 @@ class ProviderIR:
     path_prefix: str
     auth: AuthIR | None
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
+    priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class BackendIR:
     @property
     def cluster(self) -> str:
         return f"aibackend/{self.key}"
+
+    @property
+    def fails_over(self) -> bool:
+        """Several providers: a failed attempt is retried on another one (the next group first)."""
+        return len(self.providers) > 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,16 @@ class WeightedBackendIR:
 
 
 @dataclass(frozen=True)
+class RetryIR:
+    """Gateway API `rules[].retry` (GEP-1731) and `timeouts.backendRequest`; None fields: defaults."""
+
+    attempts: int | None = None
+    codes: tuple[int, ...] | None = None
+    backoff_s: float | None = None
+    per_try_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
 class RouteIR:
     name: str  # unique Envoy route name: "httproute/<ns>/<name>/rule/<i>/match/<j>"
     route: str  # "<ns>/<name>" of the HTTPRoute (metrics label)
@@ -110,6 +126,7 @@ class RouteIR:
     response_headers: HeaderModIR | None = None
     sort_key: tuple[object, ...] = ()
     error: str = ""  # why a route without backends answers 500 ("" = it has no valid backend)
+    retry: RetryIR | None = None  # HTTPRoute rules[].retry and timeouts.backendRequest
     # Set when the router stage can do the attempt stage's work itself (see gatewayapi/direct.py):
     # the provider this route always reaches, through the backend's cluster without an attempt stage.
     direct_provider: str | None = None

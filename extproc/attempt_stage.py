@@ -22,7 +22,7 @@ from extproc.headers import attribute, header_dict, provider_from_host_metadata,
 from extproc.operations import Operation, operation_of, split_path
 from extproc.providers import module_for
 from extproc.translate import select
-from extproc.translate.base import RequestContext, UpstreamRequest
+from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
 
 # Credentials a client may send; none of them reaches a provider.
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
@@ -127,7 +127,16 @@ class AttemptRequest:
                 anthropic=op.client_api == "anthropic",
             )
         ctx = RequestContext(provider=provider, op=op.name, model=model, stream=stream)
-        up = pair.request(body, ctx)
+        try:
+            up = pair.request(body, ctx)
+        except TranslationError as exc:
+            return errors.immediate(
+                status=exc.status,
+                message=exc.message,
+                code=exc.code,
+                anthropic=op.client_api == "anthropic",
+                details=exc.code,
+            )
         self._finish(mutation, up, body=raw if up.body is None else up.body, model=model, stream=stream)
         return _body_response(mutation, up.body)
 
@@ -159,6 +168,28 @@ class AttemptRequest:
             mutation.set_headers.append(set_header(":path", path))
         for key, value in headers.items():
             mutation.set_headers.append(set_header(key, value))
+
+
+# A 429 becomes 503 on its way to the router, so that outlier detection (which counts 5xx,
+# not 429) ejects a rate-limited provider; the router stage restores the 429 for the client.
+UPSTREAM_STATUS_HEADER = "x-llmgw-upstream-status"
+_PASS_RESPONSE = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+
+
+def on_response_headers(req: ep.ProcessingRequest) -> ep.ProcessingResponse:
+    """Failover clusters only: mark a 429 as a 503 for Envoy's retry and ejection logic."""
+    for h in req.response_headers.headers.headers:
+        if h.key == ":status":
+            status = h.raw_value or h.value.encode()
+            if status != b"429":
+                return _PASS_RESPONSE
+            mutation = ep.HeaderMutation(
+                set_headers=[set_header(":status", "503"), set_header(UPSTREAM_STATUS_HEADER, "429")]
+            )
+            return ep.ProcessingResponse(
+                response_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
+            )
+    return _PASS_RESPONSE
 
 
 def _body_response(mutation: ep.HeaderMutation, new_body: bytes | None) -> ep.ProcessingResponse:

@@ -52,6 +52,13 @@ TIME_PER_OUTPUT_TOKEN = Histogram(
     buckets=TPOT_BUCKETS,
 )
 
+REQUEST_ATTEMPTS = Histogram(
+    "llmgw_gen_ai_server_request_attempts",
+    "Upstream attempts per request (failover: more than 1); provider labels name the one that answered",
+    LABELS,
+    buckets=(1, 2, 3, 4, 5, 8),
+)
+
 
 @dataclass(frozen=True)
 class RequestLabels:
@@ -82,9 +89,11 @@ def record(
     duration_s: float,
     ttft_s: float | None,
     streamed_for_s: float | None,
+    attempts: int = 1,
 ) -> None:
     values = labels.values()
     REQUEST_DURATION.labels(*values).observe(duration_s)
+    REQUEST_ATTEMPTS.labels(*values).observe(attempts)
     if ttft_s is not None:
         TIME_TO_FIRST_TOKEN.labels(*values).observe(ttft_s)
     if usage is None:

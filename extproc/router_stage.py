@@ -19,7 +19,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
 from extproc import errors, metrics
-from extproc.attempt_stage import AttemptRequest
+from extproc.attempt_stage import UPSTREAM_STATUS_HEADER, AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
@@ -54,6 +54,9 @@ class RouterRequest:
     usage: Usage | None = None
     first_chunk_at: float | None = None
     done: bool = False
+    attempts: int = 1
+    encoding_format: str | None = None
+    provider_id: str = ""
     direct: AttemptRequest | None = None  # set on a direct route: this stage does the attempt work
 
     # --- request ---------------------------------------------------------------------------
@@ -93,6 +96,8 @@ class RouterRequest:
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):
             return self._error(400, "You must provide a model parameter.", "missing_model")
         self.request_model = model if isinstance(model, str) else ""
+        encoding = body.get("encoding_format")
+        self.encoding_format = encoding if isinstance(encoding, str) else None
         if op is not None and op.streams and body.get("stream") is True:
             self.stream = True
             options = body.get("stream_options")
@@ -129,10 +134,20 @@ class RouterRequest:
     def on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         msg = req.response_headers
         headers = header_dict(msg)
+        resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        original = headers.pop(UPSTREAM_STATUS_HEADER, None)
+        if original is not None:  # the attempt stage turned a 429 into a 503 for outlier detection
+            headers[":status"] = original
+            mutation = resp.response_headers.response.header_mutation
+            mutation.set_headers.append(set_header(":status", original))
+            mutation.remove_headers.append(UPSTREAM_STATUS_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
             self.status = 0
+        attempts = attribute(req, "upstream.request_attempt_count")
+        if isinstance(attempts, int | float) and attempts > 0:
+            self.attempts = int(attempts)
         route_name = attribute(req, "xds.route_name")
         if isinstance(route_name, str) and route_name.startswith("httproute/"):
             self.route = "/".join(route_name.split("/")[1:3])
@@ -141,9 +156,9 @@ class RouterRequest:
             self.backend = cluster.removeprefix("aibackend/").removeprefix("aibackend-direct/")
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
         provider = self.config.providers.get(pid) if pid else None
-        resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
         if provider is not None:
             self.provider = provider.kind
+            self.provider_id = provider.id
         self.translation = self._translation(provider)
         if self.translation is not None:
             changes = self.translation.on_headers(self.status, headers)
@@ -174,7 +189,9 @@ class RouterRequest:
             pair = select(self.op.client_api, module.api(provider, self.op, model))
         if pair is None:
             return None
-        ctx = RequestContext(provider=provider, op=self.op.name, model=model, stream=self.stream)
+        ctx = RequestContext(
+            provider=provider, op=self.op.name, model=model, stream=self.stream, encoding_format=self.encoding_format
+        )
         return pair.response(ctx, client_wants_usage=self.client_wants_usage)
 
     def on_response_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -213,6 +230,7 @@ class RouterRequest:
                 labels=labels,
                 usage=self.usage,
                 duration_s=now - self.started,
+                attempts=self.attempts,
                 ttft_s=ttft,
                 streamed_for_s=streamed,
             )
@@ -220,6 +238,7 @@ class RouterRequest:
             "gateway": self.gateway,
             "gen_ai.operation.name": op,
             "gen_ai.provider.name": self.provider,
+            "provider": self.provider_id,
             "gen_ai.request.model": self.request_model,
             "gen_ai.response.model": labels.response_model,
         }

@@ -16,6 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import errors
 from extproc.attempt_stage import AttemptRequest
+from extproc.attempt_stage import on_response_headers as attempt_response_headers
 from extproc.configclient import ConfigHolder
 from extproc.headers import attribute
 from extproc.router_stage import RouterRequest
@@ -45,6 +46,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     yield attempt.on_request_headers(req)
                 elif which == "request_body":
                     yield attempt.on_request_body(req.request_body)
+                elif which == "response_headers":
+                    yield attempt_response_headers(req)
                 else:
                     yield _passthrough(which)
             return

@@ -225,8 +225,11 @@ def test_request_before_snapshot_is_answered_when_it_arrives() -> None:
             await client.assert_quiet()
             snap = Snapshot.build(serial=1, protos=quickstart_protos())
             await env.ads.set_snapshot(snap)
-            # Clusters first, then listeners (warming order).
-            assert (await client.next(CDS)).version_info == snap.types[CDS].version
+            # Clusters first; listeners only once Envoy has acknowledged the clusters.
+            cds = await client.next(CDS)
+            assert cds.version_info == snap.types[CDS].version
+            await client.assert_quiet()
+            await client.ack(cds)
             assert (await client.next(LDS)).version_info == snap.types[LDS].version
 
     run(main)
@@ -242,8 +245,8 @@ def test_nack_recorded_and_rejected_version_not_resent() -> None:
             cds1 = await client.next(CDS)
             await client.nack(cds1, message="cluster aibackend/default/fake-openai: bad lb policy")
 
-            await client.request(LDS)  # probe: no CDS resend before this answer
-            await client.next(LDS)
+            await client.request(EDS)  # probe: no CDS resend before this answer
+            await client.next(EDS)
             assert env.ads.status.nacks == [
                 Nack(NODE, CDS, cds1.version_info, "cluster aibackend/default/fake-openai: bad lb policy")
             ]
@@ -289,8 +292,8 @@ def test_stale_nonce_is_ignored() -> None:
             # Envoy answers the first response late: a NACK and an ACK with the stale nonce.
             await client.nack(cds1, message="stale complaint")
             await client.ack(cds1)
-            await client.request(LDS)  # probe
-            await client.next(LDS)
+            await client.request(EDS, names=["aibackend-direct/default/fake-openai"])  # probe
+            await client.next(EDS)
             assert env.ads.status.nacks == []
             assert (NODE, CDS) not in env.ads.status.acks
 
@@ -312,8 +315,8 @@ def test_unchanged_snapshot_not_resent() -> None:
             cds = await client.next(CDS)
             await client.ack(cds)
             await env.ads.set_snapshot(Snapshot.build(serial=2, protos=quickstart_protos()))
-            await client.request(LDS)  # probe: a CDS resend would come first
-            await client.next(LDS)
+            await client.request(EDS)  # probe: a CDS resend would come first
+            await client.next(EDS)
             await client.assert_quiet()
 
     run(main)
@@ -361,8 +364,8 @@ async def _drive_directly(*, poke_with_snapshot: bool) -> None:
             await ads.set_snapshot(Snapshot.build(serial=2, protos=with_extra_cluster(protos, "x")))
             expected = CDS
         else:
-            await requests.put(discovery_pb2.DiscoveryRequest(type_url=LDS))
-            expected = LDS
+            await requests.put(discovery_pb2.DiscoveryRequest(type_url=EDS))
+            expected = EDS
         for _ in range(5):
             await asyncio.sleep(0)  # the reader / watcher tasks run and set `wake`
         second = await asyncio.wait_for(stream.__anext__(), 1.0)  # immediate once fixed
@@ -421,5 +424,48 @@ def test_config_channel_waits_for_first_publish() -> None:
                 assert ExtprocConfig.from_json(await asyncio.wait_for(reader, TIMEOUT)).version == "v7"
             finally:
                 call.cancel()
+
+    run(main)
+
+
+def test_make_before_break_keeps_old_clusters_until_routes_move() -> None:
+    """A reload that moves a route to another cluster: no route ever names a cluster Envoy lacks."""
+
+    def routed_to(cluster: str) -> dict[str, list[Message]]:
+        protos = with_extra_cluster(quickstart_protos(), cluster)
+        routes = [route_pb2.RouteConfiguration() for _ in protos[RDS]]
+        for copy, original in zip(routes, protos[RDS], strict=True):
+            copy.CopyFrom(original)
+        for vh in routes[0].virtual_hosts:
+            for r in vh.routes:
+                r.route.cluster = cluster
+        protos[RDS] = routes
+        return protos
+
+    async def main() -> None:
+        snap1, snap2 = (
+            Snapshot.build(serial=1, protos=routed_to("old")),
+            Snapshot.build(serial=2, protos=routed_to("new")),
+        )
+        names = sorted(snap1.types[RDS].by_name)
+        async with serving() as env, envoy(env.target) as client:
+            await env.ads.set_snapshot(snap1)
+            await client.request(CDS)
+            await client.ack(await client.next(CDS))
+            await client.request(LDS)
+            await client.ack(await client.next(LDS))
+            await client.request(RDS, names=names)
+            await client.ack(await client.next(RDS), names=names)
+
+            await env.ads.set_snapshot(snap2)
+            union = await client.next(CDS)
+            assert {"old", "new"} <= set(resource_names(union))
+            await client.ack(union)
+            rds = await client.next(RDS)  # routes move only once both clusters are acknowledged
+            assert rds.version_info == snap2.types[RDS].version
+            await client.ack(rds, names=names)
+            final = await client.next(CDS)  # the cluster no route uses any more goes last
+            assert final.version_info == snap2.types[CDS].version
+            assert "old" not in resource_names(final) and "new" in resource_names(final)
 
     run(main)

@@ -82,6 +82,9 @@ RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
 def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
     fp = FakeProviderThread(name="azure").start()
     gw = GatewayProcess(workers=2)
+    for key in list(gw.env):  # no Entra ID source at all: no AZURE_* / managed-identity endpoint variables
+        if key.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_")):
+            del gw.env[key]
     rules = "\n".join(RULE.format(name=n) for n in ("deployment", "v1api", "foundry-seed", "entra"))
     gw.write("gw.yaml", MANIFESTS.format(port=gw.port, up=fp.port, rules=rules))
     gw.start()
@@ -130,15 +133,24 @@ def test_seed_style_foundry_path(setup: tuple[GatewayProcess, FakeProviderThread
     assert rec.headers["api-key"] == "foundry-inline-key"
 
 
-def test_entra_without_credential_support_is_a_clear_5xx(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+def test_entra_default_chain_without_any_source_is_a_clear_5xx(
+    setup: tuple[GatewayProcess, FakeProviderThread],
+) -> None:
+    """An `azure` provider with no auth uses the default chain (environment, workload identity, managed
+    identity). With none available (no AZURE_* variables, no managed-identity endpoint; the IMDS probe
+    gives up fast off Azure) the client gets a 502 naming the chain, and the provider sees nothing."""
     gw, fp = setup
     fp.clear()
-    resp = httpx.post(
-        f"{gw.url}/entra/v1/chat/completions",
-        timeout=10,
-        json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
-    )
-    assert resp.status_code == 502
-    err = resp.json()["error"]
-    assert err["code"] == "credential_error" and "azure" in err["message"]
+    chain = "Azure default credential chain (environment, workload identity, managed identity) failed"
+    for _ in range(3):  # every worker answers the same way, at once once it has tried
+        resp = httpx.post(
+            f"{gw.url}/entra/v1/chat/completions",
+            timeout=10,
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        )
+        assert resp.status_code == 502
+        err = resp.json()["error"]
+        assert err["code"] == "credential_error"
+        assert chain in err["message"]
+        assert "ManagedIdentityCredential" in err["message"]
     assert fp.requests == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
@@ -66,32 +67,27 @@ def translate_backend(
     if has_provider == has_groups:
         ctx.fail("spec.ai", "set exactly one of `provider` or `groups`")
         return None, ctx.problems
-    blocks: list[tuple[str, Any]] = []
+    blocks: list[tuple[str, Any, int]] = []  # (field, provider block, priority group)
     if has_provider:
-        blocks.append(("spec.ai.provider", ai["provider"]))
+        blocks.append(("spec.ai.provider", ai["provider"], 0))
     else:
         groups = ai["groups"]
         if not isinstance(groups, list) or not groups:
             ctx.fail("spec.ai.groups", "must be a non-empty list")
             return None, ctx.problems
-        if len(groups) > 1:
-            ctx.fail(
-                "spec.ai.groups",
-                "more than one priority group needs failover support, which this build lacks",
-                "Unsupported",
-            )
         for gi, group in enumerate(groups):
             provs = group.get("providers") if isinstance(group, Mapping) else None
             if not isinstance(provs, list) or not provs:
                 ctx.fail(f"spec.ai.groups[{gi}].providers", "must be a non-empty list")
                 continue
-            blocks.extend((f"spec.ai.groups[{gi}].providers[{pi}]", p) for pi, p in enumerate(provs))
+            blocks.extend((f"spec.ai.groups[{gi}].providers[{pi}]", p, gi) for pi, p in enumerate(provs))
     providers: list[ProviderIR] = []
     seen: set[str] = set()
-    for where, block in blocks:
+    for where, block, priority in blocks:
         prov = _provider(ctx, where, block, backend_policies, in_group=has_groups)
         if prov is None:
             continue
+        prov = replace(prov, priority=priority)
         if prov.name in seen:
             ctx.fail(f"{where}.name", f"duplicate provider name {prov.name!r}")
             continue

@@ -3,6 +3,12 @@
 Secret fields are resolved here (the only place they are read) into
 `params`, which travel to the extproc over the config channel and never into
 Envoy config. An empty block means the provider's ambient/default chain.
+
+`azure` also accepts agentgateway's standalone-config names, which map one to one:
+`explicitConfig.clientSecret` {tenantId, clientId, clientSecret} (inline values),
+`explicitConfig.managedIdentity` {} or {userAssignedIdentity: {clientId|objectId|resourceId}},
+`explicitConfig.workloadIdentity` {}, and `implicit` {} (the default chain).
+`developerImplicit` (Azure CLI / azd) is refused: a gateway has no developer login.
 """
 
 from __future__ import annotations
@@ -61,7 +67,14 @@ def cloud_auth(ctx: Ctx, fld: str, kind: str, block: Any, settings: Mapping[str,
     return AuthIR(header="", prefix="", value="", source=source, kind=kind, params=tuple(sorted(params.items())))
 
 
+_AGW_AZURE = ("explicitConfig", "implicit", "developerImplicit")
+_AGW_EXPLICIT = ("clientSecret", "managedIdentity", "workloadIdentity")
+_AGW_CLIENT_SECRET = {"tenantId": "tenant_id", "clientId": "client_id", "clientSecret": "client_secret"}
+
+
 def _azure_mode(ctx: Ctx, fld: str, block: Mapping[str, Any]) -> tuple[str | None, dict[str, str], str]:
+    if any(k in block for k in _AGW_AZURE):
+        return _agentgateway_azure(ctx, fld, block)
     modes = [m for m in ("secretRef", "managedIdentity", "workloadIdentity") if m in block]
     if len(modes) > 1:
         ctx.fail(fld, f"set at most one of secretRef, managedIdentity, workloadIdentity; found {modes}")
@@ -85,6 +98,63 @@ def _azure_mode(ctx: Ctx, fld: str, block: Mapping[str, Any]) -> tuple[str | Non
         return "managed_identity", {}, "Azure system-assigned managed identity"
     key = given[0]
     return "managed_identity", {_MANAGED_IDENTITY_IDS[key]: str(ids[key])}, f"Azure managed identity ({key})"
+
+
+def _agentgateway_azure(ctx: Ctx, fld: str, block: Mapping[str, Any]) -> tuple[str | None, dict[str, str], str]:
+    """agentgateway's standalone `backendAuth.azure` names -> (mode, params, source)."""
+    given = [k for k in (*_AGW_AZURE, "secretRef", "managedIdentity", "workloadIdentity") if k in block]
+    if len(given) > 1:
+        ctx.fail(
+            fld,
+            f"set exactly one of explicitConfig, implicit, secretRef, managedIdentity, workloadIdentity; found {given}",
+        )
+        return None, {}, ""
+    if "developerImplicit" in block:
+        ctx.fail(
+            f"{fld}.developerImplicit",
+            "developer credentials (Azure CLI, azd) are not supported by the gateway; use implicit: {} "
+            "(environment, workload identity, managed identity) or explicitConfig",
+            "Unsupported",
+        )
+        return None, {}, ""
+    if "implicit" in block:
+        if not isinstance(block["implicit"] or {}, Mapping):
+            ctx.fail(f"{fld}.implicit", "must be a mapping")
+            return None, {}, ""
+        return "default", {}, "Azure default credential chain"
+    explicit = block["explicitConfig"]
+    efld = f"{fld}.explicitConfig"
+    if not isinstance(explicit, Mapping):
+        ctx.fail(efld, "must be a mapping")
+        return None, {}, ""
+    sources = [k for k in _AGW_EXPLICIT if k in explicit]
+    if len(sources) != 1:
+        ctx.fail(efld, f"set exactly one of clientSecret, managedIdentity, workloadIdentity; found {sources}")
+        return None, {}, ""
+    source = sources[0]
+    value = explicit[source] or {}
+    if not isinstance(value, Mapping):
+        ctx.fail(f"{efld}.{source}", "must be a mapping")
+        return None, {}, ""
+    if source == "workloadIdentity":
+        return "workload_identity", {}, "Azure workload identity"
+    if source == "clientSecret":
+        missing = [k for k in _AGW_CLIENT_SECRET if not isinstance(value.get(k), str) or not value[k].strip()]
+        if missing:
+            ctx.fail(f"{efld}.clientSecret", f"{', '.join(missing)}: required, a non-empty string")
+            return None, {}, ""
+        params = {param: str(value[k]).strip() for k, param in _AGW_CLIENT_SECRET.items()}
+        return "client_secret", params, "inline client secret"
+    user = value.get("userAssignedIdentity")
+    if user is None:
+        return "managed_identity", {}, "Azure system-assigned managed identity"
+    ufld = f"{efld}.managedIdentity.userAssignedIdentity"
+    ids = [k for k in _MANAGED_IDENTITY_IDS if isinstance(user, Mapping) and k in user]
+    if not isinstance(user, Mapping) or len(ids) != 1 or not isinstance(user[ids[0]], str) or not user[ids[0]]:
+        ctx.fail(ufld, "set exactly one of clientId, objectId, resourceId (a non-empty string)")
+        return None, {}, ""
+    key = ids[0]
+    return "managed_identity", {_MANAGED_IDENTITY_IDS[key]: user[key]}, f"Azure managed identity ({key})"
 
 
 def _secret_fields(ctx: Ctx, fld: str, kind: str, ref: Any) -> dict[str, str] | None:

@@ -19,7 +19,7 @@ from typing import Any
 from controlplane.gatewayapi.filters import header_name_problem, parse_filters, path_problem
 from controlplane.gatewayapi.grants import ReferenceGrants
 from controlplane.gatewayapi.listeners import GATEWAY_API
-from controlplane.ir import DEFAULT_REQUEST_TIMEOUT_S, MatchIR, RouteIR, StringMatchIR, WeightedBackendIR
+from controlplane.ir import DEFAULT_REQUEST_TIMEOUT_S, MatchIR, RetryIR, RouteIR, StringMatchIR, WeightedBackendIR
 from controlplane.resources import Problem, Resource
 
 # Gateway API Duration (GEP-2257): 1-4 of <1-5 digits><h|m|s|ms>, each unit at most once, in that order.
@@ -96,6 +96,7 @@ class RouteTranslator:
         if error:
             backends, ai = (), False
         timeout = self._timeout(fld, rule.get("timeouts"))
+        retry = self._retry(fld, rule.get("retry"), rule.get("timeouts"))
         matches = rule.get("matches") or [{}]
         if not isinstance(matches, list):
             self.fail(f"{fld}.matches", "must be a list")
@@ -116,6 +117,7 @@ class RouteTranslator:
                     backends=backends,
                     ai=ai,
                     timeout_s=timeout,
+                    retry=retry,
                     rewrite=filters.rewrite,
                     request_headers=filters.request_headers,
                     response_headers=filters.response_headers,
@@ -138,6 +140,37 @@ class RouteTranslator:
         request = timeouts.get("request")
         parsed = parse_duration(request) if isinstance(request, str) else None
         return DEFAULT_REQUEST_TIMEOUT_S if parsed is None else parsed
+
+    def _retry(self, fld: str, retry: Any, timeouts: Any) -> RetryIR | None:
+        """`rules[].retry` {codes, attempts, backoff} and `timeouts.backendRequest` (the per-try timeout)."""
+        per_try = None
+        if isinstance(timeouts, Mapping) and isinstance(timeouts.get("backendRequest"), str):
+            per_try = parse_duration(timeouts["backendRequest"])
+        if retry is None:
+            return RetryIR(per_try_timeout_s=per_try) if per_try is not None else None
+        if not isinstance(retry, Mapping):
+            self.fail(f"{fld}.retry", "must be a mapping (codes, attempts, backoff)")
+            return None
+        attempts = retry.get("attempts")
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0):
+            self.fail(f"{fld}.retry.attempts", "must be a non-negative integer")
+            attempts = None
+        codes = retry.get("codes")
+        if codes is not None and (
+            not isinstance(codes, list) or not all(isinstance(c, int) and 400 <= c <= 599 for c in codes)
+        ):
+            self.fail(f"{fld}.retry.codes", "must be a list of HTTP status codes 400-599")
+            codes = None
+        backoff = retry.get("backoff")
+        backoff_s = parse_duration(backoff) if isinstance(backoff, str) else None
+        if backoff is not None and backoff_s is None:
+            self.fail(f"{fld}.retry.backoff", f"invalid duration {backoff!r}")
+        return RetryIR(
+            attempts=attempts,
+            codes=tuple(codes) if codes is not None else None,
+            backoff_s=backoff_s,
+            per_try_timeout_s=per_try,
+        )
 
     def _match(self, fld: str, raw: Any) -> MatchIR | None:
         if not isinstance(raw, Mapping):

@@ -12,10 +12,12 @@ import itertools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from controlplane.xds.names import TYPE_CLUSTER, TYPE_ENDPOINT, TYPE_LISTENER, TYPE_ROUTE
 from controlplane.xds.snapshot import PUSH_ORDER, Snapshot
 
 log = logging.getLogger("llmgw.ads")
@@ -37,6 +39,7 @@ class _TypeState:
     nonce: str = ""
     acked_version: str = ""
     rejected_version: str | None = None
+    sent_by_name: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,29 +138,68 @@ class AdsServer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             self.status.acks[(node, req.type_url)] = req.version_info
 
     def _due(self, states: dict[str, _TypeState]) -> list[discovery_pb2.DiscoveryResponse]:
+        """What to send now, make-before-break: a route never names a cluster Envoy lacks.
+
+        New clusters go out first, together with the clusters the current routes
+        still use; listeners and routes follow once Envoy has acknowledged those
+        clusters and their endpoints; the clusters no route uses any more go last.
+        """
         snap = self._snapshot
         if snap is None:
             return []
         out = []
+        routes_current = self._routes_current(states, snap)
+        clusters_ready = self._clusters_ready(states, snap)
         for type_url in PUSH_ORDER:
             st = states.get(type_url)
             typed = snap.types.get(type_url)
             if st is None or typed is None:
                 continue
-            if st.sent_version == typed.version and st.sent_names == st.names:
+            by_name, version = typed.by_name, typed.version
+            if type_url == TYPE_CLUSTER and not routes_current and st.sent_by_name:
+                keep = {n: a for n, a in st.sent_by_name.items() if n not in by_name}
+                if keep:  # old clusters stay until the routes that use them are replaced
+                    by_name = {**keep, **by_name}
+                    version = f"{typed.version}+{len(keep)}"
+            if type_url in (TYPE_LISTENER, TYPE_ROUTE) and not clusters_ready:
                 continue
-            if st.rejected_version == typed.version and st.sent_names == st.names:
+            if st.sent_version == version and st.sent_names == st.names:
                 continue
-            if st.names:
-                resources = [typed.by_name[n] for n in st.names if n in typed.by_name]
-            else:
-                resources = list(typed.by_name.values())
+            if st.rejected_version == version and st.sent_names == st.names:
+                continue
+            sent = {n: by_name[n] for n in st.names if n in by_name} if st.names else dict(by_name)
             st.nonce = str(next(self._nonces))
-            st.sent_version = typed.version
+            st.sent_version = version
             st.sent_names = st.names
+            st.sent_by_name = sent
             out.append(
                 discovery_pb2.DiscoveryResponse(
-                    version_info=typed.version, resources=resources, type_url=type_url, nonce=st.nonce
+                    version_info=version, resources=list(sent.values()), type_url=type_url, nonce=st.nonce
                 )
             )
         return out
+
+    @staticmethod
+    def _acked(st: _TypeState | None, version: str) -> bool:
+        return st is None or (st.acked_version == st.sent_version and (st.sent_version or "").split("+")[0] == version)
+
+    def _routes_current(self, states: dict[str, _TypeState], snap: Snapshot) -> bool:
+        """Envoy runs this snapshot's listeners and routes (or never asked for any)."""
+        for type_url in (TYPE_LISTENER, TYPE_ROUTE):
+            st, typed = states.get(type_url), snap.types.get(type_url)
+            sent = st is not None and typed is not None and st.sent_version is not None
+            if sent and not (st.acked_version == typed.version == st.sent_version):  # type: ignore[union-attr]
+                return False
+        return True
+
+    def _clusters_ready(self, states: dict[str, _TypeState], snap: Snapshot) -> bool:
+        """Every cluster (and endpoint set) of this snapshot is acknowledged by Envoy."""
+        cds, clusters = states.get(TYPE_CLUSTER), snap.types.get(TYPE_CLUSTER)
+        if cds is not None and clusters is not None and not self._acked(cds, clusters.version):
+            return False
+        st, typed = states.get(TYPE_ENDPOINT), snap.types.get(TYPE_ENDPOINT)
+        if st is None or typed is None or not typed.by_name:
+            return True
+        if not set(typed.by_name) <= set(st.names):
+            return False  # Envoy has not asked for the new clusters' endpoints yet
+        return st.acked_version == st.sent_version == typed.version

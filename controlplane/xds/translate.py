@@ -23,6 +23,8 @@ import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
+import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
 import orjson
@@ -75,9 +77,10 @@ def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
 
 def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE) -> EnvoyResources:
     res = EnvoyResources()
+    providers = {b.cluster: len(b.providers) for b in ir.backends}
     for listener in ir.listeners:
         res.listeners.append(_listener(listener))
-        res.routes.append(_route_config(listener))
+        res.routes.append(_route_config(listener, providers))
     direct = {
         r.backends[0].cluster
         for lst in ir.listeners
@@ -239,6 +242,7 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
     "gen_ai.operation.name": "%DYNAMIC_METADATA(llmgw:gen_ai.operation.name)%",
     "gen_ai.provider.name": "%DYNAMIC_METADATA(llmgw:gen_ai.provider.name)%",
+    "provider": "%DYNAMIC_METADATA(llmgw:provider)%",
     "gen_ai.request.model": "%DYNAMIC_METADATA(llmgw:gen_ai.request.model)%",
     "gen_ai.response.model": "%DYNAMIC_METADATA(llmgw:gen_ai.response.model)%",
     "gen_ai.usage.input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.input_tokens)%",
@@ -286,7 +290,12 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
             },
             # The route chosen on the headers (direct routes: see gatewayapi/direct.py).
             "request_attributes": ["xds.route_name"],
-            "response_attributes": ["xds.route_name", "xds.cluster_name", "xds.upstream_host_metadata"],
+            "response_attributes": [
+                "xds.route_name",
+                "xds.cluster_name",
+                "xds.upstream_host_metadata",
+                "upstream.request_attempt_count",
+            ],
             "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
         },
     }
@@ -335,7 +344,7 @@ def _listener(listener: ListenerIR) -> dict[str, Any]:
 # --- routes ----------------------------------------------------------------------------------
 
 
-def _route_config(listener: ListenerIR) -> dict[str, Any]:
+def _route_config(listener: ListenerIR, providers: dict[str, int]) -> dict[str, Any]:
     return {
         "name": listener.name,
         # Gateway API hostnames never carry a port; "host:8080" must match "host" and "*.example.com".
@@ -346,7 +355,7 @@ def _route_config(listener: ListenerIR) -> dict[str, Any]:
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r) for r in vh.routes],
+                "routes": [_route(r, providers) for r in vh.routes],
             }
             for vh in listener.virtual_hosts
         ],
@@ -418,7 +427,7 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
-def _route(r: RouteIR) -> dict[str, Any]:
+def _route(r: RouteIR, providers: dict[str, int]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
     if not r.backends:
         out["direct_response"] = {
@@ -447,6 +456,10 @@ def _route(r: RouteIR) -> dict[str, Any]:
             # The share of an invalid backendRef goes to a cluster that does not exist: 500 (Gateway API).
             action["cluster_not_found_response_code"] = "INTERNAL_SERVER_ERROR"
         action.update(_rewrite(r))
+        retry = retry_policy(r, max(providers.get(b.cluster, 1) for b in r.backends))
+        if retry is not None:
+            action["retry_policy"] = retry
+            out["request_body_buffer_limit"] = str(MAX_RETRY_BUFFER)
         rw = r.rewrite
         if rw and rw.hostname:
             action["host_rewrite_literal"] = rw.hostname
@@ -488,8 +501,64 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def attempt_stage_filter() -> dict[str, Any]:
-    """The upstream ext_proc filter: per attempt, translate and authenticate for the picked provider."""
+DEFAULT_RETRIABLE_CODES = (429,)
+MAX_RETRY_BUFFER = 10 * 1024 * 1024
+
+
+def retry_policy(r: RouteIR, providers: int) -> dict[str, Any] | None:
+    """Failover within the same client request, on by default for backends with several providers.
+
+    A failed attempt (connect failure, reset, 5xx, 429, or no response headers
+    within the per-try timeout) is retried on another provider, the next
+    priority group first (previous_priorities) and never the same provider
+    twice in a row (previous_hosts). Envoy retries only before any response byte
+    reached the client. HTTPRoute `retry` and `timeouts.backendRequest` override.
+    """
+    spec = r.retry
+    if providers < 2 and (spec is None or spec.attempts is None):
+        return None
+    attempts = spec.attempts if spec and spec.attempts is not None else providers - 1
+    if attempts <= 0:
+        return None
+    if spec and spec.codes is not None:
+        retry_on, codes = "reset,connect-failure,refused-stream,retriable-status-codes", list(spec.codes)
+    else:
+        retry_on, codes = (
+            "5xx,reset,connect-failure,refused-stream,retriable-status-codes",
+            list(DEFAULT_RETRIABLE_CODES),
+        )
+    backoff = spec.backoff_s if spec and spec.backoff_s is not None else 0.01
+    policy: dict[str, Any] = {
+        "retry_on": retry_on,
+        "retriable_status_codes": codes,
+        "num_retries": attempts,
+        "retry_back_off": {"base_interval": duration(backoff), "max_interval": duration(max(backoff * 4, 0.05))},
+        "retry_priority": {
+            "name": "envoy.retry_priorities.previous_priorities",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                "update_frequency": 1,
+            },
+        },
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {"@type": _T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+            }
+        ],
+        "host_selection_retry_max_attempts": 5,
+    }
+    if spec and spec.per_try_timeout_s:
+        policy["per_try_timeout"] = duration(spec.per_try_timeout_s)
+    return policy
+
+
+def attempt_stage_filter(*, failover: bool = False) -> dict[str, Any]:
+    """The upstream ext_proc filter: per attempt, translate and authenticate for the picked provider.
+
+    On failover clusters it also sees the response headers, to turn a 429 into
+    a 503 that outlier detection counts (the router stage restores the 429).
+    """
     return {
         "name": names.ATTEMPT_STAGE_FILTER,
         "typed_config": {
@@ -501,7 +570,7 @@ def attempt_stage_filter() -> dict[str, Any]:
             "processing_mode": {
                 "request_header_mode": "SEND",
                 "request_body_mode": "BUFFERED",
-                "response_header_mode": "SKIP",
+                "response_header_mode": "SEND" if failover else "SKIP",
                 "response_body_mode": "NONE",
                 "request_trailer_mode": "SKIP",
                 "response_trailer_mode": "SKIP",
@@ -548,10 +617,14 @@ def _cluster(
     """The backend's cluster; `direct`: its twin for direct routes, without the attempt stage."""
     name = direct_cluster(b.cluster) if direct else b.cluster
     all_ips = all(_is_ip(p.host) for p in b.providers)
-    upstream_filters = [] if direct else [attempt_stage_filter()]
+    upstream_filters = [] if direct else [attempt_stage_filter(failover=b.fails_over)]
+    priorities = sorted({p.priority for p in b.providers})
     cla = {
         "cluster_name": name,
-        "endpoints": [{"lb_endpoints": [_lb_endpoint(p) for p in b.providers]}],
+        "endpoints": [
+            {"priority": i, "lb_endpoints": [_lb_endpoint(p) for p in b.providers if p.priority == prio]}
+            for i, prio in enumerate(priorities)
+        ],
     }
     cluster: dict[str, Any] = {
         "name": name,
@@ -582,6 +655,20 @@ def _cluster(
             ]
         },
     }
+    if b.fails_over:
+        # A provider that keeps failing (5xx, 429 seen as 503, connect errors) is ejected and
+        # traffic moves to its group's siblings or the next group; it returns after the ejection.
+        cluster["outlier_detection"] = {
+            "consecutive_5xx": 3,
+            "consecutive_gateway_failure": 3,
+            "consecutive_local_origin_failure": 3,
+            "interval": "1s",
+            "base_ejection_time": "15s",
+            "max_ejection_percent": 100,
+            "enforcing_consecutive_5xx": 100,
+            "enforcing_consecutive_gateway_failure": 100,
+        }
+        cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
     matches = [
         {
             "name": p.id,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from extproc.providers import anthropic, azure, openai
+from extproc.providers import anthropic, azure, bedrock, gemini, openai, vertexai
 
 PROVIDERS: dict[str, ModuleType] = {
     "anthropic": anthropic,
+    "gemini": gemini,
+    "vertexai": vertexai,
+    "bedrock": bedrock,
     "openai": openai,
     "custom": openai,
     "azureopenai": azure,

@@ -22,6 +22,18 @@ class RequestContext:
     op: str  # operation name (extproc.operations): chat_completions, messages, embeddings, ...
     model: str  # the model to send upstream (the override, else the client's)
     stream: bool
+    encoding_format: str | None = None  # embeddings: what the client asked for (base64 | float)
+
+
+class TranslationError(ValueError):
+    """The request cannot be expressed in the provider's API: answered as a 4xx in the client's schema."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request", param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
 
 
 @dataclass

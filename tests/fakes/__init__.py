@@ -1,0 +1,1 @@
+"""Local fakes of external services (identity providers) used by tests."""
