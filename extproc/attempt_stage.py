@@ -19,7 +19,7 @@ from extproc import errors
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
-from extproc.operations import Operation, operation_of, split_path
+from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, split_path
 from extproc.providers import module_for
 from extproc.translate import select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
@@ -150,7 +150,8 @@ class AttemptRequest:
         if up.path is not None:
             path = up.path
         elif module is not None and self.op is not None:
-            path = module.path(self.provider, self.op, model, stream)
+            op = OPERATIONS_BY_NAME.get(up.op, self.op) if up.op else self.op
+            path = module.path(self.provider, op, model, stream)
             if "?" not in path:
                 path += self.query
         elif self.provider.path:

@@ -154,3 +154,16 @@ def test_entra_default_chain_without_any_source_is_a_clear_5xx(
         assert chain in err["message"]
         assert "ManagedIdentityCredential" in err["message"]
     assert fp.requests == []
+
+
+def test_anthropic_client_on_azure_deployment(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    import anthropic
+
+    gw, fp = setup
+    fp.clear()
+    client = anthropic.Anthropic(base_url=f"{gw.url}/deployment", api_key="client-key", max_retries=0)
+    msg = client.messages.create(model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "hi az"}])
+    assert msg.content[0].text == "Hello from azure: hi az"  # type: ignore[union-attr]
+    [rec] = fp.requests
+    assert rec.path == "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+    assert rec.headers["api-key"] == "azure-secret-key"

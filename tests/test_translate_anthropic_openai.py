@@ -285,13 +285,29 @@ def test_tool_choice_without_client_tools_is_dropped() -> None:
 
 
 def test_model_override_and_paths() -> None:
+    """The pair names the operation; the provider module (OpenAI, Azure, ...) builds its path."""
+    from extproc.operations import OPERATIONS_BY_NAME
+    from extproc.providers import module_for
+
     body = {"model": "claude-x", "max_tokens": 5, "messages": []}
     up = PAIR.request(body, _ctx(model="gpt-4o"))
-    assert orjson.loads(up.body or b"")["model"] == "gpt-4o" and up.path == "/v1/chat/completions"
+    assert orjson.loads(up.body or b"")["model"] == "gpt-4o" and up.op == "chat_completions" and up.path is None
+    chat = OPERATIONS_BY_NAME["chat_completions"]
     prefixed = ProviderConfig(id="a/b/c", backend="a/b", kind="openai", host="h", path_prefix="/api/openai/v1")
-    assert PAIR.request(body, _ctx(provider=prefixed)).path == "/api/openai/v1/chat/completions"
+    assert module_for("openai").path(prefixed, chat, "gpt-4o", False) == "/api/openai/v1/chat/completions"  # type: ignore[union-attr]
+    azure = ProviderConfig(
+        id="a/b/c",
+        backend="a/b",
+        kind="azureopenai",
+        host="h",
+        path_prefix="",
+        settings={"deploymentName": "d", "apiVersion": "2024-10-21"},
+    )
+    assert (
+        module_for("azureopenai").path(azure, chat, "gpt-4o", False)  # type: ignore[union-attr]
+        == "/openai/deployments/d/chat/completions?api-version=2024-10-21"
+    )
     fixed = ProviderConfig(id="a/b/c", backend="a/b", kind="openai", host="h", path="/custom/chat")
-    assert PAIR.request(body, _ctx(provider=fixed)).path == "/custom/chat"
     assert orjson.loads(PAIR.request(body, _ctx(provider=fixed)).body or b"")["model"] == "claude-x"
 
 

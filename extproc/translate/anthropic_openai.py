@@ -485,9 +485,8 @@ class AnthropicOpenAIPair:
     provider_api = "openai"
 
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
-        provider = ctx.provider  # the provider's own path wins, else its prefix + the chat completions suffix
-        path = (provider.path or provider.path_prefix + "/chat/completions") if provider else "/v1/chat/completions"
-        return UpstreamRequest(body=orjson.dumps(translate_request(body, model=ctx.model)), path=path)
+        # The provider module builds the path of its chat completions API (OpenAI, Azure deployments, ...).
+        return UpstreamRequest(body=orjson.dumps(translate_request(body, model=ctx.model)), op="chat_completions")
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> MessagesFromOpenAI:
         return MessagesFromOpenAI()

@@ -43,6 +43,9 @@ class UpstreamRequest:
     body: bytes | None
     path: str | None = None  # provider path (None: the provider module decides)
     headers: dict[str, str] = field(default_factory=dict)
+    # The operation the provider module builds the path for, when the pair changes it
+    # (an Anthropic Messages client sent to an OpenAI-compatible provider: chat_completions).
+    op: str | None = None
 
 
 @dataclass
