@@ -12,6 +12,7 @@ import logging
 
 import grpc
 
+from extproc import credentials
 from extproc.contract import EMPTY, ExtprocConfig
 
 log = logging.getLogger("llmgw.extproc.config")
@@ -31,6 +32,7 @@ class ConfigHolder:
             return False
         self.current = config
         self.ready.set()
+        credentials.prefetch(config.providers.values())
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
         return True
 

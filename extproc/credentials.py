@@ -10,7 +10,8 @@ not block the request path: tokens are cached and refreshed ahead of expiry.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from extproc.contract import ProviderConfig
@@ -31,9 +32,32 @@ class CredentialError(Exception):
     """A credential could not be produced; the message names the credential, never a secret."""
 
 
+log = logging.getLogger("llmgw.extproc.credentials")
 HeaderMaker = Callable[[ProviderConfig, SignedRequest], dict[str, str]]
 _MODULES = {"aws": "extproc.credentials_aws", "gcp": "extproc.credentials_gcp", "azure": "extproc.credentials_azure"}
 _loaded: dict[str, HeaderMaker] = {}
+
+
+def prefetch(providers: Iterable[ProviderConfig]) -> None:
+    """Warm token credentials as soon as their config arrives, so that no request waits for a fetch.
+
+    Modules with a `prefetch(provider)` start a background fetch and return at once.
+    """
+    for provider in providers:
+        auth = provider.auth
+        module_name = _MODULES.get(auth.kind) if auth is not None else None
+        if module_name is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        warm = getattr(module, "prefetch", None)
+        if warm is not None:
+            try:
+                warm(provider)
+            except CredentialError as exc:
+                log.warning("could not start fetching credentials for %s: %s", provider.id, exc)
 
 
 def auth_headers(provider: ProviderConfig, request: SignedRequest) -> dict[str, str]:
