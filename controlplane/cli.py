@@ -1,4 +1,4 @@
-"""The `llmgw` command: run, validate, extproc, fake-provider."""
+"""The `llmgw` command: run, validate, controller, extproc, fake-provider."""
 
 from __future__ import annotations
 
@@ -57,6 +57,31 @@ def _extproc(args: argparse.Namespace) -> int:
     return run(listen=args.listen, config_target=args.config, name=args.name)
 
 
+def _controller(args: argparse.Namespace) -> int:
+    from controlplane.kubernetes import controller, provision
+    from controlplane.kubernetes.client import Kube
+
+    namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "llmgw-system"
+    host, _, port = args.xds_address.rpartition(":")
+    kube = Kube.connect(kubeconfig=args.kubeconfig, context=args.context)
+    image = args.dataplane_image or controller.own_image(kube, namespace=namespace, pod=os.environ.get("POD_NAME", ""))
+    opts = controller.Options(
+        settings=provision.Settings(
+            image=image,
+            xds_host=args.xds_service or f"llmgw-controller.{namespace}.svc.cluster.local",
+            xds_port=int(port),
+        ),
+        namespace=namespace,
+        identity=args.identity or os.environ.get("POD_NAME", ""),
+        xds_listen=args.xds_address,
+        health_listen=(host or "0.0.0.0", args.health_port),
+        leader_election=not args.no_leader_election,
+        lease_name=args.lease_name,
+        resync_s=args.resync,
+    )
+    return uvloop.run(controller.run(kube, opts))
+
+
 def _fake_provider(args: argparse.Namespace) -> int:
     from fakeprovider import cli
 
@@ -95,6 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     extproc_args(ext)
     ext.set_defaults(func=_extproc)
+
+    ctl = sub.add_parser("controller", help="run the Kubernetes controller (in a cluster, or from a kubeconfig)")
+    ctl.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG/~/.kube)"
+    )
+    ctl.add_argument("--context", default=None, help="kubeconfig context")
+    ctl.add_argument(
+        "--namespace", default=None, help="the controller's namespace, for its Lease (default: POD_NAMESPACE)"
+    )
+    ctl.add_argument("--identity", default=None, help="this replica's name in the Lease (default: POD_NAME)")
+    ctl.add_argument(
+        "--xds-address", default="0.0.0.0:18000", help="where ADS and the extproc config channel listen (HOST:PORT)"
+    )
+    ctl.add_argument(
+        "--xds-service",
+        default=None,
+        help="host name data plane pods reach that port by (default: llmgw-controller.<namespace>.svc.cluster.local)",
+    )
+    ctl.add_argument(
+        "--dataplane-image",
+        default=os.environ.get("LLMGW_IMAGE"),
+        help="image of provisioned data planes (default: LLMGW_IMAGE, else the controller's own image)",
+    )
+    ctl.add_argument("--health-port", type=int, default=8081, help="/healthz and /readyz")
+    ctl.add_argument("--lease-name", default="llmgw-controller")
+    ctl.add_argument("--no-leader-election", action="store_true", help="write status without holding the Lease")
+    ctl.add_argument("--resync", type=float, default=600.0, help="seconds between full re-lists")
+    ctl.set_defaults(func=_controller)
 
     fake = sub.add_parser("fake-provider", help="run the bundled fake OpenAI-compatible provider")
     from fakeprovider import cli as fake_cli

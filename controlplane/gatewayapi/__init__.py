@@ -25,6 +25,7 @@ from controlplane.resources import Problem, Resource, secret_data
 MODEL_HEADER = "x-gateway-model-name"
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
 _CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
+_OTHER_MODES = {("llmgw.dev/v1alpha1", "GatewayParameters")}
 _CLUSTER_SCOPED = {"GatewayClass", "Namespace"}
 # Kinds sharing one identity space: both AI backend kinds become cluster aibackend/<ns>/<name>.
 _IDENTITY = {"AgentgatewayBackend": "AIBackend"}
@@ -135,6 +136,8 @@ def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str,
             or (res.api_version == "v1" and res.kind in _CORE_KINDS)
             or is_ai_backend(res)
         )
+        if not known and (res.api_version, res.kind) in _OTHER_MODES:
+            continue  # read by the Kubernetes controller only (data-plane provisioning)
         if not known:
             problems.append(
                 Problem(

@@ -1,0 +1,124 @@
+"""The extproc sidecar of a provisioned data plane pod: `python -m controlplane.kubernetes.dataplane`.
+
+What `llmgw run` does for its workers, minus the control plane and Envoy
+(Envoy is the pod's other container): start `--workers` extproc processes on
+Unix sockets in the shared emptyDir, each subscribing to the controller's
+config channel as "extproc-N@<gateway>" so it receives this Gateway's
+providers and credentials only; restart them when they die; serve their
+merged metrics on :15020/metrics and the pod's readiness on
+:15021/healthz/ready (200 once every worker socket exists and Envoy, over its
+admin port on localhost, is LIVE with config). SIGTERM stops the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+from prometheus_client import multiprocess
+
+from controlplane.children import Child
+from controlplane.observability import start_http
+
+log = logging.getLogger("llmgw.dataplane")
+
+
+def worker_argv(*, socket_dir: str, index: int, config: str, gateway: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "extproc",
+        "--listen",
+        f"unix:{socket_dir}/extproc-{index}.sock",
+        "--config",
+        config,
+        "--name",
+        f"extproc-{index}@{gateway}",
+    ]
+
+
+def _envoy_ready(admin_port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as resp:
+        return str(resp.read().decode().strip())
+
+
+async def serve(args: argparse.Namespace) -> int:
+    socket_dir = Path(args.socket_dir)
+    metrics_dir = socket_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+    def died(pid: int) -> None:
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(pid, str(metrics_dir))
+
+    children = [
+        Child(
+            f"extproc-{i}",
+            worker_argv(socket_dir=str(socket_dir), index=i, config=args.config, gateway=args.gateway),
+            env=env,
+            on_exit=died,
+        )
+        for i in range(max(1, args.workers))
+    ]
+    for child in children:
+        await child.start()
+
+    async def is_ready() -> tuple[bool, str]:
+        missing = [c.name for i, c in enumerate(children) if not (socket_dir / f"extproc-{i}.sock").exists()]
+        if missing:
+            return False, f"extproc not listening yet: {', '.join(missing)}"
+        try:
+            state = await asyncio.to_thread(_envoy_ready, args.admin_port)
+        except OSError as exc:
+            return False, f"envoy not ready: {exc}"
+        return state == "LIVE", f"envoy {state}"
+
+    runner = await start_http(
+        host=args.listen_address,
+        metrics_port=args.metrics_port,
+        ready_port=args.ready_port,
+        multiproc_dir=str(metrics_dir),
+        is_ready=is_ready,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("data plane sidecar for Gateway %s: %d extproc worker(s)", args.gateway, len(children))
+    await stop.wait()
+    for child in reversed(children):
+        await child.stop()
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m controlplane.kubernetes.dataplane", description=__doc__)
+    parser.add_argument("--gateway", required=True, help='the Gateway this pod serves, "<namespace>/<name>"')
+    parser.add_argument("--config", required=True, help="the controller's config channel, HOST:PORT")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--socket-dir", default="/var/run/llmgw")
+    parser.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin port on 127.0.0.1")
+    parser.add_argument("--metrics-port", type=int, default=15020)
+    parser.add_argument("--ready-port", type=int, default=15021)
+    parser.add_argument("--listen-address", default="0.0.0.0", help="address of the metrics and readiness ports")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LLMGW_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

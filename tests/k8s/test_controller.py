@@ -1,0 +1,319 @@
+"""The controller (informers -> reconcile -> status, provisioning, per-Gateway xDS and extproc config) against
+the in-process API server, through the official client. No Envoy here; `test_e2e.py` adds the data plane."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import grpc
+import pytest
+
+from controlplane.configchannel import METHOD
+from controlplane.kubernetes.client import Kube
+from controlplane.kubernetes.controller import Controller, Options
+from controlplane.kubernetes.provision import Settings
+from controlplane.xds import names
+from extproc.contract import ExtprocConfig
+from tests.k8s import manifests as m
+from tests.k8s.apiserver import ApiServer
+from tests.k8s.conftest import configuration
+from tests.k8s.test_informer import wait_until
+
+
+class Running:
+    """A Controller on its own event loop thread, as `llmgw controller` runs it."""
+
+    def __init__(self, apiserver: ApiServer, **opts: Any) -> None:
+        self.kube = Kube.for_configuration(configuration(apiserver))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        options = Options(
+            settings=Settings(image="llmgw:test", xds_host="127.0.0.1"),
+            xds_listen="127.0.0.1:0",
+            health_listen=None,
+            leader_election=opts.pop("leader_election", False),
+            debounce_s=0.05,
+            **opts,
+        )
+        self.controller = Controller(self.kube, options)
+        self.call(self.controller.start())
+
+    def call(self, coro: Any, timeout: float = 20) -> Any:
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return fut.result(timeout)
+
+    def stop(self) -> None:
+        self.call(self.controller.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+        self.kube.close()
+
+
+@pytest.fixture
+def run_controller(apiserver: ApiServer) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(**opts: Any) -> Running:
+        r = Running(apiserver, **opts)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def backends_in(snap: Any) -> set[str]:
+    """The AIBackends a snapshot has clusters for ("aibackend/<ns>/<name>" and its variants)."""
+    return {name.split("/", 1)[1] for name in snap.types[names.TYPE_CLUSTER].by_name}
+
+
+def apply_all(apiserver: ApiServer, objs: list[dict[str, Any]]) -> None:
+    for obj in objs:
+        apiserver.apply(obj)
+
+
+def status_of(apiserver: ApiServer, kind: str, name: str, ctype: str, *path: str | int, ns: str = "default") -> Any:
+    return m.condition(apiserver.get(kind, name, ns), ctype, *path)
+
+
+def test_quickstart_is_accepted_provisioned_and_programmed(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apply_all(apiserver, m.quickstart())
+    ctl = run_controller()
+    wait_until(lambda: status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("True", "Accepted"), "Gateway Accepted")
+    assert status_of(apiserver, "GatewayClass", "llmgw", "Accepted", ns="") == ("True", "Accepted")
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "Programmed") == ("True", "Programmed"), "AIBackend")
+    assert status_of(apiserver, "HTTPRoute", "openai", "Accepted", "parents", 0) == ("True", "Accepted")
+    assert status_of(apiserver, "HTTPRoute", "openai", "ResolvedRefs", "parents", 0) == ("True", "ResolvedRefs")
+
+    gw = apiserver.get("Gateway", "llmgw")
+    assert gw is not None
+    for kind in ("ServiceAccount", "Service", "Deployment"):
+
+        def exists(kind: str = kind) -> bool:
+            return apiserver.get(kind, "llmgw") is not None
+
+        wait_until(exists, f"the {kind}")
+        obj = apiserver.get(kind, "llmgw")
+        assert obj is not None and obj["metadata"]["ownerReferences"][0]["uid"] == gw["metadata"]["uid"]
+    assert status_of(apiserver, "Gateway", "llmgw", "Programmed") == ("False", "Pending")
+
+    # What the kubelet and the cloud load balancer would report:
+    apiserver.set_status("Deployment", "llmgw", {"replicas": 1, "availableReplicas": 1})
+    wait_until(
+        lambda: status_of(apiserver, "Gateway", "llmgw", "Programmed") == ("False", "AddressNotAssigned"), "no address"
+    )
+    apiserver.set_status("Service", "llmgw", {"loadBalancer": {"ingress": [{"ip": "20.0.0.1"}]}})
+    wait_until(lambda: status_of(apiserver, "Gateway", "llmgw", "Programmed") == ("True", "Programmed"), "Programmed")
+    gw = apiserver.get("Gateway", "llmgw")
+    assert gw is not None and gw["status"]["addresses"] == [{"type": "IPAddress", "value": "20.0.0.1"}]
+    assert gw["status"]["listeners"][0]["attachedRoutes"] == 1
+
+    # The Gateway's own snapshot: its listener on the in-pod port, its backend's cluster.
+    snap = ctl.controller.ads.snapshot("default/llmgw")
+    assert snap is not None
+    assert backends_in(snap) == {"default/openai"}
+    assert len(snap.types[names.TYPE_LISTENER].by_name) == 1
+
+
+def test_status_is_written_only_when_it_changes(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    apply_all(apiserver, m.quickstart())
+    ctl = run_controller()
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "Programmed") == ("True", "Programmed"), "status")
+    wait_until(lambda: apiserver.get("Deployment", "llmgw") is not None, "provisioning")
+    settled = ctl.controller.reconciles
+    wait_until(lambda: ctl.controller.reconciles == settled, "quiet", timeout=2)
+    writes = list(apiserver.writes)
+    # Something unrelated changes: a reconcile runs and writes nothing.
+    apiserver.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "unrelated"}})
+    wait_until(lambda: ctl.controller.reconciles > settled, "a reconcile")
+    assert apiserver.writes == writes
+
+
+def test_missing_secret_is_named_then_resolved(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    apply_all(apiserver, [m.gatewayclass(), m.gateway(), m.route(), m.aibackend(secret="later")])
+    run_controller()
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "ResolvedRefs") == ("False", "RefNotFound"), "ref")
+    backend = apiserver.get("AIBackend", "openai")
+    assert backend is not None
+    msg = next(c["message"] for c in backend["status"]["conditions"] if c["type"] == "ResolvedRefs")
+    assert "Secret default/later not found" in msg
+    assert status_of(apiserver, "HTTPRoute", "openai", "ResolvedRefs", "parents", 0) == ("False", "BackendNotFound")
+    apiserver.apply(m.secret("later", field="api-key"))
+    wait_until(lambda: "has no key 'Authorization'" in str(apiserver.get("AIBackend", "openai")), "missing key named")
+    apiserver.apply(m.secret("later"))
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "Accepted") == ("True", "Accepted"), "Accepted")
+    wait_until(
+        lambda: status_of(apiserver, "HTTPRoute", "openai", "ResolvedRefs", "parents", 0) == ("True", "ResolvedRefs"),
+        "route resolved",
+    )
+
+
+def test_only_referenced_secrets_are_cached(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    apiserver.apply(m.secret("unrelated", "sk-not-ours"))
+    apiserver.apply(m.secret())  # exists before anything refers to it
+    ctl = run_controller()
+    wait_until(lambda: ctl.controller.synced() and ctl.controller.reconciles > 0, "sync")
+    assert ctl.controller.informers["Secret"].items() == []
+    apply_all(apiserver, [m.gatewayclass(), m.gateway(), m.route(), m.aibackend()])
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "Accepted") == ("True", "Accepted"), "fetched")
+    cached = [o["metadata"]["name"] for o in ctl.controller.informers["Secret"].items()]
+    assert cached == ["openai-key"]
+    apiserver.remove("AIBackend", "openai")
+    wait_until(lambda: ctl.controller.informers["Secret"].items() == [], "pruned")
+
+
+async def read_configs(port: int, worker: str, count: int) -> list[ExtprocConfig]:
+    out: list[ExtprocConfig] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
+        async for raw in call(worker.encode()):
+            out.append(ExtprocConfig.from_json(raw))
+            if len(out) == count:
+                break
+    return out
+
+
+def test_secret_rotation_reaches_only_that_gateways_extproc(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apply_all(apiserver, m.quickstart())
+    apply_all(
+        apiserver,
+        [
+            m.gateway("other", port=81),
+            m.route("r2", gateway="other", backend="b2"),
+            m.aibackend("b2", secret="k2"),
+            m.secret("k2", "sk-other"),
+        ],
+    )
+    ctl = run_controller()
+    wait_until(lambda: status_of(apiserver, "AIBackend", "openai", "Programmed") == ("True", "Programmed"), "ready")
+    port = ctl.controller.xds_port
+
+    async def first_then_rotated() -> list[ExtprocConfig]:
+        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2))
+        await asyncio.sleep(0.5)
+        apiserver.apply(m.secret(key="sk-two"))
+        return await asyncio.wait_for(reader, 10)
+
+    first, rotated = asyncio.run(first_then_rotated())
+    assert [p.auth.value for p in first.providers.values() if p.auth] == ["sk-one"]
+    assert [p.auth.value for p in rotated.providers.values() if p.auth] == ["sk-two"]
+    (other,) = asyncio.run(asyncio.wait_for(read_configs(port, "extproc-0@default/other", 1), 10))
+    assert [p.auth.value for p in other.providers.values() if p.auth] == ["sk-other"]
+
+
+def test_two_gateways_on_one_port_each_get_their_own_snapshot(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apply_all(apiserver, m.quickstart())
+    apply_all(apiserver, [m.gateway("second"), m.route("r2", gateway="second", backend="b2"), m.aibackend("b2")])
+    ctl = run_controller()
+    wait_until(lambda: ctl.controller.ads.snapshot("default/second") is not None, "second snapshot")
+    wait_until(lambda: ctl.controller.ads.snapshot("default/llmgw") is not None, "first snapshot")
+    for gw, backend in (("default/llmgw", "openai"), ("default/second", "b2")):
+        snap = ctl.controller.ads.snapshot(gw)
+        assert snap is not None
+        assert backends_in(snap) == {f"default/{backend}"}
+    wait_until(lambda: status_of(apiserver, "Gateway", "second", "Accepted") == ("True", "Accepted"), "both accepted")
+    assert status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("True", "Accepted")
+
+
+def test_deleting_the_gateway_removes_its_data_plane(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apply_all(apiserver, m.quickstart())
+    ctl = run_controller()
+    wait_until(lambda: apiserver.get("Deployment", "llmgw") is not None, "provisioning")
+    apiserver.remove("Gateway", "llmgw")
+    wait_until(lambda: apiserver.get("Deployment", "llmgw") is None, "garbage collection")
+    assert apiserver.get("Service", "llmgw") is None and apiserver.get("ServiceAccount", "llmgw") is None
+    wait_until(
+        lambda: status_of(apiserver, "AIBackend", "openai", "Programmed") == ("False", "NotReferenced"), "unused"
+    )
+    assert ctl.controller.ads.snapshot("default/llmgw") is None  # its config (and credentials) are forgotten
+    assert "default/llmgw" not in ctl.controller.channels.channels
+
+
+def test_a_gateway_leaving_our_class_loses_its_data_plane(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apply_all(apiserver, [*m.quickstart(), m.gatewayclass("other", "example.com/other")])
+    run_controller()
+    wait_until(lambda: apiserver.get("Deployment", "llmgw") is not None, "provisioning")
+    apiserver.apply(m.gateway(cls="other"))
+    wait_until(lambda: apiserver.get("Deployment", "llmgw") is None, "cleanup")
+
+
+def test_an_object_we_do_not_own_blocks_provisioning(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "llmgw", "namespace": "default", "labels": {"app.kubernetes.io/managed-by": "llmgw"}},
+            "spec": {"ports": [{"port": 1}]},
+        }
+    )
+    apply_all(apiserver, m.quickstart())
+    run_controller()
+    wait_until(
+        lambda: status_of(apiserver, "Gateway", "llmgw", "Programmed") == ("False", "NoResources"), "NoResources"
+    )
+    gw = apiserver.get("Gateway", "llmgw")
+    assert "Service default/llmgw exists and is not owned by this Gateway" in str(gw)
+
+
+def test_a_conflicting_status_write_is_retried(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    apply_all(apiserver, m.quickstart())
+    apiserver.inject("PUT", "/gateways/llmgw/status", 409, "Conflict")
+    run_controller()
+    wait_until(lambda: status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("True", "Accepted"), "status")
+
+
+def test_parameters_change_the_deployment(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    params = {
+        "apiVersion": "llmgw.dev/v1alpha1",
+        "kind": "GatewayParameters",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"replicas": 2},
+    }
+    ref = {"parametersRef": {"group": "llmgw.dev", "kind": "GatewayParameters", "name": "p"}}
+    apply_all(
+        apiserver, [params, m.gatewayclass(), m.gateway(infrastructure=ref), m.route(), m.aibackend(), m.secret()]
+    )
+    run_controller()
+    wait_until(lambda: (apiserver.get("Deployment", "llmgw") or {}).get("spec", {}).get("replicas") == 2, "2 replicas")
+    apiserver.apply({**params, "spec": {"replicas": 3, "service": {"type": "ClusterIP"}}})
+    wait_until(lambda: (apiserver.get("Deployment", "llmgw") or {}).get("spec", {}).get("replicas") == 3, "3 replicas")
+    wait_until(
+        lambda: (apiserver.get("Service", "llmgw") or {}).get("spec", {}).get("type") == "ClusterIP", "ClusterIP"
+    )
+    svc = apiserver.get("Service", "llmgw")
+    assert svc is not None and svc["spec"]["clusterIP"].startswith("10.96.")  # kept across the update
+    apiserver.remove("GatewayParameters", "p")
+    wait_until(
+        lambda: status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("False", "InvalidParameters"), "invalid"
+    )
+
+
+def test_only_the_leader_writes(apiserver: ApiServer, run_controller: Callable[..., Running]) -> None:
+    apply_all(apiserver, m.quickstart())
+    a = run_controller(leader_election=True, identity="a")
+    b = run_controller(leader_election=True, identity="b")
+    wait_until(lambda: status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("True", "Accepted"), "status")
+    wait_until(lambda: a.controller.ads.snapshot("default/llmgw") is not None, "a serves xDS")
+    wait_until(lambda: b.controller.ads.snapshot("default/llmgw") is not None, "b serves xDS")
+    assert [c.controller.leader for c in (a, b)].count(True) == 1
+    follower = a if not a.controller.leader else b
+    assert follower.controller.status_writes == 0
