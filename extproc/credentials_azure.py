@@ -16,7 +16,8 @@ The scope is `https://ai.azure.com/.default` for `*.services.ai.azure.com` (AI F
 `Authorization: Bearer`.
 
 Tokens are cached per (credential, scope) in `extproc.token_cache`: one background thread per
-credential refreshes ahead of expiry, so warm requests never wait. Every fetch builds a fresh
+credential fetches as soon as the config arrives (`prefetch`) and refreshes ahead of expiry,
+so requests do not wait. Every fetch builds a fresh
 azure-identity credential and closes it: the library's own cache would otherwise hand back
 the old token until five minutes before expiry (and throttles refreshes to one per 30 s),
 which defeats refreshing early. The price is one OIDC discovery request per refresh.
@@ -245,6 +246,11 @@ def _source_for(provider: ProviderConfig) -> TokenSource:
         )
 
     return _sources.get(f"{spec.key}:{scope}", factory)
+
+
+def prefetch(provider: ProviderConfig) -> None:
+    """Start fetching the provider's token in the background (called when its config arrives)."""
+    source_for(provider).start()
 
 
 def reset() -> None:

@@ -9,8 +9,9 @@ Rules (the same for every credential kind that plugs a `fetch` in here):
 
 - Only the source's own thread fetches, so concurrent first requests share one fetch
   and there is never more than one fetch in flight per credential.
-- Only the very first request of a credential (or one that finds the token expired
-  without a recorded failure, e.g. after the process was suspended) waits, at most
+- `start()` begins fetching without waiting (the extproc calls it when a config arrives).
+- Only a request that comes before the first token (or finds the token expired without a
+  recorded failure, e.g. after the process was suspended) waits, at most
   `first_fetch_timeout` seconds (less than Envoy's ext_proc message timeout, so the client gets
   our clear 502 naming the credential rather than Envoy's own timeout).
 - A token is refreshed when a third of its lifetime (at least min(5 minutes, half the
@@ -121,6 +122,12 @@ class TokenSource:
             # Later requests fail at once until the slow fetch finishes.
             self._error = f"no token within {wait:g}s (still trying)"
             raise CredentialError(f"{self.name} failed: {self._error}")
+
+    def start(self) -> None:
+        """Begin fetching in the background without waiting (warm-up when the config arrives)."""
+        with self._cond:
+            if self._thread is None and not self._stopped.is_set():
+                self._start()
 
     def stop(self) -> None:
         self._stopped.set()

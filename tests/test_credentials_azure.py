@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from extproc import credentials_azure, token_cache
+from extproc import credentials, credentials_azure, token_cache
 from extproc.contract import AuthConfig, ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.token_cache import AccessToken, TokenSource, refresh_delay
@@ -239,6 +239,15 @@ def test_concurrent_first_requests_share_one_fetch(entra: FakeEntra, monkeypatch
     assert results == [{"authorization": "Bearer entra-at-1"}] * len(providers)
     assert len(entra.grants) == 1 and entra.max_in_flight == 1
     assert len(credentials_azure._sources) == 1  # three backends, one credential
+
+
+def test_prefetch_fetches_before_the_first_request(entra: FakeEntra, monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, entra.entra_env())
+    provider = _provider(_secret_params())
+    credentials.prefetch([provider, _provider(None, source="")])  # returns at once; the second has no mode
+    wait_until(lambda: len(entra.issued) == 1, timeout=20, what="the prefetched token")
+    assert auth_headers(provider, REQUEST) == {"authorization": "Bearer entra-at-1"}
+    assert len(entra.grants) == 1
 
 
 def test_rotated_secret_is_a_new_credential(entra: FakeEntra, monkeypatch: pytest.MonkeyPatch) -> None:

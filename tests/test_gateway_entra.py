@@ -64,7 +64,7 @@ RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
       filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
       backendRefs: [{{group: {group}, kind: {kind}, name: {name}}}]"""
 
-ENTRA_BACKENDS = """
+SECRET_BACKEND = """
 ---
 # Client secret from a Secret, Azure OpenAI v1 API.
 apiVersion: llmgw.dev/v1alpha1
@@ -75,6 +75,15 @@ spec:
     provider: {{azureopenai: {{endpoint: my-res.openai.azure.com}}, host: 127.0.0.1, port: {up}}}
   policies: {{auth: {{azure: {{secretRef: {{name: entra-sp}}}}}}}}
 ---
+apiVersion: v1
+kind: Secret
+metadata: {{name: entra-sp}}
+stringData: {{tenantID: {tenant}, clientID: {sp_client}, clientSecret: {sp_secret}}}
+"""
+
+ENTRA_BACKENDS = (
+    SECRET_BACKEND
+    + """---
 # Workload identity, Azure AI Foundry resource (scope https://ai.azure.com/.default).
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
@@ -123,14 +132,10 @@ spec:
 ---
 apiVersion: v1
 kind: Secret
-metadata: {{name: entra-sp}}
-stringData: {{tenantID: {tenant}, clientID: {sp_client}, clientSecret: {sp_secret}}}
----
-apiVersion: v1
-kind: Secret
 metadata: {{name: entra-bad-sp}}
 stringData: {{tenantID: {tenant}, clientID: {sp_client}, clientSecret: {bad_secret}}}
 """
+)
 
 MI_BACKENDS = """
 ---
@@ -366,14 +371,12 @@ def test_short_lived_token_is_refreshed_while_traffic_flows(
         gw.env.update(entra.entra_env())
         text = _manifests(
             gw.port,
-            ENTRA_BACKENDS,
+            SECRET_BACKEND,  # one credential: the token endpoint's concurrency is this credential's
             [("secret", "AIBackend")],
             up=fake.port,
             tenant=TENANT,
             sp_client=SP_CLIENT,
             sp_secret=SP_SECRET,
-            bad_secret=BAD_SECRET,
-            seed_path=SEED_PATH,
         )
         gw.write("gw.yaml", text)
         gw.start()
