@@ -1,6 +1,6 @@
 """CRD schemas (AIBackend, GatewayParameters) validate the repo's manifests and reject broken ones.
 
-Every AIBackend and GatewayParameters found in examples/, deploy/, docs/ (YAML
+Every AIBackend and GatewayParameters found in examples/, deploy/, README.md, docs/ (YAML
 code blocks) and the k8s golden inputs is checked against the CRD's
 openAPIV3Schema with jsonschema, as the API server's strict field validation
 would, and its CEL rules are evaluated with cel-python where installed.
@@ -37,7 +37,7 @@ def documents() -> list[tuple[str, dict[str, Any]]]:
     # problems.in.yaml holds objects the API server would refuse (to test the translation's own checks).
     files = [p for p in files if p.name != "problems.in.yaml"]
     texts = [(str(p.relative_to(ROOT)), p.read_text()) for p in sorted(files)]
-    for doc in sorted(ROOT.glob("docs/*.md")):
+    for doc in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)):
             texts.append((f"{doc.relative_to(ROOT)} block {i}", block))
     for where, text in texts:
