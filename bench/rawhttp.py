@@ -10,7 +10,7 @@ body piece to a callback the moment it arrives.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from upstream import CLIENT_KEY
@@ -41,21 +41,28 @@ class Conn:
         self.reader = self.writer = None
 
 
-async def post(conn: Conn, path: str, body: bytes, on_data: Callable[[bytes], None] | None = None) -> int:
+async def post(
+    conn: Conn,
+    path: str,
+    body: bytes,
+    on_data: Callable[[bytes], None] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> int:
     """POST `body` as JSON and read the whole response, passing each body piece to `on_data`; the status."""
     reader, writer = await conn.ensure()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {conn.host}:{conn.port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Authorization: Bearer {CLIENT_KEY}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     try:
         writer.write(head + body)
         status_and_headers = await reader.readuntil(b"\r\n\r\n")
         lines = status_and_headers.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = int(headers.get("content-length", "-1"))
+        got = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+        chunked = "chunked" in got.get("transfer-encoding", "").lower()
+        length = int(got.get("content-length", "-1"))
         received = 0
         while True:
             if chunked:
@@ -78,6 +85,6 @@ async def post(conn: Conn, path: str, body: bytes, on_data: Callable[[bytes], No
     except BaseException:
         conn.close()
         raise
-    if headers.get("connection", "").lower() == "close" or (not chunked and length < 0):
+    if got.get("connection", "").lower() == "close" or (not chunked and length < 0):
         conn.close()
     return status
