@@ -1,7 +1,15 @@
 """Child processes (Envoy, extproc workers) that are restarted when they die.
 
 Each child runs in its own process group so a stop reaches everything it
-started; the supervisor stops them all on SIGINT/SIGTERM (no orphans).
+started, and under a lifeline (controlplane/lifeline.py) so it dies with the
+supervisor even when the supervisor is killed with SIGKILL: no orphan keeps
+serving with the provider keys. The supervisor stops them all on
+SIGINT/SIGTERM.
+
+A child that keeps crashing is restarted with a growing delay (0.1 s doubling
+to 5 s), so a crash loop does not burn the CPU; a child that then ran for
+`STABLE_AFTER_S` has recovered, and its next crash is restarted at once again
+instead of costing the longest delay forever.
 """
 
 from __future__ import annotations
@@ -13,7 +21,20 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 
+from controlplane import lifeline
+
 log = logging.getLogger("llmgw.supervisor")
+
+FIRST_DELAY_S = 0.1
+MAX_DELAY_S = 5.0
+STABLE_AFTER_S = 10.0
+
+
+def next_delay(delay: float, *, ran_for_s: float) -> float:
+    """The restart delay after a child that ran `ran_for_s` exited, given the previous delay."""
+    if ran_for_s >= STABLE_AFTER_S:
+        return FIRST_DELAY_S
+    return min(delay * 2, MAX_DELAY_S)
 
 
 class Child:
@@ -44,25 +65,32 @@ class Child:
 
     async def _spawn(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=self.env, start_new_session=True, stdin=asyncio.subprocess.DEVNULL
+            *lifeline.argv_for(self.argv), env=self.env, start_new_session=True, stdin=asyncio.subprocess.DEVNULL
         )
 
     async def _keep_alive(self) -> None:
-        delay = 0.1
+        loop = asyncio.get_running_loop()
+        delay = FIRST_DELAY_S / 2  # doubled before the first restart
         while True:
             assert self.proc is not None
+            started = loop.time()
             code = await self.proc.wait()
             if self._stopping:
                 return
             if self.on_exit:
                 self.on_exit(self.proc.pid)
+            delay = next_delay(delay, ran_for_s=loop.time() - started)
             log.warning("%s (pid %d) exited with %d; restarting in %.1fs", self.name, self.proc.pid, code, delay)
             await asyncio.sleep(delay)
             if self._stopping:
                 return
             self.restarts += 1
             await self._spawn()
-            delay = min(delay * 2, 5.0)
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the child's process group, if it runs."""
+        if self.proc is not None and self.proc.returncode is None:
+            _signal_group(self.proc.pid, sig)
 
     async def stop(self, *, timeout: float = 10.0) -> None:
         self._stopping = True

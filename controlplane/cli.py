@@ -14,6 +14,7 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 import uvloop
 
 from controlplane.compile import compile_paths
+from controlplane.envoy_admin import DRAIN_TIMEOUT_S
 from controlplane.standalone import Options
 from controlplane.standalone import run as run_standalone
 
@@ -31,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         envoy_log_level=args.envoy_log_level,
         run_dir=args.run_dir,
         watch=not args.no_watch,
+        drain_timeout_s=args.drain_timeout,
     )
     return uvloop.run(run_standalone(opts))
 
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--envoy-log-level", default="warning")
     run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        help="seconds in-flight requests get to finish after SIGTERM/SIGINT (a second signal stops at once)",
+    )
     run.set_defaults(func=_run)
 
     val = sub.add_parser("validate", help="check manifests; print every problem with file, object and field")

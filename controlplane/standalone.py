@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from controlplane import bootstrap
 from controlplane.children import Child
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
+from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
 from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
@@ -56,6 +56,8 @@ class Options:
     envoy_log_level: str = "warning"
     run_dir: str | None = None
     watch: bool = True
+    # SIGTERM: in-flight requests and streams get this long to finish (Kubernetes' grace period is 30 s).
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
 
 
 def envoy_binary() -> str:
@@ -90,6 +92,8 @@ class Standalone:
         self.multiproc_dir = self.run_dir / "metrics"
         self.grpc_server: grpc.aio.Server | None = None
         self.applied: Compiled | None = None
+        self.draining = False
+        self.admin = EnvoyAdmin(opts.admin_port)
 
     # --- config ------------------------------------------------------------------------------
 
@@ -172,8 +176,9 @@ class Standalone:
             "-c",
             str(bootstrap_path),
             "--use-dynamic-base-id",
+            # How long listeners keep accepting (and telling clients to go) once draining starts.
             "--drain-time-s",
-            "5",
+            str(max(1, min(5, round(opts.drain_timeout_s)))),
             "--drain-strategy",
             "immediate",
             "-l",
@@ -216,14 +221,16 @@ class Standalone:
             multiprocess.mark_process_dead(pid, str(self.multiproc_dir))
 
     async def is_ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
         workers = max(1, self.opts.workers)
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
         try:
-            body = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{self.opts.admin_port}/ready")
+            state = await asyncio.to_thread(self.admin.state)
         except OSError as exc:
             return False, f"envoy not ready: {exc}"
-        return body.strip() == "LIVE", f"envoy {body.strip()}"
+        return state == "LIVE", f"envoy {state}"
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
         loop = asyncio.get_running_loop()
@@ -242,27 +249,27 @@ class Standalone:
         async for _changes in watchfiles.awatch(*watched, debounce=300, step=50, recursive=True):
             await self.reload()
 
-    async def stop(self) -> None:
-        if self.envoy and self.envoy.proc and self.envoy.proc.returncode is None:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(_http_post, f"http://127.0.0.1:{self.opts.admin_port}/drain_listeners?graceful")
-            await asyncio.sleep(0.5)
+    async def drain(self) -> None:
+        """Stop taking new work and let what is in flight finish, up to `drain_timeout_s`.
+
+        Readiness fails first (a load balancer stops sending), then Envoy drains
+        (controlplane/envoy_admin.py) while the workers keep serving.
+        """
+        self.draining = True
+        if not (self.envoy and self.envoy.proc and self.envoy.proc.returncode is None):
+            return
+        left = await self.admin.drain(timeout_s=self.opts.drain_timeout_s)
+        if left:
+            log.warning("drain timeout (%gs): cutting %d request(s) still in flight", self.opts.drain_timeout_s, left)
+
+    async def stop(self, *, drain: bool = True) -> None:
+        if drain:
+            await self.drain()
         for child in reversed(self.children):
             await child.stop()
         await self.stop_control_plane()
         if not self.opts.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def _http_get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=1) as resp:
-        return resp.read().decode()
-
-
-def _http_post(url: str) -> str:
-    req = urllib.request.Request(url, method="POST")
-    with urllib.request.urlopen(req, timeout=2) as resp:
-        return resp.read().decode()
 
 
 def describe(compiled: Compiled) -> str:
@@ -314,10 +321,18 @@ async def run(opts: Options) -> int:
     )
     watcher = asyncio.create_task(gw.watch_files(), name="file-watch") if opts.watch else None
     await stop.wait()
-    print("llmgw: draining and stopping", flush=True)
+    print(f"llmgw: draining (up to {opts.drain_timeout_s:g}s; signal again to stop now)", flush=True)
     if watcher:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-    await gw.stop()
+    stop.clear()
+    draining = asyncio.create_task(gw.drain(), name="drain")
+    second_signal = asyncio.create_task(stop.wait(), name="second-signal")
+    await asyncio.wait({draining, second_signal}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (draining, second_signal):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await gw.stop(drain=False)
     return 0

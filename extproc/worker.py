@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 import uvloop
@@ -34,25 +36,40 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         ]
     )
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
-    if listen.startswith("unix:"):
-        path = listen.removeprefix("unix:")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    server.add_insecure_port(listen)
-    await server.start()
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("extproc worker %s listening on %s", name, listen)
     try:
-        await stop.wait()
+        # Listen only once the config has arrived: a stream taken before could only fail
+        # ("no configuration yet"); a connection refused meanwhile is retried by Envoy on
+        # another worker, which is what a restarted worker needs.
+        if await _first(holder.ready.wait(), stop.wait()) and not stop.is_set():
+            if listen.startswith("unix:"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(listen.removeprefix("unix:"))
+            server.add_insecure_port(listen)
+            await server.start()
+            log.info("extproc worker %s listening on %s", name, listen)
+            await stop.wait()
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await server.stop(grace=2)
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> bool:
+    """Wait for the first of `aws` to finish and cancel the others; True when one finished."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return bool(done)
 
 
 def run(*, listen: str, config_target: str, name: str) -> int:

@@ -90,7 +90,7 @@ stringData:
 
 
 class GatewayProcess:
-    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None, drain_timeout: float = 3.0) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="llmgw-t-", dir="/tmp"))  # short: Unix socket paths
         self.manifest_dir = self.dir / "manifests"
         self.manifest_dir.mkdir()
@@ -100,6 +100,7 @@ class GatewayProcess:
         self.metrics_port = free_port()
         self.ready_port = free_port()
         self.workers = workers
+        self.drain_timeout = drain_timeout  # short: a test's leftover streams should not hold its teardown
         self.env = {**os.environ, **(env or {})}
         self.log_path = self.dir / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -136,6 +137,8 @@ class GatewayProcess:
             str(self.run_dir),
             "--envoy-concurrency",
             "2",
+            "--drain-timeout",
+            str(self.drain_timeout),
         ]
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:

@@ -82,6 +82,6 @@ def test_sigint_stops_everything(fake: FakeProviderThread) -> None:
         gw.proc.send_signal(signal.SIGINT)
         assert gw.proc.wait(20) == 0
         assert gw.stop() == 0  # raises if any child is left behind
-        assert "draining and stopping" in gw.log()
+        assert "llmgw: draining" in gw.log()
     finally:
         gw.cleanup()

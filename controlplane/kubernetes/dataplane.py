@@ -20,12 +20,12 @@ import os
 import shutil
 import signal
 import sys
-import urllib.request
 from pathlib import Path
 
 from prometheus_client import multiprocess
 
 from controlplane.children import Child
+from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
 from controlplane.observability import start_http
 
 log = logging.getLogger("llmgw.dataplane")
@@ -43,11 +43,6 @@ def worker_argv(*, socket_dir: str, index: int, config: str, gateway: str) -> li
         "--name",
         f"extproc-{index}@{gateway}",
     ]
-
-
-def _envoy_ready(admin_port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as resp:
-        return str(resp.read().decode().strip())
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -78,7 +73,7 @@ async def serve(args: argparse.Namespace) -> int:
         if missing:
             return False, f"extproc not listening yet: {', '.join(missing)}"
         try:
-            state = await asyncio.to_thread(_envoy_ready, args.admin_port)
+            state = await asyncio.to_thread(EnvoyAdmin(args.admin_port).state)
         except OSError as exc:
             return False, f"envoy not ready: {exc}"
         return state == "LIVE", f"envoy {state}"
@@ -96,6 +91,9 @@ async def serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("data plane sidecar for Gateway %s: %d extproc worker(s)", args.gateway, len(children))
     await stop.wait()
+    # The Envoy container's preStop hook is draining it (provision.py); requests still in flight
+    # need the workers, so they stop only once Envoy has no active request (or the timeout).
+    await EnvoyAdmin(args.admin_port).drain(timeout_s=args.drain_timeout, start=False)
     for child in reversed(children):
         await child.stop()
     await runner.cleanup()
@@ -112,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=15020)
     parser.add_argument("--ready-port", type=int, default=15021)
     parser.add_argument("--listen-address", default="0.0.0.0", help="address of the metrics and readiness ports")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT_S,
+        help="seconds to serve Envoy's in-flight requests",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LLMGW_LOG_LEVEL", "INFO"),

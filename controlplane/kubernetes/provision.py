@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from controlplane import bootstrap
+from controlplane.envoy_admin import DRAIN_TIMEOUT_S
 from controlplane.kubernetes.status import DataPlane
 from controlplane.resources import Resource
 
@@ -259,6 +260,23 @@ def _pod_template(
             {"name": f"l-{container_port(p)}", "containerPort": container_port(p), "protocol": "TCP"}
             for p in listener_ports(gateway)
         ],
+        # Envoy exits at once on SIGTERM: drain first (Kubernetes waits for the hook, then signals).
+        "lifecycle": {
+            "preStop": {
+                "exec": {
+                    "command": [
+                        "python",
+                        "-m",
+                        "controlplane.envoy_admin",
+                        "drain",
+                        "--admin-port",
+                        str(settings.admin_port),
+                        "--timeout",
+                        f"{DRAIN_TIMEOUT_S:g}",
+                    ]
+                }
+            }
+        },
         "resources": resources("envoy"),
         "securityContext": restricted(),
         "volumeMounts": volume_mounts(),
