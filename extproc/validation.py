@@ -58,7 +58,12 @@ def _show(value: str) -> str:
 
 
 def _fail(where: str, expected: str, value: Any) -> TranslationError:
-    return TranslationError(f"`{where}` must be {expected}; got {_kind(value)}.", code="invalid_type", param=where)
+    got = _kind(value)
+    if isinstance(value, list) and not value:
+        got = "an empty array"
+    elif isinstance(value, list) and expected.endswith("array of strings"):
+        got = "an array holding " + _kind(next((v for v in value if not isinstance(v, str)), None))
+    return TranslationError(f"`{where}` must be {expected}; got {got}.", code="invalid_type", param=where)
 
 
 # --- field types ---------------------------------------------------------------------------
@@ -347,8 +352,10 @@ def _anthropic_messages(body: dict[str, Any]) -> None:
     if system is not None and not isinstance(system, str | list):
         raise _fail("system", "a string or an array of text blocks", system)
     for j, block in enumerate(system if isinstance(system, list) else []):
-        if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+        if not isinstance(block, dict):
             raise _fail(f"system[{j}]", "a text block object", block)
+        if not isinstance(block.get("text"), str):
+            raise _fail(f"system[{j}].text", "a string", block.get("text"))
     for i, tool in enumerate(body.get("tools") or []):
         if not isinstance(tool, dict):
             raise _fail(f"tools[{i}]", "an object", tool)

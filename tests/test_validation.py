@@ -8,7 +8,6 @@ The decisions per field are in docs/validation.md.
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.router_stage import MODEL_HEADER, RouterRequest
 from extproc.translate import PAIRS, anthropic_openai, openai_anthropic, select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
+from tests.fuzzing import ANTHROPIC, OPENAI_CHAT, deep, dumps, mutated
 from tests.test_extproc_units import (
     CLIENT_HEADERS,
     GATEWAY,
@@ -40,13 +40,6 @@ from tests.test_extproc_units import (
 
 CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES: dict[str, Any] = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
-
-
-def deep(levels: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(levels - 1):
-        value = [value]
-    return value
 
 
 def rejected(body: dict[str, Any], *, client_api: str = "openai", op: str = "chat_completions") -> TranslationError:
@@ -265,7 +258,8 @@ def test_openai_completions_prompt_type() -> None:
         ({"tool_choice": "auto"}, "tool_choice"),
         ({"tool_choice": {"name": "f"}}, "tool_choice.type"),
         ({"system": 5}, "system"),
-        ({"system": [{"type": "text"}]}, "system[0]"),
+        ({"system": [{"type": "text"}]}, "system[0].text"),
+        ({"system": ["x"]}, "system[0]"),
         ({"messages": 5}, "messages"),
         ({"messages": []}, "messages"),
         ({"messages": [1]}, "messages[0]"),
@@ -442,15 +436,7 @@ def test_attempt_openai_to_anthropic_deep_nesting_is_400() -> None:
 
 def body_msg_deep(body: dict[str, Any]) -> ep.HttpBody:
     """A body deeper than orjson.dumps can write (orjson.loads reads up to 1024 levels)."""
-    return ep.HttpBody(body=_dumps_deep(body), end_of_stream=True)
-
-
-def _dumps_deep(value: Any) -> bytes:
-    if isinstance(value, list):
-        return b"[" + b",".join(_dumps_deep(v) for v in value) + b"]"
-    if isinstance(value, dict):
-        return b"{" + b",".join(orjson.dumps(k) + b":" + _dumps_deep(v) for k, v in value.items()) + b"}"
-    return orjson.dumps(value)
+    return ep.HttpBody(body=dumps(body), end_of_stream=True)
 
 
 @pytest.mark.parametrize(
@@ -518,58 +504,6 @@ def test_attempt_bug_is_a_logged_500_in_the_client_schema(
 
 # --- every pair, fuzzed --------------------------------------------------------------------------
 
-OPENAI_CHAT: dict[str, Any] = {
-    "model": "m",
-    "messages": [
-        {"role": "system", "content": "sys"},
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": "hi"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-            ],
-        },
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
-        },
-        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
-        {"role": "user", "content": "more"},
-    ],
-    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}],
-    "tool_choice": "auto",
-    "max_tokens": 100,
-    "temperature": 0.5,
-    "stop": ["x"],
-    "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
-    "reasoning_effort": "low",
-    "user": "u",
-}
-ANTHROPIC: dict[str, Any] = {
-    "model": "m",
-    "max_tokens": 100,
-    "system": [{"type": "text", "text": "s"}],
-    "messages": [
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": "hi"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA"}},
-            ],
-        },
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
-        {
-            "role": "user",
-            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "r"}]}],
-        },
-    ],
-    "tools": [{"name": "f", "input_schema": {"type": "object"}}],
-    "tool_choice": {"type": "auto"},
-    "stop_sequences": ["x"],
-    "metadata": {"user_id": "u"},
-}
-
 
 def _provider(kind: str, **kw: Any) -> ProviderConfig:
     return ProviderConfig(id="ns/b/p", backend="ns/b", kind=kind, host="h", **kw)
@@ -588,40 +522,6 @@ FUZZ_CASES: list[tuple[str, str, str, ProviderConfig, dict[str, Any]]] = [
     ("anthropic", "openai", "messages", _provider("openai"), ANTHROPIC),
     ("anthropic", "anthropic", "messages", _provider("anthropic", model="o"), ANTHROPIC),
 ]
-_POOL: list[Any] = [None, True, False, 0, -1, 7, 1.5, "", "x", "wizard", [], [1], ["a"], {}, {"type": 1}, [{}], [None]]
-_POOL += [{"type": "text"}, {"type": "function"}, {"function": 1}, {"name": {}}, "a\r\nb", 2**63 - 1]
-
-
-def _nodes(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    yield path
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            yield from _nodes(sub, (*path, key))
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            yield from _nodes(sub, (*path, i))
-
-
-def _mutated(seed: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    """The seed with 1-3 values replaced by ill-typed ones, keys dropped or unknown keys added."""
-    body = copy.deepcopy(seed)
-    for _ in range(rng.randint(1, 3)):
-        paths = [p for p in _nodes(body) if p]
-        if not paths:
-            break
-        path = rng.choice(paths)
-        parent: Any = body
-        for key in path[:-1]:
-            parent = parent[key]
-        roll = rng.random()
-        value = deep(rng.choice((200, 300))) if roll < 0.03 else copy.deepcopy(rng.choice(_POOL))
-        if roll < 0.15 and isinstance(parent, dict):
-            del parent[path[-1]]
-        elif roll < 0.25 and isinstance(parent, dict):
-            parent[f"unknown_{rng.randint(0, 3)}"] = value
-        else:
-            parent[path[-1]] = value
-    return body
 
 
 @pytest.mark.parametrize("validated", [True, False], ids=["validated", "pair-alone"])
@@ -639,7 +539,7 @@ def test_pairs_answer_any_json_with_a_request_or_a_translation_error(
     rng = random.Random(f"{client}-{provider_api}-{op}-{provider.kind}")
     outcomes = {"sent": 0, "rejected": 0}
     for _ in range(300):
-        body = _mutated(seed, rng)
+        body = mutated(seed, rng)
         if not isinstance(body.get("model"), str) or not body["model"]:
             body["model"] = "m"  # the router stage answers a missing model before any pair runs
         ctx = RequestContext(provider=provider, op=op, model=provider.model or "m", stream=body.get("stream") is True)
