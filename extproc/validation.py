@@ -24,6 +24,7 @@ the first layer only: everything else passes through for the provider to judge
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ MAX_MODEL_BYTES = 1024
 OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 ANTHROPIC_ROLES = ("user", "assistant")
 TOOL_CHOICES = ("none", "auto", "required")
+# Envoy refuses a header mutation with CR, LF, NUL or DEL; no model name has any control character.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _kind(value: Any) -> str:
@@ -108,11 +111,11 @@ def _check_fields(body: dict[str, Any], fields: dict[str, str], prefix: str = ""
 
 def model_problem(model: str) -> str | None:
     """Why `model` cannot be copied into a header (None: it can)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in model):
-        return "`model` must not contain control characters (CR, LF, NUL, DEL, ...)."
-    size = len(model.encode())
+    size = len(model) if model.isascii() else len(model.encode())
     if size > MAX_MODEL_BYTES:
         return f"`model` is {size} bytes long; the gateway accepts model names of at most {MAX_MODEL_BYTES} bytes."
+    if _CONTROL.search(model) is not None:
+        return "`model` must not contain control characters (CR, LF, NUL, DEL, ...)."
     return None
 
 
