@@ -165,3 +165,60 @@ def test_fuzzed_bodies_never_get_a_5xx(gateway: GatewayProcess) -> None:
     assert "Traceback" not in log, log[log.index("Traceback") - 2000 :][:6000]
     for route in ROUTES:  # the fuzz reaches both outcomes on every route kind
         assert any(s < 300 for s in counts[route.name]) and any(400 <= s < 500 for s in counts[route.name]), counts
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+MESSAGES = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+NESTED = b'"x": ' + b"[" * 300 + b"]" * 300
+PART_NESTED = b'{"type": "custom", "x": ' + b"[" * 300 + b"]" * 300 + b"}"  # an unknown part: kept, re-encoded
+CHAT_PART_NESTED = b'{"model": "m", "messages": [{"role": "user", "content": [' + PART_NESTED + b"]}]}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/ant/chat/completions", {**CHAT, "model": "a\r\nb"}, "model"),
+        ("/ant/chat/completions", {**CHAT, "model": "a\x00b"}, "model"),
+        ("/ant/chat/completions", {**CHAT, "model": "a\x7fb"}, "model"),
+        ("/ant/chat/completions", {**CHAT, "model": "m" * 61_000}, "model"),
+        ("/v1/chat/completions", {**CHAT, "model": "a\nb"}, "model"),
+        ("/v1/messages", {**MESSAGES, "model": "a\nb"}, "model"),
+        ("/ant/chat/completions", {**CHAT, "tools": 1}, "tools"),
+        ("/ant/chat/completions", {**CHAT, "messages": 5}, "messages"),
+        ("/ant/chat/completions", {**CHAT, "messages": [1]}, "messages[0]"),
+        ("/ant/chat/completions", {**CHAT, "messages": [{"role": "user", "content": {}}]}, "messages[0].content"),
+        ("/ant/chat/completions", {**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ("/ant/chat/completions", {**CHAT, "max_tokens": "abc"}, "max_tokens"),
+        ("/ant/chat/completions", {**CHAT, "temperature": "hot"}, "temperature"),
+        ("/v1/chat/completions", {**CHAT, "stream": "yes"}, "stream"),
+        ("/v1/chat/completions", {**CHAT, "stream": 1}, "stream"),
+        ("/v1/messages", {**MESSAGES, "stream": "yes"}, "stream"),
+        ("/v1/messages", {**MESSAGES, "max_tokens": "abc"}, "max_tokens"),
+        ("/v1/messages", {**MESSAGES, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ("/v1/messages", {**MESSAGES, "messages": [{"role": "user", "content": [1]}]}, "messages[0].content[0]"),
+        ("/v1/messages", dumps(MESSAGES)[:-1] + b", " + NESTED + b"}", None),
+        ("/ant/chat/completions", CHAT_PART_NESTED, None),
+    ],
+)
+def test_issue_cases_are_400_in_the_client_schema(
+    gateway: GatewayProcess, path: str, body: dict[str, Any] | bytes, param: str | None
+) -> None:
+    """The inputs of the reliability issue, each of which was a 500 or a 503 "retry shortly"."""
+    anthropic = path.endswith("/messages")
+    headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
+    content = body if isinstance(body, bytes) else dumps(body)
+    resp = httpx.post(gateway.url + path, content=content, headers=headers, timeout=20)
+    assert resp.status_code == 400, resp.text[:300]
+    assert schema_problem(resp, anthropic=anthropic) is None, resp.text[:300]
+    message = resp.json()["error"]["message"]
+    assert (f"`{param}`" if param else "nested too deeply") in message
+    if param and not anthropic and not path.startswith("/ant"):
+        assert resp.json()["error"]["param"] == param
+    assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.parametrize("path", ["/ant/chat/completions", "/v1/chat/completions"])
+def test_non_ascii_model_still_routes(gateway: GatewayProcess, path: str) -> None:
+    resp = httpx.post(gateway.url + path, content=dumps({**CHAT, "model": "é模型"}), timeout=20)
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json()["model"] == "é模型"
