@@ -9,13 +9,14 @@ Idempotent: a retried attempt gets the same result.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-from extproc import errors
+from extproc import errors, validation
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
@@ -24,6 +25,7 @@ from extproc.providers import module_for
 from extproc.translate import select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
 
+log = logging.getLogger("llmgw.extproc")
 # Credentials a client may send; none of them reaches a provider.
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 INTERNAL_HEADERS = ("x-gateway-model-name",)
@@ -71,14 +73,33 @@ class AttemptRequest:
             return self._on_request_body(msg, parsed)
         except CredentialError as exc:
             return self._credential_failed(exc)
+        except TranslationError as exc:  # the client's mistake: a 4xx in its schema, nothing to log
+            return errors.immediate(
+                status=exc.status,
+                message=exc.message,
+                code=exc.code,
+                anthropic=self._anthropic_client(),
+                details=exc.code,
+                param=exc.param,
+            )
+        except Exception:  # our bug: logged, and a 500 (never Envoy's 503 "retry shortly" for a failed stream)
+            log.exception("attempt stage failed on the request body (%s)", self.op.name if self.op else "no operation")
+            return errors.immediate(
+                status=500,
+                message="The gateway failed to process the request.",
+                code="gateway_error",
+                anthropic=self._anthropic_client(),
+            )
+
+    def _anthropic_client(self) -> bool:
+        return self.op is not None and self.op.client_api == "anthropic"
 
     def _credential_failed(self, exc: CredentialError) -> ep.ProcessingResponse:
-        anthropic = self.op is not None and self.op.client_api == "anthropic"
         return errors.immediate(
             status=502,
             message=f"The gateway could not authenticate upstream: {exc}",
             code="credential_error",
-            anthropic=anthropic,
+            anthropic=self._anthropic_client(),
         )
 
     def _on_request_body(self, msg: ep.HttpBody, already_parsed: dict[str, Any] | None) -> ep.ProcessingResponse:
@@ -126,17 +147,10 @@ class AttemptRequest:
                 code="unsupported_operation",
                 anthropic=op.client_api == "anthropic",
             )
+        if pair.client_api != pair.provider_api:  # rebuilt for another API: the shapes it reads must hold
+            validation.check_translated(body, client_api=pair.client_api, op=op.name)
         ctx = RequestContext(provider=provider, op=op.name, model=model, stream=stream)
-        try:
-            up = pair.request(body, ctx)
-        except TranslationError as exc:
-            return errors.immediate(
-                status=exc.status,
-                message=exc.message,
-                code=exc.code,
-                anthropic=op.client_api == "anthropic",
-                details=exc.code,
-            )
+        up = pair.request(body, ctx)  # TranslationError: the client's 4xx (on_request_body)
         self._finish(mutation, up, body=raw if up.body is None else up.body, model=model, stream=stream)
         return _body_response(mutation, up.body)
 

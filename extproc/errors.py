@@ -24,16 +24,16 @@ _ANTHROPIC_TYPES = {
 }
 
 
-def error_body(*, status: int, message: str, code: str, anthropic: bool = False) -> bytes:
+def error_body(*, status: int, message: str, code: str, anthropic: bool = False, param: str | None = None) -> bytes:
     if anthropic:
         etype = _ANTHROPIC_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
     etype = _OPENAI_TYPES.get(status, "server_error")
-    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": None}})
+    return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": param}})
 
 
 def immediate(
-    *, status: int, message: str, code: str, anthropic: bool = False, details: str = ""
+    *, status: int, message: str, code: str, anthropic: bool = False, details: str = "", param: str | None = None
 ) -> ep.ProcessingResponse:
     """An ext_proc ImmediateResponse carrying a client-schema JSON error."""
     headers = ep.HeaderMutation(
@@ -45,7 +45,7 @@ def immediate(
         immediate_response=ep.ImmediateResponse(
             status={"code": status},
             headers=headers,
-            body=error_body(status=status, message=message, code=code, anthropic=anthropic),
+            body=error_body(status=status, message=message, code=code, anthropic=anthropic, param=param),
             details="llmgw_" + (details or code),
         )
     )

@@ -10,6 +10,7 @@ access log.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -18,16 +19,17 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics
+from extproc import errors, metrics, validation
 from extproc.attempt_stage import UPSTREAM_STATUS_HEADER, AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
 from extproc.providers import module_for
 from extproc.translate import select
-from extproc.translate.base import RequestContext, ResponseTranslation
+from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
 from extproc.usage import Usage
 
+log = logging.getLogger("llmgw.extproc")
 MODEL_HEADER = "x-gateway-model-name"
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
@@ -79,6 +81,15 @@ class RouterRequest:
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        try:
+            return self._on_request_body(msg)
+        except TranslationError as exc:  # the client's mistake: a 400 in its schema, nothing to log
+            return self._error(exc.status, exc.message, exc.code, param=exc.param)
+        except Exception:  # our bug: visible in the log, a 500 in the client's schema (never "retry shortly")
+            log.exception("router stage failed on the request body (%s)", self.op.name if self.op else "no operation")
+            return self._error(500, "The gateway failed to process the request.", "gateway_error")
+
+    def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         op = self.op
         try:
             body = orjson.loads(msg.body)
@@ -95,6 +106,10 @@ class RouterRequest:
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):
             return self._error(400, "You must provide a model parameter.", "missing_model")
+        if op is not None:
+            validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
+        elif isinstance(model, str) and validation.model_problem(model) is not None:
+            model = None  # not our API: pass the request on, but never copy what is no header value
         self.request_model = model if isinstance(model, str) else ""
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
@@ -124,10 +139,10 @@ class RouterRequest:
         )
         return errors.json_response(status=200, body=body)
 
-    def _error(self, status: int, message: str, code: str) -> ep.ProcessingResponse:
+    def _error(self, status: int, message: str, code: str, *, param: str | None = None) -> ep.ProcessingResponse:
         self.done = True
         anthropic = self.op is not None and self.op.name == "messages"
-        return errors.immediate(status=status, message=message, code=code, anthropic=anthropic)
+        return errors.immediate(status=status, message=message, code=code, anthropic=anthropic, param=param)
 
     # --- response --------------------------------------------------------------------------
 

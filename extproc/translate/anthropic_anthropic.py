@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest
+from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
 from extproc.usage import Usage
 
 DEFAULT_API_VERSION = "2023-06-01"
@@ -149,7 +149,7 @@ class AnthropicPair:
         override = ctx.provider.model if ctx.provider is not None else None
         if override is not None and body.get("model") != override:
             body["model"] = override
-            return UpstreamRequest(body=orjson.dumps(body), headers=headers)
+            return UpstreamRequest(body=encode(body), headers=headers)
         return UpstreamRequest(body=None, headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> AnthropicPassthroughResponse:

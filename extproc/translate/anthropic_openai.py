@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder, SSEEvent
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest
+from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
 from extproc.usage import Usage, from_openai
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
@@ -182,7 +182,7 @@ def _assistant(content: list[Any]) -> list[dict[str, Any]]:
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
         elif block.get("type") == "tool_use":
-            function = {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()}
+            function = {"name": block.get("name"), "arguments": encode(block.get("input") or {}).decode()}
             calls.append({"id": block.get("id"), "type": "function", "function": function})
         # thinking / redacted_thinking: provider-specific, meaningless to another model
     out: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) if texts or not calls else None}
@@ -213,7 +213,7 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if choice.get("type") == "tool":
         out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    elif choice.get("type") in _TOOL_CHOICES:
+    elif _str(choice.get("type")) in _TOOL_CHOICES:
         out["tool_choice"] = _TOOL_CHOICES[choice["type"]]
     if isinstance(choice.get("disable_parallel_tool_use"), bool) and choice.get("type") != "none":
         out["parallel_tool_calls"] = not choice["disable_parallel_tool_use"]
@@ -486,7 +486,7 @@ class AnthropicOpenAIPair:
 
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         # The provider module builds the path of its chat completions API (OpenAI, Azure deployments, ...).
-        return UpstreamRequest(body=orjson.dumps(translate_request(body, model=ctx.model)), op="chat_completions")
+        return UpstreamRequest(body=encode(translate_request(body, model=ctx.model)), op="chat_completions")
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> MessagesFromOpenAI:
         return MessagesFromOpenAI()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from extproc.contract import ProviderConfig
 from extproc.usage import Usage
 
@@ -34,6 +36,27 @@ class TranslationError(ValueError):
         self.status = status
         self.code = code
         self.param = param
+
+
+# orjson.loads accepts 1024 levels of nesting, orjson.dumps only 254: a body between the two parses
+# (and passes through unchanged where nothing is patched) but cannot be written again.
+MAX_ENCODE_DEPTH = 254
+
+
+def encode(body: Any) -> bytes:
+    """JSON for a request body built from the client's: nesting orjson cannot write is the client's 400.
+
+    Any other encoding failure is ours (a value of a type JSON has no form for) and is raised as is.
+    """
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        if "Recursion limit" not in str(exc):
+            raise
+    raise TranslationError(
+        f"The request is nested too deeply for the gateway to rewrite it (at most about {MAX_ENCODE_DEPTH} levels).",
+        code="nesting_too_deep",
+    )
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from extproc.translate.anthropic_anthropic import DEFAULT_API_VERSION, api_version
-from extproc.translate.base import RequestContext, UpstreamRequest
+from extproc.translate.base import RequestContext, UpstreamRequest, encode
 from extproc.translate.openai_anthropic_response import JSON_TOOL, ChatFromAnthropic
 
 DEFAULT_MAX_TOKENS = 4096
@@ -174,7 +174,8 @@ def _convert_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[d
 
 def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
-    for tool in body.get("tools") or []:
+    raw = body.get("tools")
+    for tool in raw if isinstance(raw, list) else []:
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
             continue
         fn = tool.get("function")
@@ -312,10 +313,10 @@ class OpenAIAnthropicPair:
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         if self.vertex:
             out = {"anthropic_version": VERTEX_VERSION, **build_messages_request(body, model=None)}
-            return UpstreamRequest(body=orjson.dumps(out))
+            return UpstreamRequest(body=encode(out))
         out = build_messages_request(body, model=ctx.model or str(body.get("model") or ""))
         headers = {"anthropic-version": api_version(ctx) or DEFAULT_API_VERSION}
-        return UpstreamRequest(body=orjson.dumps(out), headers=headers)
+        return UpstreamRequest(body=encode(out), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> ChatFromAnthropic:
         return ChatFromAnthropic(model=ctx.model, client_wants_usage=client_wants_usage, created=int(time.time()))

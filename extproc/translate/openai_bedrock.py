@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from extproc.providers.bedrock import guardrail_config
-from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
+from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
 from extproc.translate.openai_bedrock_response import BedrockChatResponse
 
 REASONING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
@@ -193,7 +193,8 @@ def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any
     for k, call in enumerate(calls):
         at = f"{where}.tool_calls[{k}]"
         function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(call.get("id"), str) or not function.get("name"):
+        name = function.get("name") if isinstance(function, dict) else None
+        if not (isinstance(function, dict) and isinstance(call.get("id"), str) and isinstance(name, str) and name):
             raise TranslationError(f"{at} needs an id and a function name.", param=at)
         try:
             arguments = orjson.loads(function.get("arguments") or "{}")
@@ -249,7 +250,10 @@ def _reasoning(body: dict[str, Any], model: str, inference: dict[str, Any]) -> d
 
 def _tool_config(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     tools: list[dict[str, Any]] = []
-    for i, tool in enumerate(body.get("tools") or []):
+    raw = body.get("tools") or []
+    if not isinstance(raw, list):
+        raise TranslationError("`tools` must be an array of tools.", param="tools")
+    for i, tool in enumerate(raw):
         function = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise TranslationError(f"tools[{i}]: only function tools with a name are supported.", param=f"tools[{i}]")
@@ -285,7 +289,7 @@ class BedrockPair:
         headers = {"content-type": "application/json"}
         if ctx.stream:
             headers["accept"] = "application/vnd.amazon.eventstream"
-        return UpstreamRequest(body=orjson.dumps(converse), headers=headers)
+        return UpstreamRequest(body=encode(converse), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> BedrockChatResponse:
         return BedrockChatResponse(ctx, client_wants_usage=client_wants_usage)

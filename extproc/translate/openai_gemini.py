@@ -40,7 +40,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import orjson
 
 from extproc.translate import gemini_schema
-from extproc.translate.base import RequestContext, UpstreamRequest
+from extproc.translate.base import RequestContext, UpstreamRequest, encode
 from extproc.translate.openai_gemini_response import GeminiResponse
 
 PASSTHROUGH = ("safetySettings", "cachedContent", "labels")
@@ -172,7 +172,8 @@ def messages_to_contents(messages: Any) -> tuple[list[dict[str, Any]], list[dict
             push("user", _user_parts(content))
         elif role == "assistant":
             parts = [{"text": t} for t in [_text(content)] if t]
-            for call in message.get("tool_calls") or []:
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
                 part = _function_call_part(call) if isinstance(call, dict) else None
                 if part is not None:
                     parts.append(part)
@@ -355,7 +356,7 @@ class GeminiPair:
             out = completion_request(body, model=model)
         else:
             out = chat_request(body, model=model)
-        return UpstreamRequest(body=orjson.dumps(out), headers={"content-type": "application/json"})
+        return UpstreamRequest(body=encode(out), headers={"content-type": "application/json"})
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> GeminiResponse:
         return GeminiResponse(ctx, client_wants_usage=client_wants_usage, vertex=_is_vertex(ctx))

@@ -14,7 +14,7 @@ import orjson
 
 from extproc.operations import OPERATIONS_BY_NAME
 from extproc.sse import SSEDecoder
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest
+from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
 from extproc.usage import Usage, from_openai
 
 
@@ -105,7 +105,7 @@ class OpenAIPair:
             if options.get("include_usage") is not True:
                 body["stream_options"] = {**options, "include_usage": True}
                 changed = True
-        return UpstreamRequest(body=orjson.dumps(body) if changed else None)
+        return UpstreamRequest(body=encode(body) if changed else None)
 
     def needs_body(self, raw: bytes, ctx: RequestContext) -> bool:
         """Whether `request` can change anything: most requests skip the parse entirely."""
