@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +25,11 @@ import watchfiles
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import multiprocess
 
-from controlplane import bootstrap
+from controlplane import admin, bootstrap
 from controlplane.children import Child
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
+from controlplane.limits import Limits
 from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
@@ -47,7 +47,6 @@ class Options:
     paths: list[str]
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     listen_address: str = "0.0.0.0"
-    admin_port: int = 15000
     metrics_port: int = 15020
     ready_port: int = 15021
     metrics_address: str = "0.0.0.0"
@@ -56,6 +55,7 @@ class Options:
     envoy_log_level: str = "warning"
     run_dir: str | None = None
     watch: bool = True
+    limits: Limits = field(default_factory=Limits)
 
 
 def envoy_binary() -> str:
@@ -95,7 +95,10 @@ class Standalone:
 
     def compile(self) -> Compiled:
         return compile_paths(
-            self.opts.paths, listen_address=self.opts.listen_address, max_body_bytes=self.opts.max_body_bytes
+            self.opts.paths,
+            listen_address=self.opts.listen_address,
+            max_body_bytes=self.opts.max_body_bytes,
+            limits=self.opts.limits,
         )
 
     async def apply(self, compiled: Compiled) -> None:
@@ -130,11 +133,10 @@ class Standalone:
         assert compiled.ir is not None
         for lst in compiled.ir.listeners:
             check_port_free(lst.address, lst.port, f"Gateway {lst.gateway}")
-        check_port_free("127.0.0.1", opts.admin_port, "the Envoy admin interface")
         check_port_free(opts.metrics_address, opts.metrics_port, "metrics")
         check_port_free(opts.metrics_address, opts.ready_port, "readiness")
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # sockets: config with credentials, admin
         shutil.rmtree(self.multiproc_dir, ignore_errors=True)
         self.multiproc_dir.mkdir()
         xds_socket = self.xds_socket
@@ -162,9 +164,10 @@ class Standalone:
         bootstrap_path.write_text(
             bootstrap.render(
                 node_id="llmgw-standalone",
-                admin_port=opts.admin_port,
+                admin_socket=self.admin_socket,
                 xds_socket=xds_socket,
                 extproc_sockets=sockets,
+                max_connections=opts.limits.max_connections,
             )
         )
         argv = [
@@ -197,6 +200,11 @@ class Standalone:
     def xds_socket(self) -> str:
         return str(self.run_dir / "xds.sock")
 
+    @property
+    def admin_socket(self) -> str:
+        """Envoy's admin interface: a Unix socket only this user can open (never a TCP port)."""
+        return str(self.run_dir / "admin.sock")
+
     async def start_control_plane(self) -> None:
         """Serve ADS and the extproc config channel on one Unix socket."""
         self.grpc_server = grpc.aio.server()
@@ -220,7 +228,7 @@ class Standalone:
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
         try:
-            body = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{self.opts.admin_port}/ready")
+            _, body = await asyncio.to_thread(admin.request, self.admin_socket, "GET", "/ready", timeout=1)
         except OSError as exc:
             return False, f"envoy not ready: {exc}"
         return body.strip() == "LIVE", f"envoy {body.strip()}"
@@ -245,24 +253,13 @@ class Standalone:
     async def stop(self) -> None:
         if self.envoy and self.envoy.proc and self.envoy.proc.returncode is None:
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(_http_post, f"http://127.0.0.1:{self.opts.admin_port}/drain_listeners?graceful")
+                await asyncio.to_thread(admin.request, self.admin_socket, "POST", "/drain_listeners?graceful")
             await asyncio.sleep(0.5)
         for child in reversed(self.children):
             await child.stop()
         await self.stop_control_plane()
         if not self.opts.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-
-
-def _http_get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=1) as resp:
-        return resp.read().decode()
-
-
-def _http_post(url: str) -> str:
-    req = urllib.request.Request(url, method="POST")
-    with urllib.request.urlopen(req, timeout=2) as resp:
-        return resp.read().decode()
 
 
 def describe(compiled: Compiled) -> str:
@@ -312,6 +309,7 @@ async def run(opts: Options) -> int:
         f"http://localhost:{opts.ready_port}/healthz/ready; Ctrl-C stops",
         flush=True,
     )
+    print(f"Envoy admin: curl --unix-socket {gw.admin_socket} http://localhost/help", flush=True)
     watcher = asyncio.create_task(gw.watch_files(), name="file-watch") if opts.watch else None
     await stop.wait()
     print("llmgw: draining and stopping", flush=True)

@@ -33,6 +33,7 @@ from google.protobuf.message import Message
 
 from controlplane.gatewayapi.direct import direct_cluster
 from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR, VirtualHostIR
+from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
 
 _T = "type.googleapis.com/"
@@ -75,11 +76,11 @@ def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
     return out
 
 
-def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE) -> EnvoyResources:
+def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE, limits: Limits | None = None) -> EnvoyResources:
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
     for listener in ir.listeners:
-        res.listeners.append(_listener(listener))
+        res.listeners.append(_listener(listener, limits or Limits()))
         res.routes.append(_route_config(listener, providers))
     direct = {
         r.backends[0].cluster
@@ -301,7 +302,7 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
     }
 
 
-def _listener(listener: ListenerIR) -> dict[str, Any]:
+def _listener(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
     hcm = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": listener.name.replace("/", "_"),
@@ -328,13 +329,22 @@ def _listener(listener: ListenerIR) -> dict[str, Any]:
             }
         ],
         "local_reply_config": local_reply_config(),
-        "stream_idle_timeout": "300s",
         "use_remote_address": True,
+        # Slow and greedy clients (controlplane/limits.py).
+        "request_headers_timeout": duration(limits.request_headers_timeout_s),
+        "request_timeout": duration(limits.request_timeout_s),
+        "stream_idle_timeout": duration(limits.stream_idle_timeout_s),
+        "common_http_protocol_options": {"idle_timeout": duration(limits.idle_timeout_s)},
+        "http2_protocol_options": {
+            "max_concurrent_streams": H2_MAX_CONCURRENT_STREAMS,
+            "initial_stream_window_size": H2_STREAM_WINDOW,
+            "initial_connection_window_size": H2_CONNECTION_WINDOW,
+        },
     }
     return {
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},
-        "per_connection_buffer_limit_bytes": listener.max_body_bytes,
+        "per_connection_buffer_limit_bytes": limits.connection_buffer_bytes,
         "filter_chains": [
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
@@ -355,7 +365,7 @@ def _route_config(listener: ListenerIR, providers: dict[str, int]) -> dict[str, 
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r, providers) for r in vh.routes],
+                "routes": [_route(r, providers, body_limit=listener.max_body_bytes) for r in vh.routes],
             }
             for vh in listener.virtual_hosts
         ],
@@ -427,7 +437,7 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
-def _route(r: RouteIR, providers: dict[str, int]) -> dict[str, Any]:
+def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
     if not r.backends:
         out["direct_response"] = {
@@ -476,6 +486,10 @@ def _route(r: RouteIR, providers: dict[str, int]) -> dict[str, Any]:
             out["response_headers_to_add"] = _header_values(r.response_headers)
         if r.response_headers.remove:
             out["response_headers_to_remove"] = list(r.response_headers.remove)
+    if r.ai and r.backends:
+        # The extproc buffers the whole request and response of AI routes; the connection's own
+        # buffer stays small (Limits.connection_buffer_bytes). Larger bodies get 413.
+        out["request_body_buffer_limit"] = str(max(body_limit, int(out.get("request_body_buffer_limit", 0))))
     if not r.ai:
         out["typed_per_filter_config"] = {
             names.ROUTER_STAGE_FILTER: {

@@ -8,14 +8,20 @@ never appear in what the gateway prints.
 from __future__ import annotations
 
 import base64
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from controlplane.compile import compile_paths
-from tests.harness import REPO
+from fakeprovider import FakeProviderThread
+from tests.harness import REPO, GatewayProcess, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -157,3 +163,155 @@ def test_aws_secret_with_a_line_break_is_a_problem(tmp_path: Path) -> None:
     text = "\n".join(str(p) for p in compile_paths([tmp_path]).problems)
     assert "Secret default/key key 'secretKey' cannot be used in an HTTP header" in text, text
     assert "CANARY" not in text
+
+
+# --- through the real gateway --------------------------------------------------------------
+
+CHEAP_KEY = "sk-CANARY-cheap-51e0"
+PREMIUM_KEY = "sk-CANARY-premium-93d4"
+
+TWO_BACKENDS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: llmgw}}
+spec: {{controllerName: llmgw.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: llmgw
+  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches:
+        - path: {{type: PathPrefix, value: /v1}}
+          headers: [{{name: x-gateway-model-name, value: premium-model}}]
+      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: premium}}]
+    - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
+      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: cheap}}]
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: cheap, namespace: default}}
+spec:
+  ai: {{provider: {{openai: {{}}, host: 127.0.0.1, port: {cheap}}}}}
+  policies: {{auth: {{secretRef: {{name: cheap-key}}}}}}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: premium, namespace: default}}
+spec:
+  ai: {{provider: {{openai: {{}}, host: 127.0.0.1, port: {premium}}}}}
+  policies: {{auth: {{secretRef: {{name: premium-key}}}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: cheap-key, namespace: default}}
+stringData: {{Authorization: {cheap_key}}}
+"""
+
+PREMIUM_SECRET = f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: premium-key, namespace: default}}
+stringData:
+  Authorization: {PREMIUM_KEY}
+"""
+
+
+@pytest.fixture(scope="module")
+def providers() -> Iterator[tuple[FakeProviderThread, FakeProviderThread]]:
+    cheap = FakeProviderThread(name="cheap").start()
+    premium = FakeProviderThread(name="premium").start()
+    yield cheap, premium
+    cheap.stop()
+    premium.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(providers: tuple[FakeProviderThread, FakeProviderThread]) -> Iterator[GatewayProcess]:
+    """Envoy at `info`, the most verbose level `llmgw run` allows without the unsafe flag."""
+    cheap, premium = providers
+    gw = GatewayProcess(workers=1, args=["--envoy-log-level", "info", "--max-body-bytes", "65536"])
+    gw.write(
+        "gw.yaml",
+        TWO_BACKENDS.format(port=gw.port, cheap=cheap.port, premium=premium.port, cheap_key=CHEAP_KEY),
+    )
+    gw.write("premium-secret.yaml", PREMIUM_SECRET)
+    gw.start()
+    yield gw
+    assert gw.stop() == 0
+    gw.cleanup()
+
+
+def _chat(gw: GatewayProcess, model: str, **kw: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **kw}
+    return httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=20)
+
+
+@pytest.mark.integration
+def test_admin_is_a_private_unix_socket(gateway: GatewayProcess) -> None:
+    mode = stat.S_IMODE(gateway.admin_socket.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    assert stat.S_IMODE(gateway.run_dir.stat().st_mode) == 0o700
+    bootstrap = yaml.safe_load((gateway.run_dir / "envoy.yaml").read_text())
+    assert set(bootstrap["admin"]["address"]) == {"pipe"}  # no TCP port at all
+    assert gateway.admin("/ready").text.strip() == "LIVE"
+    dump = gateway.config_dump()
+    assert "CANARY" not in dump  # and no key in Envoy's config
+
+
+@pytest.mark.integration
+def test_canary_keys_never_reach_the_log(
+    gateway: GatewayProcess, providers: tuple[FakeProviderThread, FakeProviderThread]
+) -> None:
+    cheap, premium = providers
+    cheap.clear()
+    premium.clear()
+    # Traffic of every kind: JSON, a stream, an upstream error, no route, too large, a client key.
+    assert _chat(gateway, "premium-model").status_code == 200
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={"model": "premium-model", "stream": True, "messages": [{"role": "user", "content": "s"}]},
+        timeout=20,
+    ) as resp:
+        assert resp.status_code == 200
+        resp.read()
+    premium.set_behaviour(error_status=500, error_count=1)
+    assert _chat(gateway, "premium-model").status_code == 500
+    premium.reset_behaviour()
+    assert httpx.get(gateway.url + "/nowhere", timeout=10).status_code == 404
+    assert _chat(gateway, "premium-model", pad="x" * 100_000).status_code == 413
+    httpx.get(gateway.url + "/v1/models", headers={"authorization": "Bearer client-key"}, timeout=10)
+    assert premium.requests and all(r.headers["authorization"] == f"Bearer {PREMIUM_KEY}" for r in premium.requests)
+
+    # Reloads that fail on the Secret: a YAML error on the key's line, then a key with a line break.
+    before = gateway.log().count("configuration change rejected")
+    gateway.write("premium-secret.yaml", PREMIUM_SECRET.replace(PREMIUM_KEY, f'"{PREMIUM_KEY}'))
+    wait_until(lambda: gateway.log().count("configuration change rejected") > before, what="the first rejection")
+    gateway.write("premium-secret.yaml", PREMIUM_SECRET.replace(PREMIUM_KEY, f'"{PREMIUM_KEY}\\nsecond-line"'))
+    wait_until(lambda: gateway.log().count("configuration change rejected") > before + 1, what="the second rejection")
+    log = gateway.log()
+    assert "invalid YAML" in log and "contains a line break" in log
+    gateway.write("premium-secret.yaml", PREMIUM_SECRET)
+    assert _chat(gateway, "premium-model").status_code == 200  # the last good config served throughout
+
+    log = gateway.log()
+    assert '"status":' in log or "status" in log  # the access log is there, so the log was captured
+    for secret in (PREMIUM_KEY, CHEAP_KEY, "CANARY"):
+        assert secret not in log, f"{secret} in the gateway log"
+
+
+def test_debug_log_levels_need_the_unsafe_flag(tmp_path: Path) -> None:
+    (tmp_path / "gw.yaml").write_text(GATEWAY)
+    for level in ("debug", "trace"):
+        result = _llmgw("run", "-f", str(tmp_path), "--envoy-log-level", level)
+        assert result.returncode == 2
+        assert "API keys" in result.stderr and "--unsafe-envoy-debug-logs" in result.stderr
