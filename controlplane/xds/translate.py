@@ -23,6 +23,7 @@ import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
@@ -302,6 +303,25 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
     }
 
 
+def early_header_mutation() -> list[dict[str, Any]]:
+    """Headers only the gateway may set, removed from every request before route matching.
+
+    `x-gateway-model-name` selects backends; a client's copy would otherwise pick
+    a backend (and its key) on any request the extproc does not rewrite, such as
+    a GET or a non-JSON body. Early header mutation runs before routing and
+    before any filter, on every route.
+    """
+    return [
+        {
+            "name": "llmgw.strip_gateway_headers",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                "mutations": [{"remove": names.MODEL_HEADER}],
+            },
+        }
+    ]
+
+
 def _listener(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
     hcm = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -330,6 +350,7 @@ def _listener(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
         ],
         "local_reply_config": local_reply_config(),
         "use_remote_address": True,
+        "early_header_mutation_extensions": early_header_mutation(),
         # Slow and greedy clients (controlplane/limits.py).
         "request_headers_timeout": duration(limits.request_headers_timeout_s),
         "request_timeout": duration(limits.request_timeout_s),

@@ -8,6 +8,7 @@ never appear in what the gateway prints.
 from __future__ import annotations
 
 import base64
+import json
 import stat
 import subprocess
 import sys
@@ -253,6 +254,74 @@ def gateway(providers: tuple[FakeProviderThread, FakeProviderThread]) -> Iterato
 def _chat(gw: GatewayProcess, model: str, **kw: Any) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **kw}
     return httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=20)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("method", "path", "content", "ctype"),
+    [
+        ("GET", "/v1/files", None, None),
+        ("POST", "/v1/files", b"not json at all", "text/plain"),
+        ("POST", "/v1/audio/transcriptions", b"--b\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b"),
+        ("DELETE", "/v1/files/f-1", None, None),
+    ],
+)
+def test_client_cannot_pick_a_backend_by_header(
+    gateway: GatewayProcess,
+    providers: tuple[FakeProviderThread, FakeProviderThread],
+    method: str,
+    path: str,
+    content: bytes | None,
+    ctype: str | None,
+) -> None:
+    cheap, premium = providers
+    cheap.clear()
+    premium.clear()
+    headers = {"x-gateway-model-name": "premium-model"}
+    if ctype:
+        headers["content-type"] = ctype
+    httpx.request(method, gateway.url + path, content=content, headers=headers, timeout=20)
+    assert premium.requests == []  # the premium key was not spent
+    [rec] = cheap.requests
+    assert rec.path == path
+    assert rec.headers["authorization"] == f"Bearer {CHEAP_KEY}"
+    assert "x-gateway-model-name" not in rec.headers
+
+
+@pytest.mark.integration
+def test_model_header_comes_from_the_body_only(
+    gateway: GatewayProcess, providers: tuple[FakeProviderThread, FakeProviderThread]
+) -> None:
+    cheap, premium = providers
+    cheap.clear()
+    premium.clear()
+    # A client header naming another model than its body: the body wins.
+    resp = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={"model": "cheap-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-gateway-model-name": "premium-model"},
+        timeout=20,
+    )
+    assert resp.status_code == 200, resp.text
+    assert premium.requests == [] and len(cheap.requests) == 1
+    # The gateway's own header still routes on the body's model.
+    assert _chat(gateway, "premium-model").status_code == 200
+    [rec] = premium.requests
+    assert rec.headers["authorization"] == f"Bearer {PREMIUM_KEY}"
+    # Stripped before routing on every route: it is an HCM setting, not a route's.
+    dump = json.loads(gateway.config_dump())
+    hcms = [
+        f["typed_config"]
+        for c in dump["configs"]
+        if c["@type"].endswith("ListenersConfigDump")
+        for lst in c.get("dynamic_listeners", [])
+        for chain in lst["active_state"]["listener"]["filter_chains"]
+        for f in chain["filters"]
+    ]
+    assert hcms and all(
+        h["early_header_mutation_extensions"][0]["typed_config"]["mutations"] == [{"remove": "x-gateway-model-name"}]
+        for h in hcms
+    )
 
 
 @pytest.mark.integration
