@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 
 # The supervisor forks children while gRPC threads run; they exec at once, so gRPC's
@@ -53,6 +54,13 @@ def _run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"llmgw: --{problem}", file=sys.stderr)
         return 2
+    soft = _raise_open_file_limit(2 * limits.max_connections + 1024)
+    if soft != resource.RLIM_INFINITY and limits.max_connections > soft // 2:
+        print(
+            f"llmgw: warning: --max-connections {limits.max_connections} is more than half of the open-file "
+            f"limit ({soft}); Envoy may run out of descriptors for upstream connections first (raise ulimit -n)",
+            file=sys.stderr,
+        )
     opts = Options(
         paths=args.file,
         workers=args.workers,
@@ -67,6 +75,22 @@ def _run(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
     )
     return uvloop.run(run_standalone(opts))
+
+
+def _raise_open_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards `wanted` (within the hard limit), as Go programs do; Envoy
+    inherits it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -183,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections",
         type=int,
         default=defaults.max_connections,
-        help="client connections over all listeners; more are closed at accept (keep below half of ulimit -n)",
+        help="client connections over all listeners; more are closed at accept (needs twice as many open files)",
     )
     run.add_argument(
         "--connection-buffer-bytes",
