@@ -149,10 +149,8 @@ class Standalone:
         await self.start_control_plane()
 
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
-        sockets = []
-        for i in range(max(1, opts.workers)):
-            sock = str(self.run_dir / f"extproc-{i}.sock")
-            sockets.append(sock)
+        sockets = self.extproc_sockets
+        for i, sock in enumerate(sockets):
             argv = [
                 sys.executable,
                 "-m",
@@ -207,6 +205,10 @@ class Standalone:
         return str(self.run_dir / "xds.sock")
 
     @property
+    def extproc_sockets(self) -> list[str]:
+        return [str(self.run_dir / f"extproc-{i}.sock") for i in range(max(1, self.opts.workers))]
+
+    @property
     def admin_socket(self) -> str:
         """Envoy's admin interface: a Unix socket only this user can open (never a TCP port)."""
         return str(self.run_dir / "admin.sock")
@@ -235,6 +237,11 @@ class Standalone:
         workers = max(1, self.opts.workers)
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
+        # Workers listen only once configured (extproc/worker.py): being connected to the config
+        # channel is not yet taking streams.
+        deaf = [s for s in self.extproc_sockets if not _accepts(s)]
+        if deaf:
+            return False, f"{len(deaf)} of {workers} extproc workers not listening yet"
         try:
             state = await asyncio.to_thread(self.admin.state)
         except OSError as exc:
@@ -279,6 +286,17 @@ class Standalone:
         await self.stop_control_plane()
         if not self.opts.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _accepts(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket `path` (a stale file does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def describe(compiled: Compiled) -> str:
