@@ -596,6 +596,23 @@ def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
 
 
+def _eds_keeps_every_provider(providers: tuple[ProviderIR, ...]) -> bool:
+    """Whether an EDS cluster would hold one host per provider.
+
+    Envoy keys EDS hosts by address: of two endpoints with the same IP:port, in
+    any priority, only the first is kept (`updateLocalityEndpoints` in
+    source/extensions/clusters/eds/eds.cc), so the second provider (its
+    metadata, its priority) silently disappears. A STRICT_DNS cluster resolves
+    each endpoint as its own target with its own hosts, whatever the address,
+    so providers that share a host:port (two models on api.openai.com, two
+    deployments on one Azure resource, IP literals included) use that.
+    """
+    if not all(_is_ip(p.host) for p in providers):
+        return False
+    addresses = {(ipaddress.ip_address(p.host), p.port) for p in providers}
+    return len(addresses) == len(providers)
+
+
 def _lb_endpoint(p: ProviderIR) -> dict[str, Any]:
     return {
         "endpoint": {
@@ -616,7 +633,7 @@ def _cluster(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The backend's cluster; `direct`: its twin for direct routes, without the attempt stage."""
     name = direct_cluster(b.cluster) if direct else b.cluster
-    all_ips = all(_is_ip(p.host) for p in b.providers)
+    eds = _eds_keeps_every_provider(b.providers)
     upstream_filters = [] if direct else [attempt_stage_filter(failover=b.fails_over)]
     priorities = sorted({p.priority for p in b.providers})
     cla = {
@@ -680,7 +697,7 @@ def _cluster(
     ]
     if matches:
         cluster["transport_socket_matches"] = matches
-    if all_ips:
+    if eds:
         cluster["type"] = "EDS"
         cluster["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
         return cluster, cla
