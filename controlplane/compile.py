@@ -42,7 +42,9 @@ def compile_paths(
     environ: Mapping[str, str] | None = None,
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    pause_oracle: tuple[str, int] | None = None,
 ) -> Compiled:
+    """`pause_oracle`: where the running gateway answers Retry-After pause checks (xds.translate)."""
     resources, problems = load_files(paths)
     out = Compiled(problems=list(problems))
     translation = translate_resources(
@@ -50,7 +52,7 @@ def compile_paths(
     )
     out.problems.extend(translation.problems)
     out.ir = translation.ir
-    out.envoy = translate_ir(translation.ir)
+    out.envoy = translate_ir(translation.ir, pause_oracle=pause_oracle)
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input

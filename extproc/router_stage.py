@@ -10,6 +10,7 @@ access log.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -19,8 +20,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
 from extproc import errors, metrics
-from extproc.attempt_stage import UPSTREAM_STATUS_HEADER, AttemptRequest
+from extproc.attempt_stage import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER, AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
 from extproc.providers import module_for
@@ -58,6 +60,8 @@ class RouterRequest:
     encoding_format: str | None = None
     provider_id: str = ""
     direct: AttemptRequest | None = None  # set on a direct route: this stage does the attempt work
+    cooldowns: CooldownBoard | None = None  # providers paused by their Retry-After
+    replacement_body: bytes | None = None  # the body this stage answers instead of Envoy's
 
     # --- request ---------------------------------------------------------------------------
 
@@ -141,6 +145,8 @@ class RouterRequest:
             mutation = resp.response_headers.response.header_mutation
             mutation.set_headers.append(set_header(":status", original))
             mutation.remove_headers.append(UPSTREAM_STATUS_HEADER)
+        if headers.pop(IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
+            resp.response_headers.response.header_mutation.remove_headers.append(IMMEDIATE_HC_FAIL_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -159,6 +165,10 @@ class RouterRequest:
         if provider is not None:
             self.provider = provider.kind
             self.provider_id = provider.id
+        elif self.status == 503 and not msg.end_of_stream:
+            pause = self._backend_pause()
+            if pause > 0:
+                return self._paused_reply(resp, pause)
         self.translation = self._translation(provider)
         if self.translation is not None:
             changes = self.translation.on_headers(self.status, headers)
@@ -171,6 +181,32 @@ class RouterRequest:
                 resp.mode_override.CopyFrom(_STREAMED)
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
+        return resp
+
+    def _backend_pause(self) -> float:
+        if self.cooldowns is None or not self.backend:
+            return 0.0
+        return backend_pause(self.config, self.cooldowns, self.backend)
+
+    def _paused_reply(self, resp: ep.ProcessingResponse, pause: float) -> ep.ProcessingResponse:
+        """Envoy's "no healthy upstream" 503 because every provider is paused: a 429 with Retry-After.
+
+        Hosts that the health check failed (a cluster rebuilt during a pause) leave Envoy
+        no host; hosts only excluded by the attempt stage's header are still picked, and
+        the attempt stage answers this same 429 then (attempt_stage.paused_reply).
+        """
+        seconds = max(1, math.ceil(pause))
+        self.status = 429
+        self.replacement_body = errors.error_body(
+            status=429,
+            message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
+            code="providers_paused",
+            anthropic=self.op is not None and self.op.client_api == "anthropic",
+        )
+        mutation = resp.response_headers.response.header_mutation
+        for key, value in ((":status", "429"), ("retry-after", str(seconds)), ("content-type", "application/json")):
+            mutation.set_headers.append(set_header(key, value))
+        mutation.remove_headers.append("content-length")
         return resp
 
     def _translation(self, provider: ProviderConfig | None) -> ResponseTranslation | None:
@@ -197,7 +233,12 @@ class RouterRequest:
     def on_response_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         resp = ep.ProcessingResponse(response_body=ep.BodyResponse())
         tr = self.translation
-        if tr is not None:
+        if self.replacement_body is not None:
+            if msg.end_of_stream:
+                resp.response_body.response.body_mutation.body = self.replacement_body
+            else:
+                resp.response_body.response.body_mutation.clear_body = True
+        elif tr is not None:
             if tr.streaming and self.first_chunk_at is None and msg.body:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)

@@ -16,8 +16,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import errors
 from extproc.attempt_stage import AttemptRequest
-from extproc.attempt_stage import on_response_headers as attempt_response_headers
 from extproc.configclient import ConfigHolder
+from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.router_stage import RouterRequest
 
@@ -25,8 +25,9 @@ log = logging.getLogger("llmgw.extproc")
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, holder: ConfigHolder) -> None:
+    def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
         self.holder = holder
+        self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -39,7 +40,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 gateway = str(value)
         config = self.holder.current
         if stage == "attempt":
-            attempt = AttemptRequest(config=config)
+            attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
             async for req in request_iterator:
                 which = req.WhichOneof("request")
                 if which == "request_headers":
@@ -47,11 +48,11 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 elif which == "request_body":
                     yield attempt.on_request_body(req.request_body)
                 elif which == "response_headers":
-                    yield attempt_response_headers(req)
+                    yield attempt.on_response_headers(req)
                 else:
                     yield _passthrough(which)
             return
-        router = RouterRequest(gateway=gateway, config=config)
+        router = RouterRequest(gateway=gateway, config=config, cooldowns=self.cooldowns)
         async for req in request_iterator:
             which = req.WhichOneof("request")
             try:

@@ -18,6 +18,7 @@ import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc.configclient import ConfigHolder, watch_config
+from extproc.cooldown import CooldownBoard
 from extproc.server import ExternalProcessor
 
 log = logging.getLogger("llmgw.extproc")
@@ -33,7 +34,8 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
             ("grpc.max_send_message_length", -1),
         ]
     )
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
+    processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env())
+    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     if listen.startswith("unix:"):
         path = listen.removeprefix("unix:")
         with contextlib.suppress(FileNotFoundError):

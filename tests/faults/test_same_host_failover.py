@@ -124,7 +124,7 @@ def test_secondary_on_the_same_host_saves_the_primary(
     gateway: GatewayProcess, fakes: dict[str, FakeProviderThread], scenario: str, status: int
 ) -> None:
     fp = fakes[scenario]
-    fp.set_behaviour(error_status=status, error_count=1, fault_model=CHEAP, retry_after=1 if status == 429 else None)
+    fp.set_behaviour(error_status=status, error_count=1, fault_model=CHEAP)  # no Retry-After: no pause
     reply = _chat(gateway, scenario, "save me")
     assert reply.model == PRICEY
     assert _sent(fp) == [(CHEAP, "Bearer sk-cheap"), (PRICEY, "Bearer sk-pricey")]
