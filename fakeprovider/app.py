@@ -249,7 +249,9 @@ class FakeProvider:
             usage=usage if include_usage else None,
             **fields,
         )
-        return await respond.send_stream(request, events, interval_ms=behaviour.chunk_interval_ms, cut=cut)
+        return await respond.send_stream(
+            request, events, interval_ms=behaviour.chunk_interval_ms, cut=cut, clean=behaviour.cut_cleanly
+        )
 
     def _injected_error(self, behaviour: Behaviour, status: int) -> web.Response:
         message = behaviour.error_message or (f"Injected fault: HTTP {status} from fake provider {self.name}")

@@ -59,6 +59,9 @@ class Behaviour:
     """Sleep before any response byte (for client and gateway timeout tests)."""
     cut_stream_after_chunks: int | None = None
     """Streams only: abort the connection after this many SSE events, before [DONE]."""
+    cut_cleanly: bool = False
+    """With `cut_stream_after_chunks`: end the HTTP response properly there instead of aborting
+    the connection (a stream that stops early without its final event, e.g. no [DONE])."""
     fault_model: str | None = None
     """Shared faults hit only requests for this model (body `model`, or the model in the path)."""
     require_auth: str | None = None
@@ -97,6 +100,7 @@ _RULES: dict[str, tuple[str, bool, float | None, float | None]] = {
     "reset_connection": ("bool", False, None, None),
     "stall_before_headers_ms": ("number", False, 0, None),
     "cut_stream_after_chunks": ("int", True, 0, None),
+    "cut_cleanly": ("bool", False, None, None),
     "fault_model": ("str", True, None, None),
     "require_auth": ("str", True, None, None),
 }

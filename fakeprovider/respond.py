@@ -122,8 +122,9 @@ def embeddings_response(data: dict[str, Any], model: str) -> web.Response:
 
 
 async def send_stream(
-    request: web.Request, events: list[bytes], *, interval_ms: float, cut: int | None
+    request: web.Request, events: list[bytes], *, interval_ms: float, cut: int | None, clean: bool = False
 ) -> web.StreamResponse:
+    """Write the events and [DONE]; after `cut` events abort the connection (or, `clean`, end properly)."""
     response = web.StreamResponse(headers=SSE_HEADERS)
     interval = interval_ms / 1000
     try:
@@ -133,8 +134,11 @@ async def send_stream(
                 await asyncio.sleep(interval)
             await response.write(event)
         if cut is not None:
-            await drain(request)
-            abort(request)
+            if clean:
+                await response.write_eof()
+            else:
+                await drain(request)
+                abort(request)
             return response
         if interval > 0:
             await asyncio.sleep(interval)

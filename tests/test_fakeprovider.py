@@ -352,6 +352,22 @@ def test_cut_stream(fp: FakeProviderThread, http: httpx.Client) -> None:
     assert http.post("/v1/chat/completions", json=chat_body()).status_code == 200
 
 
+def test_cut_stream_cleanly(fp: FakeProviderThread, http: httpx.Client) -> None:
+    """The response ends properly after two events: no [DONE], but no broken connection either."""
+    fp.set_behaviour(cut_stream_after_chunks=2, cut_cleanly=True)
+    r = http.post("/v1/chat/completions", json=chat_body(stream=True))
+    assert r.status_code == 200
+    events = sse_events(r.text)
+    assert len(events) == 2 and "[DONE]" not in events
+    anthropic_stream = http.post(
+        "/v1/messages",
+        headers={"anthropic-version": "2023-06-01"},
+        json={"model": "claude", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert anthropic_stream.status_code == 200
+    assert "message_start" in anthropic_stream.text and "message_stop" not in anthropic_stream.text
+
+
 def test_reset_connection_and_latency(fp: FakeProviderThread, http: httpx.Client) -> None:
     fp.set_behaviour(reset_connection=True, error_count=1)
     with pytest.raises(httpx.RemoteProtocolError):
