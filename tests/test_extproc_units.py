@@ -550,9 +550,23 @@ def test_router_sse_usage_chunk_split_over_three_bodies_with_empty_end() -> None
 
 
 def test_router_sse_cut_mid_event_flushes_tail_at_end_of_stream() -> None:
+    """A stream that ends early (here mid-event) is told to be incomplete, not silently cut."""
     rr = streaming_router(None)
     out, _ = feed(rr, [CONTENT_1, CONTENT_2[:15]])
-    assert out == CONTENT_1 + CONTENT_2[:15]
+    error = (
+        b'data: {"error":{"message":"The provider\'s stream ended before it was complete.",'
+        b'"type":"server_error","code":"stream_incomplete","param":null}}\n\n'
+    )
+    assert out == CONTENT_1 + CONTENT_2[:15] + b"\n\n" + error
+
+
+def test_router_sse_ending_without_done_gets_an_error_event_whoever_asked_for_usage() -> None:
+    rr = streaming_router({"include_usage": True})
+    out, _ = feed(rr, [CONTENT_1, CONTENT_2])
+    assert out.startswith(CONTENT_1 + CONTENT_2 + b'data: {"error":') and b"stream_incomplete" in out
+    rr = streaming_router({"include_usage": True})
+    out, _ = feed(rr, [CONTENT_1, CONTENT_2, DONE])
+    assert out == CONTENT_1 + CONTENT_2 + DONE
 
 
 def test_router_sse_passes_unchanged_when_client_asked_for_usage() -> None:
