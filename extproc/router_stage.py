@@ -6,10 +6,22 @@ and rejects bad input in the client's schema. Response: extracts usage (JSON
 or SSE), hides the usage-only chunk the gateway asked for on the client's
 behalf, records metrics and writes usage to Envoy dynamic metadata for the
 access log.
+
+A streamed response can be cut after it started (the provider resets, the
+client goes away). Envoy then resets the client's stream itself: once
+response headers went out, no filter can add bytes (router.cc onUpstreamAbort
+-> sendLocalReply -> "Prior headers have already been sent" -> resetStream),
+and this stage only learns it when Envoy closes the ext_proc stream. So
+streams carry their metadata as it becomes known (identity on the headers,
+usage whenever it changes) so the access log has it, and a closed stream
+still records metrics with the usage counted so far (`on_stream_closed`). A
+stream the provider ends early but cleanly gets an error event in the
+client's schema from its translation instead.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +41,8 @@ from extproc.providers import module_for
 from extproc.translate import select
 from extproc.translate.base import RequestContext, ResponseTranslation
 from extproc.usage import Usage
+
+log = logging.getLogger("llmgw.extproc")
 
 MODEL_HEADER = "x-gateway-model-name"
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
@@ -62,6 +76,7 @@ class RouterRequest:
     direct: AttemptRequest | None = None  # set on a direct route: this stage does the attempt work
     cooldowns: CooldownBoard | None = None  # providers paused by their Retry-After
     replacement_body: bytes | None = None  # the body this stage answers instead of Envoy's
+    reported_usage: Usage | None = None  # what the dynamic metadata already says
 
     # --- request ---------------------------------------------------------------------------
 
@@ -179,6 +194,7 @@ class RouterRequest:
             if self.translation.streaming and not msg.end_of_stream:
                 self.first_chunk_at = None
                 resp.mode_override.CopyFrom(_STREAMED)
+                resp.dynamic_metadata.CopyFrom(self._metadata())  # in the access log even if cut
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
@@ -239,24 +255,38 @@ class RouterRequest:
             else:
                 resp.response_body.response.body_mutation.clear_body = True
         elif tr is not None:
-            if tr.streaming and self.first_chunk_at is None and msg.body:
+            first = tr.streaming and self.first_chunk_at is None and bool(msg.body)
+            if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
+            if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
+                self.usage, self.response_model = tr.usage, tr.response_model
+                resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
         if msg.end_of_stream and not self.done:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
-    def _finish(self) -> struct_pb2.Struct:
-        self.done = True
-        if self.translation is not None:
-            self.usage = self.translation.usage
-            self.response_model = self.translation.response_model
-        now = time.monotonic()
-        op = self.op.semconv if self.op else "unknown"
-        labels = metrics.RequestLabels(
-            operation=op,
+    def on_stream_closed(self) -> None:
+        """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.
+
+        Its metadata is already in Envoy; the metrics get the usage counted so far.
+        """
+        if self.done or self.status == 0 or self.replacement_body is not None:
+            return
+        self._finish(interrupted=True)
+        log.warning(
+            "response cut after it started: route %s, backend %s, provider %s, usage so far %s",
+            self.route or "-",
+            self.backend or "-",
+            self.provider_id or "-",
+            self.usage,
+        )
+
+    def _labels(self) -> metrics.RequestLabels:
+        return metrics.RequestLabels(
+            operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
             response_model=self.response_model or self.request_model,
@@ -264,20 +294,33 @@ class RouterRequest:
             route=self.route,
             backend=self.backend,
         )
-        ttft = self.first_chunk_at - self.started if self.first_chunk_at else None
-        streamed = now - self.first_chunk_at if self.first_chunk_at else None
+
+    def _finish(self, *, interrupted: bool = False) -> struct_pb2.Struct:
+        """Metrics (2xx) and the final dynamic metadata, once; `interrupted`: the response was cut."""
+        self.done = True
+        if self.translation is not None:
+            self.usage = self.translation.usage
+            self.response_model = self.translation.response_model
+        now = time.monotonic()
         if 200 <= self.status < 300:
             metrics.record(
-                labels=labels,
+                labels=self._labels(),
                 usage=self.usage,
                 duration_s=now - self.started,
                 attempts=self.attempts,
-                ttft_s=ttft,
-                streamed_for_s=streamed,
+                ttft_s=self.first_chunk_at - self.started if self.first_chunk_at else None,
+                streamed_for_s=now - self.first_chunk_at if self.first_chunk_at else None,
+                interrupted=interrupted,
             )
+        return self._metadata()
+
+    def _metadata(self) -> struct_pb2.Struct:
+        """The access log's view of this request so far (Envoy merges it under `llmgw`)."""
+        self.reported_usage = self.usage
+        labels = self._labels()
         meta: dict[str, object] = {
             "gateway": self.gateway,
-            "gen_ai.operation.name": op,
+            "gen_ai.operation.name": labels.operation,
             "gen_ai.provider.name": self.provider,
             "provider": self.provider_id,
             "gen_ai.request.model": self.request_model,
@@ -291,8 +334,8 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
-        if ttft is not None:
-            meta["gen_ai.server.time_to_first_token_ms"] = round(ttft * 1000, 3)
+        if self.first_chunk_at is not None:
+            meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()
         out.update({"llmgw": meta})
         return out

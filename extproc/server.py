@@ -53,27 +53,35 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     yield _passthrough(which)
             return
         router = RouterRequest(gateway=gateway, config=config, cooldowns=self.cooldowns)
-        async for req in request_iterator:
-            which = req.WhichOneof("request")
+        try:
+            async for req in request_iterator:
+                which = req.WhichOneof("request")
+                try:
+                    if which == "request_headers":
+                        yield router.on_request_headers(
+                            req.request_headers, route_name=attribute(req, "xds.route_name")
+                        )
+                    elif which == "request_body":
+                        yield router.on_request_body(req.request_body)
+                    elif which == "response_headers":
+                        yield router.on_response_headers(req)
+                    elif which == "response_body":
+                        yield router.on_response_body(req.response_body)
+                    else:
+                        yield _passthrough(which)
+                except Exception:  # a bug must not hang the request: answer, log, keep serving
+                    log.exception("router stage failed on %s", which)
+                    if which in ("request_headers", "request_body"):
+                        yield errors.immediate(
+                            status=500, message="The gateway failed to process the request.", code="gateway_error"
+                        )
+                    else:
+                        yield _passthrough(which)
+        finally:
             try:
-                if which == "request_headers":
-                    yield router.on_request_headers(req.request_headers, route_name=attribute(req, "xds.route_name"))
-                elif which == "request_body":
-                    yield router.on_request_body(req.request_body)
-                elif which == "response_headers":
-                    yield router.on_response_headers(req)
-                elif which == "response_body":
-                    yield router.on_response_body(req.response_body)
-                else:
-                    yield _passthrough(which)
-            except Exception:  # a bug must not hang the request: answer, log, keep serving
-                log.exception("router stage failed on %s", which)
-                if which in ("request_headers", "request_body"):
-                    yield errors.immediate(
-                        status=500, message="The gateway failed to process the request.", code="gateway_error"
-                    )
-                else:
-                    yield _passthrough(which)
+                router.on_stream_closed()  # a response cut after it started still counts
+            except Exception:
+                log.exception("router stage failed on stream close")
 
 
 def _passthrough(which: str | None) -> ep.ProcessingResponse:
