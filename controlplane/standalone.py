@@ -104,7 +104,14 @@ class Standalone:
             listen_address=self.opts.listen_address,
             max_body_bytes=self.opts.max_body_bytes,
             limits=self.opts.limits,
+            pause_oracle=self.pause_oracle,
         )
+
+    @property
+    def pause_oracle(self) -> tuple[str, int]:
+        """Where Envoy's health checks ask whether a provider is paused (observability.py)."""
+        host = self.opts.metrics_address
+        return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), self.opts.ready_port
 
     async def apply(self, compiled: Compiled) -> None:
         assert compiled.protos is not None and compiled.extproc is not None
@@ -148,7 +155,19 @@ class Standalone:
         await self.apply(compiled)
         await self.start_control_plane()
 
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
+        # The workers share the providers' Retry-After pauses through the state dir, and the pause
+        # oracle reads them there (extproc/cooldown.py); it is up before Envoy health checks it.
+        state_dir = self.run_dir / "state"
+        shutil.rmtree(state_dir, ignore_errors=True)
+        await start_http(
+            host=opts.metrics_address,
+            metrics_port=opts.metrics_port,
+            ready_port=opts.ready_port,
+            multiproc_dir=str(self.multiproc_dir),
+            is_ready=self.is_ready,
+            state_dir=str(state_dir),
+        )
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):
             argv = [
@@ -192,13 +211,6 @@ class Standalone:
         self.children.append(self.envoy)
         for child in self.children:
             await child.start()
-        await start_http(
-            host=opts.metrics_address,
-            metrics_port=opts.metrics_port,
-            ready_port=opts.ready_port,
-            multiproc_dir=str(self.multiproc_dir),
-            is_ready=self.is_ready,
-        )
 
     @property
     def xds_socket(self) -> str:

@@ -42,6 +42,7 @@ UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 REDACTED = "<redacted>"
 PUBLIC_PARAMS = {"region", "mode"}  # auth params that are not secret
 REGENERATE = "LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/test_golden.py"
+PAUSE_ORACLE = ("127.0.0.1", 15021)  # as `llmgw run` and the controller give it (Retry-After pauses)
 
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN_DIR.glob("*.in.yaml"))
 
@@ -117,7 +118,7 @@ def render(case: str) -> Rendered:
     resources = [dataclasses.replace(r, file=name) for r in resources]
     load_problems = [dataclasses.replace(p, file=name) for p in load_problems]
     translation = translate(resources, environ=ENVIRON, listen_address="0.0.0.0")
-    envoy = translate_ir(translation.ir)
+    envoy = translate_ir(translation.ir, pause_oracle=PAUSE_ORACLE)
     problems = [f"{p} [{p.reason}]" for p in [*load_problems, *translation.problems]]
     ir_text = _dump({"ir": _redacted_ir(translation.ir), "problems": problems})
     envoy_text = _dump(dataclasses.asdict(envoy))
