@@ -27,7 +27,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import multiprocess
 
 from controlplane import bootstrap
-from controlplane.children import Child
+from controlplane.children import Child, accepting
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
 from controlplane.observability import start_http
@@ -86,6 +86,7 @@ class Standalone:
         self.serial = 0
         self.children: list[Child] = []
         self.envoy: Child | None = None
+        self.extproc_sockets: list[str] = []
         self.run_dir = Path(opts.run_dir or tempfile.mkdtemp(prefix="llmgw-"))
         self.multiproc_dir = self.run_dir / "metrics"
         self.grpc_server: grpc.aio.Server | None = None
@@ -158,6 +159,7 @@ class Standalone:
                 f"extproc-{i}",
             ]
             self.children.append(Child(f"extproc-{i}", argv, env=env, on_exit=self._worker_died))
+        self.extproc_sockets = sockets
         bootstrap_path = self.run_dir / "envoy.yaml"
         bootstrap_path.write_text(
             bootstrap.render(
@@ -219,6 +221,10 @@ class Standalone:
         workers = max(1, self.opts.workers)
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
+        # A worker listens only once its config arrived, a moment after it subscribed.
+        waiting = [Path(s).name for s in self.extproc_sockets if not await asyncio.to_thread(accepting, s)]
+        if waiting:
+            return False, f"extproc not listening yet: {', '.join(waiting)}"
         try:
             body = await asyncio.to_thread(_http_get, f"http://127.0.0.1:{self.opts.admin_port}/ready")
         except OSError as exc:

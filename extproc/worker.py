@@ -34,25 +34,43 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         ]
     )
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
-    if listen.startswith("unix:"):
-        path = listen.removeprefix("unix:")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    server.add_insecure_port(listen)
-    await server.start()
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("extproc worker %s listening on %s", name, listen)
+    started = False
     try:
+        # Listen only once the first config is here. A worker without one cannot translate:
+        # the router stage would take any provider's answer for the client's schema (a 200
+        # with a body the client cannot read). Until then Envoy's connect fails and its
+        # ext_proc retry policy sends the stream to another worker (connect-failure is
+        # always safe to retry: nothing was processed).
+        log.info("extproc worker %s waiting for its config from %s", name, config_target)
+        ready = asyncio.create_task(holder.ready.wait(), name="config-ready")
+        stopping = asyncio.create_task(stop.wait(), name="stop-requested")
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (ready, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if stop.is_set():
+            return
+        if listen.startswith("unix:"):
+            path = listen.removeprefix("unix:")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        server.add_insecure_port(listen)
+        await server.start()
+        started = True
+        log.info("extproc worker %s listening on %s (config %s)", name, listen, holder.current.version)
         await stop.wait()
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await server.stop(grace=2)
+        if started:
+            await server.stop(grace=2)
 
 
 def run(*, listen: str, config_target: str, name: str) -> int:
