@@ -51,7 +51,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 else:
                     yield _passthrough(which)
             return
-        router = RouterRequest(gateway=gateway, config=config)
+        holder = self.holder
+        router = RouterRequest(gateway=gateway, config=config, latest_config=lambda: holder.current)
         async for req in request_iterator:
             which = req.WhichOneof("request")
             try:
