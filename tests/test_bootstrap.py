@@ -36,3 +36,11 @@ def test_side_stream_flow_control_is_off_kubernetes() -> None:
         node_id="n", admin_port=15000, xds_address=("llmgw.llmgw-system", 18000), extproc_sockets=["/tmp/e0"]
     )
     assert _static_runtime(text)[FLAG] is False
+
+
+def test_extproc_retries_are_not_capped_by_the_default_circuit_breaker() -> None:
+    """Envoy's default max_retries (3 at a time) refused most retries when a worker died under load."""
+    text = bootstrap.render(node_id="n", admin_port=15000, xds_socket="/tmp/x.sock", extproc_sockets=["/tmp/e0"])
+    clusters = {c["name"]: c for c in yaml.safe_load(text)["static_resources"]["clusters"]}
+    thresholds = clusters["llmgw_extproc"]["circuit_breakers"]["thresholds"][0]
+    assert thresholds["max_retries"] >= 1000
