@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -77,6 +78,8 @@ class RouterRequest:
     cooldowns: CooldownBoard | None = None  # providers paused by their Retry-After
     replacement_body: bytes | None = None  # the body this stage answers instead of Envoy's
     reported_usage: Usage | None = None  # what the dynamic metadata already says
+    # The worker's newest config, for a provider this request's snapshot does not know.
+    latest_config: Callable[[], ExtprocConfig] | None = None
 
     # --- request ---------------------------------------------------------------------------
 
@@ -189,7 +192,13 @@ class RouterRequest:
         if isinstance(cluster, str):
             self.backend = cluster.removeprefix("aibackend/").removeprefix("aibackend-direct/")
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
-        provider = self.config.providers.get(pid) if pid else None
+        provider = self._provider(pid)
+        if pid and provider is None:
+            # A provider answered whose API this worker does not know (a worker that has no
+            # config yet, or an older one than the worker that translated the request): its
+            # body cannot be translated, and passing it on as if it were in the client's
+            # schema would be a 200 the client cannot read. Fail instead, in the client's schema.
+            return self._untranslatable(pid)
         if provider is not None:
             self.provider = provider.kind
             self.provider_id = provider.id
@@ -237,6 +246,27 @@ class RouterRequest:
             mutation.set_headers.append(set_header(key, value))
         mutation.remove_headers.append("content-length")
         return resp
+
+    def _provider(self, pid: str | None) -> ProviderConfig | None:
+        if not pid:
+            return None
+        provider = self.config.providers.get(pid)
+        if provider is None and self.latest_config is not None:
+            # The config may have arrived or changed since this request started.
+            self.config = self.latest_config()
+            provider = self.config.providers.get(pid)
+        return provider
+
+    def _untranslatable(self, pid: str) -> ep.ProcessingResponse:
+        self.done = True
+        anthropic = self.op is not None and self.op.client_api == "anthropic"
+        return errors.immediate(
+            status=503,
+            message=f"The gateway has no configuration for provider {pid} yet and cannot translate its answer; "
+            "retry shortly.",
+            code="provider_not_configured",
+            anthropic=anthropic,
+        )
 
     def _translation(self, provider: ProviderConfig | None) -> ResponseTranslation | None:
         """The pair for (client API, the API of the provider that answered).

@@ -52,7 +52,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 else:
                     yield _passthrough(which)
             return
-        router = RouterRequest(gateway=gateway, config=config, cooldowns=self.cooldowns)
+        holder = self.holder
+        router = RouterRequest(
+            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+        )
         try:
             async for req in request_iterator:
                 which = req.WhichOneof("request")

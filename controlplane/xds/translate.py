@@ -277,12 +277,27 @@ def _extproc_service(stage: str, gateway: str | None) -> dict[str, Any]:
     return {
         "envoy_grpc": {"cluster_name": names.EXTPROC_CLUSTER},
         "initial_metadata": meta,
-        # A worker that just died (and is being restarted) costs a retry on another
-        # worker, not a failed request; outlier detection then ejects it.
+        # A worker that just died (and is being restarted, or is waiting for its config)
+        # costs a retry on another worker, not a failed request; outlier detection then
+        # ejects it. Only streams the worker never answered are retried: Envoy retries
+        # nothing once the response headers (gRPC initial metadata, sent with a worker's
+        # first answer) arrived, so a retry replays at most the first message, whose
+        # processing has no side effect. A worker dying mid-request fails the request
+        # (503, or a cut stream) instead. previous_hosts: retry on another worker, not
+        # on the dead one again.
         "retry_policy": {
             "retry_back_off": {"base_interval": "0.01s", "max_interval": "0.05s"},
             "num_retries": 3,
             "retry_on": "connect-failure,refused-stream,unavailable,reset",
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": _T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
         },
     }
 
