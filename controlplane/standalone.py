@@ -35,6 +35,7 @@ from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
 from controlplane.xds.snapshot import Snapshot
+from extproc import wire
 
 log = logging.getLogger("llmgw")
 
@@ -310,7 +311,7 @@ def describe(compiled: Compiled) -> str:
                 if vh.name == "any" or r not in lst.virtual_hosts[-1].routes:
                     m = r.match
                     extra = "".join(f" [{h.name}={h.value}]" for h in m.headers)
-                    target = ", ".join(b.cluster.removeprefix("aibackend/") for b in r.backends) or "-"
+                    target = ", ".join(wire.backend_of_cluster(b.cluster) for b in r.backends) or "-"
                     lines.append(f"  {m.path_type} {m.path}{extra} -> {target}")
     for b in compiled.ir.backends:
         for p in b.providers:

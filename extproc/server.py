@@ -14,7 +14,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
-from extproc import errors
+from extproc import errors, wire
 from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
 from extproc.cooldown import CooldownBoard
@@ -34,12 +34,12 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
     ) -> AsyncIterator[ep.ProcessingResponse]:
         stage = gateway = ""
         for key, value in context.invocation_metadata() or ():
-            if key == "x-llmgw-stage":
+            if key == wire.STAGE_METADATA_KEY:
                 stage = str(value)
-            elif key == "x-llmgw-gateway":
+            elif key == wire.GATEWAY_METADATA_KEY:
                 gateway = str(value)
         config = self.holder.current
-        if stage == "attempt":
+        if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
             async for req in request_iterator:
                 which = req.WhichOneof("request")

@@ -13,9 +13,10 @@ from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
 from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
 from extproc.operations import operation_of
-from extproc.router_stage import MODEL_HEADER, RouterRequest
+from extproc.router_stage import RouterRequest
 from extproc.sse import SSEDecoder
 from extproc.usage import Usage, from_openai
+from extproc.wire import MODEL_HEADER
 
 GATEWAY = "default/llmgw"
 PROVIDER_ID = "default/b/openai"

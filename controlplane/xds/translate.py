@@ -32,10 +32,10 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from controlplane.gatewayapi.direct import direct_cluster
 from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR, VirtualHostIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
+from extproc import wire
 from extproc.cooldown import ORACLE_PATH, PAUSABLE_KEY, pause_key
 
 _T = "type.googleapis.com/"
@@ -511,7 +511,7 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
         action: dict[str, Any] = {"timeout": duration(r.timeout_s)}
         if len(r.backends) == 1:
             cluster = r.backends[0].cluster
-            action["cluster"] = direct_cluster(cluster) if r.direct_provider else cluster
+            action["cluster"] = wire.direct_cluster(cluster) if r.direct_provider else cluster
         else:
             action["weighted_clusters"] = {"clusters": [{"name": b.cluster, "weight": b.weight} for b in r.backends]}
         if any(b.invalid for b in r.backends):
@@ -739,7 +739,7 @@ def _cluster(
     pause_oracle: tuple[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The backend's cluster; `direct`: its twin for direct routes, without the attempt stage."""
-    name = direct_cluster(b.cluster) if direct else b.cluster
+    name = wire.direct_cluster(b.cluster) if direct else b.cluster
     eds = _eds_keeps_every_provider(b.providers)
     upstream_filters = [] if direct else [attempt_stage_filter(failover=b.fails_over)]
     oracle = pause_oracle if b.fails_over and not direct else None

@@ -12,12 +12,12 @@ from typing import Any
 import grpc
 import pytest
 
-from controlplane.configchannel import METHOD
 from controlplane.kubernetes.client import Kube
 from controlplane.kubernetes.controller import Controller, Options
 from controlplane.kubernetes.provision import Settings
 from controlplane.xds import names
 from extproc.contract import ExtprocConfig
+from extproc.wire import CONFIG_WATCH_METHOD as METHOD
 from tests.k8s import manifests as m
 from tests.k8s.apiserver import ApiServer
 from tests.k8s.conftest import configuration
