@@ -138,7 +138,7 @@ class AttemptRequest:
                 # Most OpenAI-compatible requests need no change: skip the parse.
                 pair = select("openai", "openai")
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
-                if pair is not None and not pair.needs_body(raw, ctx):  # type: ignore[attr-defined]
+                if pair is not None and not pair.needs_body(raw, ctx):
                     self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=False)
                     return _body_response(mutation, None)
             parsed: Any = already_parsed

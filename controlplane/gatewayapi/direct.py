@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from controlplane.gatewayapi.provider_kinds import KINDS
 from controlplane.ir import BackendIR, ListenerIR, RouteIR, VirtualHostIR
 from extproc import wire
 
-DIRECT_KINDS = {"openai", "custom", "azureopenai", "azure"}
 DIRECT_AUTH = {"header", "azure"}
 DIRECT_SUFFIX = "/direct"
 
@@ -58,7 +58,8 @@ def _single_provider(route: RouteIR, by_cluster: dict[str, BackendIR]) -> str | 
     if backend is None or len(backend.providers) != 1:
         return None
     provider = backend.providers[0]
-    if provider.kind not in DIRECT_KINDS:
+    kind = KINDS.get(provider.kind)
+    if kind is None or not kind.direct:
         return None
     if provider.auth is not None and provider.auth.kind not in DIRECT_AUTH:
         return None

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
+from extproc.translate.base import HeaderChanges, RequestContext, Translating, UpstreamRequest, encode
 from extproc.usage import Usage
 
 DEFAULT_API_VERSION = "2023-06-01"
@@ -153,7 +153,7 @@ class AnthropicPassthroughResponse:
         self.usage = self._acc.normalized()
 
 
-class AnthropicPair:
+class AnthropicPair(Translating):
     client_api = "anthropic"
     provider_api = "anthropic"
 
