@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from extproc.translate.anthropic_anthropic import DEFAULT_API_VERSION, api_version
+from extproc.translate.anthropic_wire import DEFAULT_API_VERSION, api_version
 from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
 from extproc.translate.openai_anthropic_response import JSON_TOOL, ChatFromAnthropic
 
