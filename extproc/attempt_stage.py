@@ -30,7 +30,7 @@ from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
 from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, split_path
 from extproc.providers import module_for
-from extproc.translate import select
+from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
 
 log = logging.getLogger("llmgw.extproc")
@@ -132,13 +132,12 @@ class AttemptRequest:
         body: dict[str, Any] | None = None
         model = provider.model or ""
         stream = False
-        pair = None
         if raw:
-            if op.client_api == "openai" and module.api(provider, op, model) == "openai":
+            pair = pair_for(op, provider, model) if op.client_api == "openai" else None
+            if pair is not None and pair.provider_api == "openai":
                 # Most OpenAI-compatible requests need no change: skip the parse.
-                pair = select("openai", "openai")
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
-                if pair is not None and not pair.needs_body(raw, ctx):
+                if not pair.needs_body(raw, ctx):
                     self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=False)
                     return _body_response(mutation, None)
             parsed: Any = already_parsed
@@ -155,12 +154,12 @@ class AttemptRequest:
         if body is None:
             self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=stream)
             return _body_response(mutation, None)
-        provider_api = module.api(provider, op, model)
-        pair = select(op.client_api, provider_api)
+        pair = pair_for(op, provider, model)
         if pair is None:
             return errors.immediate(
                 status=400,
-                message=f"The {op.suffix} API is not available on provider {provider.kind!r} ({provider_api}).",
+                message=f"The {op.suffix} API is not available on provider {provider.kind!r} "
+                f"({module.api(provider, op, model)}).",
                 code="unsupported_operation",
                 anthropic=op.client_api == "anthropic",
             )

@@ -38,8 +38,7 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
-from extproc.providers import module_for
-from extproc.translate import select
+from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
 from extproc.usage import Usage
 
@@ -276,12 +275,8 @@ class RouterRequest:
         """
         if self.op is None:
             return None
-        module = module_for(provider.kind) if provider is not None else None
         model = (provider.model if provider else None) or self.request_model
-        if provider is None or module is None:
-            pair = select(self.op.client_api, self.op.client_api)
-        else:
-            pair = select(self.op.client_api, module.api(provider, self.op, model))
+        pair = pair_for(self.op, provider, model)
         if pair is None:
             return None
         ctx = RequestContext(
