@@ -19,6 +19,7 @@ import grpc
 import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from extproc import memdiag
 from extproc.configclient import ConfigHolder, watch_config
 from extproc.server import ExternalProcessor
 
@@ -37,6 +38,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     )
     ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
+    diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,9 +56,11 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
             log.info("extproc worker %s listening on %s", name, listen)
             await stop.wait()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, diag):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await server.stop(grace=2)
 
 
