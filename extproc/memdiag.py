@@ -78,7 +78,7 @@ def _dump(*, out: Path, prefix: str, seq: int, started: float) -> None:
         "rss_kb": _rss_kb(),
         "tasks": len(asyncio.all_tasks()),
         "gc_objects": len(gc.get_objects()),
-        **_mallinfo(),
+        **malloc_stats(),
     }
     with (out / f"{prefix}.jsonl").open("a") as f:
         f.write(json.dumps(line) + "\n")
@@ -91,7 +91,7 @@ class _MallInfo2(ctypes.Structure):
     ] + [("keepcost", ctypes.c_size_t)]
 
 
-def _mallinfo() -> dict[str, int]:
+def malloc_stats() -> dict[str, int]:
     """glibc's heap: bytes malloc'd and in use (C extensions included: gRPC core, upb) vs held free.
 
     tracemalloc sees only Python's allocators; this tells a C-side leak (in use grows) from
