@@ -17,6 +17,7 @@ import grpc
 import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
+from extproc import memdiag
 from extproc.configclient import ConfigHolder, watch_config
 from extproc.cooldown import CooldownBoard
 from extproc.server import ExternalProcessor
@@ -37,6 +38,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env())
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
+    diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -52,10 +54,10 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         ready = asyncio.create_task(holder.ready.wait(), name="config-ready")
         stopping = asyncio.create_task(stop.wait(), name="stop-requested")
         await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (ready, stopping):
-            task.cancel()
+        for waiter in (ready, stopping):
+            waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await waiter
         if stop.is_set():
             return
         if listen.startswith("unix:"):
@@ -68,9 +70,11 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         log.info("extproc worker %s listening on %s (config %s)", name, listen, holder.current.version)
         await stop.wait()
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (watcher, diag):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if started:
             await server.stop(grace=2)
 
