@@ -206,7 +206,8 @@ class GatewayProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def wait_until(predicate, *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+def wait_until(predicate, what: str = "condition", *, timeout: float = 15.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

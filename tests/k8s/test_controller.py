@@ -18,10 +18,10 @@ from controlplane.kubernetes.controller import Controller, Options
 from controlplane.kubernetes.provision import Settings
 from controlplane.xds import names
 from extproc.contract import ExtprocConfig
+from tests.harness import wait_until
 from tests.k8s import manifests as m
 from tests.k8s.apiserver import ApiServer
 from tests.k8s.conftest import configuration
-from tests.k8s.test_informer import wait_until
 
 
 class Running:
@@ -171,12 +171,17 @@ def test_only_referenced_secrets_are_cached(apiserver: ApiServer, run_controller
     wait_until(lambda: ctl.controller.informers["Secret"].items() == [], "pruned")
 
 
-async def read_configs(port: int, worker: str, count: int) -> list[ExtprocConfig]:
+async def read_configs(
+    port: int, worker: str, count: int, *, received: asyncio.Event | None = None
+) -> list[ExtprocConfig]:
+    """The first `count` configs the config channel sends `worker`; `received` is set at each one."""
     out: list[ExtprocConfig] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
         async for raw in call(worker.encode()):
             out.append(ExtprocConfig.from_json(raw))
+            if received is not None:
+                received.set()
             if len(out) == count:
                 break
     return out
@@ -200,8 +205,9 @@ def test_secret_rotation_reaches_only_that_gateways_extproc(
     port = ctl.controller.xds_port
 
     async def first_then_rotated() -> list[ExtprocConfig]:
-        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2))
-        await asyncio.sleep(0.5)
+        first = asyncio.Event()
+        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2, received=first))
+        await asyncio.wait_for(first.wait(), 10)  # the worker holds the first config: rotate now
         apiserver.apply(m.secret(key="sk-two"))
         return await asyncio.wait_for(reader, 10)
 
