@@ -14,7 +14,6 @@ spend `error_count`) → latency/stall → reset or injected error → validate 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 import time
@@ -169,7 +168,7 @@ class FakeProvider:
             reset, status, cut = respond.take_faults(shared, overrides, behaviour, streaming=streaming)
             delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
             if delay > 0:
-                await asyncio.sleep(delay / 1000)
+                await respond.pause(delay / 1000)
             if reset:
                 respond.abort(request)
                 return web.Response()
@@ -192,7 +191,7 @@ class FakeProvider:
 
         delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
         if delay > 0:
-            await asyncio.sleep(delay / 1000)
+            await respond.pause(delay / 1000)
         if reset:
             respond.abort(request)
             return web.Response()
