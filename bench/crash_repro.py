@@ -13,7 +13,7 @@ in production this is a burst of refused connections, not an outage; it is
 still a crash.
 
 Usage (the project's Python, from the repo root):
-    /work/venv/bin/python bench/crash_repro.py [--provider openai|anthropic] [--tries 3] [--no-streams]
+    python bench/crash_repro.py [--provider openai|anthropic] [--tries 3] [--no-streams]
 Exit 0 when Envoy survived every try, 1 when it crashed (Envoy's critical log lines are printed).
 """
 
