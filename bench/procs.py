@@ -337,3 +337,21 @@ def http(
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def unix_http_get(socket_path: str, path: str, *, timeout: float = 10.0) -> tuple[int, bytes]:
+    """GET over a Unix socket (llmgw's Envoy admin interface lives on one): (status, body)."""
+    import http.client
+    import socket
+
+    conn = http.client.HTTPConnection("localhost", timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(socket_path)
+    conn.sock = sock
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import Launcher, Started, free_port, http, wait_http
+from procs import Launcher, Started, free_port, http, unix_http_get, wait_http
 from upstream import CLIENT_KEY, HCM_TYPE, JSON_MODEL, STREAM_MODEL, Upstreams, chat_body, llmgw_command
 
 CHAT_PATH = "/v1/chat/completions"
@@ -50,7 +50,7 @@ class System(abc.ABC):
     note: str = ""
     stream_available: bool = True
     ready_url: str = ""
-    admin_port: int = 0  # Envoy admin, for the ext_proc counters (llmgw only)
+    admin_socket: str = ""  # Envoy admin (a Unix socket), for the ext_proc counters (llmgw only)
 
     @property
     def json_url(self) -> str:
@@ -87,9 +87,9 @@ class System(abc.ABC):
         Why: every message Envoy sends the extproc costs more than the work done with it
         (DESIGN.md), so messages and streams per request explain the CPU figures.
         """
-        if not self.admin_port:
+        if not self.admin_socket:
             return {}
-        status, body = http(f"http://127.0.0.1:{self.admin_port}/stats?filter=ext_proc", timeout=10)
+        status, body = unix_http_get(self.admin_socket, "/stats?filter=ext_proc", timeout=10)
         out: dict[str, float] = {}
         if status != 200:
             return out
@@ -288,7 +288,7 @@ class Llmgw(System):
         if not self._validate(base / "manifests", py=py, repo=repo):
             return
         ready = free_port()
-        self.admin_port = free_port()
+        self.admin_socket = str(base / "run" / "admin.sock")
         argv = [
             *llmgw_command(py),
             "run",
@@ -298,8 +298,6 @@ class Llmgw(System):
             "2",
             "--listen-address",
             "127.0.0.1",
-            "--admin-port",
-            str(self.admin_port),
             "--metrics-port",
             str(free_port()),
             "--ready-port",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 
 # The supervisor forks children while gRPC threads run; they exec at once, so gRPC's
@@ -15,16 +16,57 @@ import uvloop
 
 from controlplane.compile import compile_paths
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S
+from controlplane.limits import Limits
 from controlplane.standalone import Options
 from controlplane.standalone import run as run_standalone
 
+# Envoy levels at which it logs whole header maps: the ext_proc filter's responses and the
+# router's upstream request, i.e. the provider key the gateway injects.
+HEADER_DUMPING_LEVELS = ("trace", "debug")
+ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
+UNSAFE_DEBUG_FLAG = "--unsafe-envoy-debug-logs"
+
 
 def _run(args: argparse.Namespace) -> int:
+    if args.envoy_log_level in HEADER_DUMPING_LEVELS:
+        if not args.unsafe_envoy_debug_logs:
+            print(
+                f"llmgw: --envoy-log-level {args.envoy_log_level} makes Envoy print every request's headers, "
+                "including the provider API keys the gateway injects. Use info or higher, or add "
+                f"{UNSAFE_DEBUG_FLAG} on a machine whose logs nobody else reads.",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"llmgw: WARNING: Envoy logs at {args.envoy_log_level}: provider API keys WILL appear in its log "
+            f"({UNSAFE_DEBUG_FLAG}). Do not use this in production; rotate keys that reached shared logs.",
+            file=sys.stderr,
+            flush=True,
+        )
+    limits = Limits(
+        request_headers_timeout_s=args.request_headers_timeout,
+        request_timeout_s=args.request_timeout,
+        idle_timeout_s=args.idle_timeout,
+        stream_idle_timeout_s=args.stream_idle_timeout,
+        max_connections=args.max_connections,
+        connection_buffer_bytes=args.connection_buffer_bytes,
+    )
+    if problems := limits.validate():
+        for problem in problems:
+            print(f"llmgw: --{problem}", file=sys.stderr)
+        return 2
+    soft = _raise_open_file_limit(2 * limits.max_connections + 1024)
+    if soft != resource.RLIM_INFINITY and limits.max_connections > soft // 2:
+        print(
+            f"llmgw: warning: --max-connections {limits.max_connections} is more than half of the open-file "
+            f"limit ({soft}); Envoy may run out of descriptors for upstream connections first (raise ulimit -n)",
+            file=sys.stderr,
+        )
     opts = Options(
         paths=args.file,
         workers=args.workers,
         listen_address=args.listen_address,
-        admin_port=args.admin_port,
+        limits=limits,
         metrics_port=args.metrics_port,
         ready_port=args.ready_port,
         max_body_bytes=args.max_body_bytes,
@@ -35,6 +77,22 @@ def _run(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout,
     )
     return uvloop.run(run_standalone(opts))
+
+
+def _raise_open_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards `wanted` (within the hard limit), as Go programs do; Envoy
+    inherits it. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -98,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--file", action="append", required=True, help="manifest file or directory")
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="extproc worker processes")
     run.add_argument("--listen-address", default="0.0.0.0", help="address for Gateway listeners")
-    run.add_argument("--admin-port", type=int, default=15000, help="Envoy admin port (127.0.0.1)")
     run.add_argument("--metrics-port", type=int, default=15020)
     run.add_argument("--ready-port", type=int, default=15021)
     run.add_argument(
@@ -108,7 +165,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request body accepted (default 10 MiB)",
     )
     run.add_argument("--envoy-concurrency", type=int, default=0, help="Envoy worker threads (0: one per core)")
-    run.add_argument("--envoy-log-level", default="warning")
+    run.add_argument(
+        "--envoy-log-level",
+        default="warning",
+        choices=ENVOY_LOG_LEVELS,
+        help="Envoy's log level; debug and trace print request headers (keys) and need " + UNSAFE_DEBUG_FLAG,
+    )
+    run.add_argument(
+        UNSAFE_DEBUG_FLAG,
+        action="store_true",
+        help="allow --envoy-log-level debug/trace although Envoy then logs the provider API keys it injects",
+    )
+    defaults = Limits()
+    run.add_argument(
+        "--request-headers-timeout",
+        type=float,
+        default=defaults.request_headers_timeout_s,
+        metavar="SECONDS",
+        help="time a client has to send a request's headers, from their first byte (0: none)",
+    )
+    run.add_argument(
+        "--request-timeout",
+        type=float,
+        default=defaults.request_timeout_s,
+        metavar="SECONDS",
+        help="time a client has to send a whole request, body included; never cuts a response (0: none)",
+    )
+    run.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout_s,
+        metavar="SECONDS",
+        help="close a client connection with no request in flight after this long (0: never)",
+    )
+    run.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=defaults.stream_idle_timeout_s,
+        metavar="SECONDS",
+        help="end a request with no activity in either direction for this long (0: never)",
+    )
+    run.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="client connections over all listeners; more are closed at accept (needs twice as many open files)",
+    )
+    run.add_argument(
+        "--connection-buffer-bytes",
+        type=int,
+        default=defaults.connection_buffer_bytes,
+        help="what Envoy reads ahead per client connection (AI routes still buffer up to --max-body-bytes)",
+    )
     run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
     run.add_argument(

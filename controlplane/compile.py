@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from controlplane import extproc_config
 from controlplane.gatewayapi import translate as translate_resources
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR
+from controlplane.limits import Limits
 from controlplane.resources import Problem, load_files
 from controlplane.xds.translate import EnvoyResources, to_protos
 from controlplane.xds.translate import translate as translate_ir
@@ -42,6 +43,7 @@ def compile_paths(
     environ: Mapping[str, str] | None = None,
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: Limits | None = None,
 ) -> Compiled:
     resources, problems = load_files(paths)
     out = Compiled(problems=list(problems))
@@ -50,7 +52,7 @@ def compile_paths(
     )
     out.problems.extend(translation.problems)
     out.ir = translation.ir
-    out.envoy = translate_ir(translation.ir)
+    out.envoy = translate_ir(translation.ir, limits=limits)
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input

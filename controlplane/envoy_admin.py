@@ -1,7 +1,8 @@
 """Envoy's admin interface as the supervisor uses it: readiness, and a drain that waits.
 
-One place for the admin calls of `llmgw run` (standalone) and of the
-Kubernetes data-plane pod (where `python -m controlplane.envoy_admin drain`
+One place for the admin calls of `llmgw run` (standalone: a Unix socket in
+the run directory that only this user can open, mode 0600, never a TCP
+port) and of the Kubernetes data-plane pod (127.0.0.1 inside the pod) (where `python -m controlplane.envoy_admin drain`
 is the containers' preStop hook: Kubernetes sends SIGTERM only after it
 returns, and Envoy exits at once on SIGTERM, so the drain must happen here).
 
@@ -15,28 +16,62 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import logging
+import socket
 import sys
-import urllib.request
 
 log = logging.getLogger("llmgw.supervisor")
 # Fits Kubernetes' default 30 s termination grace period, with room to stop the processes.
 DRAIN_TIMEOUT_S = 25.0
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class EnvoyAdmin:
-    def __init__(self, port: int, *, host: str = "127.0.0.1") -> None:
-        self.base = f"http://{host}:{port}"
+    """Envoy's admin on a Unix socket (`socket_path`) or on 127.0.0.1:`port`."""
+
+    def __init__(self, *, socket_path: str | None = None, port: int | None = None) -> None:
+        if (socket_path is None) == (port is None):
+            raise ValueError("give exactly one of socket_path or port")
+        self.socket_path, self.port = socket_path, port
+
+    def request(self, method: str, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
+        """One admin request; OSError if Envoy is not there or the answer is broken."""
+        conn: http.client.HTTPConnection
+        if self.socket_path is not None:
+            conn = _UnixConnection(self.socket_path, timeout)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode(errors="replace")
+        except http.client.HTTPException as exc:
+            raise OSError(f"admin {method} {path}: {exc}") from exc
+        finally:
+            conn.close()
 
     def get(self, path: str, *, timeout: float = 1.0) -> str:
-        with urllib.request.urlopen(self.base + path, timeout=timeout) as resp:
-            return str(resp.read().decode())
+        return self.request("GET", path, timeout=timeout)[1]
 
     def post(self, path: str, *, timeout: float = 2.0) -> str:
-        req = urllib.request.Request(self.base + path, method="POST")
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return str(resp.read().decode())
+        return self.request("POST", path, timeout=timeout)[1]
 
     def state(self) -> str:
         """`LIVE` when Envoy serves (its `/ready`)."""
@@ -79,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controlplane.envoy_admin", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     drain = sub.add_parser("drain", help="drain Envoy's listeners and wait for in-flight requests")
-    drain.add_argument("--admin-port", type=int, default=15000)
+    where = drain.add_mutually_exclusive_group()
+    where.add_argument("--admin-port", type=int, default=15000, help="admin on 127.0.0.1:PORT (Kubernetes pods)")
+    where.add_argument("--admin-socket", default=None, help="admin on this Unix socket (llmgw run's run dir)")
     drain.add_argument("--timeout", type=float, default=DRAIN_TIMEOUT_S, help="seconds to wait for in-flight requests")
     drain.add_argument("--wait-only", action="store_true", help="only wait (another container started the drain)")
     args = parser.parse_args(argv)
-    left = asyncio.run(EnvoyAdmin(args.admin_port).drain(timeout_s=args.timeout, start=not args.wait_only))
+    admin = EnvoyAdmin(socket_path=args.admin_socket) if args.admin_socket else EnvoyAdmin(port=args.admin_port)
+    left = asyncio.run(admin.drain(timeout_s=args.timeout, start=not args.wait_only))
     if left:
         print(f"drain timeout ({args.timeout:g}s): {left} request(s) still in flight", file=sys.stderr)
     return 0

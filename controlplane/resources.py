@@ -111,10 +111,13 @@ def load_files(
         except OSError as exc:
             problems.append(Problem(str(path), "file", "", f"cannot read: {exc.strerror or exc}"))
             continue
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(str(path), "file", "", f"not UTF-8 (byte {exc.start + 1})"))
+            continue
         try:
             docs = list(yaml.load_all(text, Loader=_ManifestLoader))
         except yaml.YAMLError as exc:
-            problems.append(Problem(str(path), "file", "", f"invalid YAML: {exc}"))
+            problems.append(Problem(str(path), "file", "", yaml_error(exc)))
             continue
         for index, doc in enumerate(docs, start=1):
             if doc is None:
@@ -125,6 +128,33 @@ def load_files(
             elif res:
                 resources.append(res)
     return resources, problems
+
+
+# What PyYAML may quote in an error and we repeat: its own token names ('<scalar>') and
+# single punctuation or escape characters (',', ']', '\\t'). Anything else it quotes
+# (an alias, anchor or tag name, a letter after a backslash) comes from the file.
+_YAML_QUOTED = re.compile(r"'([^'\n]*)'")
+_YAML_SAFE_QUOTE = re.compile(r"<[a-z ]+>|\\[a-z0]|[^\w\s]")
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """Why the YAML does not parse and where, never quoting the file.
+
+    PyYAML's own message includes a snippet of the offending line, which in a
+    Secret is the key itself; this keeps the line, column and reason only.
+    """
+
+    def scrub(text: str) -> str:
+        return _YAML_QUOTED.sub(lambda m: m.group(0) if _YAML_SAFE_QUOTE.fullmatch(m.group(1)) else "'…'", text)
+
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return "invalid YAML"
+    parts = []
+    for what, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if what:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            parts.append(scrub(str(what)) + where)
+    return "invalid YAML: " + ": ".join(parts) if parts else "invalid YAML"
 
 
 def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource | None, Problem | None]:
@@ -182,7 +212,19 @@ def secret_data(secret: Resource, *, environ: Mapping[str, str] | None = None) -
             problems.append(Problem(secret.file, secret.ref, section, "must be a mapping"))
             continue
         for key, value in values.items():
-            text = "" if value is None else str(value)
+            if value is not None and not isinstance(value, str):
+                # Kubernetes holds only strings here; str() of a list would reach the provider as
+                # "Bearer ['sk-...']". The value is never quoted, only its YAML type.
+                problems.append(
+                    Problem(
+                        secret.file,
+                        secret.ref,
+                        f"{section}.{key}",
+                        f"must be a string, not {_yaml_type(value)} (quote the value in the YAML)",
+                    )
+                )
+                continue
+            text = value or ""
             if section == "data":
                 try:
                     text = base64.b64decode(text, validate=True).decode("utf-8")
@@ -201,6 +243,31 @@ def secret_data(secret: Resource, *, environ: Mapping[str, str] | None = None) -
                 )
             out[str(key)] = expanded
     return out, problems
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why `value` cannot be an HTTP header value (RFC 9110: no control characters but tab), or None.
+
+    Says where, never what: the value is a credential.
+    """
+    for i, ch in enumerate(value):
+        if ch in "\r\n":
+            return f"contains a line break (character {i + 1})"
+        if (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            return f"contains a control character (character {i + 1})"
+    return None
 
 
 def _expand_env(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:

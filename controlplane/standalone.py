@@ -30,6 +30,7 @@ from controlplane.children import Child
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
+from controlplane.limits import Limits
 from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
@@ -47,7 +48,6 @@ class Options:
     paths: list[str]
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     listen_address: str = "0.0.0.0"
-    admin_port: int = 15000
     metrics_port: int = 15020
     ready_port: int = 15021
     metrics_address: str = "0.0.0.0"
@@ -58,6 +58,7 @@ class Options:
     watch: bool = True
     # SIGTERM: in-flight requests and streams get this long to finish (Kubernetes' grace period is 30 s).
     drain_timeout_s: float = DRAIN_TIMEOUT_S
+    limits: Limits = field(default_factory=Limits)
 
 
 def envoy_binary() -> str:
@@ -93,13 +94,16 @@ class Standalone:
         self.grpc_server: grpc.aio.Server | None = None
         self.applied: Compiled | None = None
         self.draining = False
-        self.admin = EnvoyAdmin(opts.admin_port)
+        self.admin = EnvoyAdmin(socket_path=self.admin_socket)
 
     # --- config ------------------------------------------------------------------------------
 
     def compile(self) -> Compiled:
         return compile_paths(
-            self.opts.paths, listen_address=self.opts.listen_address, max_body_bytes=self.opts.max_body_bytes
+            self.opts.paths,
+            listen_address=self.opts.listen_address,
+            max_body_bytes=self.opts.max_body_bytes,
+            limits=self.opts.limits,
         )
 
     async def apply(self, compiled: Compiled) -> None:
@@ -134,11 +138,10 @@ class Standalone:
         assert compiled.ir is not None
         for lst in compiled.ir.listeners:
             check_port_free(lst.address, lst.port, f"Gateway {lst.gateway}")
-        check_port_free("127.0.0.1", opts.admin_port, "the Envoy admin interface")
         check_port_free(opts.metrics_address, opts.metrics_port, "metrics")
         check_port_free(opts.metrics_address, opts.ready_port, "readiness")
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # sockets: config with credentials, admin
         shutil.rmtree(self.multiproc_dir, ignore_errors=True)
         self.multiproc_dir.mkdir()
         xds_socket = self.xds_socket
@@ -166,9 +169,10 @@ class Standalone:
         bootstrap_path.write_text(
             bootstrap.render(
                 node_id="llmgw-standalone",
-                admin_port=opts.admin_port,
+                admin_socket=self.admin_socket,
                 xds_socket=xds_socket,
                 extproc_sockets=sockets,
+                max_connections=opts.limits.max_connections,
             )
         )
         argv = [
@@ -201,6 +205,11 @@ class Standalone:
     @property
     def xds_socket(self) -> str:
         return str(self.run_dir / "xds.sock")
+
+    @property
+    def admin_socket(self) -> str:
+        """Envoy's admin interface: a Unix socket only this user can open (never a TCP port)."""
+        return str(self.run_dir / "admin.sock")
 
     async def start_control_plane(self) -> None:
         """Serve ADS and the extproc config channel on one Unix socket."""
@@ -319,6 +328,7 @@ async def run(opts: Options) -> int:
         f"http://localhost:{opts.ready_port}/healthz/ready; Ctrl-C stops",
         flush=True,
     )
+    print(f"Envoy admin: curl --unix-socket {gw.admin_socket} http://localhost/help", flush=True)
     watcher = asyncio.create_task(gw.watch_files(), name="file-watch") if opts.watch else None
     await stop.wait()
     print(f"llmgw: draining (up to {opts.drain_timeout_s:g}s; signal again to stop now)", flush=True)

@@ -110,20 +110,36 @@ stringData:
 
 
 class GatewayProcess:
-    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None, drain_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        drain_timeout: float = 3.0,
+        args: list[str] | None = None,
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="llmgw-t-", dir="/tmp"))  # short: Unix socket paths
         self.manifest_dir = self.dir / "manifests"
         self.manifest_dir.mkdir()
         self.run_dir = self.dir / "run"
         self.port = free_port()
-        self.admin_port = free_port()
         self.metrics_port = free_port()
         self.ready_port = free_port()
         self.workers = workers
         self.drain_timeout = drain_timeout  # short: a test's leftover streams should not hold its teardown
+        self.args = list(args or [])  # more `llmgw run` options (e.g. limits)
         self.env = {**os.environ, **(env or {})}
         self.log_path = self.dir / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_socket(self) -> Path:
+        """Envoy's admin interface: a Unix socket in the run directory (never a TCP port)."""
+        return self.run_dir / "admin.sock"
+
+    def admin(self, path: str, *, method: str = "GET") -> httpx.Response:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.admin_socket)), timeout=5) as client:
+            return client.request(method, "http://localhost" + path)
 
     @property
     def url(self) -> str:
@@ -147,8 +163,6 @@ class GatewayProcess:
             str(self.workers),
             "--listen-address",
             "127.0.0.1",
-            "--admin-port",
-            str(self.admin_port),
             "--metrics-port",
             str(self.metrics_port),
             "--ready-port",
@@ -159,6 +173,7 @@ class GatewayProcess:
             "2",
             "--drain-timeout",
             str(self.drain_timeout),
+            *self.args,
         ]
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
@@ -185,7 +200,7 @@ class GatewayProcess:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
 
     def config_dump(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.admin_port}/config_dump?include_eds", timeout=5).text
+        return self.admin("/config_dump?include_eds").text
 
     def child_pids(self) -> list[int]:
         """Processes started for this gateway (their command line names our run dir)."""

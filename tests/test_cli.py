@@ -85,3 +85,17 @@ def test_sigint_stops_everything(fake: FakeProviderThread) -> None:
         assert "llmgw: draining" in gw.log()
     finally:
         gw.cleanup()
+
+
+def test_open_file_limit_is_raised_for_max_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from controlplane import cli
+
+    limits = {"now": (1024, 50000)}
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", lambda _, value: limits.update(now=value))
+    assert cli._raise_open_file_limit(21024) == 21024
+    assert limits["now"] == (21024, 50000)
+    limits["now"] = (1024, 4096)  # capped by the hard limit
+    assert cli._raise_open_file_limit(21024) == 4096

@@ -53,7 +53,6 @@ def test_envoy_keeps_serving_while_control_plane_is_down(loop: LoopThread, fake:
         paths=[str(ports.manifest_dir)],
         workers=2,
         listen_address="127.0.0.1",
-        admin_port=ports.admin_port,
         metrics_port=ports.metrics_port,
         ready_port=ports.ready_port,
         run_dir=str(ports.run_dir),

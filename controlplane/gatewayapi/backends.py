@@ -15,7 +15,7 @@ from typing import Any
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
-from controlplane.resources import Problem, Resource
+from controlplane.resources import Problem, Resource, header_value_problem
 
 AI_BACKEND_KINDS = {
     ("llmgw.dev/v1alpha1", "AIBackend"),
@@ -278,6 +278,9 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
         if not isinstance(key, str) or not key.strip():
             ctx.fail(f"{fld}.key", "must be a non-empty string")
             return None
+        if bad := header_value_problem(key.strip()):
+            ctx.fail(f"{fld}.key", f"cannot be sent as an HTTP header: it {bad}")
+            return None
         return AuthIR(header=header, prefix=prefix, value=key.strip(), source="inline key")
     if "secretRef" in auth:
         ref = auth["secretRef"]
@@ -300,6 +303,12 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
             return None
         if not value.strip():
             ctx.fail(f"{fld}.secretRef.key", f"Secret {secret_key} key {item!r} is empty")
+            return None
+        if bad := header_value_problem(value.strip()):
+            ctx.fail(
+                f"{fld}.secretRef.key",
+                f"Secret {secret_key} key {item!r} cannot be sent as an HTTP header: it {bad}",
+            )
             return None
         return AuthIR(header=header, prefix=prefix, value=value.strip(), source=f"secret {secret_key}")
     for kind in ("aws", "gcp", "azure"):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from controlplane.ir import AuthIR
-from controlplane.resources import Problem, Resource
+from controlplane.resources import Problem, Resource, header_value_problem
 
 
 class Ctx(Protocol):
@@ -174,6 +174,10 @@ def _secret_fields(ctx: Ctx, fld: str, kind: str, ref: Any) -> dict[str, str] | 
         return None
     for secret_key, param in {**required, **optional}.items():
         value = (data.get(secret_key) or "").strip()
+        # AWS keys travel in (or are signed into) request headers: a line break inside fails every request.
+        if value and kind == "aws" and (bad := header_value_problem(value)):
+            ctx.fail(fld, f"Secret {key} key {secret_key!r} cannot be used in an HTTP header: it {bad}")
+            return None
         if value:
             out[param] = value
     return out

@@ -73,7 +73,7 @@ async def serve(args: argparse.Namespace) -> int:
         if missing:
             return False, f"extproc not listening yet: {', '.join(missing)}"
         try:
-            state = await asyncio.to_thread(EnvoyAdmin(args.admin_port).state)
+            state = await asyncio.to_thread(EnvoyAdmin(port=args.admin_port).state)
         except OSError as exc:
             return False, f"envoy not ready: {exc}"
         return state == "LIVE", f"envoy {state}"
@@ -93,7 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
     await stop.wait()
     # The Envoy container's preStop hook is draining it (provision.py); requests still in flight
     # need the workers, so they stop only once Envoy has no active request (or the timeout).
-    await EnvoyAdmin(args.admin_port).drain(timeout_s=args.drain_timeout, start=False)
+    await EnvoyAdmin(port=args.admin_port).drain(timeout_s=args.drain_timeout, start=False)
     for child in reversed(children):
         await child.stop()
     await runner.cleanup()

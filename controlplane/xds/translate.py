@@ -23,6 +23,7 @@ import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
+import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
@@ -33,6 +34,7 @@ from google.protobuf.message import Message
 
 from controlplane.gatewayapi.direct import direct_cluster
 from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR, VirtualHostIR
+from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
 
 _T = "type.googleapis.com/"
@@ -75,11 +77,11 @@ def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
     return out
 
 
-def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE) -> EnvoyResources:
+def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE, limits: Limits | None = None) -> EnvoyResources:
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
     for listener in ir.listeners:
-        res.listeners.append(_listener(listener))
+        res.listeners.append(_listener(listener, limits or Limits()))
         res.routes.append(_route_config(listener, providers))
     direct = {
         r.backends[0].cluster
@@ -301,7 +303,26 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
     }
 
 
-def _listener(listener: ListenerIR) -> dict[str, Any]:
+def early_header_mutation() -> list[dict[str, Any]]:
+    """Headers only the gateway may set, removed from every request before route matching.
+
+    `x-gateway-model-name` selects backends; a client's copy would otherwise pick
+    a backend (and its key) on any request the extproc does not rewrite, such as
+    a GET or a non-JSON body. Early header mutation runs before routing and
+    before any filter, on every route.
+    """
+    return [
+        {
+            "name": "llmgw.strip_gateway_headers",
+            "typed_config": {
+                "@type": _T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                "mutations": [{"remove": names.MODEL_HEADER}],
+            },
+        }
+    ]
+
+
+def _listener(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
     hcm = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": listener.name.replace("/", "_"),
@@ -328,13 +349,23 @@ def _listener(listener: ListenerIR) -> dict[str, Any]:
             }
         ],
         "local_reply_config": local_reply_config(),
-        "stream_idle_timeout": "300s",
         "use_remote_address": True,
+        "early_header_mutation_extensions": early_header_mutation(),
+        # Slow and greedy clients (controlplane/limits.py).
+        "request_headers_timeout": duration(limits.request_headers_timeout_s),
+        "request_timeout": duration(limits.request_timeout_s),
+        "stream_idle_timeout": duration(limits.stream_idle_timeout_s),
+        "common_http_protocol_options": {"idle_timeout": duration(limits.idle_timeout_s)},
+        "http2_protocol_options": {
+            "max_concurrent_streams": H2_MAX_CONCURRENT_STREAMS,
+            "initial_stream_window_size": H2_STREAM_WINDOW,
+            "initial_connection_window_size": H2_CONNECTION_WINDOW,
+        },
     }
     return {
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},
-        "per_connection_buffer_limit_bytes": listener.max_body_bytes,
+        "per_connection_buffer_limit_bytes": limits.connection_buffer_bytes,
         "filter_chains": [
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
@@ -355,7 +386,7 @@ def _route_config(listener: ListenerIR, providers: dict[str, int]) -> dict[str, 
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r, providers) for r in vh.routes],
+                "routes": [_route(r, providers, body_limit=listener.max_body_bytes) for r in vh.routes],
             }
             for vh in listener.virtual_hosts
         ],
@@ -427,7 +458,7 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
-def _route(r: RouteIR, providers: dict[str, int]) -> dict[str, Any]:
+def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
     if not r.backends:
         out["direct_response"] = {
@@ -476,6 +507,10 @@ def _route(r: RouteIR, providers: dict[str, int]) -> dict[str, Any]:
             out["response_headers_to_add"] = _header_values(r.response_headers)
         if r.response_headers.remove:
             out["response_headers_to_remove"] = list(r.response_headers.remove)
+    if r.ai and r.backends:
+        # The extproc buffers the whole request and response of AI routes; the connection's own
+        # buffer stays small (Limits.connection_buffer_bytes). Larger bodies get 413.
+        out["request_body_buffer_limit"] = str(max(body_limit, int(out.get("request_body_buffer_limit", 0))))
     if not r.ai:
         out["typed_per_filter_config"] = {
             names.ROUTER_STAGE_FILTER: {
