@@ -44,7 +44,9 @@ def compile_paths(
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: Limits | None = None,
+    pause_oracle: tuple[str, int] | None = None,
 ) -> Compiled:
+    """`pause_oracle`: where the running gateway answers Retry-After pause checks (xds.translate)."""
     resources, problems = load_files(paths)
     out = Compiled(problems=list(problems))
     translation = translate_resources(
@@ -52,7 +54,7 @@ def compile_paths(
     )
     out.problems.extend(translation.problems)
     out.ir = translation.ir
-    out.envoy = translate_ir(translation.ir, limits=limits)
+    out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle)
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input

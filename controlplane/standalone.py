@@ -104,7 +104,14 @@ class Standalone:
             listen_address=self.opts.listen_address,
             max_body_bytes=self.opts.max_body_bytes,
             limits=self.opts.limits,
+            pause_oracle=self.pause_oracle,
         )
+
+    @property
+    def pause_oracle(self) -> tuple[str, int]:
+        """Where Envoy's health checks ask whether a provider is paused (observability.py)."""
+        host = self.opts.metrics_address
+        return ("127.0.0.1" if host in ("0.0.0.0", "::", "") else host), self.opts.ready_port
 
     async def apply(self, compiled: Compiled) -> None:
         assert compiled.protos is not None and compiled.extproc is not None
@@ -148,11 +155,21 @@ class Standalone:
         await self.apply(compiled)
         await self.start_control_plane()
 
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir)}
-        sockets = []
-        for i in range(max(1, opts.workers)):
-            sock = str(self.run_dir / f"extproc-{i}.sock")
-            sockets.append(sock)
+        # The workers share the providers' Retry-After pauses through the state dir, and the pause
+        # oracle reads them there (extproc/cooldown.py); it is up before Envoy health checks it.
+        state_dir = self.run_dir / "state"
+        shutil.rmtree(state_dir, ignore_errors=True)
+        await start_http(
+            host=opts.metrics_address,
+            metrics_port=opts.metrics_port,
+            ready_port=opts.ready_port,
+            multiproc_dir=str(self.multiproc_dir),
+            is_ready=self.is_ready,
+            state_dir=str(state_dir),
+        )
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
+        sockets = self.extproc_sockets
+        for i, sock in enumerate(sockets):
             argv = [
                 sys.executable,
                 "-m",
@@ -194,17 +211,14 @@ class Standalone:
         self.children.append(self.envoy)
         for child in self.children:
             await child.start()
-        await start_http(
-            host=opts.metrics_address,
-            metrics_port=opts.metrics_port,
-            ready_port=opts.ready_port,
-            multiproc_dir=str(self.multiproc_dir),
-            is_ready=self.is_ready,
-        )
 
     @property
     def xds_socket(self) -> str:
         return str(self.run_dir / "xds.sock")
+
+    @property
+    def extproc_sockets(self) -> list[str]:
+        return [str(self.run_dir / f"extproc-{i}.sock") for i in range(max(1, self.opts.workers))]
 
     @property
     def admin_socket(self) -> str:
@@ -235,6 +249,11 @@ class Standalone:
         workers = max(1, self.opts.workers)
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
+        # Workers listen only once configured (extproc/worker.py): being connected to the config
+        # channel is not yet taking streams.
+        deaf = [s for s in self.extproc_sockets if not _accepts(s)]
+        if deaf:
+            return False, f"{len(deaf)} of {workers} extproc workers not listening yet"
         try:
             state = await asyncio.to_thread(self.admin.state)
         except OSError as exc:
@@ -279,6 +298,17 @@ class Standalone:
         await self.stop_control_plane()
         if not self.opts.run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _accepts(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket `path` (a stale file does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def describe(compiled: Compiled) -> str:

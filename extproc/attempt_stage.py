@@ -5,11 +5,18 @@ for that provider's API (the pair module), sets the provider's path, and
 replaces any client credential with the provider's. OpenAI-compatible
 traffic is patched only when needed, without parsing the body otherwise.
 Idempotent: a retried attempt gets the same result.
+
+On failover clusters it also sees each attempt's response headers: a
+429/503/529 with `Retry-After` pauses that provider (extproc/cooldown.py: the
+board, plus `x-envoy-immediate-health-check-fail` so Envoy stops picking it at
+once); a 429 without it becomes a 503 for outlier detection (the router stage
+restores it).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,14 +25,16 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import errors, validation
 from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_after_seconds
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
-from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
 from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, split_path
 from extproc.providers import module_for
 from extproc.translate import select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
 
 log = logging.getLogger("llmgw.extproc")
+
 # Credentials a client may send; none of them reaches a provider.
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 INTERNAL_HEADERS = ("x-gateway-model-name",)
@@ -39,9 +48,12 @@ class AttemptRequest:
     op: Operation | None = None
     headers: dict[str, str] = field(default_factory=dict)
     query: str = ""
+    cooldowns: CooldownBoard | None = None
+    pausable: bool = False  # the host is health checked against the pause oracle
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
-        pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
+        meta = attribute(req, "xds.upstream_host_metadata")
+        pid = provider_from_host_metadata(meta)
         provider = self.config.providers.get(pid) if pid else None
         if provider is None:
             return errors.immediate(
@@ -49,7 +61,13 @@ class AttemptRequest:
                 message="The gateway has no configuration for this backend yet; retry shortly.",
                 code="backend_not_configured",
             )
-        return self.start(provider, header_dict(req.request_headers), end_of_stream=req.request_headers.end_of_stream)
+        self.pausable = host_metadata_has(meta, PAUSABLE_KEY)
+        headers = header_dict(req.request_headers)
+        if self.pausable and self.cooldowns is not None and self.cooldowns.remaining(provider.id) > 0:
+            pause = backend_pause(self.config, self.cooldowns, provider.backend)
+            if pause > 0:
+                return paused_reply(headers.get(":path", "/"), pause)
+        return self.start(provider, headers, end_of_stream=req.request_headers.end_of_stream)
 
     def start(self, provider: ProviderConfig, headers: dict[str, str], *, end_of_stream: bool) -> ep.ProcessingResponse:
         """The headers response for a request to `provider` (the router stage calls it for direct routes)."""
@@ -184,27 +202,75 @@ class AttemptRequest:
         for key, value in headers.items():
             mutation.set_headers.append(set_header(key, value))
 
+    def on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        """Failover clusters only: pause a provider that sent Retry-After, or mark a 429 as a 503."""
+        status = b""
+        for h in req.response_headers.headers.headers:
+            if h.key == ":status":
+                status = h.raw_value or h.value.encode()
+                break
+        if status not in _PAUSE_STATUSES:
+            return _PASS_RESPONSE
+        if self.pausable and self.cooldowns is not None and self.provider is not None:
+            pause = retry_after_seconds(header_dict(req.response_headers))
+            if pause is not None:
+                if self.cooldowns.note(self.provider.id, pause):
+                    log.info(
+                        "provider %s asked for a pause of %.1f s (HTTP %s)", self.provider.id, pause, status.decode()
+                    )
+                # Envoy's router excludes the host now; the health check against the pause oracle
+                # lets it back when the pause is over. The status stays: a 429 is retried
+                # (retriable_status_codes) without also counting towards an outlier ejection.
+                return _PAUSED_RESPONSE
+        if status != b"429":
+            return _PASS_RESPONSE
+        mutation = ep.HeaderMutation(
+            set_headers=[set_header(":status", "503"), set_header(UPSTREAM_STATUS_HEADER, "429")]
+        )
+        return ep.ProcessingResponse(
+            response_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
+        )
 
-# A 429 becomes 503 on its way to the router, so that outlier detection (which counts 5xx,
-# not 429) ejects a rate-limited provider; the router stage restores the 429 for the client.
+
+# A 429 without Retry-After becomes 503 on its way to the router, so that outlier detection
+# (which counts 5xx, not 429) ejects a rate-limited provider; the router stage restores the 429.
 UPSTREAM_STATUS_HEADER = "x-llmgw-upstream-status"
+# Read by Envoy's router on the upstream response (after upstream filters): the host fails its
+# active health check at once. The router stage removes it before the client sees it.
+IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 _PASS_RESPONSE = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+_PAUSED_RESPONSE = ep.ProcessingResponse(
+    response_headers=ep.HeadersResponse(
+        response=ep.CommonResponse(
+            header_mutation=ep.HeaderMutation(set_headers=[set_header(IMMEDIATE_HC_FAIL_HEADER, "true")])
+        )
+    )
+)
+_PAUSE_STATUSES = frozenset(str(s).encode() for s in PAUSE_STATUSES)
 
 
-def on_response_headers(req: ep.ProcessingRequest) -> ep.ProcessingResponse:
-    """Failover clusters only: mark a 429 as a 503 for Envoy's retry and ejection logic."""
-    for h in req.response_headers.headers.headers:
-        if h.key == ":status":
-            status = h.raw_value or h.value.encode()
-            if status != b"429":
-                return _PASS_RESPONSE
-            mutation = ep.HeaderMutation(
-                set_headers=[set_header(":status", "503"), set_header(UPSTREAM_STATUS_HEADER, "429")]
-            )
-            return ep.ProcessingResponse(
-                response_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
-            )
-    return _PASS_RESPONSE
+def backend_pause(config: ExtprocConfig, cooldowns: CooldownBoard, backend: str) -> float:
+    """Seconds until a provider of `backend` is back, when every one of them is paused; else 0."""
+    pauses = [cooldowns.remaining(p.id) for p in config.providers.values() if p.backend == backend]
+    return min(pauses) if pauses and all(pauses) else 0.0
+
+
+def paused_reply(path: str, pause: float) -> ep.ProcessingResponse:
+    """Every provider of the backend asked for a pause: a 429 with Retry-After, in the client's schema.
+
+    Envoy sends requests to excluded hosts when all of a cluster's hosts are excluded; the
+    provider is not asked again before its time. Clients (the official SDKs included) wait
+    for Retry-After on a 429. A local reply here goes straight to the client: no retry.
+    """
+    op = operation_of(split_path(path)[0])
+    seconds = max(1, math.ceil(pause))
+    return errors.immediate(
+        status=429,
+        message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
+        code="providers_paused",
+        anthropic=op is not None and op.client_api == "anthropic",
+        headers={"retry-after": str(seconds)},
+    )
 
 
 def _body_response(mutation: ep.HeaderMutation, new_body: bytes | None) -> ep.ProcessingResponse:

@@ -33,18 +33,26 @@ def error_body(*, status: int, message: str, code: str, anthropic: bool = False,
 
 
 def immediate(
-    *, status: int, message: str, code: str, anthropic: bool = False, details: str = "", param: str | None = None
+    *,
+    status: int,
+    message: str,
+    code: str,
+    anthropic: bool = False,
+    details: str = "",
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> ep.ProcessingResponse:
-    """An ext_proc ImmediateResponse carrying a client-schema JSON error."""
-    headers = ep.HeaderMutation(
+    """An ext_proc ImmediateResponse carrying a client-schema JSON error (and any extra `headers`)."""
+    mutation = ep.HeaderMutation(
         set_headers=[
-            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key="content-type", raw_value=b"application/json"))
+            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, raw_value=v.encode()))
+            for k, v in {"content-type": "application/json", **(headers or {})}.items()
         ]
     )
     return ep.ProcessingResponse(
         immediate_response=ep.ImmediateResponse(
             status={"code": status},
-            headers=headers,
+            headers=mutation,
             body=error_body(status=status, message=message, code=code, anthropic=anthropic, param=param),
             details="llmgw_" + (details or code),
         )

@@ -47,7 +47,11 @@ def _value(v: struct_pb2.Value) -> object:
     return getattr(v, kind)
 
 
-_PROVIDER_IN_TEXT = re.compile(r'key: "llmgw" value \{ fields \{ key: "provider" value \{ string_value: "([^"]*)"')
+# Fields print in key order; the ones before "provider" (e.g. "pausable") hold scalars.
+_PROVIDER_IN_TEXT = re.compile(
+    r'key: "llmgw" value \{ (?:fields \{ key: "[^"]*" value \{ [^{}]* \} \} )*'
+    r'fields \{ key: "provider" value \{ string_value: "([^"]*)"'
+)
 
 
 def provider_from_host_metadata(meta: object) -> str | None:
@@ -65,3 +69,14 @@ def provider_from_host_metadata(meta: object) -> str | None:
         pid = ours.get("provider") if isinstance(ours, dict) else None
         return pid if isinstance(pid, str) else None
     return None
+
+
+def host_metadata_has(meta: object, key: str) -> bool:
+    """Whether `xds.upstream_host_metadata` sets our (llmgw namespace) boolean `key` to true."""
+    if isinstance(meta, str):
+        return f'key: "{key}" value {{ bool_value: true }}' in meta
+    if isinstance(meta, dict):
+        fm = meta.get("filter_metadata") or meta.get("filterMetadata") or {}
+        ours = fm.get("llmgw") if isinstance(fm, dict) else None
+        return isinstance(ours, dict) and ours.get(key) is True
+    return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from extproc.usage import Usage
 
@@ -60,6 +60,13 @@ REQUEST_ATTEMPTS = Histogram(
 )
 
 
+INTERRUPTED_STREAMS = Counter(
+    "llmgw_gen_ai_server_interrupted_streams",
+    "Responses cut after they started (provider reset, client gone); their usage so far is recorded as usual",
+    LABELS,
+)
+
+
 @dataclass(frozen=True)
 class RequestLabels:
     operation: str
@@ -90,8 +97,11 @@ def record(
     ttft_s: float | None,
     streamed_for_s: float | None,
     attempts: int = 1,
+    interrupted: bool = False,
 ) -> None:
     values = labels.values()
+    if interrupted:
+        INTERRUPTED_STREAMS.labels(*values).inc()
     REQUEST_DURATION.labels(*values).observe(duration_s)
     REQUEST_ATTEMPTS.labels(*values).observe(attempts)
     if ttft_s is not None:

@@ -6,11 +6,23 @@ and rejects bad input in the client's schema. Response: extracts usage (JSON
 or SSE), hides the usage-only chunk the gateway asked for on the client's
 behalf, records metrics and writes usage to Envoy dynamic metadata for the
 access log.
+
+A streamed response can be cut after it started (the provider resets, the
+client goes away). Envoy then resets the client's stream itself: once
+response headers went out, no filter can add bytes (router.cc onUpstreamAbort
+-> sendLocalReply -> "Prior headers have already been sent" -> resetStream),
+and this stage only learns it when Envoy closes the ext_proc stream. So
+streams carry their metadata as it becomes known (identity on the headers,
+usage whenever it changes) so the access log has it, and a closed stream
+still records metrics with the usage counted so far (`on_stream_closed`). A
+stream the provider ends early but cleanly gets an error event in the
+client's schema from its translation instead.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -20,8 +32,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
 from extproc import errors, metrics, validation
-from extproc.attempt_stage import UPSTREAM_STATUS_HEADER, AttemptRequest
+from extproc.attempt_stage import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER, AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of
 from extproc.providers import module_for
@@ -30,6 +43,7 @@ from extproc.translate.base import RequestContext, ResponseTranslation, Translat
 from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc")
+
 MODEL_HEADER = "x-gateway-model-name"
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
@@ -60,6 +74,9 @@ class RouterRequest:
     encoding_format: str | None = None
     provider_id: str = ""
     direct: AttemptRequest | None = None  # set on a direct route: this stage does the attempt work
+    cooldowns: CooldownBoard | None = None  # providers paused by their Retry-After
+    replacement_body: bytes | None = None  # the body this stage answers instead of Envoy's
+    reported_usage: Usage | None = None  # what the dynamic metadata already says
 
     # --- request ---------------------------------------------------------------------------
 
@@ -156,6 +173,8 @@ class RouterRequest:
             mutation = resp.response_headers.response.header_mutation
             mutation.set_headers.append(set_header(":status", original))
             mutation.remove_headers.append(UPSTREAM_STATUS_HEADER)
+        if headers.pop(IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
+            resp.response_headers.response.header_mutation.remove_headers.append(IMMEDIATE_HC_FAIL_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -174,6 +193,10 @@ class RouterRequest:
         if provider is not None:
             self.provider = provider.kind
             self.provider_id = provider.id
+        elif self.status == 503 and not msg.end_of_stream:
+            pause = self._backend_pause()
+            if pause > 0:
+                return self._paused_reply(resp, pause)
         self.translation = self._translation(provider)
         if self.translation is not None:
             changes = self.translation.on_headers(self.status, headers)
@@ -184,8 +207,35 @@ class RouterRequest:
             if self.translation.streaming and not msg.end_of_stream:
                 self.first_chunk_at = None
                 resp.mode_override.CopyFrom(_STREAMED)
+                resp.dynamic_metadata.CopyFrom(self._metadata())  # in the access log even if cut
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
+        return resp
+
+    def _backend_pause(self) -> float:
+        if self.cooldowns is None or not self.backend:
+            return 0.0
+        return backend_pause(self.config, self.cooldowns, self.backend)
+
+    def _paused_reply(self, resp: ep.ProcessingResponse, pause: float) -> ep.ProcessingResponse:
+        """Envoy's "no healthy upstream" 503 because every provider is paused: a 429 with Retry-After.
+
+        Hosts that the health check failed (a cluster rebuilt during a pause) leave Envoy
+        no host; hosts only excluded by the attempt stage's header are still picked, and
+        the attempt stage answers this same 429 then (attempt_stage.paused_reply).
+        """
+        seconds = max(1, math.ceil(pause))
+        self.status = 429
+        self.replacement_body = errors.error_body(
+            status=429,
+            message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
+            code="providers_paused",
+            anthropic=self.op is not None and self.op.client_api == "anthropic",
+        )
+        mutation = resp.response_headers.response.header_mutation
+        for key, value in ((":status", "429"), ("retry-after", str(seconds)), ("content-type", "application/json")):
+            mutation.set_headers.append(set_header(key, value))
+        mutation.remove_headers.append("content-length")
         return resp
 
     def _translation(self, provider: ProviderConfig | None) -> ResponseTranslation | None:
@@ -212,25 +262,44 @@ class RouterRequest:
     def on_response_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         resp = ep.ProcessingResponse(response_body=ep.BodyResponse())
         tr = self.translation
-        if tr is not None:
-            if tr.streaming and self.first_chunk_at is None and msg.body:
+        if self.replacement_body is not None:
+            if msg.end_of_stream:
+                resp.response_body.response.body_mutation.body = self.replacement_body
+            else:
+                resp.response_body.response.body_mutation.clear_body = True
+        elif tr is not None:
+            first = tr.streaming and self.first_chunk_at is None and bool(msg.body)
+            if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
+            if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
+                self.usage, self.response_model = tr.usage, tr.response_model
+                resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
         if msg.end_of_stream and not self.done:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
-    def _finish(self) -> struct_pb2.Struct:
-        self.done = True
-        if self.translation is not None:
-            self.usage = self.translation.usage
-            self.response_model = self.translation.response_model
-        now = time.monotonic()
-        op = self.op.semconv if self.op else "unknown"
-        labels = metrics.RequestLabels(
-            operation=op,
+    def on_stream_closed(self) -> None:
+        """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.
+
+        Its metadata is already in Envoy; the metrics get the usage counted so far.
+        """
+        if self.done or self.status == 0 or self.replacement_body is not None:
+            return
+        self._finish(interrupted=True)
+        log.warning(
+            "response cut after it started: route %s, backend %s, provider %s, usage so far %s",
+            self.route or "-",
+            self.backend or "-",
+            self.provider_id or "-",
+            self.usage,
+        )
+
+    def _labels(self) -> metrics.RequestLabels:
+        return metrics.RequestLabels(
+            operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
             response_model=self.response_model or self.request_model,
@@ -238,20 +307,33 @@ class RouterRequest:
             route=self.route,
             backend=self.backend,
         )
-        ttft = self.first_chunk_at - self.started if self.first_chunk_at else None
-        streamed = now - self.first_chunk_at if self.first_chunk_at else None
+
+    def _finish(self, *, interrupted: bool = False) -> struct_pb2.Struct:
+        """Metrics (2xx) and the final dynamic metadata, once; `interrupted`: the response was cut."""
+        self.done = True
+        if self.translation is not None:
+            self.usage = self.translation.usage
+            self.response_model = self.translation.response_model
+        now = time.monotonic()
         if 200 <= self.status < 300:
             metrics.record(
-                labels=labels,
+                labels=self._labels(),
                 usage=self.usage,
                 duration_s=now - self.started,
                 attempts=self.attempts,
-                ttft_s=ttft,
-                streamed_for_s=streamed,
+                ttft_s=self.first_chunk_at - self.started if self.first_chunk_at else None,
+                streamed_for_s=now - self.first_chunk_at if self.first_chunk_at else None,
+                interrupted=interrupted,
             )
+        return self._metadata()
+
+    def _metadata(self) -> struct_pb2.Struct:
+        """The access log's view of this request so far (Envoy merges it under `llmgw`)."""
+        self.reported_usage = self.usage
+        labels = self._labels()
         meta: dict[str, object] = {
             "gateway": self.gateway,
-            "gen_ai.operation.name": op,
+            "gen_ai.operation.name": labels.operation,
             "gen_ai.provider.name": self.provider,
             "provider": self.provider_id,
             "gen_ai.request.model": self.request_model,
@@ -265,8 +347,8 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
-        if ttft is not None:
-            meta["gen_ai.server.time_to_first_token_ms"] = round(ttft * 1000, 3)
+        if self.first_chunk_at is not None:
+            meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()
         out.update({"llmgw": meta})
         return out

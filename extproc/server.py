@@ -16,8 +16,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import errors
 from extproc.attempt_stage import AttemptRequest
-from extproc.attempt_stage import on_response_headers as attempt_response_headers
 from extproc.configclient import ConfigHolder
+from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.router_stage import RouterRequest
 
@@ -25,8 +25,9 @@ log = logging.getLogger("llmgw.extproc")
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, holder: ConfigHolder) -> None:
+    def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
         self.holder = holder
+        self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -39,7 +40,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 gateway = str(value)
         config = self.holder.current
         if stage == "attempt":
-            attempt = AttemptRequest(config=config)
+            attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
             async for req in request_iterator:
                 which = req.WhichOneof("request")
                 if which == "request_headers":
@@ -47,32 +48,40 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 elif which == "request_body":
                     yield attempt.on_request_body(req.request_body)
                 elif which == "response_headers":
-                    yield attempt_response_headers(req)
+                    yield attempt.on_response_headers(req)
                 else:
                     yield _passthrough(which)
             return
-        router = RouterRequest(gateway=gateway, config=config)
-        async for req in request_iterator:
-            which = req.WhichOneof("request")
+        router = RouterRequest(gateway=gateway, config=config, cooldowns=self.cooldowns)
+        try:
+            async for req in request_iterator:
+                which = req.WhichOneof("request")
+                try:
+                    if which == "request_headers":
+                        yield router.on_request_headers(
+                            req.request_headers, route_name=attribute(req, "xds.route_name")
+                        )
+                    elif which == "request_body":
+                        yield router.on_request_body(req.request_body)
+                    elif which == "response_headers":
+                        yield router.on_response_headers(req)
+                    elif which == "response_body":
+                        yield router.on_response_body(req.response_body)
+                    else:
+                        yield _passthrough(which)
+                except Exception:  # a bug must not hang the request: answer, log, keep serving
+                    log.exception("router stage failed on %s", which)
+                    if which in ("request_headers", "request_body"):
+                        yield errors.immediate(
+                            status=500, message="The gateway failed to process the request.", code="gateway_error"
+                        )
+                    else:
+                        yield _passthrough(which)
+        finally:
             try:
-                if which == "request_headers":
-                    yield router.on_request_headers(req.request_headers, route_name=attribute(req, "xds.route_name"))
-                elif which == "request_body":
-                    yield router.on_request_body(req.request_body)
-                elif which == "response_headers":
-                    yield router.on_response_headers(req)
-                elif which == "response_body":
-                    yield router.on_response_body(req.response_body)
-                else:
-                    yield _passthrough(which)
-            except Exception:  # a bug must not hang the request: answer, log, keep serving
-                log.exception("router stage failed on %s", which)
-                if which in ("request_headers", "request_body"):
-                    yield errors.immediate(
-                        status=500, message="The gateway failed to process the request.", code="gateway_error"
-                    )
-                else:
-                    yield _passthrough(which)
+                router.on_stream_closed()  # a response cut after it started still counts
+            except Exception:
+                log.exception("router stage failed on stream close")
 
 
 def _passthrough(which: str | None) -> ep.ProcessingResponse:

@@ -20,6 +20,7 @@ import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc.configclient import ConfigHolder, watch_config
+from extproc.cooldown import CooldownBoard
 from extproc.server import ExternalProcessor
 
 log = logging.getLogger("llmgw.extproc")
@@ -35,7 +36,8 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
             ("grpc.max_send_message_length", -1),
         ]
     )
-    ep_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(holder), server)
+    processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env())
+    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -165,7 +165,9 @@ class FakeProvider:
         dialect = dialects.find(request.method, request.path)
         if dialect is not None:
             streaming = dialect.is_streaming(request.path, data)
-            reset, status, cut = respond.take_faults(shared, overrides, behaviour, streaming=streaming)
+            reset, status, cut = respond.take_faults(
+                shared, overrides, behaviour, streaming=streaming, model=respond.request_model(request.path, data)
+            )
             delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
             if delay > 0:
                 await respond.pause(delay / 1000)
@@ -187,7 +189,9 @@ class FakeProvider:
         streaming = (
             kind in (respond.CHAT, respond.COMPLETIONS) and isinstance(data, dict) and data.get("stream") is True
         )
-        reset, status, cut = respond.take_faults(shared, overrides, behaviour, streaming=streaming)
+        reset, status, cut = respond.take_faults(
+            shared, overrides, behaviour, streaming=streaming, model=respond.request_model(request.path, data)
+        )
 
         delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
         if delay > 0:
@@ -244,7 +248,9 @@ class FakeProvider:
             usage=usage if include_usage else None,
             **fields,
         )
-        return await respond.send_stream(request, events, interval_ms=behaviour.chunk_interval_ms, cut=cut)
+        return await respond.send_stream(
+            request, events, interval_ms=behaviour.chunk_interval_ms, cut=cut, clean=behaviour.cut_cleanly
+        )
 
     def _injected_error(self, behaviour: Behaviour, status: int) -> web.Response:
         message = behaviour.error_message or (f"Injected fault: HTTP {status} from fake provider {self.name}")

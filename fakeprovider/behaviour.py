@@ -11,7 +11,9 @@ loud 400 instead of a silently ignored setting.
 Fault fields (`error_status`, `reset_connection`, `cut_stream_after_chunks`)
 are rationed by `error_count`: while it is None every request gets the fault;
 otherwise each faulted request decrements it and at 0 the provider behaves
-normally again ("fail the next two requests, then recover").
+normally again ("fail the next two requests, then recover"). `fault_model`
+narrows them to the requests for one model, so two providers that share one
+host:port (a cheap and an expensive model on one API) can fail separately.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Behaviour:
     """Sleep before any response byte (for client and gateway timeout tests)."""
     cut_stream_after_chunks: int | None = None
     """Streams only: abort the connection after this many SSE events, before [DONE]."""
+    cut_cleanly: bool = False
+    """With `cut_stream_after_chunks`: end the HTTP response properly there instead of aborting
+    the connection (a stream that stops early without its final event, e.g. no [DONE])."""
+    fault_model: str | None = None
+    """Shared faults hit only requests for this model (body `model`, or the model in the path)."""
     require_auth: str | None = None
     """Expected key: `authorization: Bearer KEY`, `api-key: KEY` or `x-api-key: KEY`."""
 
@@ -93,6 +100,8 @@ _RULES: dict[str, tuple[str, bool, float | None, float | None]] = {
     "reset_connection": ("bool", False, None, None),
     "stall_before_headers_ms": ("number", False, 0, None),
     "cut_stream_after_chunks": ("int", True, 0, None),
+    "cut_cleanly": ("bool", False, None, None),
+    "fault_model": ("str", True, None, None),
     "require_auth": ("str", True, None, None),
 }
 

@@ -8,8 +8,10 @@ shared behaviour and request log are passed in.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -43,15 +45,37 @@ def route(method: str, path: str) -> tuple[int, str] | None:
     return None
 
 
+# Where a model sits in a path: Azure deployments, Bedrock model ids, Gemini/Vertex models.
+_PATH_MODEL_RE = re.compile(r"/(?:deployments|model)/([^/]+)/|/models/([^/:]+):")
+
+
+def request_model(path: str, data: Any) -> str | None:
+    """The model a request asks for: the body's `model`, else the one its path names."""
+    if isinstance(data, dict) and isinstance(data.get("model"), str):
+        return str(data["model"])
+    match = _PATH_MODEL_RE.search(path)
+    if match is None:
+        return None
+    return unquote(match.group(1) or match.group(2))
+
+
 def take_faults(
-    shared: Behaviour, overrides: dict[str, Any], behaviour: Behaviour, *, streaming: bool
+    shared: Behaviour,
+    overrides: dict[str, Any],
+    behaviour: Behaviour,
+    *,
+    streaming: bool,
+    model: str | None = None,
 ) -> tuple[bool, int | None, int | None]:
     """(reset, error status, cut point) for this request, spending the shared error_count.
 
     Faults from the per-request header always apply and never spend the budget;
-    faults from the shared behaviour apply while `error_count` is None or > 0.
+    faults from the shared behaviour apply while `error_count` is None or > 0,
+    and only to requests for `fault_model` when it is set.
     """
     budget = shared.error_count is None or shared.error_count > 0
+    if behaviour.fault_model is not None and model != behaviour.fault_model:
+        budget = False
     spent = False
     values: dict[str, Any] = {}
     for field in FAULT_FIELDS:
@@ -103,8 +127,9 @@ async def pause(seconds: float) -> None:
 
 
 async def send_stream(
-    request: web.Request, events: list[bytes], *, interval_ms: float, cut: int | None
+    request: web.Request, events: list[bytes], *, interval_ms: float, cut: int | None, clean: bool = False
 ) -> web.StreamResponse:
+    """Write the events and [DONE]; after `cut` events abort the connection (or, `clean`, end properly)."""
     response = web.StreamResponse(headers=SSE_HEADERS)
     interval = interval_ms / 1000
     try:
@@ -114,8 +139,11 @@ async def send_stream(
                 await pause(interval)
             await response.write(event)
         if cut is not None:
-            await drain(request)
-            abort(request)
+            if clean:
+                await response.write_eof()
+            else:
+                await drain(request)
+                abort(request)
             return response
         if interval > 0:
             await pause(interval)

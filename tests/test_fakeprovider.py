@@ -260,6 +260,16 @@ def test_error_injection_with_count_and_retry_after(fp: FakeProviderThread, http
         assert "retry-after" not in r.headers
 
 
+def test_faults_for_one_model_only(fp: FakeProviderThread, http: httpx.Client) -> None:
+    """Two providers on one host:port with different models fail independently."""
+    fp.set_behaviour(error_status=500, error_count=2, fault_model="gpt-cheap")
+    assert http.post("/v1/chat/completions", json=chat_body(model="gpt-pricey")).status_code == 200
+    assert http.post("/v1/chat/completions", json=chat_body(model="gpt-cheap")).status_code == 500
+    assert http.post("/openai/deployments/gpt-cheap/chat/completions", json={"messages": []}).status_code == 500
+    assert fp.behaviour.error_count == 0  # the other model's request did not spend the budget
+    assert http.post("/v1/chat/completions", json=chat_body(model="gpt-cheap")).status_code == 200
+
+
 def test_openai_sdk_sees_injected_errors(fp: FakeProviderThread) -> None:
     fp.set_behaviour(error_status=401)
     client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
@@ -340,6 +350,22 @@ def test_cut_stream(fp: FakeProviderThread, http: httpx.Client) -> None:
     assert len(events) == 2 and "[DONE]" not in events
     # non-streaming requests are not affected by a stream cut
     assert http.post("/v1/chat/completions", json=chat_body()).status_code == 200
+
+
+def test_cut_stream_cleanly(fp: FakeProviderThread, http: httpx.Client) -> None:
+    """The response ends properly after two events: no [DONE], but no broken connection either."""
+    fp.set_behaviour(cut_stream_after_chunks=2, cut_cleanly=True)
+    r = http.post("/v1/chat/completions", json=chat_body(stream=True))
+    assert r.status_code == 200
+    events = sse_events(r.text)
+    assert len(events) == 2 and "[DONE]" not in events
+    anthropic_stream = http.post(
+        "/v1/messages",
+        headers={"anthropic-version": "2023-06-01"},
+        json={"model": "claude", "max_tokens": 20, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert anthropic_stream.status_code == 200
+    assert "message_start" in anthropic_stream.text and "message_stop" not in anthropic_stream.text
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 ENVIRON = {"TEST_KEY": "sk-from-env"}
 REDACTED = "<redacted>"
 PUBLIC_PARAMS = {"region", "mode"}  # auth params that are not secret
+PAUSE_ORACLE = ("127.0.0.1", 15021)  # as `llmgw run` and the controller give it (Retry-After pauses)
 
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN_DIR.glob("*.in.yaml"))
 
@@ -115,7 +116,7 @@ def render(case: str) -> Rendered:
     resources = [dataclasses.replace(r, file=name) for r in resources]
     load_problems = [dataclasses.replace(p, file=name) for p in load_problems]
     translation = translate(resources, environ=ENVIRON, listen_address="0.0.0.0")
-    envoy = translate_ir(translation.ir)
+    envoy = translate_ir(translation.ir, pause_oracle=PAUSE_ORACLE)
     problems = [f"{p} [{p.reason}]" for p in [*load_problems, *translation.problems]]
     ir_text = _dump({"ir": _redacted_ir(translation.ir), "problems": problems})
     envoy_text = _dump(dataclasses.asdict(envoy))

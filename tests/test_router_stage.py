@@ -337,9 +337,23 @@ def test_router_sse_usage_chunk_split_over_three_bodies_with_empty_end() -> None
 
 
 def test_router_sse_cut_mid_event_flushes_tail_at_end_of_stream() -> None:
+    """A stream that ends early (here mid-event) is told to be incomplete, not silently cut."""
     rr = streaming_router(None)
     out, _ = feed(rr, [CONTENT_1, CONTENT_2[:15]])
-    assert out == CONTENT_1 + CONTENT_2[:15]
+    error = (
+        b'data: {"error":{"message":"The provider\'s stream ended before it was complete.",'
+        b'"type":"server_error","code":"stream_incomplete","param":null}}\n\n'
+    )
+    assert out == CONTENT_1 + CONTENT_2[:15] + b"\n\n" + error
+
+
+def test_router_sse_ending_without_done_gets_an_error_event_whoever_asked_for_usage() -> None:
+    rr = streaming_router({"include_usage": True})
+    out, _ = feed(rr, [CONTENT_1, CONTENT_2])
+    assert out.startswith(CONTENT_1 + CONTENT_2 + b'data: {"error":') and b"stream_incomplete" in out
+    rr = streaming_router({"include_usage": True})
+    out, _ = feed(rr, [CONTENT_1, CONTENT_2, DONE])
+    assert out == CONTENT_1 + CONTENT_2 + DONE
 
 
 def test_router_sse_passes_unchanged_when_client_asked_for_usage() -> None:
@@ -352,3 +366,33 @@ def test_router_sse_passes_unchanged_when_client_asked_for_usage() -> None:
     meta = llmgw_meta(responses[-1])
     assert meta["gen_ai.usage.input_tokens"] == 9
     assert meta["gen_ai.usage.output_tokens"] == 2
+
+
+def test_router_stream_cut_after_it_started_keeps_its_metadata_and_counts_its_usage() -> None:
+    """Envoy resets the client's stream and closes ours: what was known is already in Envoy."""
+    from prometheus_client import REGISTRY
+
+    rr, _ = router()
+    rr.on_request_body(body_msg({"model": "gpt-4o", "stream": True, "messages": []}))
+    headers = response_headers(rr, {":status": "200", "content-type": "text/event-stream"})
+    assert llmgw_meta(headers)["provider"] == PROVIDER_ID  # identity before any byte of the body
+    first = rr.on_response_body(ep.HttpBody(body=CONTENT_1, end_of_stream=False))
+    assert "gen_ai.server.time_to_first_token_ms" in llmgw_meta(first)
+    labels = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "openai",
+        "gen_ai_request_model": "gpt-4o",
+        "gen_ai_response_model": "gpt-4o-x",  # from the chunk that did arrive
+        "gateway": GATEWAY,
+        "route": "default/openai",
+        "backend": "default/b",
+    }
+    name = "llmgw_gen_ai_server_interrupted_streams_total"
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    rr.on_stream_closed()
+    assert REGISTRY.get_sample_value(name, labels) == before + 1
+    rr.on_stream_closed()  # once
+    assert REGISTRY.get_sample_value(name, labels) == before + 1
+    done, _ = router()
+    done.on_stream_closed()  # no response yet: nothing was cut
+    assert REGISTRY.get_sample_value(name, labels) == before + 1

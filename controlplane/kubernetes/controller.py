@@ -245,7 +245,9 @@ class Controller:
     async def _publish(self, plan: Plan) -> None:
         for key, gp in sorted(plan.gateways.items()):
             try:
-                protos = to_protos(translate_ir(gp.ir))
+                # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
+                oracle = ("127.0.0.1", self.opts.settings.ready_port)
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
                 continue

@@ -50,7 +50,10 @@ async def serve(args: argparse.Namespace) -> int:
     metrics_dir = socket_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    # The workers share the providers' Retry-After pauses through the state dir (extproc/cooldown.py).
+    state_dir = socket_dir / "state"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LLMGW_STATE_DIR": str(state_dir)}
 
     def died(pid: int) -> None:
         with contextlib.suppress(Exception):
@@ -84,6 +87,7 @@ async def serve(args: argparse.Namespace) -> int:
         ready_port=args.ready_port,
         multiproc_dir=str(metrics_dir),
         is_ready=is_ready,
+        state_dir=str(state_dir),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ from controlplane.gatewayapi.direct import direct_cluster
 from controlplane.ir import IR, BackendIR, HeaderModIR, ListenerIR, MatchIR, ProviderIR, RouteIR, VirtualHostIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
+from extproc.cooldown import ORACLE_PATH, PAUSABLE_KEY, pause_key
 
 _T = "type.googleapis.com/"
 SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
@@ -77,7 +78,16 @@ def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
     return out
 
 
-def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE, limits: Limits | None = None) -> EnvoyResources:
+def translate(
+    ir: IR,
+    *,
+    system_ca_file: str = SYSTEM_CA_FILE,
+    pause_oracle: tuple[str, int] | None = None,
+    limits: Limits | None = None,
+) -> EnvoyResources:
+    """`pause_oracle`: the gateway's pause oracle (host, port), which ends Retry-After pauses
+    (extproc/cooldown.py); without it a failover cluster has no health check and a 429 counts
+    towards outlier detection whatever its Retry-After."""
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
     for listener in ir.listeners:
@@ -92,7 +102,13 @@ def translate(ir: IR, *, system_ca_file: str = SYSTEM_CA_FILE, limits: Limits | 
     }
     for backend in ir.backends:
         for twin in (False, True) if backend.cluster in direct else (False,):
-            cluster, cla = _cluster(backend, listener_limit=_max_body(ir), system_ca_file=system_ca_file, direct=twin)
+            cluster, cla = _cluster(
+                backend,
+                listener_limit=_max_body(ir),
+                system_ca_file=system_ca_file,
+                direct=twin,
+                pause_oracle=pause_oracle,
+            )
             res.clusters.append(cluster)
             if cla is not None:
                 res.endpoints.append(cla)
@@ -591,8 +607,9 @@ def retry_policy(r: RouteIR, providers: int) -> dict[str, Any] | None:
 def attempt_stage_filter(*, failover: bool = False) -> dict[str, Any]:
     """The upstream ext_proc filter: per attempt, translate and authenticate for the picked provider.
 
-    On failover clusters it also sees the response headers, to turn a 429 into
-    a 503 that outlier detection counts (the router stage restores the 429).
+    On failover clusters it also sees the response headers: it pauses a provider
+    that answered with Retry-After (extproc/cooldown.py), or turns a 429 into a
+    503 that outlier detection counts (the router stage restores the 429).
     """
     return {
         "name": names.ATTEMPT_STAGE_FILTER,
@@ -611,6 +628,8 @@ def attempt_stage_filter(*, failover: bool = False) -> dict[str, Any]:
                 "response_trailer_mode": "SKIP",
             },
             "request_attributes": ["xds.upstream_host_metadata"],
+            # x-envoy-immediate-health-check-fail on a response pauses its provider (extproc/cooldown.py).
+            **({"mutation_rules": {"allow_envoy": True}} if failover else {}),
         },
     }
 
@@ -631,33 +650,89 @@ def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
     return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
 
 
-def _lb_endpoint(p: ProviderIR) -> dict[str, Any]:
+def _eds_keeps_every_provider(providers: tuple[ProviderIR, ...]) -> bool:
+    """Whether an EDS cluster would hold one host per provider.
+
+    Envoy keys EDS hosts by address: of two endpoints with the same IP:port, in
+    any priority, only the first is kept (`updateLocalityEndpoints` in
+    source/extensions/clusters/eds/eds.cc), so the second provider (its
+    metadata, its priority) silently disappears. A STRICT_DNS cluster resolves
+    each endpoint as its own target with its own hosts, whatever the address,
+    so providers that share a host:port (two models on api.openai.com, two
+    deployments on one Azure resource, IP literals included) use that.
+    """
+    if not all(_is_ip(p.host) for p in providers):
+        return False
+    addresses = {(ipaddress.ip_address(p.host), p.port) for p in providers}
+    return len(addresses) == len(providers)
+
+
+def _lb_endpoint(p: ProviderIR, pause_oracle: tuple[str, int] | None = None) -> dict[str, Any]:
+    ours: dict[str, Any] = {"provider": p.id}
+    endpoint: dict[str, Any] = {
+        "address": {"socket_address": {"address": p.host, "port_value": p.port}},
+        "hostname": p.host,
+    }
+    if pause_oracle is not None:
+        # The health check of this provider asks the pause oracle, naming the provider in Host.
+        ours[PAUSABLE_KEY] = True
+        endpoint["health_check_config"] = {
+            "address": {"socket_address": {"address": pause_oracle[0], "port_value": pause_oracle[1]}},
+            "hostname": pause_key(p.id),
+        }
     return {
-        "endpoint": {
-            "address": {"socket_address": {"address": p.host, "port_value": p.port}},
-            "hostname": p.host,
-        },
+        "endpoint": endpoint,
         "metadata": {
             "filter_metadata": {
-                names.METADATA_NAMESPACE: {"provider": p.id},
+                names.METADATA_NAMESPACE: ours,
                 "envoy.transport_socket_match": {"provider": p.id},
             }
         },
     }
 
 
+def pause_health_check() -> dict[str, Any]:
+    """Ends a Retry-After pause: every second, each provider's pause as the oracle reports it.
+
+    The attempt stage starts a pause with `x-envoy-immediate-health-check-fail`; this check
+    (against the gateway's oracle, never the provider) brings the host back once the oracle
+    answers 200 again. An HTTP 503 from the oracle fails a host at once; an unreachable oracle
+    is a network failure, which only counts after `unhealthy_threshold` in a row, so an oracle
+    outage does not take healthy providers out. The criteria match none of the providers' TLS
+    sockets: the check is plaintext.
+    """
+    return {
+        "timeout": "1s",
+        "interval": "1s",
+        "no_traffic_interval": "1s",
+        "unhealthy_interval": "1s",
+        "interval_jitter": "0.1s",
+        "unhealthy_threshold": 60,
+        "healthy_threshold": 1,
+        "reuse_connection": True,
+        "http_health_check": {"path": ORACLE_PATH},
+        "transport_socket_match_criteria": {"llmgw": "pause-oracle"},
+    }
+
+
 def _cluster(
-    b: BackendIR, *, listener_limit: int, system_ca_file: str, direct: bool = False
+    b: BackendIR,
+    *,
+    listener_limit: int,
+    system_ca_file: str,
+    direct: bool = False,
+    pause_oracle: tuple[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The backend's cluster; `direct`: its twin for direct routes, without the attempt stage."""
     name = direct_cluster(b.cluster) if direct else b.cluster
-    all_ips = all(_is_ip(p.host) for p in b.providers)
+    eds = _eds_keeps_every_provider(b.providers)
     upstream_filters = [] if direct else [attempt_stage_filter(failover=b.fails_over)]
+    oracle = pause_oracle if b.fails_over and not direct else None
     priorities = sorted({p.priority for p in b.providers})
     cla = {
         "cluster_name": name,
         "endpoints": [
-            {"priority": i, "lb_endpoints": [_lb_endpoint(p) for p in b.providers if p.priority == prio]}
+            {"priority": i, "lb_endpoints": [_lb_endpoint(p, oracle) for p in b.providers if p.priority == prio]}
             for i, prio in enumerate(priorities)
         ],
     }
@@ -704,6 +779,11 @@ def _cluster(
             "enforcing_consecutive_gateway_failure": 100,
         }
         cluster["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
+        if oracle is not None:
+            cluster["health_checks"] = [pause_health_check()]
+            # The pause oracle answers 200 for a provider outlier detection ejected: that must not
+            # end the ejection (Envoy's default for a host passing its active health check).
+            cluster["outlier_detection"]["successful_active_health_check_uneject_host"] = False
     matches = [
         {
             "name": p.id,
@@ -715,7 +795,7 @@ def _cluster(
     ]
     if matches:
         cluster["transport_socket_matches"] = matches
-    if all_ips:
+    if eds:
         cluster["type"] = "EDS"
         cluster["eds_cluster_config"] = {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
         return cluster, cla

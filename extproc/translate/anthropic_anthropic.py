@@ -77,8 +77,16 @@ def api_version(ctx: RequestContext) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+INCOMPLETE_MESSAGE = "The provider's stream ended before it was complete."
+
+
 class AnthropicPassthroughResponse:
-    """Reads usage and model; never changes a byte."""
+    """Reads usage and model; never changes a byte of what the provider sent.
+
+    A stream that ends without `message_stop` (or the provider's own `error`
+    event) gets an Anthropic `error` event appended, so the anthropic SDK raises
+    instead of returning a silently truncated message.
+    """
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -87,6 +95,7 @@ class AnthropicPassthroughResponse:
         self._acc = AnthropicUsage()
         self._sse: SSEDecoder | None = None
         self._body = b""
+        self._complete = False
 
     @property
     def streaming(self) -> bool:
@@ -108,6 +117,13 @@ class AnthropicPassthroughResponse:
         for ev in self._sse.feed(chunk):
             if b'"message_start"' in ev.data or b'"message_delta"' in ev.data:
                 self._read_event(ev.data)
+            elif ev.event in ("message_stop", "error") or b'"type":"message_stop"' in ev.data:
+                self._complete = True
+        if end_of_stream and not self._complete:
+            self._complete = True
+            sep = b"\n\n" if self._sse.flush() else b""
+            err = {"type": "error", "error": {"type": "api_error", "message": INCOMPLETE_MESSAGE}}
+            return chunk + sep + b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
         return None
 
     def _read_json(self, body: bytes) -> None:

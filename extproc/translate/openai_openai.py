@@ -3,7 +3,10 @@
 Request: only the model (when the provider overrides it) and, for streamed
 chat/completions, `stream_options.include_usage` so usage can be counted.
 Response: usage read from the JSON or from the SSE usage chunk; that chunk is
-hidden from a client that did not ask for it.
+hidden from a client that did not ask for it. A stream that ends without its
+final event (`[DONE]`; for /responses `response.completed` and its kin) ends
+with an error event instead, as the other pairs do: the openai SDK raises on
+`data: {"error": ...}` rather than returning a silently truncated answer.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ def _has_usage(data: bytes) -> bool:
     return b'"usage":{' in data or b'"usage": {' in data
 
 
+# The last event of a complete stream (or the provider's own error event, which ends it too).
+_RESPONSES_FINAL = frozenset(("response.completed", "response.failed", "response.incomplete", "error"))
+INCOMPLETE_MESSAGE = "The provider's stream ended before it was complete."
+
+
 class OpenAIResponse:
-    def __init__(self, *, client_wants_usage: bool) -> None:
+    def __init__(self, *, client_wants_usage: bool, responses_api: bool = False) -> None:
         self.usage: Usage | None = None
         self.response_model = ""
         self.client_wants_usage = client_wants_usage
         self.status = 0
         self._sse: SSEDecoder | None = None
+        self._responses_api = responses_api
+        self._complete = False
 
     @property
     def streaming(self) -> bool:
@@ -64,6 +74,8 @@ class OpenAIResponse:
         kept: list[bytes] = []
         dropped = False
         for ev in self._sse.feed(chunk):
+            if not self._complete and self._is_final(ev.event, ev.data):
+                self._complete = True
             if ev.data and ev.data != b"[DONE]" and (_has_usage(ev.data) or not self.response_model):
                 try:
                     doc = orjson.loads(ev.data)
@@ -79,13 +91,32 @@ class OpenAIResponse:
                             dropped = True
                             continue
             kept.append(ev.raw)
+        incomplete = end_of_stream and not self._complete and 200 <= self.status < 300
         if not strip:
-            return None
+            if not incomplete:
+                return None
+            return chunk + self._incomplete_event(self._sse.flush())
         # Hold back a partial event so that a usage chunk split across reads can still go.
         out = b"".join(kept)
         if end_of_stream:
-            out += self._sse.flush()
+            tail = self._sse.flush()
+            out += tail + (self._incomplete_event(tail) if incomplete else b"")
         return out if dropped or out != chunk else None
+
+    def _is_final(self, event: str, data: bytes) -> bool:
+        if self._responses_api:
+            return event in _RESPONSES_FINAL
+        return data == b"[DONE]" or data.startswith(b'{"error"')
+
+    def _incomplete_event(self, partial_tail: bytes) -> bytes:
+        """The error event that ends a stream the provider left unfinished (after any cut-off event)."""
+        self._complete = True
+        sep = b"\n\n" if partial_tail else b""
+        if self._responses_api:
+            err = {"type": "error", "code": "stream_incomplete", "message": INCOMPLETE_MESSAGE, "param": None}
+            return sep + b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
+        err = {"message": INCOMPLETE_MESSAGE, "type": "server_error", "code": "stream_incomplete", "param": None}
+        return sep + b"data: " + orjson.dumps({"error": err}) + b"\n\n"
 
 
 class OpenAIPair:
@@ -115,7 +146,7 @@ class OpenAIPair:
         )
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> OpenAIResponse:
-        return OpenAIResponse(client_wants_usage=client_wants_usage)
+        return OpenAIResponse(client_wants_usage=client_wants_usage, responses_api=ctx.op == "responses")
 
 
 PAIR = OpenAIPair()

@@ -67,7 +67,8 @@ class AnthropicDialect:
 
 
 async def _send(ex: Exchange, events: list[bytes]) -> web.StreamResponse:
-    """Write the events (no `[DONE]`: Anthropic ends with `message_stop`); abort after `cut_after` events."""
+    """Write the events (no `[DONE]`: Anthropic ends with `message_stop`); abort after `cut_after` events
+    (or end there properly with `cut_cleanly`)."""
     response = web.StreamResponse(headers=respond.SSE_HEADERS)
     interval = ex.behaviour.chunk_interval_ms / 1000
     cut = ex.cut_after
@@ -77,7 +78,7 @@ async def _send(ex: Exchange, events: list[bytes]) -> web.StreamResponse:
             if index and interval > 0:
                 await respond.pause(interval)
             await response.write(event)
-        if cut is not None:
+        if cut is not None and not ex.behaviour.cut_cleanly:
             await respond.drain(ex.request)
             respond.abort(ex.request)
             return response

@@ -94,7 +94,13 @@ class BedrockDialect:
         frames = bw.stream_frames(pieces=pieces, tool=tool, usage=usage)
         if MIDSTREAM_THROTTLE in last_user:
             frames = [*frames[:3], bw.exception_frame("throttlingException", MIDSTREAM_MESSAGE)]
-        return await _stream(request, frames, interval_ms=ex.behaviour.chunk_interval_ms, cut=ex.cut_after)
+        return await _stream(
+            request,
+            frames,
+            interval_ms=ex.behaviour.chunk_interval_ms,
+            cut=ex.cut_after,
+            clean=ex.behaviour.cut_cleanly,
+        )
 
 
 def _message(body: bytes) -> str:
@@ -113,7 +119,7 @@ def _error(status: int, message: str, error_type: str | None = None) -> web.Resp
 
 
 async def _stream(
-    request: web.Request, frames: list[bytes], *, interval_ms: float, cut: int | None
+    request: web.Request, frames: list[bytes], *, interval_ms: float, cut: int | None, clean: bool = False
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": bw.EVENTSTREAM_CONTENT_TYPE, "x-amzn-RequestId": bw.request_id()}
@@ -127,7 +133,7 @@ async def _stream(
             half = len(frame) // 2
             await response.write(frame[:half])
             await response.write(frame[half:])
-        if cut is not None:
+        if cut is not None and not clean:
             await respond.drain(request)
             respond.abort(request)
             return response

@@ -100,7 +100,7 @@ async def _send(ex: Exchange, events: list[bytes]) -> web.StreamResponse:
             if index and interval > 0:
                 await respond.pause(interval)
             await response.write(event)
-        if cut is not None:
+        if cut is not None and not ex.behaviour.cut_cleanly:
             await respond.drain(ex.request)
             respond.abort(ex.request)
             return response
