@@ -251,3 +251,43 @@ def test_attempt_stage_bug_ends_the_stream_with_the_error(monkeypatch: pytest.Mo
     with pytest.raises(RuntimeError, match="a bug in a stage handler"):
         asyncio.run(main())
     assert kinds(received) == ["request_headers"]
+
+
+# --- the end of a router stream ------------------------------------------------------------------
+
+
+def test_router_stage_is_told_when_its_stream_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    closed: list[str | None] = []
+    monkeypatch.setattr(RouterRequest, "on_stream_closed", lambda self: closed.append(self.request_model))
+    run(processor(), ROUTER, [request_headers(POST_CHAT), request_body(CHAT)])
+    assert closed == ["gpt-4o"]
+
+
+def test_router_stream_cut_by_envoy_is_still_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Envoy resetting the stream surfaces as an error from the request iterator: the request still hears of it."""
+    closed: list[str | None] = []
+    monkeypatch.setattr(RouterRequest, "on_stream_closed", lambda self: closed.append(self.request_model))
+    proc = processor()
+
+    async def requests() -> AsyncIterator[ep.ProcessingRequest]:
+        yield request_headers(POST_CHAT)
+        yield request_body(CHAT)
+        raise ConnectionResetError("stream reset by Envoy")
+
+    async def main() -> None:
+        async for _ in proc.Process(requests(), FakeContext(ROUTER)):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(main())
+    assert closed == ["gpt-4o"]
+
+
+def test_router_stage_bug_at_stream_close_is_logged_not_raised(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(RouterRequest, "on_stream_closed", _boom)
+    with caplog.at_level(logging.ERROR, logger="llmgw.extproc"):
+        responses = run(processor(), ROUTER, [request_headers(POST_CHAT), request_body(CHAT)])
+    assert kinds(responses) == ["request_headers", "request_body"]
+    assert "router stage failed on stream close" in caplog.text
