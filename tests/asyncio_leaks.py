@@ -32,6 +32,18 @@ def describe(task: asyncio.Task[Any]) -> str:
     return f"task {task.get_name()!r} running {name}"
 
 
+async def settle(timeout: float = 5.0) -> None:
+    """Wait (up to `timeout`) for this loop's other tasks to finish; call it last in a main coroutine.
+
+    For tasks a library finishes on its own after a cancel, such as grpc.aio's status task of a
+    cancelled call, which completes only when the core reports the cancellation. A task that
+    never finishes is still reported as a leak.
+    """
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=timeout)
+
+
 class LeakWatch:
     """Collects leaked tasks from every loop in the process until `take()`."""
 

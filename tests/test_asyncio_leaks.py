@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.asyncio_leaks import LeakWatch
+from tests.asyncio_leaks import LeakWatch, settle
 
 pytest_plugins = ["pytester"]
 
@@ -77,6 +77,19 @@ def test_tasks_awaited_or_cancelled_are_not_leaks(_asyncio_leak_watch: LeakWatch
     loop.run_until_complete(main())
     loop.close()
     assert _asyncio_leak_watch.take() == []
+
+
+def test_settle_waits_for_tasks_that_end_on_their_own_and_not_for_leaks(_asyncio_leak_watch: LeakWatch) -> None:
+    async def main() -> None:
+        ends = asyncio.Event()
+        asyncio.create_task(ends.wait(), name="ends-soon")  # noqa: RUF006 - finished by the loop, not awaited
+        asyncio.get_running_loop().call_soon(ends.set)
+        asyncio.create_task(_forever(), name="never-ends")  # noqa: RUF006 - leaked on purpose
+        await settle(timeout=0.2)
+
+    asyncio.run(main())
+    [leak] = _asyncio_leak_watch.take()
+    assert "'never-ends'" in leak
 
 
 def test_the_autouse_fixture_fails_a_leaking_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
