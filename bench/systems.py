@@ -229,16 +229,26 @@ def llmgw_manifests(*, port: int, up: Upstreams, provider: str) -> str:
     key_name = "x-api-key" if provider == "anthropic" else "Authorization"
     backends = []
     for name, backend_port in (("replay", up.replay_port), ("fake", up.fake_port)):
+        if provider == "openai-failover":
+            # Two OpenAI providers in priority groups (both the same upstream): a failover
+            # cluster, so the attempt stage runs although no translation is needed.
+            ai = f"""    groups:
+      - providers:
+          - {{name: primary, openai: {{}}, host: 127.0.0.1, port: {backend_port}}}
+      - providers:
+          - {{name: secondary, openai: {{}}, host: 127.0.0.1, port: {backend_port}}}"""
+        else:
+            ai = f"""    provider:
+      {provider}: {{}}
+      host: 127.0.0.1
+      port: {backend_port}"""
         backends.append(f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: {name}, namespace: default}}
 spec:
   ai:
-    provider:
-      {provider}: {{}}
-      host: 127.0.0.1
-      port: {backend_port}
+{ai}
   policies:
     auth:
       secretRef: {{name: bench-key, key: {key_name}}}
@@ -325,6 +335,12 @@ class Llmgw(System):
             msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
             self.note = "llmgw validate: " + (msg[0] if msg else f"exit {proc.returncode}")
         return proc.returncode == 0
+
+
+class LlmgwFailover(Llmgw):
+    """OpenAI -> OpenAI through a two-group failover backend (the attempt stage, no translation)."""
+
+    provider = "openai-failover"
 
 
 class LlmgwAnthropic(Llmgw):

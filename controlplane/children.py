@@ -19,7 +19,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from controlplane import lifeline
 
@@ -112,3 +114,18 @@ class Child:
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def accepting(path: str | Path) -> bool:
+    """Whether a process listens on Unix socket `path` (a file left by a killed worker does not count).
+
+    extproc workers bind their socket only once they have a config, so this is
+    also "this worker can serve".
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from extproc import wire
 from extproc.contract import ExtprocConfig
 
 log = logging.getLogger("llmgw.configchannel")
 
-SERVICE = "llmgw.config.v1.ExtprocConfig"
-METHOD = f"/{SERVICE}/Watch"
+SERVICE = wire.CONFIG_SERVICE
 
 
 class ConfigChannel:

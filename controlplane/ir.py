@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from extproc import wire
+
 DEFAULT_REQUEST_TIMEOUT_S = 300.0
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
@@ -55,7 +57,7 @@ class BackendIR:
 
     @property
     def cluster(self) -> str:
-        return f"aibackend/{self.key}"
+        return wire.backend_cluster(self.key)
 
     @property
     def fails_over(self) -> bool:

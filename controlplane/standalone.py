@@ -26,7 +26,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from prometheus_client import multiprocess
 
 from controlplane import bootstrap
-from controlplane.children import Child
+from controlplane.children import Child, accepting
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
@@ -35,6 +35,7 @@ from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
 from controlplane.xds.snapshot import Snapshot
+from extproc import wire
 
 log = logging.getLogger("llmgw")
 
@@ -249,11 +250,10 @@ class Standalone:
         workers = max(1, self.opts.workers)
         if self.channel.watchers < workers:
             return False, f"{self.channel.watchers} of {workers} extproc workers have their config"
-        # Workers listen only once configured (extproc/worker.py): being connected to the config
-        # channel is not yet taking streams.
-        deaf = [s for s in self.extproc_sockets if not _accepts(s)]
-        if deaf:
-            return False, f"{len(deaf)} of {workers} extproc workers not listening yet"
+        # A worker listens only once its config arrived, a moment after it subscribed.
+        waiting = [Path(s).name for s in self.extproc_sockets if not await asyncio.to_thread(accepting, s)]
+        if waiting:
+            return False, f"extproc not listening yet: {', '.join(waiting)}"
         try:
             state = await asyncio.to_thread(self.admin.state)
         except OSError as exc:
@@ -300,17 +300,6 @@ class Standalone:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _accepts(path: str) -> bool:
-    """Whether something accepts connections on the Unix socket `path` (a stale file does not)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(path)
-        except OSError:
-            return False
-    return True
-
-
 def describe(compiled: Compiled) -> str:
     assert compiled.ir is not None
     lines = []
@@ -322,7 +311,7 @@ def describe(compiled: Compiled) -> str:
                 if vh.name == "any" or r not in lst.virtual_hosts[-1].routes:
                     m = r.match
                     extra = "".join(f" [{h.name}={h.value}]" for h in m.headers)
-                    target = ", ".join(b.cluster.removeprefix("aibackend/") for b in r.backends) or "-"
+                    target = ", ".join(wire.backend_of_cluster(b.cluster) for b in r.backends) or "-"
                     lines.append(f"  {m.path_type} {m.path}{extra} -> {target}")
     for b in compiled.ir.backends:
         for p in b.providers:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-from extproc import errors, validation
+from extproc import errors, validation, wire
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_after_seconds
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
@@ -37,7 +37,6 @@ log = logging.getLogger("llmgw.extproc")
 
 # Credentials a client may send; none of them reaches a provider.
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
-INTERNAL_HEADERS = ("x-gateway-model-name",)
 _EMPTY_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
 
 
@@ -75,7 +74,7 @@ class AttemptRequest:
         self.headers = headers
         path, self.query = split_path(self.headers.get(":path", "/"))
         self.op = operation_of(path)
-        mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *INTERNAL_HEADERS])
+        mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *wire.GATEWAY_ONLY_HEADERS])
         if end_of_stream:  # no body will follow: finish here
             try:
                 self._finish(mutation, UpstreamRequest(body=None), body=b"", model="", stream=False)
@@ -139,7 +138,7 @@ class AttemptRequest:
                 # Most OpenAI-compatible requests need no change: skip the parse.
                 pair = select("openai", "openai")
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
-                if pair is not None and not pair.needs_body(raw, ctx):  # type: ignore[attr-defined]
+                if pair is not None and not pair.needs_body(raw, ctx):
                     self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=False)
                     return _body_response(mutation, None)
             parsed: Any = already_parsed
@@ -225,7 +224,7 @@ class AttemptRequest:
         if status != b"429":
             return _PASS_RESPONSE
         mutation = ep.HeaderMutation(
-            set_headers=[set_header(":status", "503"), set_header(UPSTREAM_STATUS_HEADER, "429")]
+            set_headers=[set_header(":status", "503"), set_header(wire.UPSTREAM_STATUS_HEADER, "429")]
         )
         return ep.ProcessingResponse(
             response_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=mutation))
@@ -234,15 +233,13 @@ class AttemptRequest:
 
 # A 429 without Retry-After becomes 503 on its way to the router, so that outlier detection
 # (which counts 5xx, not 429) ejects a rate-limited provider; the router stage restores the 429.
-UPSTREAM_STATUS_HEADER = "x-llmgw-upstream-status"
 # Read by Envoy's router on the upstream response (after upstream filters): the host fails its
 # active health check at once. The router stage removes it before the client sees it.
-IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 _PASS_RESPONSE = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
 _PAUSED_RESPONSE = ep.ProcessingResponse(
     response_headers=ep.HeadersResponse(
         response=ep.CommonResponse(
-            header_mutation=ep.HeaderMutation(set_headers=[set_header(IMMEDIATE_HC_FAIL_HEADER, "true")])
+            header_mutation=ep.HeaderMutation(set_headers=[set_header(wire.IMMEDIATE_HC_FAIL_HEADER, "true")])
         )
     )
 )

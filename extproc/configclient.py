@@ -12,11 +12,10 @@ import logging
 
 import grpc
 
-from extproc import credentials
+from extproc import credentials, wire
 from extproc.contract import EMPTY, ExtprocConfig
 
 log = logging.getLogger("llmgw.extproc.config")
-WATCH_METHOD = "/llmgw.config.v1.ExtprocConfig/Watch"
 
 
 class ConfigHolder:
@@ -43,7 +42,9 @@ async def watch_config(*, target: str, holder: ConfigHolder, worker: str) -> Non
     while True:
         try:
             async with grpc.aio.insecure_channel(target) as channel:
-                call = channel.unary_stream(WATCH_METHOD, request_serializer=None, response_deserializer=None)
+                call = channel.unary_stream(
+                    wire.CONFIG_WATCH_METHOD, request_serializer=None, response_deserializer=None
+                )
                 async for raw in call(worker.encode()):
                     holder.accept(raw)
                     delay = 0.1

@@ -18,14 +18,29 @@ CONTRACT_VERSION = 1
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """Where and how the provider credential goes on the upstream request."""
+    """Where and how the provider credential goes on the upstream request.
+
+    `value` and `params` hold secrets: they are left out of `repr`/`str` (and so of
+    every log line and error message that formats the config); only `to_json`, for
+    the config channel, carries them.
+    """
 
     header: str = "authorization"
     prefix: str = "Bearer "
-    value: str = ""
+    value: str = field(default="", repr=False)
     source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
     kind: str = "header"  # header | aws | gcp | azure: which module in extproc.credentials makes the headers
-    params: dict[str, str] = field(default_factory=dict)  # resolved inputs of that kind (secret fields, region)
+    # Resolved inputs of that kind (secret fields, region).
+    params: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        redacted = "<redacted>" if self.value or self.params else "<none>"
+        return (
+            f"AuthConfig(kind={self.kind!r}, header={self.header!r}, source={self.source!r}, "
+            f"params={sorted(self.params)!r}, value={redacted})"
+        )
+
+    __str__ = __repr__
 
     def header_value(self) -> str:
         """The full header value; a value that already carries the prefix is kept as is."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -31,8 +32,8 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics, validation
-from extproc.attempt_stage import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER, AttemptRequest, backend_pause
+from extproc import errors, metrics, validation, wire
+from extproc.attempt_stage import AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
@@ -44,7 +45,6 @@ from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc")
 
-MODEL_HEADER = "x-gateway-model-name"
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
 
@@ -77,6 +77,8 @@ class RouterRequest:
     cooldowns: CooldownBoard | None = None  # providers paused by their Retry-After
     replacement_body: bytes | None = None  # the body this stage answers instead of Envoy's
     reported_usage: Usage | None = None  # what the dynamic metadata already says
+    # The worker's newest config, for a provider this request's snapshot does not know.
+    latest_config: Callable[[], ExtprocConfig] | None = None
 
     # --- request ---------------------------------------------------------------------------
 
@@ -140,9 +142,9 @@ class RouterRequest:
             return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
         if self.request_model:
-            common.header_mutation.set_headers.append(set_header(MODEL_HEADER, self.request_model))
+            common.header_mutation.set_headers.append(set_header(wire.MODEL_HEADER, self.request_model))
         else:
-            common.header_mutation.remove_headers.append(MODEL_HEADER)
+            common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
         common.clear_route_cache = True
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
@@ -167,14 +169,14 @@ class RouterRequest:
         msg = req.response_headers
         headers = header_dict(msg)
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
-        original = headers.pop(UPSTREAM_STATUS_HEADER, None)
+        original = headers.pop(wire.UPSTREAM_STATUS_HEADER, None)
         if original is not None:  # the attempt stage turned a 429 into a 503 for outlier detection
             headers[":status"] = original
             mutation = resp.response_headers.response.header_mutation
             mutation.set_headers.append(set_header(":status", original))
-            mutation.remove_headers.append(UPSTREAM_STATUS_HEADER)
-        if headers.pop(IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
-            resp.response_headers.response.header_mutation.remove_headers.append(IMMEDIATE_HC_FAIL_HEADER)
+            mutation.remove_headers.append(wire.UPSTREAM_STATUS_HEADER)
+        if headers.pop(wire.IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
+            resp.response_headers.response.header_mutation.remove_headers.append(wire.IMMEDIATE_HC_FAIL_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -183,13 +185,20 @@ class RouterRequest:
         if isinstance(attempts, int | float) and attempts > 0:
             self.attempts = int(attempts)
         route_name = attribute(req, "xds.route_name")
-        if isinstance(route_name, str) and route_name.startswith("httproute/"):
-            self.route = "/".join(route_name.split("/")[1:3])
+        route = wire.route_of_route_name(route_name) if isinstance(route_name, str) else None
+        if route is not None:
+            self.route = route
         cluster = attribute(req, "xds.cluster_name")
         if isinstance(cluster, str):
-            self.backend = cluster.removeprefix("aibackend/").removeprefix("aibackend-direct/")
+            self.backend = wire.backend_of_cluster(cluster)
         pid = provider_from_host_metadata(attribute(req, "xds.upstream_host_metadata"))
-        provider = self.config.providers.get(pid) if pid else None
+        provider = self._provider(pid)
+        if pid and provider is None:
+            # A provider answered whose API this worker does not know (a worker that has no
+            # config yet, or an older one than the worker that translated the request): its
+            # body cannot be translated, and passing it on as if it were in the client's
+            # schema would be a 200 the client cannot read. Fail instead, in the client's schema.
+            return self._untranslatable(pid)
         if provider is not None:
             self.provider = provider.kind
             self.provider_id = provider.id
@@ -237,6 +246,27 @@ class RouterRequest:
             mutation.set_headers.append(set_header(key, value))
         mutation.remove_headers.append("content-length")
         return resp
+
+    def _provider(self, pid: str | None) -> ProviderConfig | None:
+        if not pid:
+            return None
+        provider = self.config.providers.get(pid)
+        if provider is None and self.latest_config is not None:
+            # The config may have arrived or changed since this request started.
+            self.config = self.latest_config()
+            provider = self.config.providers.get(pid)
+        return provider
+
+    def _untranslatable(self, pid: str) -> ep.ProcessingResponse:
+        self.done = True
+        anthropic = self.op is not None and self.op.client_api == "anthropic"
+        return errors.immediate(
+            status=503,
+            message=f"The gateway has no configuration for provider {pid} yet and cannot translate its answer; "
+            "retry shortly.",
+            code="provider_not_configured",
+            anthropic=anthropic,
+        )
 
     def _translation(self, provider: ProviderConfig | None) -> ResponseTranslation | None:
         """The pair for (client API, the API of the provider that answered).
@@ -350,5 +380,5 @@ class RouterRequest:
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()
-        out.update({"llmgw": meta})
+        out.update({wire.METADATA_NAMESPACE: meta})
         return out

@@ -14,11 +14,12 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
-from extproc import errors
+from extproc import errors, wire
 from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
+from extproc.operations import Operation
 from extproc.router_stage import RouterRequest
 
 log = logging.getLogger("llmgw.extproc")
@@ -34,25 +35,31 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
     ) -> AsyncIterator[ep.ProcessingResponse]:
         stage = gateway = ""
         for key, value in context.invocation_metadata() or ():
-            if key == "x-llmgw-stage":
+            if key == wire.STAGE_METADATA_KEY:
                 stage = str(value)
-            elif key == "x-llmgw-gateway":
+            elif key == wire.GATEWAY_METADATA_KEY:
                 gateway = str(value)
         config = self.holder.current
-        if stage == "attempt":
+        if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
             async for req in request_iterator:
                 which = req.WhichOneof("request")
-                if which == "request_headers":
-                    yield attempt.on_request_headers(req)
-                elif which == "request_body":
-                    yield attempt.on_request_body(req.request_body)
-                elif which == "response_headers":
-                    yield attempt.on_response_headers(req)
-                else:
-                    yield _passthrough(which)
+                try:
+                    if which == "request_headers":
+                        yield attempt.on_request_headers(req)
+                    elif which == "request_body":
+                        yield attempt.on_request_body(req.request_body)
+                    elif which == "response_headers":
+                        yield attempt.on_response_headers(req)
+                    else:
+                        yield _passthrough(which)
+                except Exception:
+                    yield _failed("attempt", which, attempt.op)
             return
-        router = RouterRequest(gateway=gateway, config=config, cooldowns=self.cooldowns)
+        holder = self.holder
+        router = RouterRequest(
+            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+        )
         try:
             async for req in request_iterator:
                 which = req.WhichOneof("request")
@@ -69,19 +76,29 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                         yield router.on_response_body(req.response_body)
                     else:
                         yield _passthrough(which)
-                except Exception:  # a bug must not hang the request: answer, log, keep serving
-                    log.exception("router stage failed on %s", which)
-                    if which in ("request_headers", "request_body"):
-                        yield errors.immediate(
-                            status=500, message="The gateway failed to process the request.", code="gateway_error"
-                        )
-                    else:
-                        yield _passthrough(which)
+                except Exception:
+                    yield _failed("router", which, router.op)
         finally:
             try:
                 router.on_stream_closed()  # a response cut after it started still counts
             except Exception:
                 log.exception("router stage failed on stream close")
+
+
+def _failed(stage: str, which: str | None, op: Operation | None) -> ep.ProcessingResponse:
+    """A bug in a stage: logged once with its traceback, answered as a 500 in the client's schema.
+
+    Never a dead stream (Envoy would answer 503 "retry shortly" and retry it) and never
+    a passthrough: a response the gateway could not translate must not look like success
+    (on a response already streaming, Envoy resets it).
+    """
+    log.exception("%s stage failed on %s", stage, which)
+    return errors.immediate(
+        status=500,
+        message="The gateway failed to process the request.",
+        code="gateway_error",
+        anthropic=op is not None and op.client_api == "anthropic",
+    )
 
 
 def _passthrough(which: str | None) -> ep.ProcessingResponse:

@@ -12,8 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Coroutine
-from typing import Any
 
 import grpc
 import uvloop
@@ -43,35 +41,38 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    started = False
     try:
-        # Listen only once the config has arrived: a stream taken before could only fail
-        # ("no configuration yet"); a connection refused meanwhile is retried by Envoy on
-        # another worker, which is what a restarted worker needs.
-        if await _first(holder.ready.wait(), stop.wait()) and not stop.is_set():
-            if listen.startswith("unix:"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(listen.removeprefix("unix:"))
-            server.add_insecure_port(listen)
-            await server.start()
-            log.info("extproc worker %s listening on %s", name, listen)
-            await stop.wait()
+        # Listen only once the first config is here. A worker without one cannot translate:
+        # the router stage would take any provider's answer for the client's schema (a 200
+        # with a body the client cannot read). Until then Envoy's connect fails and its
+        # ext_proc retry policy sends the stream to another worker (connect-failure is
+        # always safe to retry: nothing was processed).
+        log.info("extproc worker %s waiting for its config from %s", name, config_target)
+        ready = asyncio.create_task(holder.ready.wait(), name="config-ready")
+        stopping = asyncio.create_task(stop.wait(), name="stop-requested")
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (ready, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if stop.is_set():
+            return
+        if listen.startswith("unix:"):
+            path = listen.removeprefix("unix:")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        server.add_insecure_port(listen)
+        await server.start()
+        started = True
+        log.info("extproc worker %s listening on %s (config %s)", name, listen, holder.current.version)
+        await stop.wait()
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        await server.stop(grace=2)
-
-
-async def _first(*aws: Coroutine[Any, Any, Any]) -> bool:
-    """Wait for the first of `aws` to finish and cancel the others; True when one finished."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return bool(done)
+        if started:
+            await server.stop(grace=2)
 
 
 def run(*, listen: str, config_target: str, name: str) -> int:

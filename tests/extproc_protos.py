@@ -11,7 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2, text_format
 
 from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
-from extproc.router_stage import MODEL_HEADER
+from extproc.wire import MODEL_HEADER
 
 GATEWAY = "default/llmgw"
 PROVIDER_ID = "default/b/openai"

@@ -26,11 +26,12 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from controlplane.compile import compile_paths
-from controlplane.configchannel import METHOD, ConfigChannel
+from controlplane.configchannel import ConfigChannel
 from controlplane.xds import names
 from controlplane.xds.ads import AdsServer, Nack
 from controlplane.xds.snapshot import Snapshot
 from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.wire import CONFIG_WATCH_METHOD as METHOD
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart" / "gateway.yaml"
 CDS, EDS, LDS, RDS = names.TYPE_CLUSTER, names.TYPE_ENDPOINT, names.TYPE_LISTENER, names.TYPE_ROUTE

@@ -9,7 +9,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc.attempt_stage import AttemptRequest
 from extproc.contract import AuthConfig, ExtprocConfig
-from extproc.router_stage import MODEL_HEADER
+from extproc.wire import MODEL_HEADER
 from tests.extproc_protos import (
     CLIENT_HEADERS,
     PROVIDER_ID,

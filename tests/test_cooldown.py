@@ -14,10 +14,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import text_format
 
 from controlplane.observability import start_http
-from extproc.attempt_stage import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER, AttemptRequest
+from extproc.attempt_stage import AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import MAX_PAUSE_S, ORACLE_PATH, CooldownBoard, pause_key, retry_after_seconds
 from extproc.router_stage import RouterRequest
+from extproc.wire import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER
 from tests.extproc_protos import attributes, header_sets, http_headers
 
 PRIMARY, SECONDARY = "default/b/primary", "default/b/secondary"

@@ -8,7 +8,10 @@ import pytest
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
-from extproc.router_stage import MODEL_HEADER, RouterRequest
+from extproc.configclient import ConfigHolder
+from extproc.contract import ExtprocConfig
+from extproc.router_stage import RouterRequest
+from extproc.wire import MODEL_HEADER
 from tests.extproc_protos import (
     GATEWAY,
     PROVIDER_ID,
@@ -237,6 +240,42 @@ def test_router_error_response_has_no_usage() -> None:
     response_headers(rr, {":status": "429", "content-type": "application/json"})
     resp = rr.on_response_body(body_msg({"error": {"message": "slow down"}, "usage": {"prompt_tokens": 1}}))
     assert "gen_ai.usage.input_tokens" not in llmgw_meta(resp)
+
+
+def test_router_answer_of_an_unknown_provider_is_an_error_not_a_passthrough() -> None:
+    """A worker without the answering provider's config (just restarted) cannot translate.
+
+    It used to take the answer for the client's own schema: a 200 with, e.g., raw
+    Anthropic JSON for an OpenAI client.
+    """
+    rr = RouterRequest(gateway=GATEWAY, config=ExtprocConfig(version=""))
+    rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/chat/completions"}))
+    rr.on_request_body(body_msg({"model": "gpt-4o", "messages": []}))
+    status, doc = immediate_json(response_headers(rr, {":status": "200", "content-type": "application/json"}))
+    assert status == 503
+    assert doc["error"]["code"] == "provider_not_configured"
+    assert rr.done
+
+
+def test_router_answer_of_an_unknown_provider_anthropic_client() -> None:
+    rr = RouterRequest(gateway=GATEWAY, config=ExtprocConfig(version=""))
+    rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/messages"}))
+    rr.on_request_body(body_msg({"model": "claude", "messages": [], "stream": True}))
+    status, doc = immediate_json(response_headers(rr, {":status": "200", "content-type": "text/event-stream"}))
+    assert status == 503
+    assert doc["type"] == "error" and doc["error"]["type"] == "api_error"
+
+
+def test_router_unknown_provider_found_in_the_newer_config() -> None:
+    """The request started before the worker had (this version of) its config: look again."""
+    holder = ConfigHolder()
+    rr = RouterRequest(gateway=GATEWAY, config=holder.current, latest_config=lambda: holder.current)
+    rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/chat/completions"}))
+    rr.on_request_body(body_msg({"model": "gpt-4o", "messages": []}))
+    holder.current = make_config()
+    resp = response_headers(rr, {":status": "200", "content-type": "application/json"})
+    assert resp.WhichOneof("response") == "response_headers"
+    assert rr.provider == "openai"
 
 
 def test_router_sse_headers_switch_to_streamed() -> None:

@@ -18,8 +18,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
-from extproc.router_stage import MODEL_HEADER, RouterRequest
+from extproc.router_stage import RouterRequest
 from extproc.server import ExternalProcessor
+from extproc.wire import MODEL_HEADER
 from tests.extproc_protos import (
     CLIENT_HEADERS,
     GATEWAY,

@@ -40,7 +40,7 @@ from extproc.operations import OPERATIONS_BY_NAME
 from extproc.providers import anthropic as anthropic_provider
 from extproc.providers import module_for
 from extproc.translate import anthropic_anthropic, openai_anthropic, select
-from extproc.translate.anthropic_anthropic import AnthropicUsage, usage_from_anthropic
+from extproc.translate.anthropic_wire import AnthropicUsage, usage_from_anthropic
 from extproc.translate.base import RequestContext
 from extproc.usage import Usage
 from fakeprovider import FakeProviderThread

@@ -21,9 +21,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from extproc import validation
 from extproc.attempt_stage import AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
-from extproc.router_stage import MODEL_HEADER, RouterRequest
+from extproc.router_stage import RouterRequest
 from extproc.translate import PAIRS, anthropic_openai, openai_anthropic, select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
+from extproc.wire import MODEL_HEADER
 from tests.extproc_protos import (
     CLIENT_HEADERS,
     GATEWAY,

@@ -21,8 +21,9 @@ from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gate
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR
 from controlplane.resources import Problem, Resource, secret_data
+from extproc import wire
 
-MODEL_HEADER = "x-gateway-model-name"
+MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
 _CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
 _OTHER_MODES = {("llmgw.dev/v1alpha1", "GatewayParameters")}

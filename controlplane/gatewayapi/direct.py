@@ -21,16 +21,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from controlplane.gatewayapi.provider_kinds import KINDS
 from controlplane.ir import BackendIR, ListenerIR, RouteIR, VirtualHostIR
+from extproc import wire
 
-MODEL_HEADER = "x-gateway-model-name"
-DIRECT_KINDS = {"openai", "custom", "azureopenai", "azure"}
 DIRECT_AUTH = {"header", "azure"}
 DIRECT_SUFFIX = "/direct"
-
-
-def direct_cluster(cluster: str) -> str:
-    return cluster.replace("aibackend/", "aibackend-direct/", 1)
 
 
 def mark_direct_routes(listeners: tuple[ListenerIR, ...], backends: tuple[BackendIR, ...]) -> tuple[ListenerIR, ...]:
@@ -44,7 +40,7 @@ def _mark_vhost(vh: VirtualHostIR, by_cluster: dict[str, BackendIR]) -> VirtualH
     routes: list[RouteIR] = []
     model_routing_seen = False
     for route in vh.routes:
-        matches_model = any(h.name.lower() == MODEL_HEADER for h in route.match.headers)
+        matches_model = any(h.name.lower() == wire.MODEL_HEADER for h in route.match.headers)
         model_routing_seen = model_routing_seen or matches_model
         provider = None if model_routing_seen else _single_provider(route, by_cluster)
         if provider is not None:
@@ -62,7 +58,8 @@ def _single_provider(route: RouteIR, by_cluster: dict[str, BackendIR]) -> str | 
     if backend is None or len(backend.providers) != 1:
         return None
     provider = backend.providers[0]
-    if provider.kind not in DIRECT_KINDS:
+    kind = KINDS.get(provider.kind)
+    if kind is None or not kind.direct:
         return None
     if provider.auth is not None and provider.auth.kind not in DIRECT_AUTH:
         return None

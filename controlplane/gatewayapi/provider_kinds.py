@@ -25,6 +25,9 @@ class ProviderKind:
     fields: tuple[str, ...] = ()  # provider-block fields kept as settings (besides model)
     required: tuple[str, ...] = ()
     defaults: Mapping[str, str] = field(default_factory=dict)
+    # OpenAI-compatible wire format: a route to one such provider can have its provider work
+    # done on the request headers, saving the attempt stage (gatewayapi/direct.py).
+    direct: bool = False
 
 
 def _fixed(host: str | None) -> Callable[[Mapping[str, str]], str | None]:
@@ -50,9 +53,12 @@ def _azure_host(s: Mapping[str, str]) -> str | None:
     return f"{name}.{suffix}"
 
 
+# The provider kinds llmgw knows. extproc.providers.PROVIDERS (the extproc's module per kind)
+# and crds/generate.py's provider_kinds() (the CRD schema) must name the same kinds:
+# tests/test_provider_registry.py fails when they disagree.
 KINDS: dict[str, ProviderKind] = {
-    "openai": ProviderKind(host=_fixed("api.openai.com")),
-    "custom": ProviderKind(host=_fixed(None), port=80, tls=False),
+    "openai": ProviderKind(host=_fixed("api.openai.com"), direct=True),
+    "custom": ProviderKind(host=_fixed(None), port=80, tls=False, direct=True),
     "anthropic": ProviderKind(
         host=_fixed("api.anthropic.com"),
         path_prefix="",
@@ -89,6 +95,7 @@ KINDS: dict[str, ProviderKind] = {
         ambient_auth="azure",
         fields=("endpoint", "deploymentName", "apiVersion"),
         required=("endpoint",),
+        direct=True,
     ),
     "azure": ProviderKind(
         host=_azure_host,
@@ -99,6 +106,7 @@ KINDS: dict[str, ProviderKind] = {
         fields=("resourceName", "resourceType", "projectName", "apiVersion"),
         required=("resourceName",),
         defaults={"resourceType": "OpenAI"},
+        direct=True,
     ),
 }
 

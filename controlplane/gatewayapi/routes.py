@@ -21,6 +21,7 @@ from controlplane.gatewayapi.grants import ReferenceGrants
 from controlplane.gatewayapi.listeners import GATEWAY_API
 from controlplane.ir import DEFAULT_REQUEST_TIMEOUT_S, MatchIR, RetryIR, RouteIR, StringMatchIR, WeightedBackendIR
 from controlplane.resources import Problem, Resource
+from extproc import wire
 
 # Gateway API Duration (GEP-2257): 1-4 of <1-5 digits><h|m|s|ms>, each unit at most once, in that order.
 _DURATION = re.compile(r"^(?:(\d{1,5})h)?(?:(\d{1,5})m(?!s))?(?:(\d{1,5})s)?(?:(\d{1,5})ms)?$")
@@ -111,7 +112,7 @@ class RouteTranslator:
                 continue
             out.append(
                 RouteIR(
-                    name=f"httproute/{self.route.key}/rule/{ri}/match/{mi}",
+                    name=wire.route_name(self.route.key, rule=ri, match=mi),
                     route=self.route.key,
                     match=match,
                     backends=backends,

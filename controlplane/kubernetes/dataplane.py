@@ -6,8 +6,9 @@ Unix sockets in the shared emptyDir, each subscribing to the controller's
 config channel as "extproc-N@<gateway>" so it receives this Gateway's
 providers and credentials only; restart them when they die; serve their
 merged metrics on :15020/metrics and the pod's readiness on
-:15021/healthz/ready (200 once every worker socket exists and Envoy, over its
-admin port on localhost, is LIVE with config). SIGTERM stops the workers.
+:15021/healthz/ready (200 once every worker listens on its socket, which it
+does only once it has its config, and Envoy, over its admin port on
+localhost, is LIVE with config). SIGTERM stops the workers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from prometheus_client import multiprocess
 
-from controlplane.children import Child
+from controlplane.children import Child, accepting
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
 from controlplane.observability import start_http
 
@@ -72,7 +73,11 @@ async def serve(args: argparse.Namespace) -> int:
         await child.start()
 
     async def is_ready() -> tuple[bool, str]:
-        missing = [c.name for i, c in enumerate(children) if not (socket_dir / f"extproc-{i}.sock").exists()]
+        missing = [
+            c.name
+            for i, c in enumerate(children)
+            if not await asyncio.to_thread(accepting, socket_dir / f"extproc-{i}.sock")
+        ]
         if missing:
             return False, f"extproc not listening yet: {', '.join(missing)}"
         try:

@@ -4,14 +4,17 @@ One place, because Envoy silently ignores a per-route config under a filter
 name that does not exist, and the extproc reads metadata under these keys.
 """
 
+from extproc import wire
+
 EXTPROC_CLUSTER = "llmgw_extproc"
 XDS_CLUSTER = "llmgw_xds"
 ROUTER_STAGE_FILTER = "llmgw.router_stage"
 ATTEMPT_STAGE_FILTER = "llmgw.attempt_stage"
-METADATA_NAMESPACE = "llmgw"
-STAGE_HEADER = "x-llmgw-stage"
-GATEWAY_HEADER = "x-llmgw-gateway"
-MODEL_HEADER = "x-gateway-model-name"
+# Shared with the extproc: defined in its wire module (extproc never imports controlplane).
+METADATA_NAMESPACE = wire.METADATA_NAMESPACE
+STAGE_HEADER = wire.STAGE_METADATA_KEY
+GATEWAY_HEADER = wire.GATEWAY_METADATA_KEY
+MODEL_HEADER = wire.MODEL_HEADER
 
 TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 TYPE_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"

@@ -1,12 +1,16 @@
-"""Provider modules by `AIBackend` provider kind (one line each)."""
+"""Provider modules by `AIBackend` provider kind (one line each).
+
+The kinds are those of controlplane/gatewayapi/provider_kinds.py `KINDS` (a test
+holds the two and the CRD schema together); each module is checked against the
+`ProviderModule` protocol by mypy through this table's type.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from extproc.providers import anthropic, azure, bedrock, gemini, openai, vertexai
+from extproc.providers.base import ProviderModule
 
-PROVIDERS: dict[str, ModuleType] = {
+PROVIDERS: dict[str, ProviderModule] = {
     "anthropic": anthropic,
     "gemini": gemini,
     "vertexai": vertexai,
@@ -18,5 +22,5 @@ PROVIDERS: dict[str, ModuleType] = {
 }
 
 
-def module_for(kind: str) -> ModuleType | None:
+def module_for(kind: str) -> ProviderModule | None:
     return PROVIDERS.get(kind)

@@ -7,10 +7,8 @@ beta headers otherwise reach Anthropic untouched. Response: bytes go back
 unchanged; usage and the response model are read from the JSON body, or from
 the `message_start` / `message_delta` events of a stream.
 
-Also home of the Anthropic usage normalization shared by every pair whose
-provider speaks the Messages wire format (Anthropic, Vertex AI's Claude):
-Anthropic's `input_tokens` excludes cache reads and cache writes, our `Usage.input`
-is the total, so they are added back exactly once, here.
+Usage normalization and the pinned API version live in anthropic_wire.py,
+shared with the other pairs whose provider speaks the Messages format.
 """
 
 from __future__ import annotations
@@ -20,62 +18,13 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
+from extproc.translate.anthropic_wire import (
+    AnthropicUsage,
+    api_version,
+    usage_from_anthropic,
+)
+from extproc.translate.base import HeaderChanges, RequestContext, Translating, UpstreamRequest, encode
 from extproc.usage import Usage
-
-DEFAULT_API_VERSION = "2023-06-01"
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-class AnthropicUsage:
-    """Raw Anthropic usage counters, merged as a stream reports them.
-
-    `message_start` carries the input side (and an early output count);
-    `message_delta` carries cumulative counts, newest wins field by field, so a
-    later event that omits a field never erases an earlier report.
-    """
-
-    def __init__(self) -> None:
-        self.raw: dict[str, int] = {}
-
-    def update(self, usage: Any) -> None:
-        if not isinstance(usage, dict):
-            return
-        for name in _USAGE_FIELDS:
-            value = _int(usage.get(name))
-            if value is not None:
-                self.raw[name] = value
-
-    def normalized(self) -> Usage | None:
-        """Our `Usage` (input = total input incl. cache reads and writes); None if nothing was reported."""
-        if not self.raw:
-            return None
-        raw = self.raw
-        base = raw.get("input_tokens")
-        read = raw.get("cache_read_input_tokens")
-        write = raw.get("cache_creation_input_tokens")
-        total = None if base is None else base + (read or 0) + (write or 0)
-        return Usage(input=total, output=raw.get("output_tokens"), cache_read=read, cache_write=write)
-
-
-def usage_from_anthropic(usage: Any) -> Usage | None:
-    """A complete Anthropic `usage` object (a JSON response) as our `Usage`."""
-    acc = AnthropicUsage()
-    acc.update(usage)
-    return acc.normalized()
-
-
-def api_version(ctx: RequestContext) -> str | None:
-    """The `anthropic-version` the backend pins (`apiVersion` in the manifest), if any."""
-    if ctx.provider is None:
-        return None
-    value = ctx.provider.settings.get("apiVersion")
-    return value if isinstance(value, str) and value else None
-
 
 INCOMPLETE_MESSAGE = "The provider's stream ended before it was complete."
 
@@ -153,7 +102,7 @@ class AnthropicPassthroughResponse:
         self.usage = self._acc.normalized()
 
 
-class AnthropicPair:
+class AnthropicPair(Translating):
     client_api = "anthropic"
     provider_api = "anthropic"
 

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder, SSEEvent
-from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
+from extproc.translate.base import HeaderChanges, RequestContext, Translating, UpstreamRequest, encode
 from extproc.usage import Usage, from_openai
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
@@ -480,7 +480,7 @@ class MessagesFromOpenAI:
         return orjson.dumps(translate_completion(doc))
 
 
-class AnthropicOpenAIPair:
+class AnthropicOpenAIPair(Translating):
     client_api = "anthropic"
     provider_api = "openai"
 

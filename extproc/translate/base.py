@@ -101,6 +101,17 @@ class Pair(Protocol):
     client_api: str
     provider_api: str
 
+    def needs_body(self, raw: bytes, ctx: RequestContext) -> bool:
+        """Whether `request` must see the parsed body (False lets the raw body through unparsed)."""
+        ...
+
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest: ...
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> ResponseTranslation: ...
+
+
+class Translating:
+    """Base of the pairs that rewrite every request: they always need the parsed body."""
+
+    def needs_body(self, raw: bytes, ctx: RequestContext) -> bool:
+        return True

@@ -32,8 +32,8 @@ from typing import Any
 
 import orjson
 
-from extproc.translate.anthropic_anthropic import DEFAULT_API_VERSION, api_version
-from extproc.translate.base import RequestContext, UpstreamRequest, encode
+from extproc.translate.anthropic_wire import DEFAULT_API_VERSION, api_version
+from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
 from extproc.translate.openai_anthropic_response import JSON_TOOL, ChatFromAnthropic
 
 DEFAULT_MAX_TOKENS = 4096
@@ -303,7 +303,7 @@ def build_messages_request(body: dict[str, Any], *, model: str | None) -> dict[s
     return out
 
 
-class OpenAIAnthropicPair:
+class OpenAIAnthropicPair(Translating):
     client_api = "openai"
 
     def __init__(self, *, provider_api: str) -> None:

@@ -26,7 +26,7 @@ import orjson
 
 from extproc import errors
 from extproc.sse import SSEDecoder, SSEEvent
-from extproc.translate.anthropic_anthropic import AnthropicUsage
+from extproc.translate.anthropic_wire import AnthropicUsage
 from extproc.translate.base import HeaderChanges
 from extproc.usage import Usage
 

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from extproc.providers.bedrock import guardrail_config
-from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
+from extproc.translate.base import RequestContext, Translating, TranslationError, UpstreamRequest, encode
 from extproc.translate.openai_bedrock_response import BedrockChatResponse
 
 REASONING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
@@ -280,7 +280,7 @@ def _tool_config(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[s
     return config
 
 
-class BedrockPair:
+class BedrockPair(Translating):
     client_api = "openai"
     provider_api = "bedrock"
 

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from extproc import errors
-from extproc.translate.base import HeaderChanges, RequestContext, TranslationError, UpstreamRequest, encode
+from extproc.translate.base import HeaderChanges, RequestContext, Translating, TranslationError, UpstreamRequest, encode
 from extproc.translate.openai_bedrock_response import openai_error
 from extproc.usage import Usage
 
@@ -101,7 +101,7 @@ class TitanEmbeddingsResponse:
         return orjson.dumps({"object": "list", "data": [item], "model": self.response_model, "usage": usage})
 
 
-class TitanPair:
+class TitanPair(Translating):
     client_api = "openai"
     provider_api = "bedrock_titan"
 

@@ -40,7 +40,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import orjson
 
 from extproc.translate import gemini_schema
-from extproc.translate.base import RequestContext, UpstreamRequest, encode
+from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
 from extproc.translate.openai_gemini_response import GeminiResponse
 
 PASSTHROUGH = ("safetySettings", "cachedContent", "labels")
@@ -344,7 +344,7 @@ def _is_vertex(ctx: RequestContext) -> bool:
     return ctx.provider is not None and ctx.provider.kind == "vertexai"
 
 
-class GeminiPair:
+class GeminiPair(Translating):
     client_api = "openai"
     provider_api = "gemini"
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from controlplane.children import FIRST_DELAY_S, MAX_DELAY_S, STABLE_AFTER_S, next_delay
+from controlplane.children import FIRST_DELAY_S, MAX_DELAY_S, STABLE_AFTER_S, accepting, next_delay
 from fakeprovider import FakeProviderThread
 from tests.faults.load import Load
 from tests.harness import GatewayProcess, gateway_manifests, wait_until
@@ -60,6 +60,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _workers_listening(gw: GatewayProcess) -> int:
+    return sum(accepting(gw.run_dir / f"extproc-{i}.sock") for i in range(gw.workers))
+
+
+def _workers_in_rotation(gw: GatewayProcess) -> int:
+    """Workers that Envoy sends streams to: listening, and no longer ejected by outlier detection."""
+    if _workers_listening(gw) < gw.workers:
+        return 0
+    clusters = gw.admin("/clusters?format=json").json()["cluster_statuses"]
+    [extproc] = [c for c in clusters if c["name"] == "llmgw_extproc"]
+    return sum(not h.get("health_status", {}).get("failed_outlier_check") for h in extproc["host_statuses"])
+
+
 @pytest.fixture
 def gateway(fake: FakeProviderThread) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2, drain_timeout=20)
@@ -90,8 +103,9 @@ def test_killed_worker_costs_at_most_its_in_flight_requests(gateway: GatewayProc
             worker = _pids(gateway, b"-m\x00extproc")[kill % 2]
             os.kill(worker, signal.SIGKILL)
             wait_until(lambda w=worker: not _alive(w), what="worker gone")
-            # Back to two workers (a quick restart: the delay only grows in a crash loop).
-            wait_until(lambda: len(_pids(gateway, b"-m\x00extproc")) == 2, timeout=20, what="worker restarted")
+            # Back to two workers in rotation (a quick restart: the delay only grows in a crash
+            # loop) before the next kill: two deaths closer than that leave no worker for a moment.
+            wait_until(lambda: _workers_in_rotation(gateway) == 2, timeout=20, what="worker restarted")
             done = load.outcomes.total
             load.wait_for(done + 20)
         outcomes = load.stop()

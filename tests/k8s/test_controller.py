@@ -12,12 +12,12 @@ from typing import Any
 import grpc
 import pytest
 
-from controlplane.configchannel import METHOD
 from controlplane.kubernetes.client import Kube
 from controlplane.kubernetes.controller import Controller, Options
 from controlplane.kubernetes.provision import Settings
 from controlplane.xds import names
 from extproc.contract import ExtprocConfig
+from extproc.wire import CONFIG_WATCH_METHOD as METHOD
 from tests.asyncio_leaks import settle
 from tests.harness import wait_until
 from tests.k8s import manifests as m

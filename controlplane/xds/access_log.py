@@ -1,0 +1,26 @@
+"""The JSON access log: one line per request with the GenAI fields the extproc writes as dynamic metadata."""
+
+from __future__ import annotations
+
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "time": "%START_TIME%",
+    "route": "%ROUTE_NAME%",
+    "backend": "%UPSTREAM_CLUSTER%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "response_code_details": "%RESPONSE_CODE_DETAILS%",
+    "duration_ms": "%DURATION%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+    "gen_ai.operation.name": "%DYNAMIC_METADATA(llmgw:gen_ai.operation.name)%",
+    "gen_ai.provider.name": "%DYNAMIC_METADATA(llmgw:gen_ai.provider.name)%",
+    "provider": "%DYNAMIC_METADATA(llmgw:provider)%",
+    "gen_ai.request.model": "%DYNAMIC_METADATA(llmgw:gen_ai.request.model)%",
+    "gen_ai.response.model": "%DYNAMIC_METADATA(llmgw:gen_ai.response.model)%",
+    "gen_ai.usage.input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.input_tokens)%",
+    "gen_ai.usage.output_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.output_tokens)%",
+    "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
+    "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
+}
