@@ -204,54 +204,58 @@ def _boom(*_args: object, **_kwargs: object) -> ep.ProcessingResponse:
     raise RuntimeError("a bug in a stage handler")
 
 
-@pytest.mark.parametrize("phase", ["on_request_headers", "on_request_body"])
-def test_router_stage_bug_in_a_request_phase_is_a_500_and_the_stream_goes_on(
+ROUTER_MESSAGES = [
+    request_headers(POST_CHAT),
+    request_body(CHAT),
+    response_headers({":status": "200", "content-type": "application/json"}),
+    response_body(b"{}"),
+    TRAILERS,
+]
+ROUTER_PHASES = ["on_request_headers", "on_request_body", "on_response_headers", "on_response_body"]
+
+
+@pytest.mark.parametrize("phase", ROUTER_PHASES)
+def test_router_stage_bug_is_a_logged_500_and_the_stream_goes_on(
     phase: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Never a dead stream (Envoy would answer 503 and retry) and never an untranslated passthrough."""
     monkeypatch.setattr(RouterRequest, phase, _boom)
     with caplog.at_level(logging.ERROR, logger="llmgw.extproc"):
-        responses = run(processor(), ROUTER, [request_headers(POST_CHAT), request_body(CHAT), TRAILERS])
-    failed = 0 if phase == "on_request_headers" else 1
+        responses = run(processor(), ROUTER, ROUTER_MESSAGES)
+    failed = ROUTER_PHASES.index(phase)
     status, doc = immediate_json(responses[failed])
     assert status == 500 and doc["error"]["code"] == "gateway_error"
     assert "bug" not in doc["error"]["message"]  # no internals in the client's answer
-    assert len(responses) == 3 and kinds(responses)[-1] == "request_trailers"  # later messages still answered
+    assert len(responses) == len(ROUTER_MESSAGES) and kinds(responses)[-1] == "request_trailers"  # still answered
     assert "router stage failed" in caplog.text and "RuntimeError: a bug in a stage handler" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("phase", "message", "kind"),
-    [
-        ("on_response_headers", response_headers({":status": "200"}), "response_headers"),
-        ("on_response_body", response_body(b"{}"), "response_body"),
-    ],
-)
-def test_router_stage_bug_in_a_response_phase_passes_the_response_through(
-    phase: str, message: ep.ProcessingRequest, kind: str, monkeypatch: pytest.MonkeyPatch
+def test_router_stage_bug_answers_an_anthropic_client_in_its_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RouterRequest, "on_request_body", _boom)
+    messages = {**POST_CHAT, ":path": "/v1/messages"}
+    responses = run(processor(), ROUTER, [request_headers(messages), request_body({"model": "claude"})])
+    status, doc = immediate_json(responses[1])
+    assert status == 500 and doc["type"] == "error" and doc["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize("phase", ["on_request_headers", "on_request_body", "on_response_headers"])
+def test_attempt_stage_bug_is_a_logged_500_and_the_stream_goes_on(
+    phase: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(RouterRequest, phase, _boom)
-    responses = run(processor(), ROUTER, [request_headers(POST_CHAT), request_body(CHAT), message])
-    assert kinds(responses) == ["request_headers", "request_body", kind]
-    assert not getattr(responses[2], kind).HasField("response")  # unchanged: the client gets the provider's answer
-
-
-def test_attempt_stage_bug_ends_the_stream_with_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The attempt stage has no guard: the exception ends the gRPC stream, and Envoy's failure mode decides."""
-    monkeypatch.setattr(AttemptRequest, "on_request_body", _boom)
-    proc = processor()
-    received: list[ep.ProcessingResponse] = []
-
-    async def requests() -> AsyncIterator[ep.ProcessingRequest]:
-        yield request_headers(CLIENT_HEADERS, **{"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)})
-        yield request_body(CHAT)
-
-    async def main() -> None:
-        async for resp in proc.Process(requests(), FakeContext(ATTEMPT)):  # type: ignore[arg-type]
-            received.append(resp)
-
-    with pytest.raises(RuntimeError, match="a bug in a stage handler"):
-        asyncio.run(main())
-    assert kinds(received) == ["request_headers"]
+    monkeypatch.setattr(AttemptRequest, phase, _boom)
+    messages = [
+        request_headers(CLIENT_HEADERS, **{"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)}),
+        request_body(CHAT),
+        response_headers({":status": "200"}),
+        TRAILERS,
+    ]
+    with caplog.at_level(logging.ERROR, logger="llmgw.extproc"):
+        responses = run(processor(), ATTEMPT, messages)
+    failed = ["on_request_headers", "on_request_body", "on_response_headers"].index(phase)
+    status, doc = immediate_json(responses[failed])
+    assert status == 500 and doc["error"]["code"] == "gateway_error"
+    assert len(responses) == len(messages) and kinds(responses)[-1] == "request_trailers"
+    assert "attempt stage failed" in caplog.text and "RuntimeError: a bug in a stage handler" in caplog.text
 
 
 # --- the end of a router stream ------------------------------------------------------------------
