@@ -1,4 +1,4 @@
-"""Auth kind `azure` (extproc.credentials_azure) with the real azure-identity against local fakes.
+"""Auth kind `azure` (extproc.credentials.azure) with the real azure-identity against local fakes.
 
 The Entra ID token endpoint is HTTPS with a test CA (tests/fakes/entra.py), trusted through
 `REQUESTS_CA_BUNDLE` and reached through `AZURE_AUTHORITY_HOST`, exactly as a gateway pod
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from extproc import credentials, credentials_azure, token_cache
+from extproc import credentials
 from extproc.contract import AuthConfig, ProviderConfig
-from extproc.credentials import CredentialError, SignedRequest, auth_headers
-from extproc.token_cache import AccessToken, TokenSource, refresh_delay
+from extproc.credentials import CredentialError, SignedRequest, auth_headers, token_cache
+from extproc.credentials import azure as credentials_azure
+from extproc.credentials.token_cache import AccessToken, TokenSource, refresh_delay
 from tests.fakes.entra import CLIENT_ASSERTION_TYPE, IDENTITY_HEADER, FakeEntra
 from tests.harness import wait_until
 

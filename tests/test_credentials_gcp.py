@@ -1,4 +1,4 @@
-"""Auth kind `gcp` (extproc.credentials_gcp) against a local OAuth token endpoint.
+"""Auth kind `gcp` (extproc.credentials.gcp) against a local OAuth token endpoint.
 
 The service-account key is generated here; the token endpoint (tests/gcp_fake.py) checks
 that the JWT assertion it receives is signed by that key and carries the right claims.
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from extproc import credentials_gcp
 from extproc.contract import AuthConfig, ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
+from extproc.credentials import gcp as credentials_gcp
 from tests.gcp_fake import CLIENT_EMAIL, FakeTokenServer
 from tests.harness import free_port, wait_until
 

@@ -20,7 +20,7 @@ import pytest
 from botocore.credentials import ReadOnlyCredentials
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
-from extproc import credentials_aws
+from extproc.credentials import aws as credentials_aws
 from extproc.eventstream import EventStreamDecoder
 from fakeprovider import FakeProviderThread
 from fakeprovider import bedrock_wire as bw

@@ -33,9 +33,10 @@ import pytest
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from extproc import credentials, credentials_aws
+from extproc import credentials
 from extproc.contract import AuthConfig, ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest
+from extproc.credentials import aws as credentials_aws
 from extproc.operations import OPERATIONS_BY_NAME
 from extproc.providers import bedrock as provider_module
 from extproc.translate import select
@@ -480,7 +481,7 @@ def test_titan_base64_encoding() -> None:
     assert tr.usage is not None and tr.usage.input == 2 and tr.usage.output is None
 
 
-# --- SigV4 (extproc.credentials_aws), checked by the fake's botocore verifier ---------------
+# --- SigV4 (extproc.credentials.aws), checked by the fake's botocore verifier ---------------
 
 AWS_ENV = (
     "AWS_ACCESS_KEY_ID",

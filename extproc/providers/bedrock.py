@@ -3,7 +3,7 @@
 Thin, like every provider module: it names the API a request speaks upstream
 (which selects the translation pair), builds the path, and reads the
 provider block's settings (`region`, `guardrail`). Host and TLS are Envoy's;
-the SigV4 signature is `extproc.credentials_aws`'s, over the translated body.
+the SigV4 signature is `extproc.credentials.aws`'s, over the translated body.
 
 Paths (the model id is one URL path segment, percent-encoded, so inference
 profile ARNs such as `arn:aws:bedrock:us-east-1:123:inference-profile/us.x`

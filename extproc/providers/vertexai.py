@@ -9,7 +9,7 @@ Vertex text-embeddings `predict` method, the one every Vertex embedding model se
 
 Host (`{region}-aiplatform.googleapis.com`, or `aiplatform.googleapis.com` for the
 `global` location) and the OAuth token (auth kind `gcp`) are set elsewhere: the control
-plane and `extproc.credentials_gcp`.
+plane and `extproc.credentials.gcp`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ The scope is `https://ai.azure.com/.default` for `*.services.ai.azure.com` (AI F
 `https://cognitiveservices.azure.com/.default` otherwise; the token goes upstream as
 `Authorization: Bearer`.
 
-Tokens are cached per (credential, scope) in `extproc.token_cache`: one background thread per
+Tokens are cached per (credential, scope) in `extproc.credentials.token_cache`: one background thread per
 credential fetches as soon as the config arrives (`prefetch`) and refreshes ahead of expiry,
 so requests do not wait. Every fetch builds a fresh
 azure-identity credential and closes it: the library's own cache would otherwise hand back
@@ -47,7 +47,7 @@ from azure.identity import (
 
 from extproc.contract import ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest
-from extproc.token_cache import AccessToken, TokenSource, TokenSources
+from extproc.credentials.token_cache import AccessToken, TokenSource, TokenSources
 
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 AI_FOUNDRY_SCOPE = "https://ai.azure.com/.default"

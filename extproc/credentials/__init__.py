@@ -34,7 +34,7 @@ class CredentialError(Exception):
 
 log = logging.getLogger("llmgw.extproc.credentials")
 HeaderMaker = Callable[[ProviderConfig, SignedRequest], dict[str, str]]
-_MODULES = {"aws": "extproc.credentials_aws", "gcp": "extproc.credentials_gcp", "azure": "extproc.credentials_azure"}
+_MODULES = {"aws": "extproc.credentials.aws", "gcp": "extproc.credentials.gcp", "azure": "extproc.credentials.azure"}
 _loaded: dict[str, HeaderMaker] = {}
 
 
