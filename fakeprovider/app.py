@@ -14,7 +14,6 @@ spend `error_count`) → latency/stall → reset or injected error → validate 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 import time
@@ -171,7 +170,7 @@ class FakeProvider:
             )
             delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
             if delay > 0:
-                await asyncio.sleep(delay / 1000)
+                await respond.pause(delay / 1000)
             if reset:
                 respond.abort(request)
                 return web.Response()
@@ -196,7 +195,7 @@ class FakeProvider:
 
         delay = behaviour.latency_ms + behaviour.stall_before_headers_ms
         if delay > 0:
-            await asyncio.sleep(delay / 1000)
+            await respond.pause(delay / 1000)
         if reset:
             respond.abort(request)
             return web.Response()

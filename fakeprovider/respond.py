@@ -121,6 +121,11 @@ def embeddings_response(data: dict[str, Any], model: str) -> web.Response:
     return json_response(body)
 
 
+async def pause(seconds: float) -> None:
+    """Every deliberate delay (latency, stalls, chunk intervals) waits here, so a test can record them."""
+    await asyncio.sleep(seconds)
+
+
 async def send_stream(
     request: web.Request, events: list[bytes], *, interval_ms: float, cut: int | None, clean: bool = False
 ) -> web.StreamResponse:
@@ -131,7 +136,7 @@ async def send_stream(
         await response.prepare(request)
         for index, event in enumerate(events if cut is None else events[:cut]):
             if index and interval > 0:
-                await asyncio.sleep(interval)
+                await pause(interval)
             await response.write(event)
         if cut is not None:
             if clean:
@@ -141,7 +146,7 @@ async def send_stream(
                 abort(request)
             return response
         if interval > 0:
-            await asyncio.sleep(interval)
+            await pause(interval)
         await response.write(wire.SSE_DONE)
         await response.write_eof()
     except ConnectionError:

@@ -29,6 +29,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def gateway_yaml(*, port: int, name: str = "gw") -> str:
+    """The GatewayClass `llmgw` and a Gateway `name` (namespace default) with one HTTP listener on `port`."""
+    return f"""
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: llmgw}}
+spec: {{controllerName: llmgw.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: llmgw
+  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
+"""
+
+
+def route_rule(prefix: str, backend: str, *, rewrite: bool = False, kind: str = "AIBackend") -> str:
+    """One HTTPRoute rule: paths under `prefix` go to `backend`; `rewrite` replaces the prefix with `/`."""
+    group = "agentgateway.dev" if kind == "AgentgatewayBackend" else "llmgw.dev"
+    lines = [f"    - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]"]
+    if rewrite:
+        lines.append(
+            "      filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]"
+        )
+    lines.append(f"      backendRefs: [{{group: {group}, kind: {kind}, name: {backend}}}]")
+    return "\n".join(lines) + "\n"
+
+
+def http_route_yaml(*rules: str, name: str = "r", gateway: str = "gw") -> str:
+    """An HTTPRoute on Gateway `gateway` with `rules` (from `rule`, or written out for richer matches)."""
+    head = f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: {gateway}}}]
+  rules:
+"""
+    return head + "".join(rules)
+
+
 def gateway_manifests(
     *,
     port: int,
@@ -40,34 +82,11 @@ def gateway_manifests(
 ) -> str:
     """A Gateway + HTTPRoute (`/v1` and `/openai` with prefix rewrite) + AIBackend + Secret."""
     model_line = f"model: {model}" if model else ""
-    return f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: llmgw}}
-spec: {{controllerName: llmgw.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: llmgw
-  listeners:
-    - {{name: http, protocol: HTTP, port: {port}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: openai, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: {path_prefix}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]
-    - matches: [{{path: {{type: PathPrefix, value: /openai}}}}]
-      filters:
-        - type: URLRewrite
-          urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]
----
+    route = http_route_yaml(route_rule(path_prefix, name), route_rule("/openai", name, rewrite=True), name="openai")
+    return (
+        gateway_yaml(port=port)
+        + route
+        + f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: {name}, namespace: default}}
@@ -87,6 +106,7 @@ metadata: {{name: {name}-key, namespace: default}}
 stringData:
   Authorization: {key}
 """
+    )
 
 
 class GatewayProcess:
@@ -221,7 +241,8 @@ class GatewayProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def wait_until(predicate, *, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+def wait_until(predicate, what: str = "condition", *, timeout: float = 15.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

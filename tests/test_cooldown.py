@@ -19,7 +19,7 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import MAX_PAUSE_S, ORACLE_PATH, CooldownBoard, pause_key, retry_after_seconds
 from extproc.router_stage import RouterRequest
 from extproc.wire import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER
-from tests.test_extproc_units import attributes, header_sets, http_headers
+from tests.extproc_protos import attributes, header_sets, http_headers
 
 PRIMARY, SECONDARY = "default/b/primary", "default/b/secondary"
 

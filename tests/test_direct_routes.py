@@ -6,15 +6,9 @@ from pathlib import Path
 
 from controlplane.compile import compile_paths
 from controlplane.ir import RouteIR
+from tests.harness import gateway_yaml, http_route_yaml
 
-BASE = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{name: http, protocol: HTTP, port: 8080}]
----
+BACKENDS = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {name: one}
@@ -44,14 +38,8 @@ metadata: {name: claude}
 spec:
   ai: {provider: {anthropic: {}, host: 127.0.0.1, port: 9004}}
   policies: {auth: {key: sk-ant}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r}
-spec:
-  parentRefs: [{name: gw}]
-  rules:
 """
+BASE = gateway_yaml(port=8080) + BACKENDS + http_route_yaml()  # the route's rules follow
 
 
 def _routes(tmp_path: Path, rules: str) -> dict[str, RouteIR]:

@@ -25,7 +25,7 @@ import openai
 import orjson
 import pytest
 
-from fakeprovider import Behaviour, BehaviourError, FakeProviderThread, start_fake_provider
+from fakeprovider import Behaviour, BehaviourError, FakeProviderThread, respond, start_fake_provider
 from fakeprovider.openai_wire import split_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -368,22 +368,34 @@ def test_cut_stream_cleanly(fp: FakeProviderThread, http: httpx.Client) -> None:
     assert "message_start" in anthropic_stream.text and "message_stop" not in anthropic_stream.text
 
 
-def test_reset_connection_and_latency(fp: FakeProviderThread, http: httpx.Client) -> None:
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays the fake applies (every deliberate one goes through `respond.pause`), recorded, not slept."""
+    recorded: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(respond, "pause", pause)
+    return recorded
+
+
+def test_reset_connection_and_latency(fp: FakeProviderThread, http: httpx.Client, pauses: list[float]) -> None:
     fp.set_behaviour(reset_connection=True, error_count=1)
     with pytest.raises(httpx.RemoteProtocolError):
         http.post("/v1/chat/completions", json=chat_body())
     assert len(fp.requests) == 1  # recorded even though never answered
+    assert pauses == []
     fp.set_behaviour(latency_ms=150)
-    start = time.monotonic()
     assert http.post("/v1/chat/completions", json=chat_body()).status_code == 200
-    assert time.monotonic() - start >= 0.14
+    assert pauses == [0.15]  # once, before the answer
 
 
-def test_chunk_interval(fp: FakeProviderThread, http: httpx.Client) -> None:
+def test_chunk_interval(fp: FakeProviderThread, http: httpx.Client, pauses: list[float]) -> None:
     fp.set_behaviour(chunks=2, chunk_interval_ms=30)
-    start = time.monotonic()
-    http.post("/v1/chat/completions", json=chat_body(stream=True))
-    assert time.monotonic() - start >= 4 * 0.03  # role, 2 pieces, finish, [DONE]
+    r = http.post("/v1/chat/completions", json=chat_body(stream=True))
+    assert len(sse_events(r.text)) == 5  # role, 2 pieces, finish, [DONE]
+    assert pauses == [0.03] * 4  # between each two of them
 
 
 def test_require_auth(fp: FakeProviderThread, http: httpx.Client) -> None:

@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = pytest.mark.integration
 # Transport errors as the SDKs raise them (they may ship their own fork of httpx).
@@ -45,8 +45,7 @@ def manifests(*, port: int, upstream_port: int) -> str:
     """`/v1` -> backend `claude` (model override); `/plain` (prefix rewritten to `/`) -> `claude-plain`."""
     backends = ""
     for name, model in (("claude", f"model: {OVERRIDE}"), ("claude-plain", "")):
-        backends += f"""
----
+        backends += f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: {name}, namespace: default}}
@@ -60,41 +59,21 @@ spec:
     auth:
       secretRef: {{name: claude-key}}
 """
-    return f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: llmgw}}
-spec: {{controllerName: llmgw.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: llmgw
-  listeners:
-    - {{name: http, protocol: HTTP, port: {port}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: claude, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: claude}}]
-    - matches: [{{path: {{type: PathPrefix, value: /plain}}}}]
-      filters:
-        - type: URLRewrite
-          urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: claude-plain}}]
-{backends}
----
+    route = http_route_yaml(
+        route_rule("/v1", "claude"), route_rule("/plain", "claude-plain", rewrite=True), name="claude"
+    )
+    return (
+        gateway_yaml(port=port)
+        + route
+        + backends
+        + f"""---
 apiVersion: v1
 kind: Secret
 metadata: {{name: claude-key, namespace: default}}
 stringData:
   Authorization: {PROVIDER_KEY}
 """
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,26 +9,11 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = pytest.mark.integration
 
-MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-{rules}
----
+BACKENDS = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: deployment}}
@@ -73,10 +58,6 @@ metadata: {{name: azure-key}}
 stringData: {{apiKey: azure-secret-key}}
 """
 
-RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {name}}}]"""
-
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
@@ -85,8 +66,8 @@ def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
     for key in list(gw.env):  # no Entra ID source at all: no AZURE_* / managed-identity endpoint variables
         if key.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_")):
             del gw.env[key]
-    rules = "\n".join(RULE.format(name=n) for n in ("deployment", "v1api", "foundry-seed", "entra"))
-    gw.write("gw.yaml", MANIFESTS.format(port=gw.port, up=fp.port, rules=rules))
+    rules = [route_rule(f"/{n}", n, rewrite=True) for n in ("deployment", "v1api", "foundry-seed", "entra")]
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + http_route_yaml(*rules) + BACKENDS.format(up=fp.port))
     gw.start()
     yield gw, fp
     assert gw.stop() == 0

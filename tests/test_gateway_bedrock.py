@@ -25,7 +25,7 @@ from extproc.eventstream import EventStreamDecoder
 from fakeprovider import FakeProviderThread
 from fakeprovider import bedrock_wire as bw
 from fakeprovider.dialects.bedrock import MIDSTREAM_MESSAGE, MIDSTREAM_THROTTLE
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -143,32 +143,13 @@ def test_fake_injected_error_in_bedrock_shape(provider: FakeProviderThread) -> N
 
 # --- through the gateway -------------------------------------------------------------------
 
-MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: llmgw}}
-spec: {{controllerName: llmgw.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: bedrock, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: bedrock}}]
-    - matches: [{{path: {{type: PathPrefix, value: /session}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: bedrock-session}}]
-    - matches: [{{path: {{type: PathPrefix, value: /bad}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: bedrock-bad}}]
----
+ROUTE = http_route_yaml(
+    route_rule("/v1", "bedrock"),
+    route_rule("/session", "bedrock-session"),
+    route_rule("/bad", "bedrock-bad"),
+    name="bedrock",
+)
+BACKENDS = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: bedrock, namespace: default}}
@@ -230,8 +211,9 @@ def gateway(provider: FakeProviderThread) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2)
     gw.write(
         "gw.yaml",
-        MANIFESTS.format(
-            port=gw.port,
+        gateway_yaml(port=gw.port)
+        + ROUTE
+        + BACKENDS.format(
             upstream=provider.port,
             claude=CLAUDE,
             key=bw.TEST_ACCESS_KEY,

@@ -27,7 +27,7 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from tests.fakes.entra import CLIENT_ASSERTION_TYPE, FakeEntra
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = pytest.mark.integration
 
@@ -42,27 +42,6 @@ FOUNDRY = "https://ai.azure.com/.default"
 SEED_PATH = "/models/chat/completions?api-version=2024-05-01-preview"
 UAMI = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/llmgw"
 _AMBIENT_PREFIXES = ("AZURE_", "IDENTITY_", "MSI_", "IMDS_")
-
-HEAD = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-{rules}
-"""
-
-RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: {group}, kind: {kind}, name: {name}}}]"""
 
 SECRET_BACKEND = """
 ---
@@ -167,11 +146,9 @@ spec:
 
 
 def _manifests(port: int, backends: str, names: list[tuple[str, str]], **fmt: object) -> str:
-    rules = "\n".join(
-        RULE.format(name=n, group="agentgateway.dev" if k == "AgentgatewayBackend" else "llmgw.dev", kind=k)
-        for n, k in names
-    )
-    return HEAD.format(port=port, rules=rules) + backends.format(**fmt)
+    """The Gateway, a route `/<name>` (prefix rewritten to `/`) per (name, kind), then `backends`."""
+    rules = [route_rule(f"/{n}", n, rewrite=True, kind=k) for n, k in names]
+    return gateway_yaml(port=port) + http_route_yaml(*rules) + backends.format(**fmt)
 
 
 def _gateway(env: dict[str, str], workers: int = 2) -> GatewayProcess:

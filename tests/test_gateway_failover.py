@@ -18,18 +18,11 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from fakeprovider import bedrock_wire as bw
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, wait_until
 
 pytestmark = pytest.mark.integration
 
-MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
+MANIFESTS = """---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: r}}
@@ -119,9 +112,8 @@ def gateway(fakes: dict[str, FakeProviderThread]) -> Iterator[GatewayProcess]:
     ports["scenario_backends"] = "\n".join(  # type: ignore[assignment]
         BACKEND.format(s=sc, primary=fakes[f"primary-{sc}"].port, secondary=fakes["secondary"].port) for sc in SCENARIOS
     )
-    gw.write(
-        "gw.yaml", MANIFESTS.format(port=gw.port, aws_key=bw.TEST_ACCESS_KEY, aws_secret=bw.TEST_SECRET_KEY, **ports)
-    )
+    routes_and_backends = MANIFESTS.format(aws_key=bw.TEST_ACCESS_KEY, aws_secret=bw.TEST_SECRET_KEY, **ports)
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + routes_and_backends)
     gw.start()
     yield gw
     assert gw.stop() == 0

@@ -25,7 +25,7 @@ import pytest
 from fakeprovider import FakeProviderThread
 from fakeprovider import openai_wire as wire
 from tests.gcp_fake import CLIENT_EMAIL, FakeTokenServer
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = pytest.mark.integration
 CLIENT_KEY = "sk-client-own-key-must-not-leak"
@@ -53,30 +53,11 @@ WEATHER_DECL = {
 
 def manifests(*, port: int, upstream: int, credentials_json: str) -> str:
     encoded = base64.b64encode(credentials_json.encode()).decode()
-    return f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: llmgw}}
-spec: {{controllerName: llmgw.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: google, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /gemini}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: gemini}}]
-    - matches: [{{path: {{type: PathPrefix, value: /vertex}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: vertex}}]
----
+    route = http_route_yaml(route_rule("/gemini", "gemini"), route_rule("/vertex", "vertex"), name="google")
+    return (
+        gateway_yaml(port=port)
+        + route
+        + f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: gemini, namespace: default}}
@@ -116,6 +97,7 @@ metadata: {{name: gcp-sa, namespace: default}}
 data:
   credentials.json: {encoded}
 """
+    )
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,11 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml
 
 pytestmark = pytest.mark.integration
 
-MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
+MANIFESTS = """---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: models}}
@@ -92,7 +85,7 @@ def providers() -> Iterator[tuple[FakeProviderThread, FakeProviderThread]]:
 def gateway(providers: tuple[FakeProviderThread, FakeProviderThread]) -> Iterator[GatewayProcess]:
     a, b = providers
     gw = GatewayProcess(workers=2)
-    gw.write("gw.yaml", MANIFESTS.format(port=gw.port, a=a.port, b=b.port))
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + MANIFESTS.format(a=a.port, b=b.port))
     gw.start()
     yield gw
     assert gw.stop() == 0

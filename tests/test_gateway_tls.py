@@ -15,31 +15,14 @@ import pytest
 import trustme
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = pytest.mark.integration
 
-MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /trusted}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: trusted}}]
-    - matches: [{{path: {{type: PathPrefix, value: /untrusted}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: untrusted}}]
----
+ROUTE = http_route_yaml(
+    route_rule("/trusted", "trusted", rewrite=True), route_rule("/untrusted", "untrusted", rewrite=True)
+)
+BACKENDS = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: trusted}}
@@ -84,7 +67,9 @@ def test_self_signed_upstream_with_ca_from_secret(
     gw = gateway_factory(workers=1)
     gw.write(
         "gw.yaml",
-        MANIFESTS.format(port=gw.port, upstream=fp.port, ca="\n".join("    " + line for line in pem.splitlines())),
+        gateway_yaml(port=gw.port)
+        + ROUTE
+        + BACKENDS.format(upstream=fp.port, ca="\n".join("    " + line for line in pem.splitlines())),
     )
     gw.start()
     client = openai.OpenAI(base_url=gw.url + "/trusted/v1", api_key="client", max_retries=0)

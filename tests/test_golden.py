@@ -12,7 +12,7 @@ API translation (``controlplane.gatewayapi.translate``) and the xDS translation
 
 Regenerate every golden file after an intended change, then review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/test_golden.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/test_golden.py
 
 To add a case, write ``tests/golden/<case>.in.yaml`` and run the command above.
 The inputs use ``${TEST_KEY}`` (set to ``sk-from-env`` here) and inline keys; no
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,12 @@ from controlplane.ir import IR
 from controlplane.resources import Resource, load_files, secret_data
 from controlplane.xds.translate import EnvoyResources, to_protos
 from controlplane.xds.translate import translate as translate_ir
+from tests import golden_files
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 ENVIRON = {"TEST_KEY": "sk-from-env"}
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 REDACTED = "<redacted>"
 PUBLIC_PARAMS = {"region", "mode"}  # auth params that are not secret
-REGENERATE = "LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/test_golden.py"
 PAUSE_ORACLE = ("127.0.0.1", 15021)  # as `llmgw run` and the controller give it (Retry-After pauses)
 
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN_DIR.glob("*.in.yaml"))
@@ -125,18 +123,6 @@ def render(case: str) -> Rendered:
     return Rendered(ir_text, envoy_text, _secret_values(resources, translation.ir), envoy)
 
 
-def _check(path: Path, actual: str) -> None:
-    if UPDATE:
-        path.write_text(actual, encoding="utf-8")
-        return
-    if not path.exists():
-        pytest.fail(
-            f"golden file {path.relative_to(GOLDEN_DIR.parent.parent)} is missing; generate it with: {REGENERATE}"
-        )
-    expected = path.read_text(encoding="utf-8")
-    assert actual == expected, f"{path.name} differs from the pipeline's output; if intended, run: {REGENERATE}"
-
-
 def test_cases_exist() -> None:
     assert CASES, f"no golden cases in {GOLDEN_DIR}"
 
@@ -145,8 +131,8 @@ def test_cases_exist() -> None:
 def test_golden(case: str) -> None:
     rendered = render(case)
     to_protos(rendered.envoy)  # raises json_format.ParseError on a field Envoy does not know
-    _check(GOLDEN_DIR / f"{case}.ir.yaml", rendered.ir_text)
-    _check(GOLDEN_DIR / f"{case}.envoy.yaml", rendered.envoy_text)
+    golden_files.check(GOLDEN_DIR / f"{case}.ir.yaml", rendered.ir_text)
+    golden_files.check(GOLDEN_DIR / f"{case}.envoy.yaml", rendered.envoy_text)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -15,7 +15,7 @@ Golden cases live in ``tests/golden_translate/<pair>/`` for the pairs
 
 Regenerate after an intended change, then review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest -p no:asyncio tests/test_translate_anthropic.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/test_translate_anthropic.py
 
 Translated bodies and streams are also read by the official openai SDK (types, the
 stream accumulator, its error classes), and the translation runs against the fake
@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,9 @@ from extproc.translate.base import RequestContext
 from extproc.usage import Usage
 from fakeprovider import FakeProviderThread
 from fakeprovider import anthropic_wire as wire
+from tests import golden_files
 
 ROOT = Path(__file__).resolve().parent / "golden_translate"
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 CREATED = 1_750_000_000
 MODEL = "claude-sonnet-4-5"
 
@@ -91,10 +90,7 @@ def _all(prefix: str, suffix: str) -> list[str]:
 
 
 def _check_json(case: str, got: Any) -> None:
-    path = ROOT / f"{case}.out.json"
-    if UPDATE:
-        path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
-    assert got == json.loads(path.read_text()), f"{case}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(ROOT / f"{case}.out.json", golden_files.json_text(got))
 
 
 def _pair_and_ctx(case: str, *, stream: bool = False) -> tuple[Any, RequestContext]:
@@ -192,10 +188,7 @@ def test_stream_golden(case: str) -> None:
     raw = (ROOT / f"{case}.in.sse").read_bytes()
     out, tr = _feed(case, [raw])
     changes = _response(case, stream=True).on_headers(200, {"content-type": "text/event-stream"})
-    golden = ROOT / f"{case}.out.sse"
-    if UPDATE:
-        golden.write_bytes(out)
-    assert out == golden.read_bytes(), f"{case}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(ROOT / f"{case}.out.sse", out)
     meta = {"headers": {"set": changes.set, "remove": changes.remove}, "usage": _usage(tr.usage)}
     _check_json(case, {**meta, "response_model": tr.response_model})
 

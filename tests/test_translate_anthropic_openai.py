@@ -10,7 +10,7 @@ Golden cases live in ``tests/golden_translate/anthropic_openai/``:
 
 Regenerate after an intended change, then review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest -p no:asyncio tests/test_translate_anthropic_openai.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/test_translate_anthropic_openai.py
 
 Translated messages and streams are also fed to the official anthropic SDK's own
 types and stream accumulator, so a shape the SDK cannot read fails here.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,9 @@ from extproc.translate import select
 from extproc.translate.anthropic_openai import PAIR, MessagesFromOpenAI, translate_request
 from extproc.translate.base import RequestContext
 from extproc.usage import Usage
+from tests import golden_files
 
 GOLDEN = Path(__file__).resolve().parent / "golden_translate" / "anthropic_openai"
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 PROVIDER = ProviderConfig(id="default/b/p", backend="default/b", kind="openai", host="127.0.0.1")
 
 
@@ -47,10 +46,7 @@ def _cases(prefix: str, suffix: str) -> list[str]:
 
 
 def _check_json(name: str, got: Any) -> None:
-    path = GOLDEN / f"{name}.out.json"
-    if UPDATE:
-        path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
-    assert got == json.loads(path.read_text()), f"{name}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(GOLDEN / f"{name}.out.json", golden_files.json_text(got))
 
 
 def _ctx(*, model: str = "", stream: bool = False, provider: ProviderConfig | None = PROVIDER) -> RequestContext:
@@ -137,10 +133,7 @@ def test_stream_golden(case: str) -> None:
     raw = (GOLDEN / f"{case}.in.sse").read_bytes()
     tr, out = _respond(200, "text/event-stream; charset=utf-8", [raw])
     assert tr.streaming
-    path = GOLDEN / f"{case}.out.sse"
-    if UPDATE:
-        path.write_bytes(out)
-    assert out == path.read_bytes(), f"{case}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(GOLDEN / f"{case}.out.sse", out)
     assert tr.usage == STREAM_USAGE[case]
     assert tr.response_model == orjson.loads(raw.split(b"\n", 1)[0][6:])["model"]
 

@@ -14,7 +14,7 @@ Golden cases live in ``tests/golden_translate/openai_bedrock/`` (Converse) and
 
 Regenerate after an intended change, then review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest -p no:asyncio tests/test_translate_bedrock.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/test_translate_bedrock.py
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import base64
 import copy
 import dataclasses
 import json
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,9 +45,9 @@ from extproc.translate.openai_bedrock import converse_request
 from extproc.translate.openai_bedrock_response import BedrockChatResponse
 from extproc.translate.openai_bedrock_titan import TitanEmbeddingsResponse
 from fakeprovider import bedrock_wire as bw
+from tests import golden_files
 
 GOLDEN = Path(__file__).resolve().parent / "golden_translate"
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 CREATED = 1_700_000_000
 PAIRS = ("openai_bedrock", "openai_bedrock_titan")
 CASES = [(pair, p.name.removesuffix(".in.json")) for pair in PAIRS for p in sorted((GOLDEN / pair).glob("*.in.json"))]
@@ -127,15 +126,8 @@ def run_case(pair: str, name: str, case: dict[str, Any]) -> dict[str, Any]:
     if name.startswith("stream_"):
         assert isinstance(tr, BedrockChatResponse)
         data = stream_bytes(case)
-        recorded = GOLDEN / pair / f"{name}.in.eventstream"
-        if UPDATE:
-            recorded.write_bytes(data)
-        assert recorded.read_bytes() == data, f"{recorded.name} does not match the events in {name}.in.json"
-        sse = feed(tr, data, [])
-        sse_file = GOLDEN / pair / f"{name}.out.sse"
-        if UPDATE:
-            sse_file.write_bytes(sse)
-        assert sse == sse_file.read_bytes(), f"{sse_file.name} differs"
+        golden_files.check(GOLDEN / pair / f"{name}.in.eventstream", data)  # the recorded bytes of the events
+        golden_files.check(GOLDEN / pair / f"{name}.out.sse", feed(tr, data, []))
         result["usage"] = usage_dict(tr)
         return result
     raw = case["raw"].encode() if "raw" in case else orjson.dumps(case["body"])
@@ -150,12 +142,7 @@ def run_case(pair: str, name: str, case: dict[str, Any]) -> dict[str, Any]:
 def test_golden(pair: str, name: str) -> None:
     case = json.loads((GOLDEN / pair / f"{name}.in.json").read_text())
     result = run_case(pair, name, case)
-    out_file = GOLDEN / pair / f"{name}.out.json"
-    text = json.dumps(result, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    if UPDATE:
-        out_file.write_text(text)
-    assert out_file.exists(), f"missing {out_file}; run with LLMGW_UPDATE_GOLDEN=1"
-    assert json.loads(out_file.read_text()) == result
+    golden_files.check(GOLDEN / pair / f"{name}.out.json", golden_files.json_text(result, sort_keys=True))
 
 
 STREAM_CASES = [n for p, n in CASES if p == "openai_bedrock" and n.startswith("stream_")]

@@ -14,7 +14,7 @@ Golden cases live in ``tests/golden_translate/openai_gemini/``:
 Ids and ``created`` are pinned (``new_id`` counts, ``_now`` is fixed) so outputs are exact.
 Regenerate after an intended change, then review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest -p no:asyncio tests/test_translate_gemini.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/test_translate_gemini.py
 
 Translated bodies and streams are also read with the official openai SDK's types and stream
 accumulator, so a shape the SDK cannot read (or tool-call arguments it cannot reassemble) fails here.
@@ -26,7 +26,6 @@ import base64
 import copy
 import itertools
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -48,9 +47,9 @@ from extproc.translate import gemini_schema, openai_gemini_response, select
 from extproc.translate.base import RequestContext
 from extproc.translate.openai_gemini import PAIR
 from fakeprovider import FakeProviderThread
+from tests import golden_files
 
 GOLDEN = Path(__file__).resolve().parent / "golden_translate" / "openai_gemini"
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 NOW = 1_750_000_000
 
 
@@ -72,10 +71,7 @@ def _cases(prefix: str, suffix: str) -> list[str]:
 
 
 def _check_json(name: str, got: Any) -> None:
-    path = GOLDEN / f"{name}.out.json"
-    if UPDATE:
-        path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
-    assert got == json.loads(path.read_text()), f"{name}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(GOLDEN / f"{name}.out.json", golden_files.json_text(got))
 
 
 def _usage(tr: Any) -> dict[str, int | None] | None:
@@ -178,10 +174,7 @@ def test_error_golden(name: str) -> None:
 
 
 def _check_stream(name: str, out: bytes, tr: Any) -> None:
-    path = GOLDEN / f"{name}.out.sse"
-    if UPDATE:
-        path.write_bytes(out)
-    assert out == path.read_bytes(), f"{name}: regenerate with LLMGW_UPDATE_GOLDEN=1 and review"
+    golden_files.check(GOLDEN / f"{name}.out.sse", out)
     _check_json(name, {"usage": _usage(tr), "response_model": tr.response_model})
 
 

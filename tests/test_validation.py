@@ -25,8 +25,7 @@ from extproc.router_stage import RouterRequest
 from extproc.translate import PAIRS, anthropic_openai, openai_anthropic, select
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
 from extproc.wire import MODEL_HEADER
-from tests.fuzzing import ANTHROPIC, OPENAI_CHAT, deep, dumps, mutated
-from tests.test_extproc_units import (
+from tests.extproc_protos import (
     CLIENT_HEADERS,
     GATEWAY,
     PROVIDER_ID,
@@ -38,6 +37,7 @@ from tests.test_extproc_units import (
     immediate_json,
     make_config,
 )
+from tests.fuzzing import ANTHROPIC, OPENAI_CHAT, deep, dumps, mutated
 
 CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES: dict[str, Any] = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -25,7 +25,6 @@ event stream decoding are tested against the real wire format:
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 from urllib.parse import unquote
@@ -130,7 +129,7 @@ async def _stream(
         await response.prepare(request)
         for index, frame in enumerate(frames if cut is None else frames[:cut]):
             if index and interval > 0:
-                await asyncio.sleep(interval)
+                await respond.pause(interval)
             half = len(frame) // 2
             await response.write(frame[:half])
             await response.write(frame[half:])

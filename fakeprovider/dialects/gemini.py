@@ -11,7 +11,6 @@ after `cut_after` events when the behaviour says so. Bodies and events are built
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -99,7 +98,7 @@ async def _send(ex: Exchange, events: list[bytes]) -> web.StreamResponse:
         await response.prepare(ex.request)
         for index, event in enumerate(events if cut is None else events[:cut]):
             if index and interval > 0:
-                await asyncio.sleep(interval)
+                await respond.pause(interval)
             await response.write(event)
         if cut is not None and not ex.behaviour.cut_cleanly:
             await respond.drain(ex.request)

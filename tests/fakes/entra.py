@@ -86,7 +86,7 @@ class FakeEntra:
         self.ca = trustme.CA()
         self.ca_file = self.tmpdir / "entra-ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified whenever a token is minted
         self._in_flight = 0
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
@@ -155,11 +155,18 @@ class FakeEntra:
 
     # -- serving ----------------------------------------------------------------------
 
+    def wait_issued(self, count: int, timeout: float = 30.0) -> None:
+        """Block until `count` tokens have been minted; fail after `timeout` seconds."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.issued) >= count, timeout):
+                raise AssertionError(f"only {len(self.issued)} of {count} tokens issued within {timeout}s")
+
     def _mint(self) -> Issued:
         with self._lock:
             now = time.time()
             item = Issued(f"entra-at-{len(self.issued) + 1}", now, now + self.expires_in)
             self.issued.append(item)
+            self._lock.notify_all()
             return item
 
     def _enter(self) -> None:

@@ -8,7 +8,6 @@ used, so a divergence from the real API server's behaviour shows up here.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 from controlplane.kubernetes.client import Gone, Kube, KubeError
+from tests.harness import wait_until
 from tests.k8s.apiserver import ApiServer
 from tests.k8s.conftest import configuration
 
@@ -51,12 +51,12 @@ def test_resource_versions_increase_and_list_carries_one(kube: Kube) -> None:
     assert all(i["kind"] == "Secret" and i["apiVersion"] == "v1" for i in items)
 
 
-def test_watch_events_in_order_with_bookmarks(kube: Kube) -> None:
+def test_watch_events_in_order_with_bookmarks(apiserver: ApiServer, kube: Kube) -> None:
     _, rv = kube.list("Secret")
     events: list[dict[str, Any]] = []
     t = threading.Thread(target=lambda: events.extend(collect(kube, "Secret", rv, 2)))
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: apiserver.watches_started == 1, "the watch to start")
     created = kube.create(secret("a"))
     kube.replace({**created, "data": {"k": "dw=="}})
     kube.delete("Secret", "a", namespace="default")

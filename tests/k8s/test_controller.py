@@ -18,10 +18,11 @@ from controlplane.kubernetes.provision import Settings
 from controlplane.xds import names
 from extproc.contract import ExtprocConfig
 from extproc.wire import CONFIG_WATCH_METHOD as METHOD
+from tests.asyncio_leaks import settle
+from tests.harness import wait_until
 from tests.k8s import manifests as m
 from tests.k8s.apiserver import ApiServer
 from tests.k8s.conftest import configuration
-from tests.k8s.test_informer import wait_until
 
 
 class Running:
@@ -171,14 +172,23 @@ def test_only_referenced_secrets_are_cached(apiserver: ApiServer, run_controller
     wait_until(lambda: ctl.controller.informers["Secret"].items() == [], "pruned")
 
 
-async def read_configs(port: int, worker: str, count: int) -> list[ExtprocConfig]:
+async def read_configs(
+    port: int, worker: str, count: int, *, received: asyncio.Event | None = None
+) -> list[ExtprocConfig]:
+    """The first `count` configs the config channel sends `worker`; `received` is set at each one."""
     out: list[ExtprocConfig] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
-        async for raw in call(worker.encode()):
-            out.append(ExtprocConfig.from_json(raw))
-            if len(out) == count:
-                break
+        method = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
+        call = method(worker.encode())
+        try:
+            async for raw in call:
+                out.append(ExtprocConfig.from_json(raw))
+                if received is not None:
+                    received.set()
+                if len(out) == count:
+                    break
+        finally:
+            call.cancel()  # the stream we no longer read
     return out
 
 
@@ -200,15 +210,23 @@ def test_secret_rotation_reaches_only_that_gateways_extproc(
     port = ctl.controller.xds_port
 
     async def first_then_rotated() -> list[ExtprocConfig]:
-        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2))
-        await asyncio.sleep(0.5)
+        first = asyncio.Event()
+        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2, received=first))
+        await asyncio.wait_for(first.wait(), 10)  # the worker holds the first config: rotate now
         apiserver.apply(m.secret(key="sk-two"))
-        return await asyncio.wait_for(reader, 10)
+        configs = await asyncio.wait_for(reader, 10)
+        await settle()  # grpc.aio finishes its cancelled call's status task on its own
+        return configs
+
+    async def other_gateway() -> list[ExtprocConfig]:
+        configs = await asyncio.wait_for(read_configs(port, "extproc-0@default/other", 1), 10)
+        await settle()
+        return configs
 
     first, rotated = asyncio.run(first_then_rotated())
     assert [p.auth.value for p in first.providers.values() if p.auth] == ["sk-one"]
     assert [p.auth.value for p in rotated.providers.values() if p.auth] == ["sk-two"]
-    (other,) = asyncio.run(asyncio.wait_for(read_configs(port, "extproc-0@default/other", 1), 10))
+    (other,) = asyncio.run(other_gateway())
     assert [p.auth.value for p in other.providers.values() if p.auth] == ["sk-other"]
 
 

@@ -10,13 +10,12 @@ hold them) ``reconcile`` computes the Plan; two golden files hold it:
 
 Regenerate after an intended change and review the diff::
 
-    LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/k8s/test_golden_k8s.py
+    LLMGW_UPDATE_GOLDEN=1 pytest tests/k8s/test_golden_k8s.py
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,10 @@ import yaml
 from controlplane.kubernetes.provision import Settings
 from controlplane.kubernetes.reconcile import Plan, reconcile
 from controlplane.resources import load_files
+from tests import golden_files
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
-UPDATE = os.environ.get("LLMGW_UPDATE_GOLDEN", "") not in ("", "0")
 NOW = "2025-01-01T00:00:00Z"
 SETTINGS = Settings(image="ghcr.io/llmgw/llmgw:test", xds_host="llmgw-controller.llmgw-system.svc", xds_port=18000)
 SECRET_VALUES = ("sk-secret-key", "c2stc2VjcmV0LWtleQ==")
@@ -67,14 +66,7 @@ def check(path: Path, doc: Any) -> None:
     text = yaml.safe_dump(doc, sort_keys=False, width=120)
     for secret in SECRET_VALUES:
         assert secret not in text, f"a credential leaked into {path.name}"
-    if UPDATE or not path.exists():
-        path.write_text(text)
-        if not UPDATE:
-            pytest.fail(f"{path.name} was missing and has been written; review it and rerun")
-        return
-    assert yaml.safe_load(path.read_text()) == yaml.safe_load(text), (
-        f"{path.name} differs; if intended: LLMGW_UPDATE_GOLDEN=1 /work/venv/bin/pytest tests/k8s/test_golden_k8s.py"
-    )
+    golden_files.check(path, text)
 
 
 @pytest.mark.parametrize("case", CASES)

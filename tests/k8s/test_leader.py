@@ -6,8 +6,8 @@ import threading
 
 from controlplane.kubernetes.client import Kube
 from controlplane.kubernetes.leader import LeaderElector
+from tests.harness import wait_until
 from tests.k8s.apiserver import ApiServer
-from tests.k8s.test_informer import wait_until
 
 
 def elector(kube: Kube, identity: str, log: list[tuple[str, bool]]) -> LeaderElector:

@@ -1,0 +1,46 @@
+"""The extproc's config holder (`extproc.configclient.ConfigHolder`): accepts a config, keeps the last good one."""
+
+from __future__ import annotations
+
+import pytest
+
+from extproc.configclient import ConfigHolder
+from tests.extproc_protos import make_config
+
+
+def test_config_holder_accepts_and_round_trips() -> None:
+    holder = ConfigHolder()
+    config = make_config(model="m", path="/p")
+    assert holder.accept(config.to_json()) is True
+    assert holder.current == config
+    assert holder.ready.is_set()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"not json",
+        b"{}",
+        b'{"contract": 99, "version": "v2"}',
+        b'{"contract": 1}',
+        b'{"contract": 1, "version": "v2", "providers": {"p": {"id": "p", "bogus": 1}}}',
+    ],
+    ids=["not-json", "empty", "contract", "no-version", "bad-provider"],
+)
+def test_config_holder_keeps_last_good(garbage: bytes) -> None:
+    holder = ConfigHolder()
+    good = make_config()
+    assert holder.accept(good.to_json())
+    assert holder.accept(garbage) is False
+    assert holder.current == good
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"[]", b"null", b'"x"', b'{"contract": 1, "version": "v2", "providers": []}'], ids=repr
+)
+def test_config_holder_keeps_last_good_on_wrong_json_shapes(garbage: bytes) -> None:
+    holder = ConfigHolder()
+    good = make_config()
+    assert holder.accept(good.to_json())
+    assert holder.accept(garbage) is False
+    assert holder.current == good
