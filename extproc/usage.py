@@ -28,6 +28,20 @@ class Usage:
         )
 
 
+def total_input(
+    reported: int | None, cache_read: int | None, cache_write: int | None, *, includes_cached: bool
+) -> int | None:
+    """Our `Usage.input` (all input tokens) from a provider's reported input count.
+
+    `includes_cached` is the provider module's `input_includes_cached`: OpenAI and
+    Gemini count cached tokens in their input, Anthropic and Bedrock do not, so
+    theirs are added back here, once.
+    """
+    if reported is None:
+        return None
+    return reported if includes_cached else reported + (cache_read or 0) + (cache_write or 0)
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc.providers import anthropic
 from extproc.translate.base import RequestContext
-from extproc.usage import Usage
+from extproc.usage import Usage, total_input
 
 DEFAULT_API_VERSION = "2023-06-01"
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
@@ -48,7 +49,7 @@ class AnthropicUsage:
         base = raw.get("input_tokens")
         read = raw.get("cache_read_input_tokens")
         write = raw.get("cache_creation_input_tokens")
-        total = None if base is None else base + (read or 0) + (write or 0)
+        total = total_input(base, read, write, includes_cached=anthropic.input_includes_cached)
         return Usage(input=total, output=raw.get("output_tokens"), cache_read=read, cache_write=write)
 
 

@@ -29,8 +29,9 @@ import orjson
 
 from extproc import errors
 from extproc.eventstream import EventStreamDecoder, Message
+from extproc.providers import bedrock
 from extproc.translate.base import HeaderChanges, RequestContext
-from extproc.usage import Usage
+from extproc.usage import Usage, total_input
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -70,12 +71,12 @@ def converse_usage(raw: Any) -> tuple[Usage | None, dict[str, Any] | None]:
 
     read, write, output = num("cacheReadInputTokens"), num("cacheWriteInputTokens"), num("outputTokens")
     base = num("inputTokens")
-    total_input = None if base is None else base + (read or 0) + (write or 0)
-    usage = Usage(input=total_input, output=output, cache_read=read, cache_write=write)
+    total = total_input(base, read, write, includes_cached=bedrock.input_includes_cached)
+    usage = Usage(input=total, output=output, cache_read=read, cache_write=write)
     openai = {
-        "prompt_tokens": total_input or 0,
+        "prompt_tokens": total or 0,
         "completion_tokens": output or 0,
-        "total_tokens": (total_input or 0) + (output or 0),
+        "total_tokens": (total or 0) + (output or 0),
         "prompt_tokens_details": {"cached_tokens": read or 0},
     }
     return usage, openai
