@@ -39,7 +39,7 @@ from extproc.credentials import CredentialError, SignedRequest
 from extproc.credentials import aws as credentials_aws
 from extproc.operations import OPERATIONS_BY_NAME
 from extproc.providers import bedrock as provider_module
-from extproc.translate import select
+from extproc.translate import select, stamps
 from extproc.translate.base import RequestContext, TranslationError
 from extproc.translate.openai_bedrock import converse_request
 from extproc.translate.openai_bedrock_response import BedrockChatResponse
@@ -49,6 +49,13 @@ from tests import golden_files
 
 GOLDEN = Path(__file__).resolve().parent / "golden_translate"
 CREATED = 1_700_000_000
+
+
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stamps, "now", lambda: CREATED)
+
+
 PAIRS = ("openai_bedrock", "openai_bedrock_titan")
 CASES = [(pair, p.name.removesuffix(".in.json")) for pair in PAIRS for p in sorted((GOLDEN / pair).glob("*.in.json"))]
 
@@ -77,7 +84,7 @@ def response_for(pair: str, case: dict[str, Any]) -> BedrockChatResponse | Titan
     ctx = ctx_for(case)
     if pair == "openai_bedrock_titan":
         return TitanEmbeddingsResponse(ctx, encoding_format=case.get("encoding_format", "float"))
-    return BedrockChatResponse(ctx, client_wants_usage=case.get("client_wants_usage", True), clock=lambda: CREATED)
+    return BedrockChatResponse(ctx, client_wants_usage=case.get("client_wants_usage", True))
 
 
 def stream_bytes(case: dict[str, Any]) -> bytes:
@@ -405,7 +412,7 @@ def test_region_precedence() -> None:
 
 def chat_response(*, wants_usage: bool = True) -> BedrockChatResponse:
     ctx = RequestContext(provider=provider(), op="chat_completions", model="m", stream=True)
-    tr = BedrockChatResponse(ctx, client_wants_usage=wants_usage, clock=lambda: CREATED)
+    tr = BedrockChatResponse(ctx, client_wants_usage=wants_usage)
     tr.on_headers(200, {"content-type": bw.EVENTSTREAM_CONTENT_TYPE, "x-amzn-requestid": "r"})
     return tr
 

@@ -11,7 +11,7 @@ Golden cases live in ``tests/golden_translate/openai_gemini/``:
   ``.out.json`` (usage, response model). Every stream is also re-fed split at every byte position
   and one byte at a time: the output must not change.
 
-Ids and ``created`` are pinned (``new_id`` counts, ``_now`` is fixed) so outputs are exact.
+Ids and ``created`` are pinned (``stamps.new_id`` counts, ``stamps.now`` is fixed) so outputs are exact.
 Regenerate after an intended change, then review the diff::
 
     LLMGW_UPDATE_GOLDEN=1 pytest tests/test_translate_gemini.py
@@ -43,7 +43,7 @@ from extproc.providers import gemini as gemini_provider
 from extproc.providers import module_for
 from extproc.providers import vertexai as vertex_provider
 from extproc.sse import SSEDecoder
-from extproc.translate import gemini_schema, openai_gemini_response, select
+from extproc.translate import gemini_schema, openai_gemini_response, select, stamps
 from extproc.translate.base import RequestContext
 from extproc.translate.openai_gemini import PAIR
 from fakeprovider import FakeProviderThread
@@ -56,8 +56,8 @@ NOW = 1_750_000_000
 @pytest.fixture(autouse=True)
 def _pinned(monkeypatch: pytest.MonkeyPatch) -> None:
     counter = itertools.count(1)
-    monkeypatch.setattr(openai_gemini_response, "_now", lambda: NOW)
-    monkeypatch.setattr(openai_gemini_response, "new_id", lambda prefix: f"{prefix}{next(counter):04d}")
+    monkeypatch.setattr(stamps, "now", lambda: NOW)
+    monkeypatch.setattr(stamps, "new_id", lambda prefix: f"{prefix}{next(counter):04d}")
 
 
 def _provider(kind: str = "gemini", settings: dict[str, str] | None = None, model: str | None = None) -> ProviderConfig:
@@ -204,10 +204,10 @@ def test_stream_survives_every_split(name: str) -> None:
     expected = (GOLDEN / f"{name}.out.sse").read_bytes()
     # ids restart for each run: the pinned counter is per test, so re-pin for each feed
     for cut in range(len(raw) + 1):
-        openai_gemini_response.new_id = _counter_ids()  # type: ignore[assignment]
+        stamps.new_id = _counter_ids()  # type: ignore[assignment]
         _, out = _feed(meta, [raw[:cut], raw[cut:]])
         assert out == expected, f"split at byte {cut} changed the output"
-    openai_gemini_response.new_id = _counter_ids()  # type: ignore[assignment]
+    stamps.new_id = _counter_ids()  # type: ignore[assignment]
     _, out = _feed(meta, [raw[i : i + 1] for i in range(len(raw))] or [b""])
     assert out == expected, "feeding one byte at a time changed the output"
 

@@ -27,11 +27,11 @@ builds its path. The response half (JSON, SSE, errors) is
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
 
+from extproc.translate import stamps
 from extproc.translate.anthropic_wire import DEFAULT_API_VERSION, api_version
 from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
 from extproc.translate.openai_anthropic_response import JSON_TOOL, ChatFromAnthropic
@@ -319,7 +319,7 @@ class OpenAIAnthropicPair(Translating):
         return UpstreamRequest(body=encode(out), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> ChatFromAnthropic:
-        return ChatFromAnthropic(model=ctx.model, client_wants_usage=client_wants_usage, created=int(time.time()))
+        return ChatFromAnthropic(model=ctx.model, client_wants_usage=client_wants_usage, created=int(stamps.now()))
 
 
 PAIR = OpenAIAnthropicPair(provider_api="anthropic")

@@ -20,9 +20,6 @@ writes, `Usage.input` and OpenAI's prompt_tokens are the total.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -30,6 +27,7 @@ import orjson
 from extproc import errors
 from extproc.eventstream import EventStreamDecoder, Message
 from extproc.providers import bedrock
+from extproc.translate import stamps
 from extproc.translate.base import HeaderChanges, RequestContext
 from extproc.usage import Usage, total_input
 
@@ -121,13 +119,13 @@ def _stream_error(message: str, code: str, status: int) -> bytes:
 class BedrockChatResponse:
     """Per-request response state: JSON (buffered) or event stream -> OpenAI SSE (streamed)."""
 
-    def __init__(self, ctx: RequestContext, *, client_wants_usage: bool, clock: Callable[[], float] = time.time):
+    def __init__(self, ctx: RequestContext, *, client_wants_usage: bool):
         self.usage: Usage | None = None
         self.response_model = ctx.model
         self.client_wants_usage = client_wants_usage
         self.status = 0
         self.id = ""
-        self.created = int(clock())
+        self.created = int(stamps.now())
         self.headers: dict[str, str] = {}
         self._decoder: EventStreamDecoder | None = None
         self._body = bytearray()
@@ -141,7 +139,8 @@ class BedrockChatResponse:
 
     def on_headers(self, status: int, headers: dict[str, str]) -> HeaderChanges:
         self.status, self.headers = status, headers
-        self.id = "chatcmpl-" + (headers.get("x-amzn-requestid") or os.urandom(12).hex())
+        request_id = headers.get("x-amzn-requestid")
+        self.id = "chatcmpl-" + request_id if request_id else stamps.new_id("chatcmpl-")
         if 200 <= status < 300 and "amazon.eventstream" in headers.get("content-type", ""):
             self._decoder = EventStreamDecoder()
             return HeaderChanges(set={"content-type": "text/event-stream"}, remove=["content-length"])

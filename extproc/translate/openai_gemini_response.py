@@ -21,9 +21,7 @@ the same HTTP status; `Retry-After` passes through untouched.
 from __future__ import annotations
 
 import base64
-import os
 import struct
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +29,7 @@ import orjson
 
 from extproc.errors import error_body
 from extproc.sse import SSEDecoder
+from extproc.translate import stamps
 from extproc.translate.base import HeaderChanges, RequestContext
 from extproc.usage import Usage
 
@@ -48,11 +47,6 @@ _FILTERED = frozenset(
         "IMAGE_RECITATION",
     }
 )
-_now = time.time  # patched by the golden tests
-
-
-def new_id(prefix: str) -> str:
-    return prefix + os.urandom(12).hex()
 
 
 def _int(value: Any) -> int | None:
@@ -114,7 +108,7 @@ def decode(candidate: dict[str, Any]) -> Decoded:
         elif isinstance(part.get("functionCall"), dict):
             call = part["functionCall"]
             tool_call: dict[str, Any] = {
-                "id": call["id"] if isinstance(call.get("id"), str) and call["id"] else new_id("call_"),
+                "id": call["id"] if isinstance(call.get("id"), str) and call["id"] else stamps.new_id("call_"),
                 "type": "function",
                 "function": {
                     "name": call.get("name", ""),
@@ -226,8 +220,8 @@ class GeminiResponse:
         if not self._id:
             prefix = "cmpl-" if self.ctx.op == "completions" else "chatcmpl-"
             rid = doc.get("responseId")
-            self._id = prefix + rid if isinstance(rid, str) and rid else new_id(prefix)
-            self._created = int(_now())
+            self._id = prefix + rid if isinstance(rid, str) and rid else stamps.new_id(prefix)
+            self._created = int(stamps.now())
         if isinstance(doc.get("modelVersion"), str) and doc["modelVersion"]:
             self.response_model = doc["modelVersion"]
         if "usageMetadata" in doc:
