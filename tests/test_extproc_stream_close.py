@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def _extproc_stats(gw: GatewayProcess) -> dict[str, int]:
-    text = httpx.get(f"http://127.0.0.1:{gw.admin_port}/stats?filter=^cluster\\.llmgw_extproc\\.", timeout=5).text
+    text = gw.admin("/stats?filter=^cluster\\.llmgw_extproc\\.").text
     out = {}
     for line in text.splitlines():
         name, _, value = line.partition(": ")
