@@ -318,7 +318,7 @@ def main() -> int:
         (work / "manifests" / "soak.yaml").write_text(manifests(port=port, fake_port=fake_port))
         argv = [args.llmgw_py, "-m", "controlplane.cli", "run", "-f", str(work / "manifests")]
         argv += ["--workers", str(args.workers), "--listen-address", "127.0.0.1", "--run-dir", str(work / "run")]
-        argv += ["--admin-port", str(free_port()), "--metrics-port", str(free_port()), "--ready-port", str(ready)]
+        argv += ["--metrics-port", str(free_port()), "--ready-port", str(ready)]
         argv += ["--envoy-concurrency", "2"]
         gw = launcher.start("llmgw", argv, env=env, cwd=REPO)
         wait_http(f"http://127.0.0.1:{ready}/healthz/ready", timeout=60, proc=gw)
