@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from controlplane.xds.common import TYPE_PREFIX
+
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "time": "%START_TIME%",
     "route": "%ROUTE_NAME%",
@@ -24,3 +28,22 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
     "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
 }
+
+
+def access_log(gateway: str) -> list[dict[str, Any]]:
+    """The HCM's access log: JSON lines on Envoy's standard output.
+
+    The stdout logger writes to the inherited descriptor. A file logger on
+    `/dev/stdout` would reopen it with an offset of its own, and with
+    `llmgw run > file` Envoy and the Python processes would overwrite each
+    other's lines.
+    """
+    return [
+        {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": TYPE_PREFIX + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"json_format": {"gateway": gateway, **ACCESS_LOG_FORMAT}},
+            },
+        }
+    ]

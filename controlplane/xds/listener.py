@@ -7,7 +7,7 @@ from typing import Any
 from controlplane.ir import ListenerIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
-from controlplane.xds.access_log import ACCESS_LOG_FORMAT
+from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
@@ -49,16 +49,7 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
                 "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},
             },
         ],
-        "access_log": [
-            {
-                "name": "envoy.access_loggers.file",
-                "typed_config": {
-                    "@type": _T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                    "path": "/dev/stdout",
-                    "log_format": {"json_format": {"gateway": listener.gateway, **ACCESS_LOG_FORMAT}},
-                },
-            }
-        ],
+        "access_log": access_log(listener.gateway),
         "local_reply_config": local_reply_config(),
         "use_remote_address": True,
         "early_header_mutation_extensions": early_header_mutation(),

@@ -22,8 +22,8 @@ import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
 import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
-import envoy.extensions.access_loggers.file.v3.file_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
+import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
