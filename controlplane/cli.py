@@ -153,7 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the standalone gateway from manifest files (hot-reloaded)")
-    run.add_argument("-f", "--file", action="append", required=True, help="manifest file or directory")
+    run.add_argument(
+        "-f",
+        "--file",
+        action="extend",
+        nargs="+",
+        required=True,
+        help="manifest files or directories (-f a b, or -f a -f b)",
+    )
     run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="extproc worker processes")
     run.add_argument("--listen-address", default="0.0.0.0", help="address for Gateway listeners")
     run.add_argument("--metrics-port", type=int, default=15020)
@@ -228,7 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     val = sub.add_parser("validate", help="check manifests; print every problem with file, object and field")
-    val.add_argument("-f", "--file", action="append", required=True, help="manifest file or directory")
+    val.add_argument(
+        "-f",
+        "--file",
+        action="extend",
+        nargs="+",
+        required=True,
+        help="manifest files or directories (-f a b, or -f a -f b)",
+    )
     val.set_defaults(func=_validate)
 
     ext = sub.add_parser("extproc", help="run one extproc worker (e.g. as a sidecar)")

@@ -99,3 +99,10 @@ def test_open_file_limit_is_raised_for_max_connections(monkeypatch: pytest.Monke
     assert limits["now"] == (21024, 50000)
     limits["now"] = (1024, 4096)  # capped by the hard limit
     assert cli._raise_open_file_limit(21024) == 4096
+
+
+@pytest.mark.parametrize("argv", [["validate", "-f", "a.yaml", "b.yaml"], ["validate", "-f", "a.yaml", "-f", "b.yaml"]])
+def test_file_option_takes_several_paths_both_ways(argv: list[str]) -> None:
+    from controlplane.cli import build_parser
+
+    assert build_parser().parse_args(argv).file == ["a.yaml", "b.yaml"]
