@@ -99,10 +99,11 @@ def _validate(args: argparse.Namespace) -> int:
     compiled = compile_paths(args.file)
     if compiled.ok:
         assert compiled.ir is not None
-        routes = sum(len(vh.routes) for lst in compiled.ir.listeners for vh in lst.virtual_hosts[-1:])
+        # A match of a rule appears once per virtual host it serves: count each once.
+        matches = {r.name for lst in compiled.ir.listeners for vh in lst.virtual_hosts for r in vh.routes}
         print(
             f"ok: {len(compiled.ir.listeners)} listener(s), {len(compiled.ir.backends)} backend(s), "
-            f"{routes} catch-all route(s)"
+            f"{len(matches)} route match(es)"
         )
         return 0
     for problem in compiled.problems:
