@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.compile import compile_paths
 from controlplane.gatewayapi import Translation, translate
 from controlplane.resources import load_files
 from extproc.contract import AuthConfig
@@ -78,8 +80,13 @@ UNSUPPORTED_CASES = [
     ("openai: {}", "policies: {ai: {promptGuard: {request: []}}}", [("spec.policies.ai.promptGuard", "yet")]),
     ("openai: {}", "policies: {ai: {modelAliases: {a: b}}}", [("spec.policies.ai.modelAliases", "yet")]),
     ("openai: {}\npolicies: {ai: {promptGuard: {}}}", "", [(f"{P}.policies.ai.promptGuard", "yet")]),
-    ("openai: {}", "policies: {http: {requestTimeout: 10s}}", [("spec.policies.http", "")]),
-    ("openai: {}", "policies: {tcp: {connectTimeout: 2s}}", [("spec.policies.tcp", "")]),
+    (
+        "openai: {}",
+        "policies: {http: {requestTimeout: 10s, idleTimeout: 1s}}",
+        [("spec.policies.http.idleTimeout", "")],
+    ),
+    ("openai: {}", "policies: {tcp: {keepalive: {}}}", [("spec.policies.tcp.keepalive", "")]),
+    ("openai: {}", "policies: {tunnel: {}}", [("spec.policies.tunnel", "")]),
     ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", [("spec.policies.tls.alpnProtocols", "")]),
     ("openai: {}\nbogus: 1", "", [(f"{P}.bogus", "")]),
     ("openai: {modle: gpt-4o}", "", [(f"{P}.openai.modle", "")]),
@@ -131,3 +138,63 @@ def test_validate_prints_unsupported_field_with_file_object_field(tmp_path: Path
     assert result.returncode == 1
     line = f"{tmp_path / 'm.yaml'}: AgentgatewayBackend default/x: spec.policies.ai.promptGuard: "
     assert line + "is not supported by llmgw yet" in result.stderr
+
+
+ROUTED = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: llmgw}
+spec: {controllerName: llmgw.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: llmgw
+  listeners: [{name: http, protocol: HTTP, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{group: agentgateway.dev, kind: AgentgatewayBackend, name: x}]}]
+---
+apiVersion: agentgateway.dev/v1alpha1
+kind: AgentgatewayBackend
+metadata: {name: x, namespace: default}
+spec:
+  ai:
+    groups:
+      - providers:
+          - {name: a, openai: {}, host: 127.0.0.1, port: 1}
+%s
+  policies: {tcp: {connectTimeout: 2s}, http: {requestTimeout: 7s}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("second", "route_timeout", "per_try"),
+    [("", "7s", None), ("          - {name: b, openai: {}, host: 127.0.0.2, port: 1}", "300s", "7s")],
+)
+def test_connect_and_request_timeouts_are_acted_upon(
+    tmp_path: Path, second: str, route_timeout: str, per_try: str | None
+) -> None:
+    (tmp_path / "m.yaml").write_text(ROUTED % second, encoding="utf-8")
+    compiled = compile_paths([tmp_path / "m.yaml"], environ={})
+    assert compiled.ok, [str(p) for p in compiled.problems]
+    assert compiled.envoy is not None
+    dump = json.dumps(compiled.envoy.__dict__, default=str)
+    assert '"connect_timeout": "2s"' in dump
+    assert f'"timeout": "{route_timeout}"' in dump
+    assert ('"per_try_timeout": "7s"' in dump) == (per_try is not None)
+
+
+def test_per_provider_timeout_that_differs_is_a_problem(tmp_path: Path) -> None:
+    text = ROUTED % "          - {name: b, openai: {}, host: h, port: 1, policies: {tcp: {connectTimeout: 9s}}}"
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    compiled = compile_paths([tmp_path / "m.yaml"], environ={})
+    assert [(p.field, p.reason) for p in compiled.problems if p.obj.startswith("Agentgateway")] == [
+        ("spec.policies.tcp.connectTimeout", "Unsupported"),
+        ("spec.ai.groups[0].providers[1].policies.tcp.connectTimeout", "Unsupported"),
+    ]

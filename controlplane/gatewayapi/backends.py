@@ -14,6 +14,7 @@ from typing import Any
 
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
+from controlplane.gatewayapi.routes import parse_duration
 from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
 from controlplane.resources import Problem, Resource, header_value_problem
 
@@ -32,7 +33,9 @@ _GROUP_FIELDS = {"providers"}
 # `auth` on the provider itself (as some agentgateway tutorials write it) counts as policies.auth;
 # `hostOverride`/`pathOverride` are the older kgateway names of host/port and path.
 _PROVIDER_FIELDS = {"name", "policies", "host", "port", "path", "pathPrefix", "auth", "hostOverride", "pathOverride"}
-_POLICY_FIELDS = {"tls", "auth"}
+_POLICY_FIELDS = {"tls", "auth", "tcp", "http"}
+# policy -> the one duration field llmgw reads in it
+_TIMEOUTS = {"tcp": "connectTimeout", "http": "requestTimeout"}
 _TLS_FIELDS = {"sni", "insecureSkipVerify", "caCertificateRefs"}
 _AUTH_FIELDS = {"key", "secretRef", "apiKey", "location", "aws", "gcp", "azure"}
 _SECRET_REF_FIELDS = {"name", "key"}
@@ -54,6 +57,7 @@ class _Ctx:
         self.secrets = secrets
         self.configmaps = configmaps
         self.problems: list[Problem] = []
+        self.timeouts: dict[str, list[tuple[float | None, str]]] = {"tcp": [], "http": []}
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
         self.problems.append(Problem(self.res.file, self.res.ref, fld, message, reason))
@@ -118,9 +122,36 @@ def translate_backend(
             continue
         seen.add(prov.name)
         providers.append(prov)
+    connect_s = _one_timeout(ctx, "tcp")
+    request_s = _one_timeout(ctx, "http")
     if ctx.problems:
         return None, ctx.problems
-    return BackendIR(key=res.key, providers=tuple(providers)), []
+    return (
+        BackendIR(
+            key=res.key,
+            providers=tuple(providers),
+            connect_timeout_s=connect_s,
+            request_timeout_s=request_s,
+        ),
+        [],
+    )
+
+
+def _one_timeout(ctx: _Ctx, policy: str) -> float | None:
+    """The backend's timeout: Envoy has one per cluster, so every provider must agree."""
+    seen = ctx.timeouts[policy]
+    values = {v for v, _ in seen}
+    if len(values) > 1:
+        for value, fld in seen:
+            if value is not None:
+                ctx.fail(
+                    fld,
+                    "cannot be honoured per provider by llmgw (one timeout per backend): "
+                    f"set it in spec.policies.{policy} or give every provider the same value",
+                    "Unsupported",
+                )
+        return None
+    return next(iter(values), None)
 
 
 def _provider(
@@ -190,6 +221,8 @@ def _provider(
         ctx.fail(f"{where}.pathPrefix", "must start with /")
         prefix = defaults.path_prefix
     tls = _tls(ctx, tls_field, tls_policy, host) if tls_on else None
+    for policy in _TIMEOUTS:
+        ctx.timeouts[policy].append(_timeout(policies, policy))
     auth_policy, auth_field = policies.get("auth", (None, "spec.policies.auth"))
     auth = _auth(ctx, auth_field, auth_policy, defaults, kind_settings)
     return ProviderIR(
@@ -216,6 +249,25 @@ def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
             fld = f"{where}.ai.{key}" if key else f"{where}.ai"
             ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
     ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)
+    for policy, fld in _TIMEOUTS.items():
+        block = policies.get(policy)
+        if block is None:
+            continue
+        if not isinstance(block, Mapping):
+            ctx.fail(f"{where}.{policy}", f"must be a mapping with `{fld}`")
+            continue
+        ctx.unknown(f"{where}.{policy}", block, {fld})
+        value = block.get(fld)
+        if value is not None and (not isinstance(value, str) or not parse_duration(value)):
+            ctx.fail(f"{where}.{policy}.{fld}", f"must be a positive duration such as 30s or 500ms, got {value!r}")
+
+
+def _timeout(policies: Mapping[str, tuple[Any, str]], policy: str) -> tuple[float | None, str]:
+    """(seconds or None, field) of a provider's effective tcp.connectTimeout or http.requestTimeout."""
+    fld = _TIMEOUTS[policy]
+    block, where = policies.get(policy, (None, f"spec.policies.{policy}"))
+    value = block.get(fld) if isinstance(block, Mapping) else None
+    return (parse_duration(value) or None if isinstance(value, str) else None), f"{where}.{fld}"
 
 
 def _overrides(ctx: _Ctx, where: str, block: Mapping[str, Any]) -> Mapping[str, Any] | None:
