@@ -65,7 +65,7 @@ AKS_AUTH = "auth: {apiKey: {secretRef: {name: openai-api-key, key: api-key}}}"
         ("anthropic: {}\n" + AKS_AUTH, "", ("x-api-key", "sk-raw")),
         ("openai: {}\nauth: {secretRef: {name: openai-api-key, key: api-key}}", "", ("authorization", "Bearer sk-raw")),
         ("openai: {}\nauth: {key: sk-inline}", "", ("authorization", "Bearer sk-inline")),
-        ("openai: {}\nauth: {apiKey: {inline: sk-inline}}", "", ("authorization", "Bearer sk-inline")),
+        ("openai: {}\nauth: {apiKey: {key: sk-inline}}", "", ("authorization", "Bearer sk-inline")),
         ("openai: {}\npolicies: {auth: {apiKey: {key: 'Bearer sk-x'}}}", "", ("authorization", "Bearer sk-x")),
         ("openai: {}", f"policies: {{{AKS_AUTH}}}", ("authorization", "Bearer sk-raw")),
     ],
@@ -198,3 +198,32 @@ def test_per_provider_timeout_that_differs_is_a_problem(tmp_path: Path) -> None:
         ("spec.policies.tcp.connectTimeout", "Unsupported"),
         ("spec.ai.groups[0].providers[1].policies.tcp.connectTimeout", "Unsupported"),
     ]
+
+
+# AIBackend specs: the CRD schema and standalone validation agree on each (accepted or not).
+SCHEMA_AGREEMENT = {
+    "aks-provider-auth": (f"openai: {{model: gpt-4o-mini}}\n{AKS_AUTH}", "", True),
+    "apikey-inline": ("openai: {}\nauth: {apiKey: {key: sk-x}}", "", True),
+    "policies-apikey": ("openai: {}", f"policies: {{{AKS_AUTH}}}", True),
+    "timeouts": ("openai: {}", "policies: {tcp: {connectTimeout: 2s}, http: {requestTimeout: 9s}}", True),
+    "unknown-provider-field": ("openai: {}\nbogus: 1", "", False),
+    "host-override": ("openai: {}\nhostOverride: {host: h, port: 1}", "", False),
+    "unknown-policy": ("openai: {}", "policies: {ai: {promptGuard: {}}}", False),
+    "unknown-setting": ("openai: {modle: x}", "", False),
+    "unknown-tls-field": ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", False),
+    "unknown-secretref-field": ("openai: {}\nauth: {secretRef: {name: openai-api-key, namespace: o}}", "", False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_AGREEMENT))
+def test_aibackend_standalone_matches_crd_schema(tmp_path: Path, name: str) -> None:
+    import yaml
+
+    from tests.test_crds import CRD_PATH, schema_errors
+
+    provider, spec_extra, accepted = SCHEMA_AGREEMENT[name]
+    tr = _backend(tmp_path, provider, kind="AIBackend", spec_extra=spec_extra)
+    (doc, *_) = yaml.safe_load_all((tmp_path / "m.yaml").read_text())
+    (crd,) = [d for d in yaml.safe_load_all(CRD_PATH.read_text()) if d]
+    errors = schema_errors(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], doc)
+    assert (errors == [], tr.problems == []) == (accepted, accepted), (errors, [str(p) for p in tr.problems])

@@ -31,15 +31,17 @@ _SPEC_FIELDS = {"ai", "policies"}
 _AI_FIELDS = {"provider", "groups"}
 _GROUP_FIELDS = {"providers"}
 # `auth` on the provider itself (as some agentgateway tutorials write it) counts as policies.auth;
-# `hostOverride`/`pathOverride` are the older kgateway names of host/port and path.
-_PROVIDER_FIELDS = {"name", "policies", "host", "port", "path", "pathPrefix", "auth", "hostOverride", "pathOverride"}
+_PROVIDER_FIELDS = {"name", "policies", "host", "port", "path", "pathPrefix", "auth"}
+# `hostOverride`/`pathOverride`: the older kgateway names of host/port and path, read in the
+# agentgateway kind only (the AIBackend CRD has just host/port/path).
+_OVERRIDE_FIELDS = {"hostOverride", "pathOverride"}
 _POLICY_FIELDS = {"tls", "auth", "tcp", "http"}
 # policy -> the one duration field llmgw reads in it
 _TIMEOUTS = {"tcp": "connectTimeout", "http": "requestTimeout"}
 _TLS_FIELDS = {"sni", "insecureSkipVerify", "caCertificateRefs"}
 _AUTH_FIELDS = {"key", "secretRef", "apiKey", "location", "aws", "gcp", "azure"}
 _SECRET_REF_FIELDS = {"name", "key"}
-_API_KEY_FIELDS = {"secretRef", "key", "inline"}
+_API_KEY_FIELDS = {"secretRef", "key"}
 
 
 def is_ai_backend(res: Resource) -> bool:
@@ -171,11 +173,13 @@ def _provider(
     if not isinstance(settings, Mapping):
         ctx.fail(f"{where}.{kind}", "must be a mapping")
         return None
-    ctx.unknown(where, block, _PROVIDER_FIELDS | {kind})
+    agentgateway = ctx.res.kind == "AgentgatewayBackend"
+    ctx.unknown(where, block, _PROVIDER_FIELDS | {kind} | (_OVERRIDE_FIELDS if agentgateway else set()))
     ctx.unknown(f"{where}.{kind}", settings, {"model", "guardrail", *defaults.fields})
-    block = _overrides(ctx, where, block)
-    if block is None:
-        return None
+    if agentgateway:
+        block = _overrides(ctx, where, block)
+        if block is None:
+            return None
     kind_settings, setting_problems = settings_of(defaults, settings)
     for fld, message in setting_problems:
         ctx.fail(f"{where}.{kind}.{fld}", message)
@@ -392,7 +396,7 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
         return None
     ctx.unknown(fld, auth, _AUTH_FIELDS | {"passthrough"})
     if "apiKey" in auth:
-        # `apiKey: {secretRef: {name, key}}` or `apiKey: {key | inline: ...}`: the same as the flat forms.
+        # `apiKey: {secretRef: {name, key}}` or `apiKey: {key: ...}`: the same as the flat forms.
         api_key = auth["apiKey"]
         if not isinstance(api_key, Mapping) or len(set(api_key) & _API_KEY_FIELDS) != 1:
             ctx.fail(f"{fld}.apiKey", "must set exactly one of `secretRef` or `key`")
@@ -400,7 +404,7 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
         ctx.unknown(f"{fld}.apiKey", api_key, _API_KEY_FIELDS)
         fld = f"{fld}.apiKey"
         flat = {k: v for k, v in auth.items() if k != "apiKey"}
-        flat.update({"key" if k == "inline" else k: v for k, v in api_key.items() if k in _API_KEY_FIELDS})
+        flat.update({k: v for k, v in api_key.items() if k in _API_KEY_FIELDS})
         auth = flat
     location = auth.get("location") or {}
     header_loc = location.get("header") if isinstance(location, Mapping) else None
