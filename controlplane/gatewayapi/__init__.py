@@ -26,7 +26,11 @@ from extproc import wire
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
 _CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
-_OTHER_MODES = {("llmgw.dev/v1alpha1", "GatewayParameters")}
+# Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
+_OTHER_MODES = {
+    ("llmgw.dev/v1alpha1", "GatewayParameters"),
+    ("agentgateway.dev/v1alpha1", "AgentgatewayParameters"),
+}
 _CLUSTER_SCOPED = {"GatewayClass", "Namespace"}
 # Kinds sharing one identity space: both AI backend kinds become cluster aibackend/<ns>/<name>.
 _IDENTITY = {"AgentgatewayBackend": "AIBackend"}
@@ -38,6 +42,7 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 class Translation:
     ir: IR
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # read and deliberately not acted upon here
 
 
 def translate(
@@ -48,7 +53,8 @@ def translate(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Translation:
     problems: list[Problem] = []
-    by_kind = _select(resources, problems)
+    notes: list[Problem] = []
+    by_kind = _select(resources, problems, notes)
 
     namespaces = {ns.name: {**ns.labels, NAMESPACE_NAME_LABEL: ns.name} for ns in by_kind.get("Namespace", [])}
     secrets: dict[str, dict[str, str]] = {}
@@ -119,7 +125,7 @@ def translate(
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
-    return Translation(ir=ir, problems=problems)
+    return Translation(ir=ir, problems=problems, notes=notes)
 
 
 def _backend_request_timeout(
@@ -158,7 +164,7 @@ def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:
     return {p.model for b in backends if b.cluster == cluster for p in b.providers if p.model}
 
 
-def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str, list[Resource]]:
+def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[Problem]) -> dict[str, list[Resource]]:
     """Resources of the kinds llmgw reads, by kind; the first of two with one identity wins."""
     by_kind: dict[str, list[Resource]] = {}
     seen: dict[tuple[str, str], Resource] = {}
@@ -170,7 +176,16 @@ def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str,
             or is_ai_backend(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
-            continue  # read by the Kubernetes controller only (data-plane provisioning)
+            notes.append(
+                Problem(
+                    res.file,
+                    res.ref,
+                    "",
+                    "shapes the data-plane pod in Kubernetes; ignored when llmgw runs standalone (no pod)",
+                    "Ignored",
+                )
+            )
+            continue
         if not known:
             problems.append(
                 Problem(
