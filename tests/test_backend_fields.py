@@ -120,6 +120,11 @@ def test_host_and_path_override_become_host_port_path(tmp_path: Path) -> None:
     assert (prov.host, prov.port, prov.path, prov.tls) == ("127.0.0.1", 9000, "/x", None)
 
 
+def test_two_credentials_in_one_auth_is_a_problem(tmp_path: Path) -> None:
+    tr = _backend(tmp_path, "openai: {}\nauth: {key: a, apiKey: {secretRef: {name: openai-api-key, key: api-key}}}")
+    assert [(p.field, p.message) for p in tr.problems] == [(f"{P}.auth", "set exactly one of key, apiKey")]
+
+
 def test_both_auth_places_is_a_problem(tmp_path: Path) -> None:
     tr = _backend(tmp_path, "openai: {}\nauth: {key: a}\npolicies: {auth: {key: b}}")
     assert [p.field for p in tr.problems] == [f"{P}.auth"]

@@ -395,6 +395,10 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
         ctx.fail(fld, "must be a mapping")
         return None
     ctx.unknown(fld, auth, _AUTH_FIELDS | {"passthrough"})
+    chosen = [k for k in auth if k in _AUTH_FIELDS | {"passthrough"} and k != "location"]
+    if len(chosen) > 1:
+        ctx.fail(fld, f"set exactly one of {', '.join(chosen)}")
+        return None
     if "apiKey" in auth:
         # `apiKey: {secretRef: {name, key}}` or `apiKey: {key: ...}`: the same as the flat forms.
         api_key = auth["apiKey"]
