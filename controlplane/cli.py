@@ -97,6 +97,8 @@ def _raise_open_file_limit(wanted: int) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     compiled = compile_paths(args.file)
+    for note in compiled.notes:
+        print(f"info: {note}", file=sys.stderr)
     if compiled.ok:
         assert compiled.ir is not None
         # A match of a rule appears once per virtual host it serves: count each once.

@@ -27,6 +27,7 @@ from extproc.contract import ExtprocConfig
 @dataclass
 class Compiled:
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # informational: read, deliberately not applied
     ir: IR | None = None
     envoy: EnvoyResources | None = None
     protos: dict[str, list[Message]] | None = None
@@ -53,6 +54,7 @@ def compile_paths(
         resources, environ=environ, listen_address=listen_address, max_body_bytes=max_body_bytes
     )
     out.problems.extend(translation.problems)
+    out.notes.extend(translation.notes)
     out.ir = translation.ir
     out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle)
     try:

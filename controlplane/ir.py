@@ -54,6 +54,9 @@ class ProviderIR:
 class BackendIR:
     key: str  # "<ns>/<name>"
     providers: tuple[ProviderIR, ...]
+    # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
+    connect_timeout_s: float | None = None
+    request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
 
     @property
     def cluster(self) -> str:

@@ -325,6 +325,8 @@ def describe(compiled: Compiled) -> str:
 async def run(opts: Options) -> int:
     gw = Standalone(opts)
     compiled = gw.compile()
+    for note in compiled.notes:
+        log.info("%s", note)
     if not compiled.ok:
         print("llmgw: the configuration is invalid:", file=sys.stderr)
         for p in compiled.problems:

@@ -148,29 +148,44 @@ def model(example: str) -> Schema:
 # --------------------------------------------------------------------------- policies
 
 
+def api_key_secret_ref() -> Schema:
+    return obj(
+        "Secret holding the API key. Rotating the Secret reaches new requests without a restart.",
+        {
+            "name": secret_name(),
+            "key": string(
+                "Key in the Secret's data holding the API key (llmgw extension).",
+                max_length=253,
+                pattern=SECRET_KEY,
+                default="Authorization",
+            ),
+        },
+        required=["name"],
+    )
+
+
+def inline_key() -> Schema:
+    return string(
+        "Inline API key. Discouraged: it is stored in the resource in plain text; prefer `secretRef`.",
+        max_length=2048,
+    )
+
+
 def auth_schema() -> Schema:
-    kinds = ["key", "secretRef", "azure", "aws", "gcp", "passthrough"]
+    kinds = ["key", "secretRef", "apiKey", "azure", "aws", "gcp", "passthrough"]
     return obj(
         "How the gateway authenticates to the provider. Exactly one of `key`, "
-        "`secretRef`, `azure`, `aws`, `gcp` or `passthrough`.",
+        "`secretRef`, `apiKey`, `azure`, `aws`, `gcp` or `passthrough`. A key without "
+        "its prefix (a raw `sk-...`) is sent as the provider expects, such as `Bearer sk-...`.",
         {
-            "key": string(
-                "Inline API key. Discouraged: it is stored in the resource in plain text; prefer `secretRef`.",
-                max_length=2048,
+            "key": inline_key(),
+            "apiKey": obj(
+                "API key, as some agentgateway tutorials write it: exactly one of `secretRef` or `key`; "
+                "the same as the flat `secretRef` or `key`.",
+                {"secretRef": api_key_secret_ref(), "key": inline_key()},
+                rules=[(exactly_one(["secretRef", "key"]), "exactly one of secretRef or key must be set")],
             ),
-            "secretRef": obj(
-                "Secret holding the API key. Rotating the Secret reaches new requests without a restart.",
-                {
-                    "name": secret_name(),
-                    "key": string(
-                        "Key in the Secret's data holding the API key (llmgw extension).",
-                        max_length=253,
-                        pattern=SECRET_KEY,
-                        default="Authorization",
-                    ),
-                },
-                required=["name"],
-            ),
+            "secretRef": api_key_secret_ref(),
             "azure": obj(
                 "Microsoft Entra ID token for Azure OpenAI / Foundry. At most one of "
                 "`secretRef`, `managedIdentity`, `workloadIdentity`; `{}` uses the default "
@@ -260,11 +275,12 @@ def auth_schema() -> Schema:
         rules=[
             (
                 exactly_one(kinds),
-                "exactly one of key, secretRef, azure, aws, gcp or passthrough must be set",
+                "exactly one of key, secretRef, apiKey, azure, aws, gcp or passthrough must be set",
             ),
             (
-                "has(self.location) ? (has(self.key) || has(self.secretRef) || has(self.passthrough)) : true",
-                "location may only be set with key, secretRef or passthrough",
+                "has(self.location) ? (has(self.key) || has(self.secretRef) || has(self.apiKey)"
+                " || has(self.passthrough)) : true",
+                "location may only be set with key, secretRef, apiKey or passthrough",
             ),
         ],
     )
@@ -496,6 +512,11 @@ def provider_schema(*, named: bool) -> Schema:
             pattern=r"^/",
         ),
         "policies": policies_schema("Policies for this provider, merged field by field over `spec.policies`."),
+        "auth": auth_schema()
+        | {
+            "description": "This provider's credential, the same as `policies.auth` "
+            "(the form some agentgateway tutorials use). Set one of the two."
+        },
     }
     kinds = ", ".join(PROVIDER_KINDS[:-1]) + " or " + PROVIDER_KINDS[-1]
     return obj(
@@ -511,6 +532,10 @@ def provider_schema(*, named: bool) -> Schema:
             ),
             ("has(self.pathPrefix) ? has(self.host) : true", "pathPrefix requires host"),
             ("has(self.custom) ? has(self.host) : true", "custom providers require host and port"),
+            (
+                "!(has(self.auth) && has(self.policies) && has(self.policies.auth))",
+                "set auth or policies.auth, not both",
+            ),
         ],
     )
 

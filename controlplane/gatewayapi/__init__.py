@@ -10,7 +10,7 @@ Of two objects with one identity only the first is used.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
@@ -19,14 +19,18 @@ from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
 from controlplane.gatewayapi.routes import RouteTranslator
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR
+from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
 
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
 _CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
-_OTHER_MODES = {("llmgw.dev/v1alpha1", "GatewayParameters")}
+# Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
+_OTHER_MODES = {
+    ("llmgw.dev/v1alpha1", "GatewayParameters"),
+    ("agentgateway.dev/v1alpha1", "AgentgatewayParameters"),
+}
 _CLUSTER_SCOPED = {"GatewayClass", "Namespace"}
 # Kinds sharing one identity space: both AI backend kinds become cluster aibackend/<ns>/<name>.
 _IDENTITY = {"AgentgatewayBackend": "AIBackend"}
@@ -38,6 +42,7 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 class Translation:
     ir: IR
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # read and deliberately not acted upon here
 
 
 def translate(
@@ -48,7 +53,8 @@ def translate(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Translation:
     problems: list[Problem] = []
-    by_kind = _select(resources, problems)
+    notes: list[Problem] = []
+    by_kind = _select(resources, problems, notes)
 
     namespaces = {ns.name: {**ns.labels, NAMESPACE_NAME_LABEL: ns.name} for ns in by_kind.get("Namespace", [])}
     secrets: dict[str, dict[str, str]] = {}
@@ -87,7 +93,7 @@ def translate(
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
         rt = RouteTranslator(route_res, clusters, grants)
-        rules = rt.rules()
+        rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
         problems.extend(attach_problems)
         problems.extend(rt.problems)
         for lst, hosts in parents:
@@ -119,14 +125,46 @@ def translate(
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
-    return Translation(ir=ir, problems=problems)
+    return Translation(ir=ir, problems=problems, notes=notes)
+
+
+def _backend_request_timeout(
+    route_res: Resource, rule: RouteIR, backends: list[BackendIR], problems: list[Problem]
+) -> RouteIR:
+    """An AIBackend's `policies.http.requestTimeout` as the per-attempt timeout of the routes to it."""
+    by_cluster = {b.cluster: b for b in backends}
+    targets = [by_cluster.get(wb.cluster) for wb in rule.backends]
+    timeouts = {b.request_timeout_s if b else None for b in targets}
+    if timeouts <= {None}:
+        return rule
+    if len(timeouts) > 1:
+        problems.append(
+            Problem(
+                route_res.file,
+                route_res.ref,
+                "spec.rules",
+                f"route {rule.name} sends to backends with different policies.http.requestTimeout; "
+                "llmgw cannot honour them exactly on one route (split the rule, or give them the same value)",
+                "Unsupported",
+            )
+        )
+        return rule
+    (seconds,) = timeouts
+    assert seconds is not None
+    retry = rule.retry or RetryIR()
+    providers = max(len(b.providers) for b in targets if b)
+    if providers < 2 and retry.attempts is None:
+        # No retry policy on this route: its one attempt is bounded by the route timeout.
+        return replace(rule, timeout_s=min(rule.timeout_s, seconds))
+    per_try = min(retry.per_try_timeout_s or seconds, seconds)
+    return replace(rule, retry=replace(retry, per_try_timeout_s=per_try))
 
 
 def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:
     return {p.model for b in backends if b.cluster == cluster for p in b.providers if p.model}
 
 
-def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str, list[Resource]]:
+def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[Problem]) -> dict[str, list[Resource]]:
     """Resources of the kinds llmgw reads, by kind; the first of two with one identity wins."""
     by_kind: dict[str, list[Resource]] = {}
     seen: dict[tuple[str, str], Resource] = {}
@@ -138,7 +176,16 @@ def _select(resources: Iterable[Resource], problems: list[Problem]) -> dict[str,
             or is_ai_backend(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
-            continue  # read by the Kubernetes controller only (data-plane provisioning)
+            notes.append(
+                Problem(
+                    res.file,
+                    res.ref,
+                    "",
+                    "shapes the data-plane pod in Kubernetes; ignored when llmgw runs standalone (no pod)",
+                    "Ignored",
+                )
+            )
+            continue
         if not known:
             problems.append(
                 Problem(

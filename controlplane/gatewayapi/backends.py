@@ -8,12 +8,13 @@ condition reason (ResolvedRefs-style `BackendNotFound`, `InvalidKind`, ...).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
+from controlplane.gatewayapi.routes import parse_duration
 from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
 from controlplane.resources import Problem, Resource, header_value_problem
 
@@ -24,6 +25,23 @@ AI_BACKEND_KINDS = {
 
 
 PROVIDER_KIND_NAMES = tuple(KINDS)
+
+# Every field llmgw reads in a backend is acted upon or reported; none is dropped silently.
+_SPEC_FIELDS = {"ai", "policies"}
+_AI_FIELDS = {"provider", "groups"}
+_GROUP_FIELDS = {"providers"}
+# `auth` on the provider itself (as some agentgateway tutorials write it) counts as policies.auth;
+_PROVIDER_FIELDS = {"name", "policies", "host", "port", "path", "pathPrefix", "auth"}
+# `hostOverride`/`pathOverride`: the older kgateway names of host/port and path, read in the
+# agentgateway kind only (the AIBackend CRD has just host/port/path).
+_OVERRIDE_FIELDS = {"hostOverride", "pathOverride"}
+_POLICY_FIELDS = {"tls", "auth", "tcp", "http"}
+# policy -> the one duration field llmgw reads in it
+_TIMEOUTS = {"tcp": "connectTimeout", "http": "requestTimeout"}
+_TLS_FIELDS = {"sni", "insecureSkipVerify", "caCertificateRefs"}
+_AUTH_FIELDS = {"key", "secretRef", "apiKey", "location", "aws", "gcp", "azure"}
+_SECRET_REF_FIELDS = {"name", "key"}
+_API_KEY_FIELDS = {"secretRef", "key"}
 
 
 def is_ai_backend(res: Resource) -> bool:
@@ -41,9 +59,18 @@ class _Ctx:
         self.secrets = secrets
         self.configmaps = configmaps
         self.problems: list[Problem] = []
+        self.timeouts: dict[str, list[tuple[float | None, str]]] = {"tcp": [], "http": []}
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
         self.problems.append(Problem(self.res.file, self.res.ref, fld, message, reason))
+
+    def unknown(self, where: str, block: Any, known: Collection[str]) -> None:
+        """A problem for each field of `block` llmgw does not act on."""
+        if not isinstance(block, Mapping):
+            return
+        for key in block:
+            if key not in known:
+                self.fail(f"{where}.{key}", "is not supported by llmgw", "Unsupported")
 
 
 def translate_backend(
@@ -59,10 +86,13 @@ def translate_backend(
     if not isinstance(ai, Mapping):
         ctx.fail("spec.ai", "is required (an AI backend needs `provider` or `groups`)")
         return None, ctx.problems
+    ctx.unknown("spec", spec, _SPEC_FIELDS)
+    ctx.unknown("spec.ai", ai, _AI_FIELDS)
     backend_policies = spec.get("policies") or {}
     if not isinstance(backend_policies, Mapping):
         ctx.fail("spec.policies", "must be a mapping")
         backend_policies = {}
+    _check_policies(ctx, "spec.policies", backend_policies)
     has_provider, has_groups = "provider" in ai, "groups" in ai
     if has_provider == has_groups:
         ctx.fail("spec.ai", "set exactly one of `provider` or `groups`")
@@ -77,6 +107,7 @@ def translate_backend(
             return None, ctx.problems
         for gi, group in enumerate(groups):
             provs = group.get("providers") if isinstance(group, Mapping) else None
+            ctx.unknown(f"spec.ai.groups[{gi}]", group, _GROUP_FIELDS)
             if not isinstance(provs, list) or not provs:
                 ctx.fail(f"spec.ai.groups[{gi}].providers", "must be a non-empty list")
                 continue
@@ -93,9 +124,36 @@ def translate_backend(
             continue
         seen.add(prov.name)
         providers.append(prov)
+    connect_s = _one_timeout(ctx, "tcp")
+    request_s = _one_timeout(ctx, "http")
     if ctx.problems:
         return None, ctx.problems
-    return BackendIR(key=res.key, providers=tuple(providers)), []
+    return (
+        BackendIR(
+            key=res.key,
+            providers=tuple(providers),
+            connect_timeout_s=connect_s,
+            request_timeout_s=request_s,
+        ),
+        [],
+    )
+
+
+def _one_timeout(ctx: _Ctx, policy: str) -> float | None:
+    """The backend's timeout: Envoy has one per cluster, so every provider must agree."""
+    seen = ctx.timeouts[policy]
+    values = {v for v, _ in seen}
+    if len(values) > 1:
+        for value, fld in seen:
+            if value is not None:
+                ctx.fail(
+                    fld,
+                    "cannot be honoured per provider by llmgw (one timeout per backend): "
+                    f"set it in spec.policies.{policy} or give every provider the same value",
+                    "Unsupported",
+                )
+        return None
+    return next(iter(values), None)
 
 
 def _provider(
@@ -115,6 +173,13 @@ def _provider(
     if not isinstance(settings, Mapping):
         ctx.fail(f"{where}.{kind}", "must be a mapping")
         return None
+    agentgateway = ctx.res.kind == "AgentgatewayBackend"
+    ctx.unknown(where, block, _PROVIDER_FIELDS | {kind} | (_OVERRIDE_FIELDS if agentgateway else set()))
+    ctx.unknown(f"{where}.{kind}", settings, {"model", "guardrail", *defaults.fields})
+    if agentgateway:
+        block = _overrides(ctx, where, block)
+        if block is None:
+            return None
     kind_settings, setting_problems = settings_of(defaults, settings)
     for fld, message in setting_problems:
         ctx.fail(f"{where}.{kind}.{fld}", message)
@@ -135,7 +200,15 @@ def _provider(
     if not isinstance(host, str) or not host:
         ctx.fail(f"{where}.host", f"is required for the {kind!r} provider")
         return None
-    policies = _merge_policies(ctx, backend_policies, where, block.get("policies"))
+    own_policies = block.get("policies")
+    if isinstance(own_policies, Mapping):
+        _check_policies(ctx, f"{where}.policies", own_policies)
+    policies = _merge_policies(ctx, backend_policies, where, own_policies)
+    if "auth" in block:
+        if isinstance(own_policies, Mapping) and "auth" in own_policies:
+            ctx.fail(f"{where}.auth", f"set either {where}.auth or {where}.policies.auth, not both")
+            return None
+        policies["auth"] = (block["auth"], f"{where}.auth")
     tls_policy, tls_field = policies.get("tls", (None, "spec.policies.tls"))
     host_overridden = "host" in block
     tls_on = tls_policy is not None or (defaults.tls and not host_overridden)
@@ -152,6 +225,8 @@ def _provider(
         ctx.fail(f"{where}.pathPrefix", "must start with /")
         prefix = defaults.path_prefix
     tls = _tls(ctx, tls_field, tls_policy, host) if tls_on else None
+    for policy in _TIMEOUTS:
+        ctx.timeouts[policy].append(_timeout(policies, policy))
     auth_policy, auth_field = policies.get("auth", (None, "spec.policies.auth"))
     auth = _auth(ctx, auth_field, auth_policy, defaults, kind_settings)
     return ProviderIR(
@@ -167,6 +242,64 @@ def _provider(
         auth=auth,
         settings=tuple(sorted(kind_settings.items())),
     )
+
+
+def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
+    ctx.unknown(where, policies, _POLICY_FIELDS | {"ai"})
+    if "ai" in policies:
+        # Each AI policy (promptGuard, modelAliases, ...) named, so a user sees which one is inactive.
+        ai = policies["ai"]
+        for key in ai if isinstance(ai, Mapping) and ai else [""]:
+            fld = f"{where}.ai.{key}" if key else f"{where}.ai"
+            ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
+    ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)
+    for policy, fld in _TIMEOUTS.items():
+        block = policies.get(policy)
+        if block is None:
+            continue
+        if not isinstance(block, Mapping):
+            ctx.fail(f"{where}.{policy}", f"must be a mapping with `{fld}`")
+            continue
+        ctx.unknown(f"{where}.{policy}", block, {fld})
+        value = block.get(fld)
+        if value is not None and (not isinstance(value, str) or not parse_duration(value)):
+            ctx.fail(f"{where}.{policy}.{fld}", f"must be a positive duration such as 30s or 500ms, got {value!r}")
+
+
+def _timeout(policies: Mapping[str, tuple[Any, str]], policy: str) -> tuple[float | None, str]:
+    """(seconds or None, field) of a provider's effective tcp.connectTimeout or http.requestTimeout."""
+    fld = _TIMEOUTS[policy]
+    block, where = policies.get(policy, (None, f"spec.policies.{policy}"))
+    value = block.get(fld) if isinstance(block, Mapping) else None
+    return (parse_duration(value) or None if isinstance(value, str) else None), f"{where}.{fld}"
+
+
+def _overrides(ctx: _Ctx, where: str, block: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """`hostOverride: {host, port}` and `pathOverride: {fullPath}` (kgateway) as `host`/`port`/`path`."""
+    out = dict(block)
+    host_override = out.pop("hostOverride", None)
+    if host_override is not None:
+        if not isinstance(host_override, Mapping):
+            ctx.fail(f"{where}.hostOverride", "must be a mapping with `host` and `port`")
+            return None
+        ctx.unknown(f"{where}.hostOverride", host_override, {"host", "port"})
+        for key in ("host", "port"):
+            if key in host_override:
+                if key in block:
+                    ctx.fail(f"{where}.hostOverride.{key}", f"set either {where}.{key} or this, not both")
+                    return None
+                out[key] = host_override[key]
+    path_override = out.pop("pathOverride", None)
+    if path_override is not None:
+        if not isinstance(path_override, Mapping) or "fullPath" not in path_override:
+            ctx.fail(f"{where}.pathOverride", "must be a mapping with `fullPath`")
+            return None
+        ctx.unknown(f"{where}.pathOverride", path_override, {"fullPath"})
+        if "path" in block:
+            ctx.fail(f"{where}.pathOverride.fullPath", f"set either {where}.path or this, not both")
+            return None
+        out["path"] = path_override["fullPath"]
+    return out
 
 
 def _merge_policies(ctx: _Ctx, backend: Mapping[str, Any], where: str, provider: Any) -> dict[str, tuple[Any, str]]:
@@ -261,6 +394,22 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
     if not isinstance(auth, Mapping):
         ctx.fail(fld, "must be a mapping")
         return None
+    ctx.unknown(fld, auth, _AUTH_FIELDS | {"passthrough"})
+    chosen = [k for k in auth if k in _AUTH_FIELDS | {"passthrough"} and k != "location"]
+    if len(chosen) > 1:
+        ctx.fail(fld, f"set exactly one of {', '.join(chosen)}")
+        return None
+    if "apiKey" in auth:
+        # `apiKey: {secretRef: {name, key}}` or `apiKey: {key: ...}`: the same as the flat forms.
+        api_key = auth["apiKey"]
+        if not isinstance(api_key, Mapping) or len(set(api_key) & _API_KEY_FIELDS) != 1:
+            ctx.fail(f"{fld}.apiKey", "must set exactly one of `secretRef` or `key`")
+            return None
+        ctx.unknown(f"{fld}.apiKey", api_key, _API_KEY_FIELDS)
+        fld = f"{fld}.apiKey"
+        flat = {k: v for k, v in auth.items() if k != "apiKey"}
+        flat.update({k: v for k, v in api_key.items() if k in _API_KEY_FIELDS})
+        auth = flat
     location = auth.get("location") or {}
     header_loc = location.get("header") if isinstance(location, Mapping) else None
     if location and not isinstance(header_loc, Mapping):
@@ -287,6 +436,7 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
         if not isinstance(ref, Mapping) or not ref.get("name"):
             ctx.fail(f"{fld}.secretRef.name", "is required")
             return None
+        ctx.unknown(f"{fld}.secretRef", ref, _SECRET_REF_FIELDS)
         secret_key = f"{ctx.res.namespace}/{ref['name']}"
         data = ctx.secrets.get(secret_key)
         if data is None:
@@ -314,8 +464,10 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
     for kind in ("aws", "gcp", "azure"):
         if kind in auth:
             return cloud_auth(ctx, f"{fld}.{kind}", kind, auth[kind], settings)
-    others = [k for k in auth if k not in ("location",)]
-    ctx.fail(fld, f"auth {others} is not supported by this build", "Unsupported")
+    if not [k for k in auth if k in _AUTH_FIELDS and k != "location"] and "passthrough" not in auth:
+        ctx.fail(fld, "set one of `key`, `secretRef`, `apiKey`, `aws`, `gcp` or `azure`")
+    elif "passthrough" in auth:
+        ctx.fail(f"{fld}.passthrough", "is not supported by llmgw", "Unsupported")
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from controlplane.ir import BackendIR, ProviderIR
 from controlplane.xds import names
 from controlplane.xds.common import TYPE_PREFIX as _T
+from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import attempt_stage_filter
 from extproc import wire
 from extproc.cooldown import ORACLE_PATH, PAUSABLE_KEY, pause_key
@@ -127,7 +128,7 @@ def cluster_resources(
     }
     cluster: dict[str, Any] = {
         "name": name,
-        "connect_timeout": "5s",
+        "connect_timeout": duration(b.connect_timeout_s) if b.connect_timeout_s else "5s",
         "lb_policy": "LEAST_REQUEST",
         "per_connection_buffer_limit_bytes": listener_limit,
         "typed_extension_protocol_options": {
