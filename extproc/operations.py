@@ -24,6 +24,8 @@ OPERATIONS = (
     Operation("completions", "/completions", "text_completion", True, True, stream_usage_option=True),
     Operation("embeddings", "/embeddings", "embeddings", True, False, chat_like=False),
     Operation("messages", "/messages", "chat", True, True, client_api="anthropic"),
+    # Anthropic's token counting: same body as messages, answered by Anthropic itself (no translation).
+    Operation("count_tokens", "/messages/count_tokens", "count_tokens", True, False, client_api="anthropic"),
     Operation("responses", "/responses", "chat", True, True, client_api="openai_responses"),
     Operation("models", "/models", "models", False, False, method="GET", chat_like=False),  # the gateway answers
 )

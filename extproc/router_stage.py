@@ -176,7 +176,7 @@ class RouterRequest:
 
     def _error(self, status: int, message: str, code: str, *, param: str | None = None) -> ep.ProcessingResponse:
         self.done = True
-        anthropic = self.op is not None and self.op.name == "messages"
+        anthropic = self.op is not None and self.op.client_api == "anthropic"
         return errors.immediate(status=status, message=message, code=code, anthropic=anthropic, param=param)
 
     # --- response --------------------------------------------------------------------------

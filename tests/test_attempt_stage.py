@@ -271,3 +271,32 @@ def test_attempt_body_garbage_is_left_alone(body: bytes) -> None:
 def test_attempt_body_no_stream_options_outside_openai_chat(path: str) -> None:
     ar, _ = attempt_headers(make_config(), {**CLIENT_HEADERS, ":path": path})
     assert mutated_body(attempt_body(ar, {"model": "claude", "stream": True, "messages": []})) is None
+
+
+@pytest.mark.parametrize(
+    ("provider_kw", "expected"),
+    [
+        ({"path_prefix": ""}, "/v1/messages/count_tokens"),
+        ({"path_prefix": "/proxy"}, "/proxy/v1/messages/count_tokens"),
+        ({"path": "/custom/v1/messages?beta=true"}, "/custom/v1/messages/count_tokens?beta=true"),
+    ],
+)
+def test_attempt_anthropic_count_tokens_path(provider_kw: dict, expected: str) -> None:
+    config = make_config(
+        kind="anthropic", auth=AuthConfig(header="x-api-key", prefix="", value="sk-ant"), **provider_kw
+    )
+    _, resp = attempt_headers(
+        config,
+        {**CLIENT_HEADERS, ":path": "/v1/messages/count_tokens"},
+        body=b'{"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}',
+    )
+    sets = header_sets(resp.request_headers.response.header_mutation)
+    assert sets.get(":path", "/v1/messages/count_tokens") == expected  # unchanged: not set
+    assert sets["x-api-key"] == "sk-ant"
+
+
+def test_attempt_count_tokens_on_an_openai_provider_is_refused_in_anthropic_schema() -> None:
+    _, resp = attempt_headers(make_config(), {**CLIENT_HEADERS, ":path": "/v1/messages/count_tokens"})
+    status, doc = immediate_json(resp)
+    assert status == 400 and doc["type"] == "error"
+    assert "sk-provider" not in str(resp)

@@ -6,7 +6,7 @@ fine-tuning, batches or admin endpoint. A request without `model` works when the
 it (an OpenAI `model`, an Azure deployment), and a fixed chat model leaves embeddings alone.
 
 Routes: `/fixed` (OpenAI, `model` fixed, a direct route), `/plain` (OpenAI, no fixed model),
-`/gemini` (Gemini, translated), `/deployment` (Azure deployment API), `/v1dep` (Azure v1 API
+`/gemini` (Gemini, translated), `/claude` (Anthropic), `/deployment` (Azure deployment API), `/v1dep` (Azure v1 API
 with `deploymentName`), and `/routed` (model routing: the router stage cannot know the backend
 before the body, so the attempt stage decides).
 """
@@ -67,6 +67,13 @@ spec:
 ---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
+metadata: {{name: claude}}
+spec:
+  ai: {{provider: {{anthropic: {{}}, host: 127.0.0.1, port: {up}}}}}
+  policies: {{auth: {{key: {key}}}}}
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
 metadata: {{name: deployment}}
 spec:
   ai:
@@ -93,7 +100,9 @@ spec:
 def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
     fp = FakeProviderThread(name="allow").start()
     gw = GatewayProcess(workers=2)
-    rules = [route_rule(f"/{n}", n, rewrite=True) for n in ("fixed", "plain", "gemini", "deployment", "v1dep")]
+    rules = [
+        route_rule(f"/{n}", n, rewrite=True) for n in ("fixed", "plain", "gemini", "claude", "deployment", "v1dep")
+    ]
     gw.write(
         "gw.yaml",
         gateway_yaml(port=gw.port) + http_route_yaml(*rules) + ROUTED.format() + BACKENDS.format(up=fp.port, key=KEY),
@@ -235,3 +244,20 @@ def test_access_log_metrics_carry_the_backends_model(setup: tuple[GatewayProcess
     )
     assert resp.status_code == 200
     assert 'gen_ai_request_model="gpt-4o-prod"' in gw.metrics()
+
+
+def test_anthropic_sdk_count_tokens(setup: tuple[GatewayProcess, FakeProviderThread]) -> None:
+    """Anthropic's token counting is an operation of Anthropic backends (and only of them)."""
+    gw, fp = setup
+    fp.clear()
+    client = anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="client-key", max_retries=0)
+    counted = client.messages.count_tokens(model="claude-x", messages=[{"role": "user", "content": "count me"}])
+    assert counted.input_tokens > 0
+    [rec] = fp.requests
+    assert rec.path == "/v1/messages/count_tokens"
+    assert rec.headers["x-api-key"] == KEY
+    fp.clear()
+    other = anthropic.Anthropic(base_url=f"{gw.url}/gemini", api_key="client-key", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError):
+        other.messages.count_tokens(model="gemini-x", messages=[{"role": "user", "content": "x"}])
+    assert fp.requests == []

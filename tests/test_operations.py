@@ -17,6 +17,8 @@ from extproc.operations import OPERATIONS, operation_of, refusal
         ("/v1/embeddings", "embeddings"),
         ("/v1/models", "models"),
         ("/v1/messages", "messages"),
+        ("/v1/messages/count_tokens", "count_tokens"),
+        ("/v1/messages/batches", None),
         ("/v1/responses", "responses"),
         ("/v1/unknown", None),
         ("/", None),
@@ -77,5 +79,6 @@ def test_provider_model_applies_to_chat_like_operations_only() -> None:
         "chat_completions",
         "completions",
         "messages",
+        "count_tokens",
         "responses",
     }
