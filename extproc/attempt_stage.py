@@ -28,8 +28,8 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_after_seconds
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
-from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, split_path
-from extproc.providers import module_for
+from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, refusal, split_path
+from extproc.providers import default_model, fixed_model, module_for, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
 
@@ -49,19 +49,22 @@ class AttemptRequest:
     query: str = ""
     cooldowns: CooldownBoard | None = None
     pausable: bool = False  # the host is health checked against the pause oracle
+    model_missing: bool = False  # the client named no model (the backend's, if it fixes one, is used)
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         meta = attribute(req, "xds.upstream_host_metadata")
         pid = provider_from_host_metadata(meta)
         provider = self.config.providers.get(pid) if pid else None
         if provider is None:
-            return errors.immediate(
+            return _immediate(
                 status=503,
                 message="The gateway has no configuration for this backend yet; retry shortly.",
                 code="backend_not_configured",
             )
         self.pausable = host_metadata_has(meta, PAUSABLE_KEY)
         headers = header_dict(req.request_headers)
+        # The router stage sets the model header whenever the body names a model (and removes any client copy).
+        self.model_missing = wire.MODEL_HEADER not in headers
         if self.pausable and self.cooldowns is not None and self.cooldowns.remaining(provider.id) > 0:
             pause = backend_pause(self.config, self.cooldowns, provider.backend)
             if pause > 0:
@@ -74,6 +77,20 @@ class AttemptRequest:
         self.headers = headers
         path, self.query = split_path(self.headers.get(":path", "/"))
         self.op = operation_of(path)
+        # Defence in depth behind the router stage's check: never a credential for an operation
+        # this provider does not serve (the path here is the one after any route rewrite).
+        refused = refusal(headers.get(":method", ""), path, operations_of(provider), provider.kind)
+        if refused is not None:
+            return _immediate(
+                status=refused.status, message=refused.message, code=refused.code, anthropic=refused.anthropic
+            )
+        if self.model_missing and self.op is not None and self.op.needs_model and not default_model(provider, self.op):
+            return _immediate(
+                status=400,
+                message="You must provide a model parameter.",
+                code="missing_model",
+                anthropic=self.op.client_api == "anthropic",
+            )
         mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *wire.GATEWAY_ONLY_HEADERS])
         if end_of_stream:  # no body will follow: finish here
             try:
@@ -91,7 +108,7 @@ class AttemptRequest:
         except CredentialError as exc:
             return self._credential_failed(exc)
         except TranslationError as exc:  # the client's mistake: a 4xx in its schema, nothing to log
-            return errors.immediate(
+            return _immediate(
                 status=exc.status,
                 message=exc.message,
                 code=exc.code,
@@ -101,7 +118,7 @@ class AttemptRequest:
             )
         except Exception:  # our bug: logged, and a 500 (never Envoy's 503 "retry shortly" for a failed stream)
             log.exception("attempt stage failed on the request body (%s)", self.op.name if self.op else "no operation")
-            return errors.immediate(
+            return _immediate(
                 status=500,
                 message="The gateway failed to process the request.",
                 code="gateway_error",
@@ -112,7 +129,7 @@ class AttemptRequest:
         return self.op is not None and self.op.client_api == "anthropic"
 
     def _credential_failed(self, exc: CredentialError) -> ep.ProcessingResponse:
-        return errors.immediate(
+        return _immediate(
             status=502,
             message=f"The gateway could not authenticate upstream: {exc}",
             code="credential_error",
@@ -130,11 +147,11 @@ class AttemptRequest:
             return _body_response(mutation, None)
         raw = msg.body
         body: dict[str, Any] | None = None
-        model = provider.model or ""
+        model = fixed_model(provider, op) or ""
         stream = False
         if raw:
             pair = pair_for(op, provider, model) if op.client_api == "openai" else None
-            if pair is not None and pair.provider_api == "openai":
+            if pair is not None and pair.provider_api == "openai" and not self.model_missing:
                 # Most OpenAI-compatible requests need no change: skip the parse.
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
                 if not pair.needs_body(raw, ctx):
@@ -149,14 +166,16 @@ class AttemptRequest:
             if isinstance(parsed, dict):
                 body = parsed
                 client_model = parsed.get("model")
-                model = provider.model or (client_model if isinstance(client_model, str) else "")
+                model = fixed_model(provider, op) or (client_model if isinstance(client_model, str) else "")
+                if not model:
+                    model = default_model(provider, op) or ""
                 stream = parsed.get("stream") is True
         if body is None:
             self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=stream)
             return _body_response(mutation, None)
         pair = pair_for(op, provider, model)
         if pair is None:
-            return errors.immediate(
+            return _immediate(
                 status=400,
                 message=f"The {op.suffix} API is not available on provider {provider.kind!r} "
                 f"({module.api(provider, op, model)}).",
@@ -260,13 +279,18 @@ def paused_reply(path: str, pause: float) -> ep.ProcessingResponse:
     """
     op = operation_of(split_path(path)[0])
     seconds = max(1, math.ceil(pause))
-    return errors.immediate(
+    return _immediate(
         status=429,
         message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
         code="providers_paused",
         anthropic=op is not None and op.client_api == "anthropic",
         headers={"retry-after": str(seconds)},
     )
+
+
+def _immediate(*, headers: dict[str, str] | None = None, **kw: Any) -> ep.ProcessingResponse:
+    """An error in the client's schema, marked so the router stage does not translate it as a provider's."""
+    return errors.immediate(headers={wire.ANSWERED_HEADER: "1", **(headers or {})}, **kw)
 
 
 def _body_response(mutation: ep.HeaderMutation, new_body: bytes | None) -> ep.ProcessingResponse:

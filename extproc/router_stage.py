@@ -37,7 +37,8 @@ from extproc.attempt_stage import AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
-from extproc.operations import Operation, operation_of
+from extproc.operations import Operation, operation_of, refusal
+from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
 from extproc.usage import Usage
@@ -85,12 +86,21 @@ class RouterRequest:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
-        if self.op and self.op.name == "models" and headers.get(":method") == "GET":
-            return self._models()
-        if msg.end_of_stream and self.op and self.op.needs_model and headers.get(":method") == "POST":
-            return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
+        # The operation allowlist, on the client's path (before any route rewrite): what the gateway
+        # does not know never reaches a provider with its credential, and no provider is contacted.
+        supported = operations_of(provider) | {"models"} if provider is not None else None
+        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "")
+        if refused is not None:
+            self.done = True
+            return errors.immediate(
+                status=refused.status, message=refused.message, code=refused.code, anthropic=refused.anthropic
+            )
+        if self.op and self.op.name == "models":
+            return self._models()
+        if msg.end_of_stream and self.op and self.op.needs_model:
+            return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
@@ -123,7 +133,14 @@ class RouterRequest:
             return self._error(400, "The request body must be a JSON object.", "invalid_body")
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):
-            return self._error(400, "You must provide a model parameter.", "missing_model")
+            # Absent or empty is fine when the backend fixes the model: on a direct route this stage knows
+            # the provider; otherwise the attempt stage decides (it sees no model header).
+            direct = self.direct.provider if self.direct is not None else None
+            if model not in (None, "") or (direct is not None and default_model(direct, op) is None):
+                return self._error(400, "You must provide a model parameter.", "missing_model")
+            model = (default_model(direct, op) or "") if direct is not None else ""
+            if self.direct is not None:
+                self.direct.model_missing = True
         if op is not None:
             validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
         elif isinstance(model, str) and validation.model_problem(model) is not None:
@@ -159,7 +176,7 @@ class RouterRequest:
 
     def _error(self, status: int, message: str, code: str, *, param: str | None = None) -> ep.ProcessingResponse:
         self.done = True
-        anthropic = self.op is not None and self.op.name == "messages"
+        anthropic = self.op is not None and self.op.client_api == "anthropic"
         return errors.immediate(status=status, message=message, code=code, anthropic=anthropic, param=param)
 
     # --- response --------------------------------------------------------------------------
@@ -176,6 +193,9 @@ class RouterRequest:
             mutation.remove_headers.append(wire.UPSTREAM_STATUS_HEADER)
         if headers.pop(wire.IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
             resp.response_headers.response.header_mutation.remove_headers.append(wire.IMMEDIATE_HC_FAIL_HEADER)
+        answered = headers.pop(wire.ANSWERED_HEADER, None) is not None  # the attempt stage's own error
+        if answered:
+            resp.response_headers.response.header_mutation.remove_headers.append(wire.ANSWERED_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -201,11 +221,13 @@ class RouterRequest:
         if provider is not None:
             self.provider = provider.kind
             self.provider_id = provider.id
+            if not self.request_model and self.op is not None:  # the client named none: the backend's
+                self.request_model = default_model(provider, self.op) or ""
         elif self.status == 503 and not msg.end_of_stream:
             pause = self._backend_pause()
             if pause > 0:
                 return self._paused_reply(resp, pause)
-        self.translation = self._translation(provider)
+        self.translation = self._translation(None if answered else provider)  # None: the client's own schema
         if self.translation is not None:
             changes = self.translation.on_headers(self.status, headers)
             mutation = resp.response_headers.response.header_mutation
@@ -275,7 +297,7 @@ class RouterRequest:
         """
         if self.op is None:
             return None
-        model = (provider.model if provider else None) or self.request_model
+        model = fixed_model(provider, self.op) or self.request_model
         pair = pair_for(self.op, provider, model)
         if pair is None:
             return None

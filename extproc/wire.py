@@ -19,6 +19,9 @@ MODEL_HEADER = "x-gateway-model-name"
 UPSTREAM_STATUS_HEADER = "x-llmgw-upstream-status"
 # Envoy's router excludes the host at once when a response carries this header.
 IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
+# On an error the attempt stage answers itself (already in the client's schema): the router stage
+# removes it and passes that body untranslated.
+ANSWERED_HEADER = "x-llmgw-answered"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
 GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER)
 

@@ -107,9 +107,82 @@ def test_attempt_headers_rewrite_path(client_path: str, provider_kw: dict, expec
     assert header_sets(resp.request_headers.response.header_mutation)[":path"] == expected
 
 
-def test_attempt_headers_unknown_operation_keeps_path() -> None:
-    _, resp = attempt_headers(make_config(path_prefix="/x"), {**CLIENT_HEADERS, ":path": "/v1/files?purpose=y"})
-    assert ":path" not in header_sets(resp.request_headers.response.header_mutation)
+@pytest.mark.parametrize(
+    ("kind", "path", "method", "status", "code"),
+    [
+        ("openai", "/v1/files?purpose=y", "POST", 404, "unknown_operation"),
+        ("openai", "/v1/fine_tuning/jobs", "POST", 404, "unknown_operation"),
+        ("gemini", "/anything", "POST", 404, "unknown_operation"),
+        ("openai", "/v1/chat/completions", "GET", 405, "method_not_allowed"),
+        ("openai", "/v1/models", "GET", 400, "unsupported_operation"),  # the router stage answers it
+        ("anthropic", "/v1/embeddings", "POST", 400, "unsupported_operation"),
+        ("bedrock", "/v1/responses", "POST", 400, "unsupported_operation"),
+        ("gemini", "/v1/messages", "POST", 400, "unsupported_operation"),
+    ],
+)  # fmt: skip
+def test_attempt_never_injects_a_credential_for_an_operation_it_does_not_forward(
+    kind: str, path: str, method: str, status: int, code: str
+) -> None:
+    """Defence in depth behind the router stage (the path here is the rewritten one)."""
+    _, resp = attempt_headers(make_config(kind=kind), {**CLIENT_HEADERS, ":path": path, ":method": method})
+    got, doc = immediate_json(resp)
+    assert got == status
+    assert (doc["error"].get("code") or doc["error"]["type"]) in (code, "invalid_request_error", "not_found_error")
+    assert "sk-provider" not in str(resp)
+
+
+def test_attempt_missing_model_without_fixed_model_is_400() -> None:
+    headers = {k: v for k, v in CLIENT_HEADERS.items() if k != MODEL_HEADER}
+    _, resp = attempt_headers(make_config(), headers, body=b'{"messages": []}')
+    status, doc = immediate_json(resp)
+    assert status == 400 and doc["error"]["code"] == "missing_model"
+
+
+def test_attempt_missing_model_takes_the_fixed_model() -> None:
+    headers = {k: v for k, v in CLIENT_HEADERS.items() if k != MODEL_HEADER}
+    ar = AttemptRequest(config=make_config(model="gpt-4o-fixed"))
+    req = ep.ProcessingRequest(
+        request_headers=http_headers(headers),
+        attributes=attributes({"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)}),
+    )
+    assert ar.on_request_headers(req).WhichOneof("response") == "request_headers"
+    resp = ar.on_request_body(body_msg({"model": "", "messages": []}))
+    assert orjson.loads(resp.request_body.response.body_mutation.body)["model"] == "gpt-4o-fixed"
+
+
+def test_attempt_azure_v1_deployment_fills_a_missing_model() -> None:
+    headers = {k: v for k, v in CLIENT_HEADERS.items() if k != MODEL_HEADER}
+    config = make_config(kind="azureopenai", settings={"deploymentName": "gpt-4o-prod"})
+    ar = AttemptRequest(config=config)
+    req = ep.ProcessingRequest(
+        request_headers=http_headers(headers),
+        attributes=attributes({"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)}),
+    )
+    assert ar.on_request_headers(req).WhichOneof("response") == "request_headers"
+    resp = ar.on_request_body(body_msg({"messages": []}))
+    assert orjson.loads(resp.request_body.response.body_mutation.body)["model"] == "gpt-4o-prod"
+
+
+def test_attempt_fixed_chat_model_leaves_embeddings_model_alone() -> None:
+    """A provider's `model` is a chat model: an embeddings request keeps the client's."""
+    ar = AttemptRequest(config=make_config(model="gpt-4o-fixed"))
+    req = ep.ProcessingRequest(
+        request_headers=http_headers({**CLIENT_HEADERS, ":path": "/v1/embeddings"}),
+        attributes=attributes({"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)}),
+    )
+    assert ar.on_request_headers(req).WhichOneof("response") == "request_headers"
+    resp = ar.on_request_body(body_msg({"model": "text-embedding-3-small", "input": "x"}))
+    assert resp.WhichOneof("response") == "request_body"
+    assert not resp.request_body.response.HasField("body_mutation")
+    chat = AttemptRequest(config=make_config(model="gpt-4o-fixed"))
+    chat.on_request_headers(
+        ep.ProcessingRequest(
+            request_headers=http_headers(CLIENT_HEADERS),
+            attributes=attributes({"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)}),
+        )
+    )
+    resp = chat.on_request_body(body_msg({"model": "gpt-4o", "messages": []}))
+    assert orjson.loads(resp.request_body.response.body_mutation.body)["model"] == "gpt-4o-fixed"
 
 
 @pytest.mark.parametrize("provider_id", ["default/other/openai", None], ids=["unknown", "no-metadata"])
@@ -198,3 +271,32 @@ def test_attempt_body_garbage_is_left_alone(body: bytes) -> None:
 def test_attempt_body_no_stream_options_outside_openai_chat(path: str) -> None:
     ar, _ = attempt_headers(make_config(), {**CLIENT_HEADERS, ":path": path})
     assert mutated_body(attempt_body(ar, {"model": "claude", "stream": True, "messages": []})) is None
+
+
+@pytest.mark.parametrize(
+    ("provider_kw", "expected"),
+    [
+        ({"path_prefix": ""}, "/v1/messages/count_tokens"),
+        ({"path_prefix": "/proxy"}, "/proxy/v1/messages/count_tokens"),
+        ({"path": "/custom/v1/messages?beta=true"}, "/custom/v1/messages/count_tokens?beta=true"),
+    ],
+)
+def test_attempt_anthropic_count_tokens_path(provider_kw: dict, expected: str) -> None:
+    config = make_config(
+        kind="anthropic", auth=AuthConfig(header="x-api-key", prefix="", value="sk-ant"), **provider_kw
+    )
+    _, resp = attempt_headers(
+        config,
+        {**CLIENT_HEADERS, ":path": "/v1/messages/count_tokens"},
+        body=b'{"model": "claude-x", "messages": [{"role": "user", "content": "hi"}]}',
+    )
+    sets = header_sets(resp.request_headers.response.header_mutation)
+    assert sets.get(":path", "/v1/messages/count_tokens") == expected  # unchanged: not set
+    assert sets["x-api-key"] == "sk-ant"
+
+
+def test_attempt_count_tokens_on_an_openai_provider_is_refused_in_anthropic_schema() -> None:
+    _, resp = attempt_headers(make_config(), {**CLIENT_HEADERS, ":path": "/v1/messages/count_tokens"})
+    status, doc = immediate_json(resp)
+    assert status == 400 and doc["type"] == "error"
+    assert "sk-provider" not in str(resp)

@@ -18,7 +18,7 @@ from extproc.attempt_stage import AttemptRequest
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import MAX_PAUSE_S, ORACLE_PATH, CooldownBoard, pause_key, retry_after_seconds
 from extproc.router_stage import RouterRequest
-from extproc.wire import IMMEDIATE_HC_FAIL_HEADER, UPSTREAM_STATUS_HEADER
+from extproc.wire import IMMEDIATE_HC_FAIL_HEADER, MODEL_HEADER, UPSTREAM_STATUS_HEADER
 from tests.extproc_protos import attributes, header_sets, http_headers
 
 PRIMARY, SECONDARY = "default/b/primary", "default/b/secondary"
@@ -115,7 +115,9 @@ def _metadata(pid: str, *, pausable: bool) -> str:
 def _attempt(board: CooldownBoard, pid: str, *, pausable: bool = True) -> tuple[AttemptRequest, ep.ProcessingResponse]:
     ar = AttemptRequest(config=_config(), cooldowns=board)
     req = ep.ProcessingRequest(
-        request_headers=http_headers({":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw"}),
+        request_headers=http_headers(
+            {":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw", MODEL_HEADER: "gpt-4o"}
+        ),
         attributes=attributes({"xds.upstream_host_metadata": _metadata(pid, pausable=pausable)}),
     )
     return ar, ar.on_request_headers(req)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.operations import operation_of
+from extproc.operations import OPERATIONS, operation_of, refusal
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,8 @@ from extproc.operations import operation_of
         ("/v1/embeddings", "embeddings"),
         ("/v1/models", "models"),
         ("/v1/messages", "messages"),
+        ("/v1/messages/count_tokens", "count_tokens"),
+        ("/v1/messages/batches", None),
         ("/v1/responses", "responses"),
         ("/v1/unknown", None),
         ("/", None),
@@ -33,3 +35,50 @@ def test_operation_properties() -> None:
     assert chat is not None and chat.semconv == "chat" and chat.needs_model and chat.streams
     assert emb is not None and emb.semconv == "embeddings" and emb.needs_model and not emb.streams
     assert models is not None and not models.needs_model
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "supported", "status"),
+    [
+        ("POST", "/v1/chat/completions", None, None),
+        ("GET", "/v1/models", None, None),
+        ("POST", "/v1/chat/completions?x=1", frozenset({"chat_completions"}), None),
+        ("GET", "/v1/chat/completions", None, 405),
+        ("POST", "/v1/models", None, 405),
+        ("HEAD", "/v1/embeddings", None, 405),
+        ("POST", "/v1/files", None, 404),
+        ("POST", "/v1/fine_tuning/jobs", None, 404),
+        ("GET", "/v1/models/gpt-4o", None, 404),
+        ("POST", "/anything", None, 404),
+        ("POST", "/v1/embeddings", frozenset({"chat_completions", "messages"}), 400),
+    ],
+)  # fmt: skip
+def test_refusal_is_the_operation_allowlist(
+    method: str, path: str, supported: frozenset[str] | None, status: int | None
+) -> None:
+    got = refusal(method, path, supported)
+    assert (got.status if got else None) == status
+
+
+def test_refusal_speaks_anthropic_on_messages_paths() -> None:
+    wrong_method = refusal("GET", "/v1/messages")
+    unknown = refusal("POST", "/v1/messages/batches")
+    assert wrong_method is not None and wrong_method.anthropic
+    assert unknown is not None and unknown.anthropic and unknown.status == 404
+    chat = refusal("GET", "/v1/chat/completions")
+    assert chat is not None and not chat.anthropic
+
+
+def test_every_operation_has_one_method_and_only_models_is_a_get() -> None:
+    assert {op.name for op in OPERATIONS if op.method == "GET"} == {"models"}
+    assert {op.method for op in OPERATIONS} == {"GET", "POST"}
+
+
+def test_provider_model_applies_to_chat_like_operations_only() -> None:
+    assert {op.name for op in OPERATIONS if op.chat_like} == {
+        "chat_completions",
+        "completions",
+        "messages",
+        "count_tokens",
+        "responses",
+    }

@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from controlplane.gatewayapi.provider_kinds import KINDS
+from extproc.operations import OPERATIONS_BY_NAME
 from extproc.providers import PROVIDERS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +39,8 @@ def test_every_provider_module_declares_the_protocol() -> None:
         for name in ("api", "path"):
             assert callable(getattr(module, name, None)), f"{kind}: {name}"
         assert isinstance(module.input_includes_cached, bool), kind
+        assert isinstance(module.operations, frozenset) and module.operations, kind
+        assert module.operations <= set(OPERATIONS_BY_NAME) - {"models"}, kind  # the gateway answers models
 
 
 def test_direct_kinds_are_the_openai_compatible_ones() -> None:

@@ -11,7 +11,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from extproc.configclient import ConfigHolder
 from extproc.contract import ExtprocConfig
 from extproc.router_stage import RouterRequest
-from extproc.wire import MODEL_HEADER
+from extproc.wire import ANSWERED_HEADER, MODEL_HEADER
 from tests.extproc_protos import (
     GATEWAY,
     PROVIDER_ID,
@@ -60,11 +60,7 @@ def test_router_bad_json_anthropic_error_on_messages() -> None:
     assert "not valid JSON" in doc["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    "body",
-    [{"messages": []}, {"model": "", "messages": []}, {"model": 5, "messages": []}, {"model": None}],
-    ids=["absent", "empty", "number", "null"],
-)
+@pytest.mark.parametrize("body", [{"model": 5, "messages": []}, {"model": ["a"]}], ids=["number", "list"])
 def test_router_missing_model(body: dict) -> None:
     rr, _ = router()
     status, doc = immediate_json(rr.on_request_body(body_msg(body)))
@@ -72,11 +68,113 @@ def test_router_missing_model(body: dict) -> None:
     assert doc["error"]["code"] == "missing_model"
 
 
+@pytest.mark.parametrize(
+    "body", [{"messages": []}, {"model": "", "messages": []}, {"model": None}], ids=["absent", "empty", "null"]
+)
+def test_router_absent_model_goes_on_without_the_header(body: dict) -> None:
+    """The router stage cannot know yet whether the backend fixes the model: the attempt stage decides."""
+    rr, _ = router()
+    resp = rr.on_request_body(body_msg(body))
+    common = resp.request_body.response
+    assert MODEL_HEADER in common.header_mutation.remove_headers
+    assert common.clear_route_cache is True
+    assert rr.request_model == ""
+
+
+def _direct_router(path: str = "/v1/chat/completions", method: str = "POST", **provider_kw: object) -> RouterRequest:
+    base = make_config(**provider_kw)
+    config = ExtprocConfig(
+        version="v1", providers=base.providers, models=base.models, direct_routes={"r/direct": PROVIDER_ID}
+    )
+    rr = RouterRequest(gateway=GATEWAY, config=config)
+    rr.on_request_headers(http_headers({":method": method, ":path": path, ":authority": "gw"}), route_name="r/direct")
+    return rr
+
+
+def test_router_direct_route_without_fixed_model_needs_one() -> None:
+    status, doc = immediate_json(_direct_router().on_request_body(body_msg({"messages": []})))
+    assert status == 400 and doc["error"]["code"] == "missing_model"
+
+
+@pytest.mark.parametrize("body", [{"messages": []}, {"model": "", "messages": []}], ids=["absent", "empty"])
+def test_router_direct_route_with_fixed_model_fills_it_in(body: dict) -> None:
+    rr = _direct_router(model="gpt-4o-fixed")
+    resp = rr.on_request_body(body_msg(body))
+    assert resp.WhichOneof("response") == "request_body"
+    assert orjson.loads(resp.request_body.response.body_mutation.body)["model"] == "gpt-4o-fixed"
+    assert rr.request_model == "gpt-4o-fixed"  # the access log and metrics carry the backend's model
+
+
+def test_router_direct_route_fixed_chat_model_leaves_embeddings_model_alone() -> None:
+    rr = _direct_router("/v1/embeddings", model="gpt-4o-fixed")
+    resp = rr.on_request_body(body_msg({"model": "text-embedding-3-small", "input": "x"}))
+    assert resp.WhichOneof("response") == "request_body"
+    assert not resp.request_body.response.HasField("body_mutation")
+    status, doc = immediate_json(
+        _direct_router("/v1/embeddings", model="gpt-4o-fixed").on_request_body(body_msg({"input": "x"}))
+    )
+    assert status == 400 and doc["error"]["code"] == "missing_model"
+
+
+def test_router_direct_route_azure_deployment_needs_no_model() -> None:
+    rr = _direct_router(kind="azureopenai", settings={"deploymentName": "gpt-4o-prod", "apiVersion": "2024-10-21"})
+    resp = rr.on_request_body(body_msg({"messages": [{"role": "user", "content": "hi"}]}))
+    assert resp.WhichOneof("response") == "request_body"
+    assert rr.request_model == "gpt-4o-prod"
+
+
 def test_router_missing_model_anthropic() -> None:
     rr, _ = router("/v1/messages")
-    status, doc = immediate_json(rr.on_request_body(body_msg({"messages": []})))
+    status, doc = immediate_json(rr.on_request_body(body_msg({"model": 7, "messages": []})))
     assert status == 400
     assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"
+
+
+# --- the operation allowlist ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/files", "/v1/fine_tuning/jobs", "/v1/batches", "/anything", "/", "/v1/chat/completions/x"]
+)
+def test_router_unknown_path_is_404_and_contacts_nobody(path: str) -> None:
+    rr, resp = router(path)
+    status, doc = immediate_json(resp)
+    assert status == 404
+    assert doc["error"]["code"] == "unknown_operation" and doc["error"]["type"] == "not_found_error"
+    assert rr.done
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/v1/chat/completions", "GET"), ("/v1/embeddings", "PUT"), ("/v1/models", "POST"), ("/v1/responses", "DELETE")],
+)
+def test_router_known_path_wrong_method_is_405(path: str, method: str) -> None:
+    _, resp = router(path, method)
+    status, doc = immediate_json(resp)
+    assert status == 405
+    assert doc["error"]["code"] == "method_not_allowed"
+
+
+def test_router_allowlist_answers_in_anthropic_schema_on_messages() -> None:
+    for path, method, status in (("/v1/messages", "GET", 405), ("/v1/messages/batches", "POST", 404)):
+        _, resp = router(path, method)
+        got, doc = immediate_json(resp)
+        assert got == status
+        assert doc["type"] == "error", doc
+
+
+def test_router_direct_route_refuses_what_its_provider_does_not_serve() -> None:
+    rr = RouterRequest(
+        gateway=GATEWAY,
+        config=ExtprocConfig(
+            version="v1",
+            providers=make_config(kind="anthropic").providers,
+            direct_routes={"r/direct": PROVIDER_ID},
+        ),
+    )
+    resp = rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/embeddings"}), route_name="r/direct")
+    status, doc = immediate_json(resp)
+    assert status == 400 and doc["error"]["code"] == "unsupported_operation"
 
 
 @pytest.mark.parametrize("body", [b"[]", b'[{"model": "gpt-4o"}]', b'"gpt-4o"', b"42", b"null"])
@@ -85,19 +183,6 @@ def test_router_non_object_body(body: bytes) -> None:
     status, doc = immediate_json(rr.on_request_body(body_msg(body)))
     assert status == 400
     assert doc["error"]["code"] == "invalid_body"
-
-
-def test_router_unknown_operation_bad_json_passes() -> None:
-    rr, _ = router("/v1/something/else")
-    resp = rr.on_request_body(body_msg(b"not json"))
-    assert resp.WhichOneof("response") == "request_body"
-    assert not resp.request_body.HasField("response")
-
-
-def test_router_unknown_operation_array_body_passes() -> None:
-    rr, _ = router("/v1/something/else")
-    resp = rr.on_request_body(body_msg(b"[1, 2]"))
-    assert resp.WhichOneof("response") == "request_body"
 
 
 def test_router_post_without_body() -> None:
@@ -119,15 +204,6 @@ def test_router_valid_body_sets_model_header_and_clears_route_cache() -> None:
     assert not common.HasField("body_mutation")
     assert rr.request_model == "gpt-4o"
     assert rr.stream is False
-
-
-def test_router_model_header_removed_when_no_model_on_modelless_operation() -> None:
-    rr, _ = router("/v1/unknown")
-    resp = rr.on_request_body(body_msg({"input": "x"}))
-    common = resp.request_body.response
-    assert MODEL_HEADER in common.header_mutation.remove_headers
-    assert MODEL_HEADER not in header_sets(common.header_mutation)
-    assert common.clear_route_cache is True
 
 
 @pytest.mark.parametrize(
@@ -435,3 +511,27 @@ def test_router_stream_cut_after_it_started_keeps_its_metadata_and_counts_its_us
     done, _ = router()
     done.on_stream_closed()  # no response yet: nothing was cut
     assert REGISTRY.get_sample_value(name, labels) == before + 1
+
+
+def test_router_passes_the_attempt_stages_own_error_untranslated() -> None:
+    """An error the attempt stage answered is in the client's schema already: code and param survive."""
+    rr = RouterRequest(gateway=GATEWAY, config=make_config(kind="gemini"))
+    rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/chat/completions"}))
+    rr.on_request_body(body_msg({"messages": []}))
+    resp = response_headers(
+        rr, {":status": "400", "content-type": "application/json", ANSWERED_HEADER: "1"}, end_of_stream=False
+    )
+    assert ANSWERED_HEADER in resp.response_headers.response.header_mutation.remove_headers
+    body = b'{"error": {"message": "m", "type": "invalid_request_error", "code": "missing_model", "param": null}}'
+    out = rr.on_response_body(ep.HttpBody(body=body, end_of_stream=True))
+    mutated = out.response_body.response.body_mutation.body
+    assert orjson.loads(mutated or body)["error"]["code"] == "missing_model"
+
+
+def test_router_access_log_carries_the_backends_model_when_the_client_named_none() -> None:
+    rr = RouterRequest(gateway=GATEWAY, config=make_config(model="gpt-4o-fixed"))
+    rr.on_request_headers(http_headers({":method": "POST", ":path": "/v1/chat/completions"}))
+    rr.on_request_body(body_msg({"messages": []}))
+    resp = response_headers(rr, {":status": "200", "content-type": "application/json"}, end_of_stream=True)
+    assert rr.request_model == "gpt-4o-fixed"
+    assert llmgw_meta(resp)["gen_ai.request.model"] == "gpt-4o-fixed"

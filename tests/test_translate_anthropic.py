@@ -93,13 +93,14 @@ def _check_json(case: str, got: Any) -> None:
     golden_files.check(ROOT / f"{case}.out.json", golden_files.json_text(got))
 
 
-def _pair_and_ctx(case: str, *, stream: bool = False) -> tuple[Any, RequestContext]:
+def _pair_and_ctx(case: str, *, stream: bool = False, model: str = MODEL) -> tuple[Any, RequestContext]:
+    """`model`: the client's; the attempt stage gives the pair the provider's fixed model instead."""
     pair_name = case.split("/")[0]
     prov, provider_api = REQUEST_CTX.get(case, (provider(), "anthropic"))
     client_api, op = CLIENT_API[pair_name]
     pair = select(client_api, provider_api)
     assert pair is not None
-    return pair, RequestContext(provider=prov, op=op, model=prov.model or MODEL, stream=stream)
+    return pair, RequestContext(provider=prov, op=op, model=prov.model or model, stream=stream)
 
 
 def _response(case: str, *, stream: bool, wants_usage: bool = False) -> Any:
@@ -120,7 +121,7 @@ def _usage(usage: Usage | None) -> dict[str, Any] | None:
 @pytest.mark.parametrize("case", _all("request", ".in.json"))
 def test_request_golden(case: str) -> None:
     body = json.loads((ROOT / f"{case}.in.json").read_text())
-    pair, ctx = _pair_and_ctx(case, stream=body.get("stream") is True)
+    pair, ctx = _pair_and_ctx(case, stream=body.get("stream") is True, model=body.get("model") or MODEL)
     up = pair.request(copy.deepcopy(body), ctx)
     again = pair.request(copy.deepcopy(body), ctx)  # a retried attempt translates the same way
     assert (up.body, up.path, up.headers) == (again.body, again.path, again.headers)

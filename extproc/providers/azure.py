@@ -17,11 +17,24 @@ from urllib.parse import quote
 from extproc.contract import ProviderConfig
 from extproc.operations import Operation
 
+# The operations the gateway forwards to this kind (extproc.operations.refusal); the rest get a 4xx.
+operations = frozenset({"chat_completions", "completions", "embeddings", "messages", "responses"})
 input_includes_cached = True
 
 
 def api(provider: ProviderConfig, op: Operation, model: str) -> str:
     return "openai"
+
+
+def deployment(provider: ProviderConfig, op: Operation) -> str | None:
+    """The model a request without one gets: the backend's `deploymentName`, or None.
+
+    The deployment API names it in the path, for every operation; the v1 API takes it as
+    the body's model, for the chat-like operations only (a chat deployment serves no embeddings).
+    """
+    name = provider.settings.get("deploymentName") or None
+    version = provider.settings.get("apiVersion") or "v1"
+    return name if version != "v1" or op.chat_like else None
 
 
 def path(provider: ProviderConfig, op: Operation, model: str, stream: bool) -> str:

@@ -16,6 +16,8 @@ from extproc.operations import Operation
 class ProviderModule(Protocol):
     # Whether the provider's input token count already includes cached tokens.
     input_includes_cached: bool
+    # The operations (extproc.operations names) this kind serves; the gateway refuses the others.
+    operations: frozenset[str]
 
     def api(self, provider: ProviderConfig, op: Operation, model: str) -> str:
         """The provider API this request speaks upstream (selects the translation pair)."""

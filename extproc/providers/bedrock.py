@@ -27,6 +27,8 @@ import orjson
 from extproc.contract import ProviderConfig
 from extproc.operations import Operation
 
+# The operations the gateway forwards to this kind (extproc.operations.refusal); the rest get a 4xx.
+operations = frozenset({"chat_completions", "embeddings"})
 input_includes_cached = False
 
 DEFAULT_REGION = "us-east-1"

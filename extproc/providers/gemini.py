@@ -17,6 +17,8 @@ from urllib.parse import quote
 from extproc.contract import ProviderConfig
 from extproc.operations import Operation
 
+# The operations the gateway forwards to this kind (extproc.operations.refusal); the rest get a 4xx.
+operations = frozenset({"chat_completions", "completions", "embeddings"})
 input_includes_cached = True
 
 API_VERSION = "v1beta"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from extproc.contract import ProviderConfig
 from extproc.operations import Operation
 
+# The operations the gateway forwards to this kind (extproc.operations.refusal); the rest get a 4xx.
+operations = frozenset({"chat_completions", "completions", "embeddings", "messages", "responses"})
 input_includes_cached = True
 
 

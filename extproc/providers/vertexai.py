@@ -19,6 +19,8 @@ from extproc.operations import Operation
 from extproc.providers.gemini import model_segment
 
 # Gemini's promptTokenCount includes cached tokens. Claude usage is normalized to totals by its pair.
+# The operations the gateway forwards to this kind (extproc.operations.refusal); the rest get a 4xx.
+operations = frozenset({"chat_completions", "completions", "embeddings"})
 input_includes_cached = True
 
 DEFAULT_REGION = "global"

@@ -111,9 +111,9 @@ class AnthropicPair(Translating):
         version = api_version(ctx)
         if version is not None:
             headers["anthropic-version"] = version
-        override = ctx.provider.model if ctx.provider is not None else None
-        if override is not None and body.get("model") != override:
-            body["model"] = override
+        # ctx.model: the backend's fixed model, else the client's, else the backend's default
+        if ctx.model and body.get("model") != ctx.model:
+            body["model"] = ctx.model
             return UpstreamRequest(body=encode(body), headers=headers)
         return UpstreamRequest(body=None, headers=headers)
 

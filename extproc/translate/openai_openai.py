@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from extproc.operations import OPERATIONS_BY_NAME
+from extproc.providers import fixed_model
 from extproc.sse import SSEDecoder
 from extproc.translate.base import HeaderChanges, RequestContext, UpstreamRequest, encode
 from extproc.usage import Usage, from_openai
@@ -125,8 +126,9 @@ class OpenAIPair:
 
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         changed = False
-        if ctx.provider and ctx.provider.model is not None and body.get("model") != ctx.provider.model:
-            body["model"] = ctx.provider.model
+        # ctx.model: the backend's fixed model, else the client's, else the backend's default (Azure deployment)
+        if ctx.model and body.get("model") != ctx.model:
+            body["model"] = ctx.model
             changed = True
         op = OPERATIONS_BY_NAME.get(ctx.op)
         if op is not None and op.stream_usage_option and body.get("stream") is True:
@@ -141,7 +143,7 @@ class OpenAIPair:
     def needs_body(self, raw: bytes, ctx: RequestContext) -> bool:
         """Whether `request` can change anything: most requests skip the parse entirely."""
         op = OPERATIONS_BY_NAME.get(ctx.op)
-        return (ctx.provider is not None and ctx.provider.model is not None) or (
+        return (op is not None and fixed_model(ctx.provider, op) is not None) or (
             op is not None and op.stream_usage_option and b'"stream"' in raw
         )
 

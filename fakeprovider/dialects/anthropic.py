@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from fakeprovider import anthropic_wire as wire
@@ -36,7 +37,10 @@ class AnthropicDialect:
     name = "anthropic"
 
     def matches(self, method: str, path: str) -> bool:
-        return method == "POST" and (path.rstrip("/").endswith("/messages") or _VERTEX_RE.search(path) is not None)
+        bare = path.split("?", 1)[0].rstrip("/")
+        return method == "POST" and (
+            bare.endswith(("/messages", "/messages/count_tokens")) or _VERTEX_RE.search(path) is not None
+        )
 
     def is_streaming(self, path: str, data: Any) -> bool:
         return isinstance(data, dict) and data.get("stream") is True
@@ -51,6 +55,8 @@ class AnthropicDialect:
             return _error(400, "anthropic-version: header is required")
         if ex.data is respond.INVALID_JSON:
             return _error(400, "There was an error parsing the body of your request: invalid JSON")
+        if vertex is None and ex.request.path.split("?", 1)[0].rstrip("/").endswith("/count_tokens"):
+            return _count_tokens(ex.data)
         problem = wire.validate(ex.data, vertex=vertex is not None)
         if problem is not None:
             return _error(400, problem)
@@ -64,6 +70,17 @@ class AnthropicDialect:
             return respond.json_response(wire.message_body(reply, model=model, message_id=message_id))
         events = wire.stream_events(reply, model=model, message_id=message_id, chunks=behaviour.chunks)
         return await _send(ex, events)
+
+
+def _count_tokens(data: Any) -> web.Response:
+    """`POST /v1/messages/count_tokens`: one token per 4 characters of the messages' JSON (at least 1)."""
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("model"), str)
+        or not isinstance(data.get("messages"), list)
+    ):
+        return _error(400, "model and messages are required")
+    return respond.json_response(orjson.dumps({"input_tokens": max(1, len(orjson.dumps(data["messages"])) // 4)}))
 
 
 async def _send(ex: Exchange, events: list[bytes]) -> web.StreamResponse:
