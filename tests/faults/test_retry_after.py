@@ -20,30 +20,11 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SCENARIOS = ("429", "503", "plain", "all")
-HEAD = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-{rules}
-"""
-RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{s}}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: b-{s}}}]"""
 BACKEND = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
@@ -70,12 +51,12 @@ def fakes() -> Iterator[dict[str, FakeProviderThread]]:
 @pytest.fixture(scope="module")
 def gateway(fakes: dict[str, FakeProviderThread]) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2)
-    rules = "\n".join(RULE.format(s=s) for s in SCENARIOS)
+    routes = http_route_yaml(*(route_rule(f"/{s}", f"b-{s}", rewrite=True) for s in SCENARIOS))
     backends = "".join(
         BACKEND.format(s=s, primary=fakes[f"primary-{s}"].port, secondary=fakes[f"secondary-{s}"].port)
         for s in SCENARIOS
     )
-    gw.write("gw.yaml", HEAD.format(port=gw.port, rules=rules) + backends)
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + routes + backends)
     gw.start()
     yield gw
     assert gw.stop() == 0

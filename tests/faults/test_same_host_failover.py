@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -33,25 +33,6 @@ SCENARIOS = {  # name -> (host, same group)
     "dns-group": ("localhost", True),
 }
 
-HEAD = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-{rules}
-"""
-RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{s}}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {s}}}]"""
 PROVIDER = (
     "{{name: {name}, openai: {{model: {model}}}, host: {host}, port: {port}, policies: {{auth: {{key: sk-{name}}}}}}}"
 )
@@ -93,8 +74,8 @@ def gateway(fakes: dict[str, FakeProviderThread]) -> Iterator[GatewayProcess]:
         cheap = PROVIDER.format(name="cheap", model=CHEAP, host=host, port=port)
         pricey = PROVIDER.format(name="pricey", model=PRICEY, host=host, port=port)
         backends.append((ONE_GROUP if one_group else TWO_GROUPS).format(s=s, cheap=cheap, pricey=pricey))
-    rules = "\n".join(RULE.format(s=s) for s in SCENARIOS)
-    gw.write("gw.yaml", HEAD.format(port=gw.port, rules=rules) + "".join(backends))
+    routes = http_route_yaml(*(route_rule(f"/{s}", s, rewrite=True) for s in SCENARIOS))
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + routes + "".join(backends))
     gw.start()
     yield gw
     assert gw.stop() == 0

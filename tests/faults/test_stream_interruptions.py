@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, wait_until
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -41,25 +41,6 @@ SCENARIOS = {
 }
 INCOMPLETE = "The provider's stream ended before it was complete."
 
-HEAD = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw}}
-spec:
-  gatewayClassName: llmgw
-  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: r}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-{rules}
-"""
-RULE = """    - matches: [{{path: {{type: PathPrefix, value: /{s}}}}}]
-      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: {s}}}]"""
 BACKEND = """---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
@@ -83,11 +64,11 @@ def fakes() -> Iterator[dict[str, FakeProviderThread]]:
 @pytest.fixture(scope="module")
 def gateway(fakes: dict[str, FakeProviderThread]) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2)
-    rules = "\n".join(RULE.format(s=s) for s in SCENARIOS)
+    routes = http_route_yaml(*(route_rule(f"/{s}", s, rewrite=True) for s in SCENARIOS))
     backends = "".join(
         BACKEND.format(s=s, kind=kind, model=MODELS[kind], port=fakes[s].port) for s, (_, kind) in SCENARIOS.items()
     )
-    gw.write("gw.yaml", HEAD.format(port=gw.port, rules=rules) + backends)
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + routes + backends)
     gw.start()
     yield gw
     assert gw.stop() == 0
