@@ -30,7 +30,7 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from tests.fuzzing import ANTHROPIC, MODELS, OPENAI_CHAT, dumps, mutated, raw_cases
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 SEED = 20_260_101
@@ -54,31 +54,11 @@ ROUTES = (
 
 
 def manifests(*, port: int, upstream_port: int) -> str:
-    return f"""
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: llmgw}}
-spec: {{controllerName: llmgw.dev/gateway-controller}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  gatewayClassName: llmgw
-  listeners:
-    - {{name: http, protocol: HTTP, port: {port}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: fuzz, namespace: default}}
-spec:
-  parentRefs: [{{name: gw}}]
-  rules:
-    - matches: [{{path: {{type: PathPrefix, value: /ant}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: claude}}]
-    - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
-      backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: oai}}]
----
+    routes = http_route_yaml(route_rule("/ant", "claude"), route_rule("/v1", "oai"), name="fuzz")
+    return (
+        gateway_yaml(port=port)
+        + routes
+        + f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: oai, namespace: default}}
@@ -93,6 +73,7 @@ spec:
   ai: {{provider: {{anthropic: {{}}, host: 127.0.0.1, port: {upstream_port}}}}}
   policies: {{auth: {{key: sk-ant}}}}
 """
+    )
 
 
 @pytest.fixture(scope="module")
