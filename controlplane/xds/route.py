@@ -202,7 +202,10 @@ def retry_policy(r: RouteIR, providers: int) -> dict[str, Any] | None:
                 "typed_config": {"@type": _T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
             }
         ],
-        "host_selection_retry_max_attempts": 5,
+        # LEAST_REQUEST picks the host just tried about half the time when two providers tie; each
+        # rejected pick costs only a new pick in Envoy, so allow many before it gives up and
+        # retries the failed provider (5 failed one retry in ~60 with two providers in a group).
+        "host_selection_retry_max_attempts": 20,
     }
     if spec and spec.per_try_timeout_s:
         policy["per_try_timeout"] = duration(spec.per_try_timeout_s)
