@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from controlplane.ir import IR
-from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
+from controlplane.ir import IR, TransformsIR
+from extproc.contract import AuthConfig, ExtprocConfig, PromptCachingConfig, ProviderConfig, TransformsConfig
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -35,6 +35,7 @@ def build(ir: IR) -> ExtprocConfig:
                 path_prefix=p.path_prefix,
                 auth=auth,
                 settings=dict(p.settings),
+                transforms=_transforms(backend.transforms.merged(p.transforms) if backend.transforms else p.transforms),
             )
     direct = {
         r.name: r.direct_provider
@@ -44,7 +45,35 @@ def build(ir: IR) -> ExtprocConfig:
         if r.direct_provider
     }
     config = ExtprocConfig(
-        version="", providers=providers, models={gw: list(m) for gw, m in ir.models}, direct_routes=direct
+        version="",
+        providers=providers,
+        models={gw: list(m) for gw, m in ir.models},
+        direct_routes=direct,
+        aliases={gw: dict(table) for gw, table in ir.aliases},
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
+
+
+def _transforms(t: TransformsIR | None) -> TransformsConfig | None:
+    if t is None:
+        return None
+    caching = t.prompt_caching
+    return TransformsConfig(
+        aliases=dict(t.aliases),
+        defaults=dict(t.defaults),
+        overrides=dict(t.overrides),
+        transformations=dict(t.transformations),
+        final_transformations=dict(t.final_transformations),
+        prepend=[{"role": r, "content": c} for r, c in t.prepend],
+        append=[{"role": r, "content": c} for r, c in t.append],
+        prompt_caching=PromptCachingConfig(
+            cache_system=caching.cache_system,
+            cache_messages=caching.cache_messages,
+            cache_tools=caching.cache_tools,
+            min_tokens=caching.min_tokens,
+            cache_message_offset=caching.cache_message_offset,
+        )
+        if caching
+        else None,
+    )

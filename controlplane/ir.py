@@ -9,6 +9,7 @@ through the extproc config channel, never into Envoy resources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc import wire
 
@@ -34,6 +35,42 @@ class TLSIR:
     skip_hostname_verify: bool = False  # insecureSkipVerify: Hostname (CA checked, SAN not)
 
 
+# --- policies.ai request transforms (controlplane/gatewayapi/ai_transforms.py) -------------------
+
+
+@dataclass(frozen=True)
+class PromptCachingIR:
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int = 1024
+    cache_message_offset: int = 0
+
+
+@dataclass(frozen=True)
+class TransformsIR:
+    """`policies.ai` modelAliases, defaults, overrides, prompt, transformations, promptCaching.
+
+    Written at backend level (BackendIR.transforms) and per provider (ProviderIR.transforms);
+    the effective one is the two merged field by field, the provider's winning (`merged`).
+    """
+
+    aliases: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()  # JSON values
+    overrides: tuple[tuple[str, Any], ...] = ()
+    transformations: tuple[tuple[str, str], ...] = ()  # field -> CEL
+    final_transformations: tuple[tuple[str, str], ...] = ()
+    prepend: tuple[tuple[str, str], ...] = ()  # (role, content)
+    append: tuple[tuple[str, str], ...] = ()
+    prompt_caching: PromptCachingIR | None = None
+
+    def merged(self, own: TransformsIR | None) -> TransformsIR:
+        """These (backend-level) transforms with a provider's `own` written over them, field by field."""
+        if own is None:
+            return self
+        return TransformsIR(**{name: getattr(own, name) or getattr(self, name) for name in self.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class ProviderIR:
     id: str  # "<ns>/<backend>/<provider>"
@@ -48,6 +85,7 @@ class ProviderIR:
     auth: AuthIR | None
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
+    transforms: TransformsIR | None = None  # its own policies.ai transforms (BackendIR's merged under them)
 
 
 @dataclass(frozen=True)
@@ -57,6 +95,7 @@ class BackendIR:
     # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
+    transforms: TransformsIR | None = None  # spec.policies.ai request transforms (every provider)
 
     @property
     def cluster(self) -> str:
@@ -159,6 +198,8 @@ class IR:
     listeners: tuple[ListenerIR, ...] = ()
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+    # gateway -> (alias, target): modelAliases resolved before routing (gatewayapi/ai_transforms.py)
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""

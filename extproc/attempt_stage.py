@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -29,9 +30,10 @@ from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
 from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, refusal, split_path
+from extproc.policies import transforms
 from extproc.providers import default_model, fixed_model, module_for, operations_of
 from extproc.translate import pair_for
-from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest
+from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
 
 log = logging.getLogger("llmgw.extproc")
 
@@ -50,6 +52,7 @@ class AttemptRequest:
     cooldowns: CooldownBoard | None = None
     pausable: bool = False  # the host is health checked against the pause oracle
     model_missing: bool = False  # the client named no model (the backend's, if it fixes one, is used)
+    routed_model: str | None = None  # x-gateway-model-name: the model routed on (a gateway alias resolved)
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         meta = attribute(req, "xds.upstream_host_metadata")
@@ -65,6 +68,7 @@ class AttemptRequest:
         headers = header_dict(req.request_headers)
         # The router stage sets the model header whenever the body names a model (and removes any client copy).
         self.model_missing = wire.MODEL_HEADER not in headers
+        self.routed_model = headers.get(wire.MODEL_HEADER)
         if self.pausable and self.cooldowns is not None and self.cooldowns.remaining(provider.id) > 0:
             pause = backend_pause(self.config, self.cooldowns, provider.backend)
             if pause > 0:
@@ -149,8 +153,10 @@ class AttemptRequest:
         body: dict[str, Any] | None = None
         model = fixed_model(provider, op) or ""
         stream = False
+        plan = transforms.plan_for(provider)
+        transformed = False
         if raw:
-            pair = pair_for(op, provider, model) if op.client_api == "openai" else None
+            pair = pair_for(op, provider, model) if op.client_api == "openai" and plan is None else None
             if pair is not None and pair.provider_api == "openai" and not self.model_missing:
                 # Most OpenAI-compatible requests need no change: skip the parse.
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)
@@ -165,6 +171,15 @@ class AttemptRequest:
                     parsed = None  # the router stage has answered bad JSON already
             if isinstance(parsed, dict):
                 body = parsed
+                if plan is not None:  # the transform step: aliases, field mutations, prompt enrichment
+                    transformed = transforms.apply_request(
+                        body,
+                        plan,
+                        op=op.name,
+                        client_api=op.client_api,
+                        routed_model=self.routed_model,
+                        request=transforms.request_view(self.headers) if plan.reads_request else None,
+                    )
                 client_model = parsed.get("model")
                 model = fixed_model(provider, op) or (client_model if isinstance(client_model, str) else "")
                 if not model:
@@ -184,8 +199,18 @@ class AttemptRequest:
             )
         if pair.client_api != pair.provider_api:  # rebuilt for another API: the shapes it reads must hold
             validation.check_translated(body, client_api=pair.client_api, op=op.name)
-        ctx = RequestContext(provider=provider, op=op.name, model=model, stream=stream)
+        finalize = None
+        if plan is not None:
+            request = transforms.request_view(self.headers) if plan.reads_request else None
+            api = pair.provider_api
+            if pair.client_api == api:  # same schema: the client's body is the provider's
+                transformed |= transforms.finalize(body, plan, provider_api=api, request=request)
+            else:
+                finalize = partial(transforms.finalize, plan=plan, provider_api=api, request=request)
+        ctx = RequestContext(provider=provider, op=op.name, model=model, stream=stream, finalize=finalize)
         up = pair.request(body, ctx)  # TranslationError: the client's 4xx (on_request_body)
+        if up.body is None and transformed:
+            up.body = encode(body)
         self._finish(mutation, up, body=raw if up.body is None else up.body, model=model, stream=stream)
         return _body_response(mutation, up.body)
 

@@ -38,6 +38,7 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
+from extproc.policies import transforms
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -145,6 +146,13 @@ class RouterRequest:
             validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
+        if op is not None and isinstance(model, str) and model and self.config.aliases:
+            # A gateway-wide model alias routes like its target (extproc/policies/transforms.py).
+            target = transforms.resolve_alias(model, self.config.aliases.get(self.gateway) or {})
+            if target is not None:
+                model = target
+                if self.direct is not None:
+                    self.direct.routed_model = target
         self.request_model = model if isinstance(model, str) else ""
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None

@@ -78,7 +78,11 @@ def test_provider_level_auth_forms(tmp_path: Path, kind: str, provider: str, spe
 P = "spec.ai.groups[0].providers[0]"
 UNSUPPORTED_CASES = [
     ("openai: {}", "policies: {ai: {promptGuard: {request: []}}}", [("spec.policies.ai.promptGuard", "yet")]),
-    ("openai: {}", "policies: {ai: {modelAliases: {a: b}}}", [("spec.policies.ai.modelAliases", "yet")]),
+    (
+        "openai: {}",
+        "policies: {ai: {promptCaching: {cacheTTL: 5m}}}",
+        [("spec.policies.ai.promptCaching.cacheTTL", "")],
+    ),
     ("openai: {}\npolicies: {ai: {promptGuard: {}}}", "", [(f"{P}.policies.ai.promptGuard", "yet")]),
     (
         "openai: {}",
