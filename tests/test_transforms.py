@@ -286,3 +286,14 @@ def test_cel_context_is_converted_once_for_all_expressions() -> None:
         "2020-01-01T00:00:00Z",
     )
     assert cel.evaluate(cel.compile_expression("b'x'"), ctx) == (False, None)
+
+
+def test_the_context_holds_only_the_body_fields_expressions_read() -> None:
+    narrow = cel.compile_expression("has(llmRequest.temperature) ? llmRequest.max_tokens : 1")
+    assert narrow.body_fields == frozenset({"temperature", "max_tokens"})
+    whole = cel.compile_expression("llmRequest['max_tokens'] + size(llmRequest.messages)")
+    assert whole.body_fields is None
+    assert cel.body_fields([narrow, whole]) is None and cel.body_fields([narrow]) == narrow.body_fields
+    body = {"max_tokens": 5, "messages": [1, 2]}
+    assert cel.evaluate(narrow, cel.context(body=body, request=None, fields=narrow.body_fields)) == (True, 1)
+    assert cel.evaluate(whole, cel.context(body=body, request=None)) == (True, 7)

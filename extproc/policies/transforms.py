@@ -40,7 +40,6 @@ from extproc.contract import PromptCachingConfig, ProviderConfig, TransformsConf
 from extproc.policies import cel
 
 ANTHROPIC_CACHE_CONTROL = {"type": "ephemeral"}
-BEDROCK_CACHE_POINT = {"cachePoint": {"type": "default"}}
 # Provider APIs (extproc.providers `api()`) whose request schema takes cache markers.
 ANTHROPIC_APIS = frozenset({"anthropic", "vertex_anthropic"})
 BEDROCK_APIS = frozenset({"bedrock"})
@@ -217,8 +216,9 @@ def _mutate(
     """Overrides, CEL results, defaults (agentgateway's apply_request_body_mutations)."""
     results: list[tuple[str, bool, Any]] = []
     if expressions:
-        reads_request = any(e.reads_request for _, e in expressions)
-        ctx = cel.context(body=body, request=request if reads_request else None)
+        exprs = [e for _, e in expressions]
+        reads_request = any(e.reads_request for e in exprs)
+        ctx = cel.context(body=body, request=request if reads_request else None, fields=cel.body_fields(exprs))
         results = [(name, *cel.evaluate(expr, ctx)) for name, expr in expressions]
     changed = False
     if plan is not None:
@@ -282,14 +282,31 @@ def estimate_tokens(value: Any) -> int:
     return _chars(value) // CHARS_PER_TOKEN
 
 
-def _chars(value: Any) -> int:
+def _chars(value: Any, limit: int = 1 << 62) -> int:
+    """Characters of the strings in `value`; counting stops once `limit` is reached."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, list):
-        return sum(_chars(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_chars(v) for v in value.values())
-    return 0
+    total = 0
+    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else ()
+    for v in items:
+        total += _chars(v, limit - total)
+        if total >= limit:
+            break
+    return total
+
+
+class _Prefix:
+    """The estimated size of the cached prefix so far, counted only up to what minTokens needs."""
+
+    def __init__(self, min_tokens: int) -> None:
+        self.need = min_tokens * CHARS_PER_TOKEN
+        self.chars = 0
+
+    def add(self, value: Any) -> bool:
+        """Count `value` into the prefix; True when the prefix is now long enough for a marker."""
+        if self.chars < self.need:
+            self.chars += _chars(value, self.need - self.chars)
+        return self.chars >= self.need
 
 
 def _target_index(messages: list[Any], offset: int) -> int | None:
@@ -313,27 +330,21 @@ def mark_anthropic(body: dict[str, Any], caching: PromptCachingConfig) -> bool:
     if _has_marker([tools, system, messages], "cache_control"):
         return False
     changed = False
-    prefix = 0
-    if isinstance(tools, list) and tools:
-        prefix += _chars(tools)
-        if caching.cache_tools and prefix // CHARS_PER_TOKEN >= caching.min_tokens and isinstance(tools[-1], dict):
-            tools[-1]["cache_control"] = dict(ANTHROPIC_CACHE_CONTROL)
+    prefix = _Prefix(caching.min_tokens)
+    if isinstance(tools, list) and tools and prefix.add(tools) and caching.cache_tools and isinstance(tools[-1], dict):
+        tools[-1]["cache_control"] = dict(ANTHROPIC_CACHE_CONTROL)
+        changed = True
+    if system and prefix.add(system) and caching.cache_system:
+        if isinstance(system, str):
+            body["system"] = [{"type": "text", "text": system, "cache_control": dict(ANTHROPIC_CACHE_CONTROL)}]
             changed = True
-    if system:
-        prefix += _chars(system)
-        if caching.cache_system and prefix // CHARS_PER_TOKEN >= caching.min_tokens:
-            if isinstance(system, str):
-                body["system"] = [{"type": "text", "text": system, "cache_control": dict(ANTHROPIC_CACHE_CONTROL)}]
-                changed = True
-            elif isinstance(system, list) and isinstance(system[-1], dict):
-                system[-1]["cache_control"] = dict(ANTHROPIC_CACHE_CONTROL)
-                changed = True
+        elif isinstance(system, list) and isinstance(system[-1], dict):
+            system[-1]["cache_control"] = dict(ANTHROPIC_CACHE_CONTROL)
+            changed = True
     if caching.cache_messages and isinstance(messages, list):
         target = _target_index(messages, caching.cache_message_offset)
-        if target is not None and isinstance(messages[target], dict):
-            prefix += _chars(messages[: target + 1])
-            if prefix // CHARS_PER_TOKEN >= caching.min_tokens:
-                changed |= _mark_anthropic_message(messages[target])
+        if target is not None and isinstance(messages[target], dict) and prefix.add(messages[: target + 1]):
+            changed |= _mark_anthropic_message(messages[target])
     return changed
 
 
@@ -360,23 +371,22 @@ def mark_converse(body: dict[str, Any], caching: PromptCachingConfig) -> bool:
     if _has_marker([tools, system, messages], "cachePoint"):
         return False
     changed = False
-    prefix = 0
-    if isinstance(tools, list) and tools:
-        prefix += _chars(tools)
-        if caching.cache_tools and prefix // CHARS_PER_TOKEN >= caching.min_tokens:
-            tools.append(dict(BEDROCK_CACHE_POINT))
-            changed = True
-    if isinstance(system, list) and system:
-        prefix += _chars(system)
-        if caching.cache_system and prefix // CHARS_PER_TOKEN >= caching.min_tokens:
-            system.append(dict(BEDROCK_CACHE_POINT))
-            changed = True
+    prefix = _Prefix(caching.min_tokens)
+    if isinstance(tools, list) and tools and prefix.add(tools) and caching.cache_tools:
+        tools.append(_cache_point())
+        changed = True
+    if isinstance(system, list) and system and prefix.add(system) and caching.cache_system:
+        system.append(_cache_point())
+        changed = True
     if caching.cache_messages and isinstance(messages, list):
         target = _target_index(messages, caching.cache_message_offset)
         if target is not None and isinstance(messages[target], dict):
             content = messages[target].get("content")
-            prefix += _chars(messages[: target + 1])
-            if isinstance(content, list) and content and prefix // CHARS_PER_TOKEN >= caching.min_tokens:
-                content.append(dict(BEDROCK_CACHE_POINT))
+            if isinstance(content, list) and content and prefix.add(messages[: target + 1]):
+                content.append(_cache_point())
                 changed = True
     return changed
+
+
+def _cache_point() -> dict[str, Any]:
+    return {"cachePoint": {"type": "default"}}
