@@ -19,7 +19,7 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from fakeprovider import bedrock_wire as bw
-from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
+from tests.harness import GatewayProcess, free_port, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +107,8 @@ kind: Secret
 metadata: {{name: aws-keys, namespace: default}}
 stringData: {{accessKey: {access}, secretKey: {secret}}}
 """
+DIRECT_PORT = free_port()
+LLMGW_CLASS = gateway_yaml(port=0).split("---")[0]  # the GatewayClass, written once
 CACHED = {"type": "ephemeral"}
 CACHE_POINT = {"cachePoint": {"type": "default"}}
 
@@ -122,7 +124,12 @@ def provider() -> Iterator[FakeProviderThread]:
 def gateway(provider: FakeProviderThread) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2)
     manifests = BACKENDS.format(upstream=provider.port, access=bw.TEST_ACCESS_KEY, secret=bw.TEST_SECRET_KEY)
-    gw.write("gw.yaml", gateway_yaml(port=gw.port) + ROUTES + manifests)
+    # A second Gateway whose only route has one provider: a direct route, where the router
+    # stage does the provider work (and so the transforms) itself.
+    direct = gateway_yaml(port=DIRECT_PORT, name="gw2") + http_route_yaml(
+        route_rule("/v1", "aliased", kind="AgentgatewayBackend"), name="direct", gateway="gw2"
+    )
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + ROUTES + manifests + direct.replace(LLMGW_CLASS, ""))
     gw.start()
     yield gw
     assert gw.stop() == 0
@@ -169,6 +176,18 @@ def test_defaults_leave_a_value_the_client_sent(gateway: GatewayProcess, provide
     _chat(gateway, model="mini-latest", temperature=0.9)  # a wildcard alias
     [rec] = provider.requests
     assert rec.json["model"] == "gpt-4o-mini" and rec.json["temperature"] == 0.9 and rec.json["max_tokens"] == 77
+
+
+def test_direct_route_applies_the_same_transforms(gateway: GatewayProcess, provider: FakeProviderThread) -> None:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{DIRECT_PORT}/v1", api_key="sk", max_retries=0)
+    client.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "Bonjour"}], extra_headers={"x-team": "red"}
+    )
+    assert "httproute/default/direct/rule/0/match/0/direct" in gateway.admin("/config_dump").text
+    [rec] = provider.requests
+    assert rec.headers["authorization"] == "Bearer key-aliased"
+    assert rec.json["model"] == "gpt-4o-mini" and rec.json["user"] == "team-red" and rec.json["max_tokens"] == 77
+    assert [m["content"] for m in rec.json["messages"]] == ["Answer in French.", "Bonjour", "Be brief."]
 
 
 def test_a_model_no_alias_names_is_untouched(gateway: GatewayProcess, provider: FakeProviderThread) -> None:
