@@ -53,6 +53,7 @@ class AttemptRequest:
     pausable: bool = False  # the host is health checked against the pause oracle
     model_missing: bool = False  # the client named no model (the backend's, if it fixes one, is used)
     routed_model: str | None = None  # x-gateway-model-name: the model routed on (a gateway alias resolved)
+    body_changed: bool = False  # the router stage (direct route) changed the parsed body it hands over
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         meta = attribute(req, "xds.upstream_host_metadata")
@@ -154,9 +155,10 @@ class AttemptRequest:
         model = fixed_model(provider, op) or ""
         stream = False
         plan = transforms.plan_for(provider)
-        transformed = False
+        transformed = self.body_changed
         if raw:
-            pair = pair_for(op, provider, model) if op.client_api == "openai" and plan is None else None
+            skip_ok = plan is None and not self.body_changed
+            pair = pair_for(op, provider, model) if op.client_api == "openai" and skip_ok else None
             if pair is not None and pair.provider_api == "openai" and not self.model_missing:
                 # Most OpenAI-compatible requests need no change: skip the parse.
                 ctx = RequestContext(provider=provider, op=op.name, model=model, stream=False)

@@ -1,8 +1,9 @@
 """Router stage: the HCM ext_proc filter on AI routes.
 
 Request: reads the buffered body once, sets `x-gateway-model-name` and clears
-the route cache so HTTPRoute header matches can route on the body's model,
-and rejects bad input in the client's schema. Response: extracts usage (JSON
+the route cache so HTTPRoute header matches can route on the body's model
+(a Gateway-wide model alias is resolved first, and only then is the body
+rewritten here), and rejects bad input in the client's schema. Response: extracts usage (JSON
 or SSE), hides the usage-only chunk the gateway asked for on the client's
 behalf, records metrics and writes usage to Envoy dynamic metadata for the
 access log.
@@ -41,7 +42,7 @@ from extproc.operations import Operation, operation_of, refusal
 from extproc.policies import transforms
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
-from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
+from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError, encode
 from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc")
@@ -146,13 +147,17 @@ class RouterRequest:
             validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
+        aliased = False
         if op is not None and isinstance(model, str) and model and self.config.aliases:
-            # A gateway-wide model alias routes like its target (extproc/policies/transforms.py).
+            # A gateway-wide model alias routes like its target, and every backend the route may
+            # reach receives the target (extproc/policies/transforms.py; docs/ai-transforms.md).
             target = transforms.resolve_alias(model, self.config.aliases.get(self.gateway) or {})
-            if target is not None:
-                model = target
+            if target is not None and target != model:
+                model = body["model"] = target
+                aliased = True
                 if self.direct is not None:
                     self.direct.routed_model = target
+                    self.direct.body_changed = True
         self.request_model = model if isinstance(model, str) else ""
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
@@ -170,6 +175,10 @@ class RouterRequest:
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
         common.clear_route_cache = True
+        if aliased:  # the one body this stage rewrites: the model, before any provider sees it
+            new_body = encode(body)
+            common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
+            common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
     def _models(self) -> ep.ProcessingResponse:

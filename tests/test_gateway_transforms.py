@@ -50,7 +50,7 @@ spec:
   policies:
     auth: {{key: key-aliased}}
     ai:
-      modelAliases: {{fast: gpt-4o-mini, "mini-*": gpt-4o-mini}}
+      modelAliases: {{fast: gpt-4o-mini, "mini-*": gpt-4o-mini, big: gpt-4o}}
       defaults:
       - {{field: temperature, value: 0.3}}
       overrides:
@@ -197,9 +197,18 @@ def test_a_model_no_alias_names_is_untouched(gateway: GatewayProcess, provider: 
     assert rec.json == {"model": "gpt-4o", "messages": [{"role": "user", "content": "Bonjour"}], "temperature": 0.1}
 
 
+def test_an_alias_whose_target_routes_elsewhere_reaches_that_backend_as_the_target(
+    gateway: GatewayProcess, provider: FakeProviderThread
+) -> None:
+    _chat(gateway, model="big")  # `aliased` defines it; gpt-4o's route goes to `plain`, which has no policies
+    [rec] = provider.requests
+    assert rec.headers["authorization"] == "Bearer key-plain"
+    assert rec.json == {"model": "gpt-4o", "messages": [{"role": "user", "content": "Bonjour"}]}
+
+
 def test_models_lists_exact_aliases(gateway: GatewayProcess) -> None:
     ids = {m.id for m in _openai(gateway).models.list()}
-    assert "fast" in ids and "mini-*" not in ids
+    assert {"fast", "big"} <= ids and "mini-*" not in ids
 
 
 def test_anthropic_client_gets_cache_control(gateway: GatewayProcess, provider: FakeProviderThread) -> None:
