@@ -18,15 +18,27 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from controlplane.extproc_config import _transforms
 from controlplane.gatewayapi import ai_transforms
 from controlplane.ir import PromptCachingIR, TransformsIR
+from extproc.attempt_stage import AttemptRequest
 from extproc.contract import ExtprocConfig, PromptCachingConfig, ProviderConfig, TransformsConfig
 from extproc.policies import cel, transforms
 from extproc.translate import select
 from extproc.translate.base import RequestContext, encode
+from extproc.wire import MODEL_HEADER
 from tests import golden_files
+from tests.extproc_protos import (
+    CLIENT_HEADERS,
+    PROVIDER_ID,
+    attributes,
+    header_sets,
+    host_metadata_text,
+    http_headers,
+    make_config,
+)
 
 GOLDEN = Path(__file__).resolve().parent / "golden_transforms"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
@@ -297,3 +309,44 @@ def test_the_context_holds_only_the_body_fields_expressions_read() -> None:
     body = {"max_tokens": 5, "messages": [1, 2]}
     assert cel.evaluate(narrow, cel.context(body=body, request=None, fields=narrow.body_fields)) == (True, 1)
     assert cel.evaluate(whole, cel.context(body=body, request=None)) == (True, 7)
+
+
+# --- the attempt stage, driven with real ext_proc protos ---------------------------------------
+
+
+def _attempt(config: ExtprocConfig, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    attrs = attributes({"xds.upstream_host_metadata": host_metadata_text(PROVIDER_ID)})
+    ar = AttemptRequest(config=config)
+    first = ar.on_request_headers(ep.ProcessingRequest(request_headers=http_headers(headers), attributes=attrs))
+    assert first.WhichOneof("response") == "request_headers"
+    resp = ar.on_request_body(ep.HttpBody(body=orjson.dumps(body), end_of_stream=True))
+    common = resp.request_body.response
+    sent = common.body_mutation.body
+    assert header_sets(common.header_mutation)["content-length"] == str(len(sent))
+    return dict(orjson.loads(sent))
+
+
+def test_attempt_stage_transforms_every_attempt_the_same_way() -> None:
+    ir, _ = _parse(
+        {
+            "modelAliases": {"fast": "gpt-4o-mini"},
+            "overrides": [{"field": "n", "value": 1}],
+            "prompt": {"prepend": [{"role": "system", "content": "S"}]},
+        }
+    )
+    config = make_config(transforms=_transforms(ir))
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+    first = _attempt(config, dict(body), CLIENT_HEADERS)
+    assert first == _attempt(config, dict(body), CLIENT_HEADERS)  # a retry starts from the same client body
+    assert first == {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"}],
+        "n": 1,
+    }
+
+
+def test_attempt_stage_uses_the_model_the_router_routed_on() -> None:
+    ir, _ = _parse({"defaults": [{"field": "n", "value": 1}]})
+    config = make_config(transforms=_transforms(ir))
+    sent = _attempt(config, {"model": "fast", "messages": []}, {**CLIENT_HEADERS, MODEL_HEADER: "gpt-4o"})
+    assert sent == {"model": "gpt-4o", "messages": [], "n": 1}
