@@ -1,10 +1,10 @@
 """CEL for `policies.ai` transformations: compiled once per config, one context per request.
 
 The library is `common-expression-language` (Rust `cel` crate bindings), chosen over the
-pure-Python `cel-python` on measurements (bench/cel_compare.py): ~0.3 µs per evaluation
-against a context built once per request, the context itself ~10 µs for a small body and
-~100 µs for a 36 KB one, against 110-160 µs per evaluation plus ~20 µs conversion with
-cel-python.
+pure-Python `cel-python` on measurements (bench/transforms.py): 0.5-1 µs per evaluation
+against a context built once per request, against 125-200 µs with cel-python; converting
+the body into CEL values costs about the same with both (~20 µs per KB), which is why a
+context holds only the body fields the expressions read.
 
 The variables follow agentgateway's CEL context for LLM request transformations:
 `llmRequest` (the JSON request body) and `request` with `method`, `path`, `pathAndQuery`,
