@@ -350,3 +350,14 @@ def test_attempt_stage_uses_the_model_the_router_routed_on() -> None:
     config = make_config(transforms=_transforms(ir))
     sent = _attempt(config, {"model": "fast", "messages": []}, {**CLIENT_HEADERS, MODEL_HEADER: "gpt-4o"})
     assert sent == {"model": "gpt-4o", "messages": [], "n": 1}
+
+
+def test_the_context_holds_only_the_request_fields_expressions_read() -> None:
+    method = cel.compile_expression("request.method == 'POST' ? llmRequest.model : 'x'")
+    assert method.request_fields == frozenset({"method"}) and method.reads_request
+    whole = cel.compile_expression("request['method']")
+    assert whole.request_fields is None
+    view = transforms.request_view({":method": "POST", "x-a": "b"})
+    ctx = cel.context(body={"model": "m"}, request=view, request_fields=cel.request_fields([method]))
+    assert cel.evaluate(method, ctx) == (True, "m")
+    assert cel.request_fields([method, whole]) is None

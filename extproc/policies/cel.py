@@ -62,6 +62,8 @@ class Expression:
     # e.g. `llmRequest['x']` or `size(llmRequest)`, and gets all of it). Converting the body into
     # CEL values is most of the cost, so a context holds only what is read.
     body_fields: frozenset[str] | None = None
+    # The `request.<field>`s it reads (None: all of them); the headers map alone costs ~13 µs.
+    request_fields: frozenset[str] | None = None
 
 
 def compile_expression(source: str) -> Expression:
@@ -83,37 +85,58 @@ def compile_expression(source: str) -> Expression:
         )
     read = _BODY_FIELD.findall(source)
     whole = len(_BODY_ANY.findall(source)) > len(read)
+    request_read = _REQUEST_FIELD.findall(source)
+    whole_request = len(_REQUEST_ANY.findall(source)) > len(request_read)
     return Expression(
         source=source,
         program=program,
         reads_request="request" in names,
         body_fields=None if whole else frozenset(read),
+        request_fields=None if whole_request else frozenset(request_read),
     )
 
 
 _BODY_FIELD = re.compile(r"\bllmRequest\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _BODY_ANY = re.compile(r"\bllmRequest\b")
+_REQUEST_ANY = re.compile(r"\brequest\b")
 
 
 def body_fields(expressions: list[Expression]) -> frozenset[str] | None:
     """The body fields a set of expressions reads (None: the whole body)."""
+    return _union([e.body_fields for e in expressions])
+
+
+def request_fields(expressions: list[Expression]) -> frozenset[str] | None:
+    """The `request` fields a set of expressions reads (None: all of them)."""
+    return _union([e.request_fields for e in expressions if e.reads_request])
+
+
+def _union(sets: list[frozenset[str] | None]) -> frozenset[str] | None:
     out: set[str] = set()
-    for expr in expressions:
-        if expr.body_fields is None:
+    for fields in sets:
+        if fields is None:
             return None
-        out |= expr.body_fields
+        out |= fields
     return frozenset(out)
 
 
-def context(*, body: Mapping[str, Any], request: Mapping[str, Any] | None, fields: frozenset[str] | None = None) -> Any:
+def context(
+    *,
+    body: Mapping[str, Any],
+    request: Mapping[str, Any] | None,
+    fields: frozenset[str] | None = None,
+    request_fields: frozenset[str] | None = None,
+) -> Any:
     """The variables of one request, converted once and shared by all its expressions.
 
-    `fields`: only these top-level body fields are given (`body_fields`); None: the whole body.
+    `fields` / `request_fields`: only these top-level body / request fields are given
+    (`body_fields`, `request_fields`); None: all of them.
     """
     ctx = cel.Context()
     ctx.add_variable("llmRequest", body if fields is None else {k: body[k] for k in fields if k in body})
     if request is not None:
-        ctx.add_variable("request", request)
+        narrowed = request if request_fields is None else {k: request[k] for k in request_fields if k in request}
+        ctx.add_variable("request", narrowed)
     return ctx
 
 

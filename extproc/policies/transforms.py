@@ -218,7 +218,12 @@ def _mutate(
     if expressions:
         exprs = [e for _, e in expressions]
         reads_request = any(e.reads_request for e in exprs)
-        ctx = cel.context(body=body, request=request if reads_request else None, fields=cel.body_fields(exprs))
+        ctx = cel.context(
+            body=body,
+            request=request if reads_request else None,
+            fields=cel.body_fields(exprs),
+            request_fields=cel.request_fields(exprs),
+        )
         results = [(name, *cel.evaluate(expr, ctx)) for name, expr in expressions]
     changed = False
     if plan is not None:
