@@ -361,3 +361,14 @@ def test_the_context_holds_only_the_request_fields_expressions_read() -> None:
     ctx = cel.context(body={"model": "m"}, request=view, request_fields=cel.request_fields([method]))
     assert cel.evaluate(method, ctx) == (True, "m")
     assert cel.request_fields([method, whole]) is None
+
+
+def test_token_counting_counts_the_enriched_prompt() -> None:
+    plan = _plan({"prompt": {"prepend": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]}})
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert transforms.apply_request(body, plan, op="count_tokens", client_api="anthropic")
+    assert body == {
+        "model": "m",
+        "system": "S",
+        "messages": [{"role": "user", "content": "U"}, {"role": "user", "content": "hi"}],
+    }

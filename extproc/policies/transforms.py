@@ -15,7 +15,8 @@ Order, per request (the transform step of authenticate, limit, guard, transform,
    are set; then the expressions' results are set (a failed expression removes its field,
    as in agentgateway); then `defaults` fill the fields still absent.
 3. **prompt enrichment** (`prompt.prepend` / `prompt.append`) on chat completions and
-   Anthropic messages: `system`/`developer` entries go into Anthropic's top-level `system`.
+   Anthropic messages (and their token counting): `system`/`developer` entries go into
+   Anthropic's top-level `system`.
 4. after translation, in the provider's schema (`finalize`): **cache markers**
    (`promptCaching`) for Anthropic and Bedrock Converse, then `finalTransformations`.
 
@@ -44,7 +45,8 @@ ANTHROPIC_CACHE_CONTROL = {"type": "ephemeral"}
 ANTHROPIC_APIS = frozenset({"anthropic", "vertex_anthropic"})
 BEDROCK_APIS = frozenset({"bedrock"})
 CHARS_PER_TOKEN = 4
-_ENRICHED_OPS = frozenset({"chat_completions", "messages"})
+# Chat bodies with `messages`; token counting too, so its count is that of the enriched request.
+_ENRICHED_OPS = frozenset({"chat_completions", "messages", "count_tokens"})
 
 
 @dataclass(frozen=True)
