@@ -35,7 +35,7 @@ def translate_local_config(doc: Mapping[str, Any], *, file: str, document: int) 
     """One config document -> (generated resources, problems naming the document's fields)."""
     stem = re.sub(r"[^a-z0-9-]+", "-", Path(file).stem.lower()).strip("-")[:40] or "agw"
     out = Out(file=file, document=document, base=stem + (f"-{document}" if document > 1 else ""))
-    out.unknown("", doc, _TOP_FIELDS)
+    out.unknown("", doc, _TOP_FIELDS, expand=True)
     named = _named_backends(out, doc.get("backends"))
     if "binds" in doc:
         binds(out, doc["binds"], named=named)

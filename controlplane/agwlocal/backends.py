@@ -9,6 +9,8 @@ backend and on the provider itself are merged in that order (the narrower wins).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,9 @@ PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bedrock": ("bedrock", ("model", "region", "guardrailIdentifier", "guardrailVersion")),
     "azure": ("azure", ("model", "resourceName", "resourceType", "apiVersion", "projectName")),
 }
+_DNS_NAME = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?"
+)
 AZURE_TYPES = {"openAI": "OpenAI", "foundry": "Foundry"}
 _NAMED_FIELDS = ("name", "provider", "hostOverride", "pathOverride", "pathPrefix", "tokenize", "policies")
 
@@ -64,11 +69,20 @@ def split_host(out: Out, where: str, value: Any) -> tuple[str, int | None] | Non
         return None
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or host.endswith(":"):
-        return text, None
-    if not host:
-        out.fail(where, "needs a host (host:port)")
+        host, port = text, ""
+    host = host.removeprefix("[").removesuffix("]")
+    if not _is_host(host) or (port and not 1 <= int(port) <= 65535):
+        out.fail(where, f"must be host:port (a DNS name or IP address and a port), got {text!r}")
         return None
-    return host.strip("[]"), int(port)
+    return host, int(port) if port else None
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_DNS_NAME.fullmatch(host))
+    return True
 
 
 def named_provider(
@@ -78,8 +92,17 @@ def named_provider(
     blk = out.mapping(where, block)
     if blk is None:
         return None
-    # Older docs' `routes` map (path -> completions/passthrough) is reported with the rest.
-    out.unknown(where, blk, _NAMED_FIELDS)
+    out.unknown(where, blk, (*_NAMED_FIELDS, "routes"))
+    if "routes" in blk:  # older docs: a map of path -> completions / messages / passthrough
+        out.unsupported(
+            join(where, "routes"),
+            "llmgw serves the operations it knows for the provider by their path and refuses other paths",
+        )
+    # Checked first, so that its problems are reported even when the provider is wrong.
+    own = out.mapping(join(where, "policies"), blk.get("policies")) or {}
+    pol, sources = policies_block(out, join(where, "policies"), own, secret_name=secret_name) if own else ({}, {})
+    if blk.get("tokenize") not in (None, False):
+        out.unsupported(join(where, "tokenize"))
     name = string(out, join(where, "name"), blk.get("name"))
     prov = out.mapping(join(where, "provider"), blk.get("provider"))
     if name is None or prov is None:
@@ -100,7 +123,12 @@ def named_provider(
         return None
     llmgw_kind = PROVIDERS[kind][0]
     result: dict[str, Any] = {"name": name, llmgw_kind: settings}
-    origin = [("", where), (llmgw_kind, join(where, f"provider.{kind}"))]
+    origin = [
+        ("", where),
+        (llmgw_kind, join(where, f"provider.{kind}")),
+        ("host", join(where, "hostOverride")),
+        ("port", join(where, "hostOverride")),
+    ]
     if blk.get("hostOverride") is not None:
         hp = split_host(out, join(where, "hostOverride"), blk["hostOverride"])
         if hp is None:
@@ -108,19 +136,13 @@ def named_provider(
         result["host"] = hp[0]
         if hp[1] is not None:
             result["port"] = hp[1]
-        origin += [("host", join(where, "hostOverride")), ("port", join(where, "hostOverride"))]
     for key, target in (("pathOverride", "path"), ("pathPrefix", "pathPrefix")):
         if blk.get(key) is not None:
             result[target] = blk[key]
             origin.append((target, join(where, key)))
-    if blk.get("tokenize") not in (None, False):
-        out.unsupported(join(where, "tokenize"))
-    own = out.mapping(join(where, "policies"), blk.get("policies"))
-    if own:
-        pol, sources = policies_block(out, join(where, "policies"), own, secret_name=secret_name)
-        if pol:
-            result["policies"] = pol
-            origin += [(f"policies.{k}", v) for k, v in sources.items()]
+    if pol:
+        result["policies"] = pol
+        origin += [(f"policies.{k}", v) for k, v in sources.items()]
     return result, origin
 
 
@@ -152,6 +174,7 @@ def ai_backend(
     if "groups" in blk:
         out.unknown(where, blk, ("groups",))
         groups: list[dict[str, Any]] = []
+        failed = False
         for gi, group in enumerate(out.items(join(where, "groups"), blk["groups"])):
             gfld = f"{where}.groups[{gi}]"
             g = out.mapping(gfld, group)
@@ -163,11 +186,14 @@ def ai_backend(
                 pfld = f"{gfld}.providers[{pi}]"
                 got = named_provider(out, pfld, raw, secret_name=f"{name}-{gi}-{pi}")
                 if got is None:
-                    return None
+                    failed = True
+                    continue
                 providers.append(got[0])
                 target = f"spec.ai.groups[{gi}].providers[{pi}]"
                 origin += [(f"{target}.{p}" if p else target, src) for p, src in got[1]]
             groups.append({"providers": providers})
+        if failed:
+            return None
         spec_ai = {"groups": groups}
     else:
         got = named_provider(out, where, blk, secret_name=name)

@@ -49,12 +49,21 @@ class Out:
     def unsupported(self, fld: str, why: str = "") -> None:
         self.fail(fld, UNSUPPORTED + (f": {why}" if why else ""), "Unsupported")
 
-    def unknown(self, where: str, block: Any, known: Collection[str]) -> None:
-        """A problem for each field of `block` that is not in `known` (it would be dropped otherwise)."""
+    def unknown(self, where: str, block: Any, known: Collection[str], *, expand: bool = False) -> None:
+        """A problem for each field of `block` that is not in `known` (it would be dropped otherwise).
+
+        `expand`: name each field inside an unknown block (`config.statsAddr`, not `config`).
+        """
         if not isinstance(block, Mapping):
             return
         for key in block:
-            if key not in known:
+            if key in known:
+                continue
+            value = block[key]
+            if expand and isinstance(value, Mapping) and value:
+                for sub in value:
+                    self.unsupported(join(join(where, str(key)), str(sub)))
+            else:
                 self.unsupported(join(where, str(key)))
 
     def mapping(self, where: str, value: Any) -> Mapping[str, Any] | None:

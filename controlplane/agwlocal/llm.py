@@ -46,7 +46,7 @@ def llm(out: Out, raw: Any, refs: Mapping[str, list[Parent]]) -> None:
     cfg = out.mapping("llm", raw)
     if cfg is None:
         return
-    out.unknown("llm", cfg, _LLM_FIELDS)
+    out.unknown("llm", cfg, _LLM_FIELDS, expand=True)
     parents: list[Parent] | None
     if "gateways" in cfg or ("port" not in cfg and "default" in refs):
         parents = parents_of(out, "llm.gateways", cfg.get("gateways"), refs)

@@ -190,13 +190,11 @@ def translate_route(out: Out, where: str, route: Any, *, parents: list[Parent], 
     if matches:
         rule["matches"] = matches
         origin.append(("spec.rules[0].matches", join(where, "matches")))
-    pol = out.mapping(join(where, "policies"), r.get("policies"))
-    if pol is None:
-        return
+    # Every field is checked (all problems reported) even when one of them already failed.
+    pol = out.mapping(join(where, "policies"), r.get("policies")) or {}
     pw = join(where, "policies")
     out.unknown(pw, pol, _ROUTE_POLICY_FIELDS)
-    if not _route_policies(out, pw, pol, rule, origin):
-        return
+    ok = _route_policies(out, pw, pol, rule, origin)
     inherited: list[Policies] = []
     auth_tls = {k: v for k, v in pol.items() if k in ("backendAuth", "backendTLS")}
     if auth_tls:
@@ -209,6 +207,8 @@ def translate_route(out: Out, where: str, route: Any, *, parents: list[Parent], 
             origin.append((f"spec.rules[0].backendRefs[{len(refs)}]", bw))
             refs.append(ref)
     rule["backendRefs"] = refs
+    if not ok:
+        return
     spec: dict[str, Any] = {"parentRefs": parents, "rules": [rule]}
     if r.get("hostnames") is not None:
         spec["hostnames"] = r["hostnames"]
@@ -302,11 +302,11 @@ def _route_policies(
     out: Out, where: str, pol: Mapping[str, Any], rule: dict[str, Any], origin: list[tuple[str, str]]
 ) -> bool:
     """The route policies that are Gateway API rule fields: filters, timeouts, retry."""
+    ok = True
     filters: list[dict[str, Any]] = []
     if pol.get("urlRewrite") is not None:
         rewrite = _url_rewrite(out, join(where, "urlRewrite"), pol["urlRewrite"])
-        if rewrite is None:
-            return False
+        ok = rewrite is not None
         if rewrite:
             origin.append((f"spec.rules[0].filters[{len(filters)}]", join(where, "urlRewrite")))
             filters.append({"type": "URLRewrite", "urlRewrite": rewrite})
@@ -315,14 +315,13 @@ def _route_policies(
             continue
         mod = _header_modifier(out, join(where, key), pol[key])
         if mod is None:
-            return False
+            ok = False
+            continue
         origin.append((f"spec.rules[0].filters[{len(filters)}]", join(where, key)))
         filters.append({"type": key[0].upper() + key[1:], key: mod})
     if filters:
         rule["filters"] = filters
-    timeout = out.mapping(join(where, "timeout"), pol.get("timeout"))
-    if timeout is None:
-        return False
+    timeout = out.mapping(join(where, "timeout"), pol.get("timeout")) or {}
     out.unknown(join(where, "timeout"), timeout, ("requestTimeout", "backendRequestTimeout"))
     timeouts = {
         t: timeout[k]
@@ -332,9 +331,7 @@ def _route_policies(
     if timeouts:
         rule["timeouts"] = timeouts
         origin.append(("spec.rules[0].timeouts", join(where, "timeout")))
-    retry = out.mapping(join(where, "retry"), pol.get("retry"))
-    if retry is None:
-        return False
+    retry = out.mapping(join(where, "retry"), pol.get("retry")) or {}
     if retry:
         rw = join(where, "retry")
         out.unknown(rw, retry, ("attempts", "backoff", "codes"))
@@ -347,7 +344,7 @@ def _route_policies(
         if retry.get("backoff") is not None:
             rule["retry"]["backoff"] = retry["backoff"]
         origin.append(("spec.rules[0].retry", rw))
-    return True
+    return ok
 
 
 def _url_rewrite(out: Out, where: str, raw: Any) -> dict[str, Any] | None:
@@ -355,15 +352,15 @@ def _url_rewrite(out: Out, where: str, raw: Any) -> dict[str, Any] | None:
     if rw is None:
         return None
     out.unknown(where, rw, ("authority", "path"))
-    result: dict[str, Any] = {}
+    result: dict[str, Any] | None = {}
     authority = rw.get("authority")
     # `auto`: the backend's host, which AI routes always send (auto_host_rewrite).
     if isinstance(authority, Mapping) and set(authority) == {"host"}:
-        result["hostname"] = authority["host"]
+        result = {"hostname": authority["host"]}
     elif authority not in (None, "auto"):
         out.unsupported(join(where, "authority"), "only auto or {host: ...}")
-        return None
-    if rw.get("path") is not None:
+        result = None
+    if rw.get("path") is not None and result is not None:
         path = rw["path"]
         if isinstance(path, Mapping) and set(path) == {"prefix"}:
             result["path"] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": path["prefix"]}
