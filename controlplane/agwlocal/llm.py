@@ -21,7 +21,7 @@ from controlplane.agwlocal.routes import Parent, parents_of
 from extproc import wire
 
 DEFAULT_PORT = 4000
-_LLM_FIELDS = ("port", "models", "gateways")
+_LLM_FIELDS = ("port", "models", "gateways", "providers")
 _MODEL_FIELDS = ("name", "provider", "params", "auth", "backendTLS", "tls", "matches")
 # provider -> {param: the provider-block field it sets}
 _PARAMS: dict[str, dict[str, str]] = {
@@ -40,6 +40,22 @@ _PARAMS: dict[str, dict[str, str]] = {
 }
 _ENDPOINT_PARAMS = ("apiKey", "baseUrl", "hostOverride", "pathOverride", "pathPrefix", "tokenize")
 _PROVIDER_NAMES = {"openai": "openAI", "openAI": "openAI", **{k: k for k in _PARAMS}}
+# agentgateway's OpenAI-compatible presets (crates/llm/src/custom.rs) -> their base URL; they run
+# as llmgw `custom` providers there. `cohere` is not here: its chat path is not OpenAI's.
+PRESETS = {
+    "ollama": "http://localhost:11434/v1",
+    "baseten": "https://inference.baseten.co/v1",
+    "cerebras": "https://api.cerebras.ai/v1",
+    "deepinfra": "https://api.deepinfra.com/v1/openai",
+    "deepseek": "https://api.deepseek.com/v1",
+    "groq": "https://api.groq.com/openai/v1",
+    "huggingface": "https://router.huggingface.co/v1",
+    "mistral": "https://api.mistral.ai/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "togetherai": "https://api.together.xyz/v1",
+    "xai": "https://api.x.ai/v1",
+    "fireworks": "https://api.fireworks.ai/inference/v1",
+}
 
 
 def llm(out: Out, raw: Any, refs: Mapping[str, list[Parent]]) -> None:
@@ -54,12 +70,13 @@ def llm(out: Out, raw: Any, refs: Mapping[str, list[Parent]]) -> None:
         parents = _own_gateway(out, cfg.get("port", DEFAULT_PORT))
     if parents is None:
         return
+    providers = _providers(out, cfg.get("providers"))
     route = out.unique("HTTPRoute", out.name("llm"))
     rules: list[dict[str, Any]] = []
     origin = [("", "llm"), ("spec", "llm")]
     for i, model in enumerate(out.items("llm.models", cfg.get("models"))):
         where = f"llm.models[{i}]"
-        rule = _model(out, where, model)
+        rule = _model(out, where, _resolve_reference(out, where, model, providers))
         if rule is not None:
             origin += [(f"spec.rules[{len(rules)}]", where), (f"spec.rules[{len(rules)}].backendRefs[0]", where)]
             rules.append(rule)
@@ -82,27 +99,80 @@ def _own_gateway(out: Out, port: Any) -> list[Parent] | None:
     return [{"name": name, "sectionName": "llm"}]
 
 
+UNRESOLVED = object()  # a model whose provider reference failed (reported once)
+
+
+def _providers(out: Out, raw: Any) -> dict[str, Mapping[str, Any]]:
+    """`llm.providers[]`: named provider settings that models use with `provider: {reference: name}`."""
+    named: dict[str, Mapping[str, Any]] = {}
+    for i, item in enumerate(out.items("llm.providers", raw)):
+        where = f"llm.providers[{i}]"
+        prov = out.mapping(where, item)
+        if prov is None:
+            continue
+        out.unknown(where, prov, ("name", "provider", "params"))
+        name = string(out, join(where, "name"), prov.get("name"))
+        if name is None:
+            continue
+        if name in named:
+            out.fail(join(where, "name"), f"duplicate provider name {name!r}")
+            continue
+        named[name] = prov
+    return named
+
+
+def _resolve_reference(out: Out, where: str, model: Any, providers: Mapping[str, Mapping[str, Any]]) -> Any:
+    """`provider: {reference: name}`: that provider's kind and params (the model's own `params.model` wins)."""
+    if not isinstance(model, Mapping) or not isinstance(model.get("provider"), Mapping):
+        return model
+    ref = model["provider"]
+    if set(ref) != {"reference"}:
+        return model  # `custom` and the like: reported by _model
+    target = providers.get(ref["reference"]) if isinstance(ref["reference"], str) else None
+    if target is None:
+        out.fail(join(where, "provider.reference"), f"no llm.providers entry named {ref['reference']!r}")
+        return UNRESOLVED
+    own = model.get("params")
+    if isinstance(own, Mapping) and set(own) - {"model"}:
+        out.fail(join(where, "params"), "a model that references a provider can only set params.model")
+        return UNRESOLVED
+    params = dict(target.get("params") or {})
+    if isinstance(own, Mapping) and own.get("model") is not None:
+        params["model"] = own["model"]
+    return {**model, "provider": target.get("provider"), "params": params}
+
+
 def _model(out: Out, where: str, raw: Any) -> dict[str, Any] | None:
+    if raw is UNRESOLVED:
+        return None  # already reported
     m = out.mapping(where, raw)
     if m is None:
         return None
     out.unknown(where, m, _MODEL_FIELDS)
     name = string(out, join(where, "name"), m.get("name"))
     provider = m.get("provider")
-    if not isinstance(provider, str) or provider not in _PROVIDER_NAMES:
-        out.unsupported(join(where, "provider"), f"llmgw knows {', '.join(sorted(set(_PROVIDER_NAMES)))}")
+    if not isinstance(provider, str) or (provider not in _PROVIDER_NAMES and provider not in PRESETS):
+        known = ", ".join(sorted({*_PROVIDER_NAMES, *PRESETS}))
+        out.unsupported(join(where, "provider"), f"llmgw knows {known}")
         return None
-    kind = _PROVIDER_NAMES[provider]
     params = out.mapping(join(where, "params"), m.get("params"))
     if name is None or params is None:
         return None
     pw = join(where, "params")
-    out.unknown(pw, params, (*_PARAMS[kind], *_ENDPOINT_PARAMS))
-    settings = provider_settings(out, pw, kind, {f: params[p] for p, f in _PARAMS[kind].items() if p in params})
-    if settings is None:
-        return None
+    block: dict[str, Any]
+    if provider in PRESETS:
+        out.unknown(pw, params, ("model", *_ENDPOINT_PARAMS))
+        block = {"custom": {"model": params["model"]} if params.get("model") is not None else {}}
+        if all(params.get(k) is None for k in ("baseUrl", "hostOverride")):
+            params = {**params, "baseUrl": PRESETS[provider]}
+    else:
+        kind = _PROVIDER_NAMES[provider]
+        out.unknown(pw, params, (*_PARAMS[kind], *_ENDPOINT_PARAMS))
+        settings = provider_settings(out, pw, kind, {f: params[p] for p, f in _PARAMS[kind].items() if p in params})
+        if settings is None:
+            return None
+        block = {PROVIDERS[kind][0]: settings}
     backend = out.unique("AgentgatewayBackend", out.name("llm", name.replace("*", "any")))
-    block: dict[str, Any] = {PROVIDERS[kind][0]: settings}
     origin = [("", where), ("spec", where), ("spec.ai.provider", pw)]
     policies: dict[str, Any] = {}
     if not _endpoint(out, pw, params, block, policies, origin):

@@ -479,3 +479,43 @@ def test_validate_cli_on_a_standalone_config() -> None:
         "llmgw serves the operations it knows for the provider by their path and refuses other paths\n"
         "1 problem(s)\n"
     )
+
+
+def test_llm_provider_references_and_presets(tmp_path: Path) -> None:
+    """agentgateway's multiple-LLMs page: models that reference `llm.providers`; a preset (groq)."""
+    text = """
+llm:
+  providers:
+  - name: openai-prod
+    provider: openAI
+    params:
+      apiKey: "$OPENAI_API_KEY"
+  models:
+  - name: fast
+    provider:
+      reference: openai-prod
+    params:
+      model: gpt-4o-mini
+  - name: "*"
+    provider: groq
+    params:
+      apiKey: "$GROQ_API_KEY"
+  - name: wrong
+    provider: {reference: openai-prod}
+    params: {model: gpt-4o, baseUrl: "http://elsewhere"}
+  - name: missing
+    provider: {reference: nobody}
+"""
+    path = tmp_path / "agw.yaml"
+    path.write_text(text)
+    compiled = compile_paths([path], environ={"OPENAI_API_KEY": "sk-o", "GROQ_API_KEY": "gsk-g"})
+    assert sorted((p.field, p.message) for p in compiled.problems) == [
+        ("llm.models[2].params", "a model that references a provider can only set params.model"),
+        ("llm.models[3].provider.reference", "no llm.providers entry named 'nobody'"),
+    ]
+    assert compiled.ir is not None
+    providers = {p.model or p.kind: p for b in compiled.ir.backends for p in b.providers}
+    fast, groq = providers["gpt-4o-mini"], providers["custom"]
+    assert (fast.kind, fast.host, fast.auth and fast.auth.value) == ("openai", "api.openai.com", "sk-o")
+    assert (groq.host, groq.port, groq.path_prefix, groq.tls is not None) == ("api.groq.com", 443, "/openai/v1", True)
+    assert groq.auth is not None and groq.auth.value == "gsk-g" and groq.auth.header == "authorization"
