@@ -185,8 +185,6 @@ def translate_route(out: Out, where: str, route: Any, *, parents: list[Parent], 
         _match(out, f"{where}.matches[{m}]", raw)
         for m, raw in enumerate(out.items(join(where, "matches"), r.get("matches")))
     ]
-    if any(m is None for m in matches):
-        return
     if matches:
         rule["matches"] = matches
         origin.append(("spec.rules[0].matches", join(where, "matches")))
@@ -194,7 +192,7 @@ def translate_route(out: Out, where: str, route: Any, *, parents: list[Parent], 
     pol = out.mapping(join(where, "policies"), r.get("policies")) or {}
     pw = join(where, "policies")
     out.unknown(pw, pol, _ROUTE_POLICY_FIELDS)
-    ok = _route_policies(out, pw, pol, rule, origin)
+    ok = _route_policies(out, pw, pol, rule, origin) and all(m is not None for m in matches)
     inherited: list[Policies] = []
     auth_tls = {k: v for k, v in pol.items() if k in ("backendAuth", "backendTLS")}
     if auth_tls:
