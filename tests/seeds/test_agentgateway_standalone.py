@@ -34,7 +34,7 @@ import pytest
 from controlplane.compile import compile_paths
 from fakeprovider import FakeProviderThread
 from tests.fakes.entra import CLIENT_ASSERTION_TYPE, FakeEntra
-from tests.harness import REPO, GatewayProcess, free_port
+from tests.harness import REPO, GatewayProcess, free_port, wait_until
 
 SEEDS = Path(__file__).parent / "agentgateway"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -192,6 +192,32 @@ def test_llm_anthropic_wildcard(pod: Pod) -> None:
     assert rec.path == "/v1/messages" and rec.headers["x-api-key"] == ANTHROPIC_KEY
     assert rec.json["model"] == "claude-opus-4-6"  # name "*": any model, sent as asked
     assert ANTHROPIC_KEY not in pod.gw.config_dump()
+
+
+def test_config_file_edit_reloads_and_a_bad_edit_names_the_field(pod: Pod) -> None:
+    """Hot reload of a config file: a new model appears; an unsupported field is rejected by path."""
+    port, upstream = pod.ports["quickstart"], f"127.0.0.1:{pod.fp.port}"
+    base = seed("quickstart_openai_llm.yaml", *llm_edits(port, f"http://{upstream}/v1"))
+    second = (
+        "  - name: gpt-4o\n    provider: openAI\n    params:\n"
+        f'      baseUrl: http://{upstream}/v1\n      apiKey: "$OPENAI_API_KEY"\n'
+    )
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
+    pod.gw.write("quickstart.yaml", base + second)
+    wait_until(lambda: {m.id for m in client.models.list()} == {"gpt-3.5-turbo", "gpt-4o"}, what="the new model")
+
+    def served() -> bool:  # the workers' config arrives a moment before Envoy's routes
+        try:
+            return _chat(port, model="gpt-4o") == "Hello from seed: hi seed"
+        except openai.NotFoundError:
+            return False
+
+    wait_until(served, what="the new model's route")
+    assert pod.fp.requests[-1].json["model"] == "gpt-4o"
+    pod.gw.write("quickstart.yaml", base + second + "    guardrails: {request: []}\n")
+    wait_until(lambda: "llm.models[1].guardrails: is not supported by llmgw" in pod.gw.log(), what="the rejection")
+    assert _chat(port, model="gpt-4o") == "Hello from seed: hi seed"  # the last good config still serves
+    pod.gw.write("quickstart.yaml", base)
 
 
 # -- managed identity (IMDS) pod: system, user-assigned, Foundry over TLS ---------------------
