@@ -58,6 +58,8 @@ def auth(out: Out, where: str, block: Any, *, secret_name: str) -> dict[str, Any
     blk = out.mapping(where, block)
     if blk is None:
         return None
+    if "location" in blk:
+        out.unsupported(join(where, "location"), "write it inside key: {value, location}")
     kinds = [k for k in blk if k != "location"]
     if len(kinds) != 1:
         out.fail(where, f"set exactly one credential (key, azure, aws, gcp); found {kinds or 'none'}")
@@ -126,7 +128,8 @@ def _location(out: Out, where: str, block: Any) -> dict[str, Any] | None:
     if prefix is not None and not isinstance(prefix, str):
         out.fail(join(where, "header.prefix"), "must be a string")
         return None
-    return {"header": {"name": name, **({"prefix": prefix} if prefix is not None else {})}}
+    # As in agentgateway, a location without a prefix sends the value as it is.
+    return {"header": {"name": name, "prefix": prefix or ""}}
 
 
 def _azure(out: Out, where: str, block: Any, *, secret_name: str) -> dict[str, Any] | None:

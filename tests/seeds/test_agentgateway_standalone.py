@@ -402,6 +402,7 @@ binds:
           provider: {openAI: {model: gpt-4o, moderation: {}}}
           policies:
             backendTLS: {root: /etc/ca.pem, insecure: true}
+            backendAuth: {key: sk-k, location: {header: {name: api-key}}}
             http: {version: HTTP2, requestTimeout: 30s}
             tcp: {connectTimeout: 5s, keepalives: {enabled: true}}
             health: {unhealthyExpression: "true"}
@@ -437,6 +438,8 @@ def test_unsupported_fields_are_reported_with_their_path(tmp_path: Path) -> None
         f"{route}.backends[0].ai.tokenize": "is not supported by llmgw",
         f"{route}.backends[0].ai.provider.openAI.moderation": "is not supported by llmgw",
         f"{route}.backends[0].ai.policies.backendTLS.root": "is not supported by llmgw",
+        f"{route}.backends[0].ai.policies.backendAuth.location": "is not supported by llmgw: "
+        "write it inside key: {value, location}",
         f"{route}.backends[0].ai.policies.http.version": "is not supported by llmgw",
         f"{route}.backends[0].ai.policies.tcp.keepalives": "is not supported by llmgw",
         f"{route}.backends[0].ai.policies.health": "is not supported by llmgw",
