@@ -30,6 +30,7 @@ from controlplane.children import Child, accepting
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
+from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
 from controlplane.limits import Limits
 from controlplane.observability import start_http
 from controlplane.resources import expand_paths
@@ -86,6 +87,7 @@ class Standalone:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.ads = AdsServer()
+        self.health = ConfigHealth()  # served on :15020/metrics (controlplane/health_metrics.py)
         self.channel = ConfigChannel()
         self.serial = 0
         self.children: list[Child] = []
@@ -120,10 +122,12 @@ class Standalone:
         await self.channel.publish(compiled.extproc)  # credentials first, so new routes find them
         await self.ads.set_snapshot(Snapshot.build(serial=self.serial, protos=compiled.protos))
         self.applied = compiled
+        self.health.applied(serial=self.serial)
 
     async def reload(self) -> None:
         compiled = self.compile()
         if not compiled.ok:
+            self.health.refused()
             log.error(
                 "configuration change rejected; still serving the last good config:\n  %s",
                 "\n  ".join(str(p) for p in compiled.problems),
@@ -167,6 +171,7 @@ class Standalone:
             multiproc_dir=str(self.multiproc_dir),
             is_ready=self.is_ready,
             state_dir=str(state_dir),
+            collectors=[ControlPlaneCollector(health=self.health, servers=lambda: [self.ads])],
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
         sockets = self.extproc_sockets

@@ -42,19 +42,22 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         config = self.holder.current
         if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
-            async for req in request_iterator:
-                which = req.WhichOneof("request")
-                try:
-                    if which == "request_headers":
-                        yield attempt.on_request_headers(req)
-                    elif which == "request_body":
-                        yield attempt.on_request_body(req.request_body)
-                    elif which == "response_headers":
-                        yield attempt.on_response_headers(req)
-                    else:
-                        yield _passthrough(which)
-                except Exception:
-                    yield _failed("attempt", which, attempt.op)
+            try:
+                async for req in request_iterator:
+                    which = req.WhichOneof("request")
+                    try:
+                        if which == "request_headers":
+                            yield attempt.on_request_headers(req)
+                        elif which == "request_body":
+                            yield attempt.on_request_body(req.request_body)
+                        elif which == "response_headers":
+                            yield attempt.on_response_headers(req)
+                        else:
+                            yield _passthrough(which)
+                    except Exception:
+                        yield _failed("attempt", which, attempt.op)
+            finally:
+                attempt.on_stream_closed()  # a failover attempt that got no answer counts as failed
             return
         holder = self.holder
         router = RouterRequest(
@@ -77,7 +80,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     else:
                         yield _passthrough(which)
                 except Exception:
-                    yield _failed("router", which, router.op)
+                    yield router.note_immediate(_failed("router", which, router.op))
         finally:
             try:
                 router.on_stream_closed()  # a response cut after it started still counts
