@@ -86,13 +86,12 @@ class AttemptRequest:
             return _immediate(
                 status=refused.status, message=refused.message, code=refused.code, anthropic=refused.anthropic
             )
-        if self.model_missing and self.op is not None and self.op.needs_model and not default_model(provider, self.op):
-            return _immediate(
-                status=400,
-                message="You must provide a model parameter.",
-                code="missing_model",
-                anthropic=self.op.client_api == "anthropic",
-            )
+        no_default = self.op is not None and self.op.needs_model and not default_model(provider, self.op)
+        # Without a body to read, a missing model header is final. With one, the body decides: on a
+        # retry Envoy hands this filter the headers as the previous attempt left them, the model header
+        # removed (see `_model_refusal`).
+        if self.model_missing and no_default and end_of_stream:
+            return self._model_refusal()
         mutation = ep.HeaderMutation(remove_headers=[*CLIENT_CREDENTIAL_HEADERS, *wire.GATEWAY_ONLY_HEADERS])
         if end_of_stream:  # no body will follow: finish here
             try:
@@ -126,6 +125,21 @@ class AttemptRequest:
                 code="gateway_error",
                 anthropic=self._anthropic_client(),
             )
+
+    def _model_refusal(self) -> ep.ProcessingResponse:
+        """The body names no model and the provider fixes none.
+
+        Decided on the body, not on the absence of the model header: the router stage sets that
+        header whenever the body names a model and this stage removes it before the request leaves,
+        but Envoy gives a retried attempt's filters the headers as the previous attempt mutated
+        them, so on failover the header is gone although the client named a model.
+        """
+        return _immediate(
+            status=400,
+            message="You must provide a model parameter.",
+            code="missing_model",
+            anthropic=self._anthropic_client(),
+        )
 
     def _anthropic_client(self) -> bool:
         return self.op is not None and self.op.client_api == "anthropic"
@@ -174,6 +188,8 @@ class AttemptRequest:
                 model = fixed_model(provider, op) or (client_model if isinstance(client_model, str) else "")
                 if not model:
                     model = default_model(provider, op) or ""
+                if not model and op.needs_model:
+                    return self._model_refusal()
                 stream = parsed.get("stream") is True
         if body is None:
             self._finish(mutation, UpstreamRequest(body=None), body=raw, model=model, stream=stream)
