@@ -19,6 +19,7 @@ from controlplane.envoy_admin import DRAIN_TIMEOUT_S
 from controlplane.limits import Limits
 from controlplane.standalone import Options
 from controlplane.standalone import run as run_standalone
+from controlplane.xds.tracing import TracingSettings
 
 # Envoy levels at which it logs whole header maps: the ext_proc filter's responses and the
 # router's upstream request, i.e. the provider key the gateway injects.
@@ -62,8 +63,19 @@ def _run(args: argparse.Namespace) -> int:
             f"limit ({soft}); Envoy may run out of descriptors for upstream connections first (raise ulimit -n)",
             file=sys.stderr,
         )
+    tracing = None
+    if args.otlp_endpoint:
+        try:
+            tracing = TracingSettings.parse(endpoint=args.otlp_endpoint, sampling=args.trace_sampling)
+        except ValueError as exc:
+            print(f"llmgw: {exc}", file=sys.stderr)
+            return 2
+    elif args.trace_sampling:
+        print("llmgw: --trace-sampling needs --otlp-endpoint (where the traces go)", file=sys.stderr)
+        return 2
     opts = Options(
         paths=args.file,
+        tracing=tracing,
         workers=args.workers,
         listen_address=args.listen_address,
         limits=limits,
@@ -226,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.connection_buffer_bytes,
         help="what Envoy reads ahead per client connection (AI routes still buffer up to --max-body-bytes)",
+    )
+    run.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("LLMGW_OTLP_ENDPOINT") or None,
+        metavar="HOST:PORT",
+        help="send OpenTelemetry traces (OTLP/gRPC) to this collector (default: $LLMGW_OTLP_ENDPOINT; none: no traces)",
+    )
+    run.add_argument(
+        "--trace-sampling",
+        action="append",
+        default=None,
+        metavar="[NAMESPACE/GATEWAY=]PERCENT",
+        help="percentage of requests traced, for all Gateways or one (repeatable; default 100)",
     )
     run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")

@@ -19,6 +19,7 @@ from controlplane.gatewayapi import translate as translate_resources
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR
 from controlplane.limits import Limits
 from controlplane.resources import Problem, load_files
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import EnvoyResources, to_protos
 from controlplane.xds.translate import translate as translate_ir
 from extproc.contract import ExtprocConfig
@@ -46,6 +47,7 @@ def compile_paths(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: Limits | None = None,
     pause_oracle: tuple[str, int] | None = None,
+    tracing: TracingSettings | None = None,
 ) -> Compiled:
     """`pause_oracle`: where the running gateway answers Retry-After pause checks (xds.translate)."""
     resources, problems = load_files(paths)
@@ -56,7 +58,7 @@ def compile_paths(
     out.problems.extend(translation.problems)
     out.notes.extend(translation.notes)
     out.ir = translation.ir
-    out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle)
+    out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle, tracing=tracing)
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input

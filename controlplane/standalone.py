@@ -36,6 +36,7 @@ from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from extproc import wire
 
 log = logging.getLogger("llmgw")
@@ -61,6 +62,7 @@ class Options:
     # SIGTERM: in-flight requests and streams get this long to finish (Kubernetes' grace period is 30 s).
     drain_timeout_s: float = DRAIN_TIMEOUT_S
     limits: Limits = field(default_factory=Limits)
+    tracing: TracingSettings | None = None  # OpenTelemetry traces (controlplane/xds/tracing.py)
 
 
 def envoy_binary() -> str:
@@ -107,6 +109,7 @@ class Standalone:
             listen_address=self.opts.listen_address,
             max_body_bytes=self.opts.max_body_bytes,
             limits=self.opts.limits,
+            tracing=self.opts.tracing,
             pause_oracle=self.pause_oracle,
         )
 

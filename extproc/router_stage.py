@@ -83,6 +83,7 @@ class RouterRequest:
     error_type: str = ""  # the gateway's own error code, when it answered itself
     code_details: str = ""  # Envoy's response code details (via_upstream, upstream_reset..., ...)
     recorded: bool = False  # counted in the metrics
+    recorded_error_type: str = ""  # what the metrics said (also the span's and access log's error.type)
 
     # --- request ---------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class RouterRequest:
             details = imm.details.removeprefix("llmgw_")
             self.error_type = details if self.status >= 400 else ""
             self._record(now=time.monotonic())
+            resp.dynamic_metadata.CopyFrom(self._metadata())  # the access log and the trace see it too
         return resp
 
     def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -410,6 +412,7 @@ class RouterRequest:
         error_type = "" if ok and not interrupted else (self.error_type or self._envoy_error_type())
         if interrupted:
             error_type = "interrupted"
+        self.recorded_error_type = error_type
         if self.direct is not None and self.direct.provider is not None and self.attempts > 1:
             p = self.direct.provider  # a direct route's retries never reach the attempt stage
             for _ in range(self.attempts - 1):
@@ -450,6 +453,8 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+        if self.recorded_error_type:
+            meta["error.type"] = self.recorded_error_type
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()
