@@ -159,8 +159,13 @@ def record(
 
 
 def record_attempt(*, backend: str, provider: str, kind: str) -> None:
-    """One upstream attempt to `provider` (its id) of `backend`; `kind` is its gen_ai.provider.name."""
+    """One upstream attempt to `provider` (its id) of `backend`; `kind` is its gen_ai.provider.name.
+
+    Also makes the provider's credential-failure series exist at 0, so a dashboard shows
+    "no failures" rather than "no data" until the first one.
+    """
     UPSTREAM_ATTEMPTS.labels(backend, provider, kind).inc()
+    CREDENTIAL_FAILURES.labels(backend, provider, kind)
 
 
 def record_attempt_error(*, backend: str, provider: str, kind: str, error_type: str) -> None:
