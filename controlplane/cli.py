@@ -63,15 +63,10 @@ def _run(args: argparse.Namespace) -> int:
             f"limit ({soft}); Envoy may run out of descriptors for upstream connections first (raise ulimit -n)",
             file=sys.stderr,
         )
-    tracing = None
-    if args.otlp_endpoint:
-        try:
-            tracing = TracingSettings.parse(endpoint=args.otlp_endpoint, sampling=args.trace_sampling)
-        except ValueError as exc:
-            print(f"llmgw: {exc}", file=sys.stderr)
-            return 2
-    elif args.trace_sampling:
-        print("llmgw: --trace-sampling needs --otlp-endpoint (where the traces go)", file=sys.stderr)
+    try:
+        tracing = _tracing(args)
+    except ValueError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
         return 2
     opts = Options(
         paths=args.file,
@@ -132,9 +127,40 @@ def _extproc(args: argparse.Namespace) -> int:
     return run(listen=args.listen, config_target=args.config, name=args.name)
 
 
+def _tracing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("LLMGW_OTLP_ENDPOINT") or None,
+        metavar="HOST:PORT",
+        help="send OpenTelemetry traces (OTLP/gRPC) to this collector (default: $LLMGW_OTLP_ENDPOINT; none: no traces)",
+    )
+    parser.add_argument(
+        "--trace-sampling",
+        action="append",
+        default=None,
+        metavar="[NAMESPACE/GATEWAY=]PERCENT",
+        help="percentage of requests traced, for all Gateways or one (repeatable; default 100)",
+    )
+
+
+def _tracing(args: argparse.Namespace) -> TracingSettings | None:
+    """The tracing options as settings (None: no collector); ValueError names the bad option."""
+    if args.otlp_endpoint:
+        return TracingSettings.parse(endpoint=args.otlp_endpoint, sampling=args.trace_sampling)
+    if args.trace_sampling:
+        raise ValueError("--trace-sampling needs --otlp-endpoint (where the traces go)")
+    return None
+
+
 def _controller(args: argparse.Namespace) -> int:
     from controlplane.kubernetes import controller, provision
     from controlplane.kubernetes.client import Kube
+
+    try:
+        tracing = _tracing(args)
+    except ValueError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
 
     namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "llmgw-system"
     host, _, port = args.xds_address.rpartition(":")
@@ -153,6 +179,7 @@ def _controller(args: argparse.Namespace) -> int:
         leader_election=not args.no_leader_election,
         lease_name=args.lease_name,
         resync_s=args.resync,
+        tracing=tracing,
     )
     return uvloop.run(controller.run(kube, opts))
 
@@ -239,19 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.connection_buffer_bytes,
         help="what Envoy reads ahead per client connection (AI routes still buffer up to --max-body-bytes)",
     )
-    run.add_argument(
-        "--otlp-endpoint",
-        default=os.environ.get("LLMGW_OTLP_ENDPOINT") or None,
-        metavar="HOST:PORT",
-        help="send OpenTelemetry traces (OTLP/gRPC) to this collector (default: $LLMGW_OTLP_ENDPOINT; none: no traces)",
-    )
-    run.add_argument(
-        "--trace-sampling",
-        action="append",
-        default=None,
-        metavar="[NAMESPACE/GATEWAY=]PERCENT",
-        help="percentage of requests traced, for all Gateways or one (repeatable; default 100)",
-    )
+    _tracing_arguments(run)
     run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
     run.add_argument(
@@ -284,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG/~/.kube)"
     )
     ctl.add_argument("--context", default=None, help="kubeconfig context")
+    _tracing_arguments(ctl)
     ctl.add_argument(
         "--namespace", default=None, help="the controller's namespace, for its Lease (default: POD_NAMESPACE)"
     )

@@ -42,6 +42,7 @@ from controlplane.kubernetes.reconcile import Plan, ours, reconcile, referenced
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import to_protos
 from controlplane.xds.translate import translate as translate_ir
 
@@ -74,6 +75,7 @@ class Options:
     lease_name: str = "llmgw-controller"
     resync_s: float = 600.0
     debounce_s: float = 0.1
+    tracing: TracingSettings | None = None  # every data plane's Envoy traces to this collector
 
 
 def to_resource(obj: Obj) -> Resource:
@@ -247,7 +249,7 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing))
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
                 continue
