@@ -137,6 +137,7 @@ class RouterRequest:
             self.status = int(imm.status.code)
             details = imm.details.removeprefix("llmgw_")
             self.error_type = details if self.status >= 400 else ""
+            self.attempts = 0  # answered here: no upstream attempt
             self._record(now=time.monotonic())
             resp.dynamic_metadata.CopyFrom(self._metadata())  # the access log and the trace see it too
         return resp

@@ -123,6 +123,8 @@ def test_a_client_error_is_counted_with_its_error_type(gateway: GatewayProcess) 
         lambda: _value(gateway, "llmgw_requests_total", error_type="missing_model", status="400") > before,
         what="the 400 counted",
     )
+    # The access log line of that request says why too (the gateway's own answer carries its metadata).
+    wait_until(lambda: '"error.type":"missing_model"' in gateway.log(), what="error.type in the access log")
 
 
 def test_a_provider_5xx_is_counted_and_traced(
