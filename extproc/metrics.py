@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from extproc.usage import Usage
 
@@ -86,6 +86,20 @@ CREDENTIAL_FAILURES = Counter(
     "llmgw_credential_failures",
     "Provider credentials the gateway could not obtain or refresh (Entra ID, GCP, AWS, Secrets)",
     ATTEMPT_LABELS,
+)
+
+CREDENTIAL_REFRESH_FAILURES = Counter(
+    "llmgw_credential_refresh_failures",
+    "Background token refreshes that failed (Entra ID, GCP); requests keep the valid token meanwhile",
+)
+EXTPROC_CONFIG_APPLIED = Gauge(
+    "llmgw_extproc_config_applied_timestamp_seconds",
+    "When each live extproc worker applied its newest config (pid label: one series per worker)",
+    multiprocess_mode="liveall",
+)
+EXTPROC_CONFIG_REJECTED = Counter(
+    "llmgw_extproc_config_rejected",
+    "Configs an extproc worker could not decode (it keeps its last good one)",
 )
 
 INTERRUPTED_STREAMS = Counter(
