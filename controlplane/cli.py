@@ -141,14 +141,22 @@ def _tracing_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[NAMESPACE/GATEWAY=]PERCENT",
         help="percentage of requests traced, for all Gateways or one (repeatable; default 100)",
     )
+    parser.add_argument(
+        "--trace-content",
+        action="store_true",
+        help="put prompts and completions (truncated) on spans: they then reach your trace store",
+    )
 
 
 def _tracing(args: argparse.Namespace) -> TracingSettings | None:
     """The tracing options as settings (None: no collector); ValueError names the bad option."""
     if args.otlp_endpoint:
-        return TracingSettings.parse(endpoint=args.otlp_endpoint, sampling=args.trace_sampling)
-    if args.trace_sampling:
-        raise ValueError("--trace-sampling needs --otlp-endpoint (where the traces go)")
+        return TracingSettings.parse(
+            endpoint=args.otlp_endpoint, sampling=args.trace_sampling, record_content=args.trace_content
+        )
+    for given, option in ((args.trace_sampling, "--trace-sampling"), (args.trace_content, "--trace-content")):
+        if given:
+            raise ValueError(f"{option} needs --otlp-endpoint (where the traces go)")
     return None
 
 

@@ -177,6 +177,7 @@ class Standalone:
             collectors=[ControlPlaneCollector(health=self.health, servers=lambda: [self.ads])],
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
+        env[wire.TRACE_CONTENT_ENV] = "1" if opts.tracing is not None and opts.tracing.record_content else "0"
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):
             argv = [

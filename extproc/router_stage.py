@@ -32,7 +32,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics, validation, wire
+from extproc import errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
@@ -84,6 +84,10 @@ class RouterRequest:
     code_details: str = ""  # Envoy's response code details (via_upstream, upstream_reset..., ...)
     recorded: bool = False  # counted in the metrics
     recorded_error_type: str = ""  # what the metrics said (also the span's and access log's error.type)
+    # --- trace content (extproc/trace_content.py), only with the operator's opt-in
+    record_content: bool = False
+    input_messages: str | None = None
+    output_messages: str | None = None
 
     # --- request ---------------------------------------------------------------------------
 
@@ -171,6 +175,8 @@ class RouterRequest:
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
         self.request_model = model if isinstance(model, str) else ""
+        if self.record_content and op is not None:
+            self.input_messages = trace_content.input_messages(body)
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
         if op is not None and op.streams and body.get("stream") is True:
@@ -359,6 +365,9 @@ class RouterRequest:
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
         if msg.end_of_stream and not self.done:
+            if self.record_content and tr is not None and not tr.streaming and 200 <= self.status < 300:
+                mutated = resp.response_body.response.body_mutation.body
+                self.output_messages = trace_content.output_messages(mutated or msg.body)
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
@@ -456,6 +465,10 @@ class RouterRequest:
                     meta[key] = value
         if self.recorded_error_type:
             meta["error.type"] = self.recorded_error_type
+        if self.input_messages is not None:
+            meta[wire.INPUT_MESSAGES_KEY] = self.input_messages
+        if self.output_messages is not None:
+            meta[wire.OUTPUT_MESSAGES_KEY] = self.output_messages
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

@@ -8,6 +8,7 @@ request may land on any worker.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -29,6 +30,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
     def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
+        # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
+        self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -61,7 +64,11 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             return
         holder = self.holder
         router = RouterRequest(
-            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+            gateway=gateway,
+            config=config,
+            cooldowns=self.cooldowns,
+            latest_config=lambda: holder.current,
+            record_content=self.record_content,
         )
         try:
             async for req in request_iterator:

@@ -215,3 +215,28 @@ def test_control_plane_health_is_exposed(gateway: GatewayProcess) -> None:
         wait_until(lambda: _value(gateway, "llmgw_config_rejected_total") > rejected, what="the rejected reload")
     finally:
         (gateway.manifest_dir / "broken.yaml").unlink()
+
+
+@pytest.fixture
+def content_gateway(otlp: OtlpReceiver, fakes: dict[str, FakeProviderThread]) -> Iterator[GatewayProcess]:
+    """A second gateway whose operator opted in to prompts and completions on spans."""
+    gw = GatewayProcess(workers=1, args=["--otlp-endpoint", otlp.endpoint, "--trace-content"])
+    routes = http_route_yaml(route_rule("/solo", "solo", rewrite=True), route_rule("/fo", "fo", rewrite=True))
+    gw.write("gw.yaml", gateway_yaml(port=gw.port) + routes + BACKENDS.format(**{n: f.port for n, f in fakes.items()}))
+    gw.start()
+    yield gw
+    assert gw.stop() == 0
+    gw.cleanup()
+
+
+def test_prompts_and_completions_are_on_spans_only_when_opted_in(
+    content_gateway: GatewayProcess, otlp: OtlpReceiver
+) -> None:
+    trace_id, _, traceparent = _traceparent()
+    reply = _client(content_gateway, "/solo", traceparent).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "the secret recipe"}]
+    )
+    server, _ = _server_span(otlp, trace_id)
+    assert "the secret recipe" in server.attributes["gen_ai.input.messages"]
+    assert reply.choices[0].message.content in server.attributes["gen_ai.output.messages"]
+    assert "the secret recipe" not in content_gateway.log()  # the access log never has it

@@ -64,3 +64,25 @@ def test_without_an_endpoint_there_is_no_tracing() -> None:
 def test_cli_takes_the_options() -> None:
     args = build_parser().parse_args(["run", "-f", "x", "--otlp-endpoint", "c:4317", "--trace-sampling", "5"])
     assert args.otlp_endpoint == "c:4317" and args.trace_sampling == ["5"]
+
+
+def test_content_tags_only_with_the_opt_in() -> None:
+    listener = ListenerIR(name="default/gw/8080", gateway="default/gw", address="0.0.0.0", port=8080, virtual_hosts=())
+
+    def tags(settings: TracingSettings) -> set[str]:
+        hcm = listener_resource(listener, Limits(), tracing=settings)["filter_chains"][0]["filters"][0]
+        return {t["tag"] for t in hcm["typed_config"]["tracing"]["custom_tags"]}
+
+    plain = TracingSettings.parse(endpoint="c:4317")
+    opted = TracingSettings.parse(endpoint="c:4317", record_content=True)
+    assert "gen_ai.input.messages" not in tags(plain)
+    assert {"gen_ai.input.messages", "gen_ai.output.messages"} <= tags(opted)
+
+
+def test_trace_options_need_an_endpoint() -> None:
+    from controlplane.cli import _tracing
+
+    for argv in (["--trace-content"], ["--trace-sampling", "5"]):
+        args = build_parser().parse_args(["run", "-f", "x", *argv])
+        with pytest.raises(ValueError, match="needs --otlp-endpoint"):
+            _tracing(args)

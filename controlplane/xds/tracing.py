@@ -9,7 +9,8 @@ OTLP/gRPC to the collector named by `llmgw run --otlp-endpoint`.
 The GenAI semantic-convention attributes come from the extproc: the router
 stage writes them as dynamic metadata (namespace `llmgw`, the same keys the
 access log reads), and custom tags copy them onto the server span when Envoy
-finishes it. Prompts and completions are never metadata, so never attributes.
+finishes it. Prompts and completions are attributes only with `--trace-content`
+(`record_content`): then the workers are told to write them as metadata too.
 
 Sampling is a percentage per Gateway (`--trace-sampling [NS/NAME=]PERCENT`);
 a client's sampled `traceparent` is honoured (the parent decides).
@@ -24,6 +25,7 @@ from typing import Any
 from controlplane.xds import names
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
+from extproc import wire
 
 OTLP_CLUSTER = "llmgw_otlp"
 SERVICE_NAME = "llmgw"
@@ -41,6 +43,11 @@ GEN_AI_TAGS: tuple[tuple[str, str], ...] = (
     ("llmgw.provider", "provider"),
     ("error.type", "error.type"),
 )
+# Only with `--trace-content`: what the client sent and what it got (truncated by the router stage).
+CONTENT_TAGS: tuple[tuple[str, str], ...] = (
+    (wire.INPUT_MESSAGES_KEY, wire.INPUT_MESSAGES_KEY),
+    (wire.OUTPUT_MESSAGES_KEY, wire.OUTPUT_MESSAGES_KEY),
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,12 @@ class TracingSettings:
     collector_port: int
     sampling_percent: float = 100.0
     sampling_by_gateway: Mapping[str, float] = field(default_factory=dict)  # "<ns>/<name>" -> percent
+    record_content: bool = False  # prompts and completions as span attributes (explicit opt-in)
 
     @classmethod
-    def parse(cls, *, endpoint: str, sampling: list[str] | None = None) -> TracingSettings:
+    def parse(
+        cls, *, endpoint: str, sampling: list[str] | None = None, record_content: bool = False
+    ) -> TracingSettings:
         """From `--otlp-endpoint HOST:PORT` and `--trace-sampling [NS/NAME=]PERCENT` (repeatable).
 
         Raises ValueError with a message naming the option.
@@ -78,7 +88,7 @@ class TracingSettings:
                 by_gateway[gateway] = percent
             else:
                 raise ValueError(f"--trace-sampling {item!r}: name the Gateway as NAMESPACE/NAME")
-        return cls(host, int(port), default, by_gateway)
+        return cls(host, int(port), default, by_gateway, record_content)
 
     def sampling_for(self, gateway: str) -> float:
         return self.sampling_by_gateway.get(gateway, self.sampling_percent)
@@ -114,7 +124,7 @@ def hcm_tracing(settings: TracingSettings, *, gateway: str) -> dict[str, Any]:
                         "metadata_key": {"key": names.METADATA_NAMESPACE, "path": [{"key": key}]},
                     },
                 }
-                for tag, key in GEN_AI_TAGS
+                for tag, key in GEN_AI_TAGS + (CONTENT_TAGS if settings.record_content else ())
             ),
         ],
     }
