@@ -95,6 +95,10 @@ def test_defaults_match_deploy_kustomization() -> None:
         their_dep["spec"]["template"]["spec"]["containers"][0],
     )
     assert mine_c["args"] == their_c["args"]
+    assert (
+        mine_dep["spec"]["template"]["metadata"]["annotations"]
+        == their_dep["spec"]["template"]["metadata"]["annotations"]
+    )
     assert mine_c["ports"] == their_c["ports"] and mine_c["securityContext"] == their_c["securityContext"]
     assert find(chart, "GatewayClass")[0]["spec"] == find(deploy, "GatewayClass")[0]["spec"]
     assert {o["kind"] for o in chart} == {o["kind"] for o in deploy}
