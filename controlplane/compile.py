@@ -21,6 +21,7 @@ from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR
 from controlplane.limits import Limits
 from controlplane.resources import Problem, load_files
 from controlplane.xds.cluster import SYSTEM_CA_FILE
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import EnvoyResources, to_protos
 from controlplane.xds.translate import translate as translate_ir
 from extproc.contract import ExtprocConfig
@@ -48,6 +49,7 @@ def compile_paths(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: Limits | None = None,
     pause_oracle: tuple[str, int] | None = None,
+    tracing: TracingSettings | None = None,
 ) -> Compiled:
     """`pause_oracle`: where the running gateway answers Retry-After pause checks (xds.translate)."""
     resources, problems = load_files(paths)
@@ -62,7 +64,9 @@ def compile_paths(
     out.ir = translation.ir
     # Envoy reads no SSL_CERT_FILE of its own: honour the usual OpenSSL variable for the trust store.
     ca_file = (os.environ if environ is None else environ).get("SSL_CERT_FILE") or SYSTEM_CA_FILE
-    out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle, system_ca_file=ca_file)
+    out.envoy = translate_ir(
+        translation.ir, limits=limits, pause_oracle=pause_oracle, system_ca_file=ca_file, tracing=tracing
+    )
     try:
         out.protos = to_protos(out.envoy)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input

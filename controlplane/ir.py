@@ -138,6 +138,18 @@ class RewriteIR:
 
 
 @dataclass(frozen=True)
+class RedirectIR:
+    """HTTPRoute RequestRedirect: Envoy answers the redirect itself (no backend)."""
+
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    prefix: str | None = None  # ReplacePrefixMatch
+    full_path: str | None = None  # ReplaceFullPath
+    status: int = 302
+
+
+@dataclass(frozen=True)
 class WeightedBackendIR:
     cluster: str
     weight: int
@@ -174,6 +186,7 @@ class RouteIR:
     # Set when the router stage can do the attempt stage's work itself (see gatewayapi/direct.py):
     # the provider this route always reaches, through the backend's cluster without an attempt stage.
     direct_provider: str | None = None
+    redirect: RedirectIR | None = None  # RequestRedirect: answered by Envoy, backends ignored
 
 
 @dataclass(frozen=True)

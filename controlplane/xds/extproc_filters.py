@@ -68,6 +68,7 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
                 "xds.cluster_name",
                 "xds.upstream_host_metadata",
                 "upstream.request_attempt_count",
+                "response.code_details",  # why Envoy answered itself: error.type (extproc/metrics.py)
             ],
             "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
         },
