@@ -7,6 +7,7 @@ from typing import Any
 
 from controlplane.ir import BackendIR, ProviderIR
 from controlplane.xds import names
+from controlplane.xds.answered_marker import strip_answered_marker_filter
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import attempt_stage_filter
@@ -137,6 +138,7 @@ def cluster_resources(
                 "explicit_http_config": {"http_protocol_options": {}},
                 "http_filters": [
                     *upstream_filters,
+                    strip_answered_marker_filter(),
                     {
                         "name": "envoy.filters.http.upstream_codec",
                         "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},

@@ -25,6 +25,7 @@ import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
