@@ -58,7 +58,7 @@ def compile_paths(
     out.ir = translation.ir
     out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle)
     try:
-        out.protos = to_protos(out.envoy)
+        out.protos = to_protos(out.envoy, ir=translation.ir)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input
         out.problems.append(Problem("", "configuration", "", f"internal: generated invalid Envoy config: {exc}"))
         return out

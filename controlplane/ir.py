@@ -68,6 +68,30 @@ class BackendIR:
         return len(self.providers) > 1
 
 
+# --- plain (non-AI) backends: AgentgatewayBackend spec.static and Service backendRefs -------------
+
+
+@dataclass(frozen=True)
+class PlainBackendIR:
+    """A plain HTTP upstream: Envoy proxies it alone, no extproc on its routes or its cluster.
+
+    `auth` (a static header credential) is injected by Envoy's credential_injector
+    filter from an SDS secret (controlplane/xds/credential_injector.py), never written
+    into the cluster or route config.
+    """
+
+    key: str  # "<ns>/<name>" (a Service: "<ns>/<name>:<port>")
+    cluster: str
+    host: str
+    port: int
+    tls: TLSIR | None = None
+    auth: AuthIR | None = None
+    rewrite_host: bool = True  # Host becomes `host` (hostname-based backends; not Services or IPs)
+    connect_timeout_s: float | None = None
+    request_timeout_s: float | None = None
+    source: str = ""  # how it resolved, for `llmgw run`'s summary ("static", "Service via cluster DNS", ...)
+
+
 @dataclass(frozen=True)
 class StringMatchIR:
     kind: str  # Exact | RegularExpression
@@ -159,11 +183,12 @@ class IR:
     listeners: tuple[ListenerIR, ...] = ()
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+    plain_backends: tuple[PlainBackendIR, ...] = ()
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""
         errors: list[str] = []
-        clusters = {b.cluster for b in self.backends}
+        clusters = {b.cluster for b in self.backends} | {b.cluster for b in self.plain_backends}
         ports: dict[tuple[str, int], str] = {}
         for listener in self.listeners:
             addr = (listener.address, listener.port)

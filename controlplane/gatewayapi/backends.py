@@ -477,3 +477,43 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- the same checks for plain backends (plain_backends.py), each with its own problem list ----------
+
+
+def check_policies(
+    res: Resource, where: str, policies: Mapping[str, Any], *, known: Collection[str], ai: bool
+) -> list[Problem]:
+    """Problems of a `policies` block: fields outside `known`, malformed tls/tcp/http blocks."""
+    ctx = _Ctx(res, {}, {})
+    if ai:
+        _check_policies(ctx, where, policies)
+        return ctx.problems
+    ctx.unknown(where, policies, known)
+    trimmed = {k: v for k, v in policies.items() if k in known}
+    _check_policies(ctx, where, trimmed)
+    return ctx.problems
+
+
+def tls_policy(
+    res: Resource,
+    fld: str,
+    policy: Any,
+    host: str,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    configmaps: Mapping[str, Mapping[str, str]],
+) -> tuple[TLSIR | None, list[Problem]]:
+    ctx = _Ctx(res, secrets, configmaps)
+    tls = _tls(ctx, fld, policy, host)
+    return tls, ctx.problems
+
+
+def secret_auth(
+    res: Resource, fld: str, auth: Any, defaults: ProviderKind, *, secrets: Mapping[str, Mapping[str, str]]
+) -> tuple[AuthIR | None, list[Problem]]:
+    """A `key`/`secretRef`/`apiKey`/`passthrough` credential, resolved (no cloud kinds)."""
+    ctx = _Ctx(res, secrets, {})
+    auth_ir = _auth(ctx, fld, auth, defaults, {})
+    return auth_ir, ctx.problems

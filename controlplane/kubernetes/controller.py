@@ -247,7 +247,7 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle), ir=gp.ir)
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
                 continue

@@ -167,6 +167,7 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
         ir,
         listeners=listeners,
         backends=tuple(b for b in ir.backends if b.cluster in used),
+        plain_backends=tuple(b for b in ir.plain_backends if b.cluster in used),
         models=tuple((gw, m) for gw, m in ir.models if gw == gateway),
     )
 
