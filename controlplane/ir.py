@@ -22,7 +22,7 @@ class AuthIR:
     prefix: str
     value: str = field(repr=False)
     source: str
-    kind: str = "header"  # header | aws | gcp | azure (extproc.credentials)
+    kind: str = "header"  # header | aws | gcp | azure | passthrough (extproc.credentials)
     params: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # resolved secret fields
 
 

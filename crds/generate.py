@@ -249,7 +249,11 @@ def auth_schema() -> Schema:
                     )
                 },
             ),
-            "passthrough": obj("Forward the credential the client sent, unchanged. Takes no fields."),
+            "passthrough": obj(
+                "Forward the credential the client sent (its `Authorization: Bearer` token, else its "
+                "`x-api-key`/`api-key`/`x-goog-api-key`) to the provider, at the provider's header "
+                "(or `location`), instead of a key the gateway holds. Takes no fields."
+            ),
             "location": obj(
                 "Where the credential of `key`, `secretRef` or `passthrough` is written. "
                 "Default: the `Authorization` header with prefix `Bearer `.",
@@ -444,35 +448,6 @@ def provider_kinds() -> dict[str, Schema]:
             "Any self-hosted or third-party server, reached at `host`:`port` (required).",
             {
                 "model": model("llama3.1:8b"),
-                "formats": array(
-                    "Provider-native API formats the server accepts, each with an optional "
-                    "upstream path. Unset: the server is OpenAI-compatible.",
-                    obj(
-                        "One API format.",
-                        {
-                            "type": string(
-                                "API format.",
-                                enum=[
-                                    "Completions",
-                                    "Messages",
-                                    "Responses",
-                                    "Embeddings",
-                                    "AnthropicTokenCount",
-                                    "Realtime",
-                                ],
-                            ),
-                            "path": string(
-                                "Upstream path for this format. Default: the format's standard path.",
-                                max_length=1024,
-                                pattern=r"^/",
-                            ),
-                        },
-                        required=["type"],
-                    ),
-                    min_items=1,
-                    max_items=6,
-                    map_keys=["type"],
-                ),
             },
         ),
     }

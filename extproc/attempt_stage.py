@@ -26,7 +26,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from extproc import errors, validation, wire
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_after_seconds
-from extproc.credentials import CredentialError, SignedRequest, auth_headers
+from extproc.credentials import CredentialError, SignedRequest, auth_headers, client_token
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
 from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, refusal, split_path
 from extproc.providers import default_model, fixed_model, module_for, operations_of
@@ -212,6 +212,9 @@ class AttemptRequest:
             path=path,
             headers=headers,
             body=body,
+            client_token=client_token(self.headers)
+            if self.provider.auth and self.provider.auth.kind == "passthrough"
+            else "",
         )
         headers.update(auth_headers(self.provider, signed))
         if path != self.headers.get(":path"):

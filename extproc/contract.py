@@ -29,7 +29,9 @@ class AuthConfig:
     prefix: str = "Bearer "
     value: str = field(default="", repr=False)
     source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
-    kind: str = "header"  # header | aws | gcp | azure: which module in extproc.credentials makes the headers
+    kind: str = (
+        "header"  # header | aws | gcp | azure | passthrough: which module in extproc.credentials makes the headers
+    )
     # Resolved inputs of that kind (secret fields, region).
     params: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -480,18 +480,6 @@ AGENTGATEWAY_COMPATIBLE = {
                   secretRef:
                     name: azure-secret
     """,
-    "agw-custom-formats": """
-        ai:
-          provider:
-            custom:
-              model: gpt-oss
-              formats:
-              - type: Completions
-              - type: Messages
-                path: /anthropic/v1/messages
-            host: ollama.local
-            port: 11434
-    """,
     "agw-tls-insecure-hostname": """
         ai:
           provider:
@@ -506,6 +494,21 @@ AGENTGATEWAY_COMPATIBLE = {
 
 # Rejected by the openAPIV3Schema alone.
 INVALID_SCHEMA = {
+    # agentgateway's custom.formats is not in the AIBackend CRD: llmgw does not implement it (README).
+    "custom-formats": (
+        """
+        ai:
+          provider:
+            custom:
+              model: gpt-oss
+              formats:
+              - type: Messages
+                path: /anthropic/v1/messages
+            host: ollama.local
+            port: 11434
+        """,
+        "spec.ai.provider.custom",
+    ),
     "port-zero": (
         """
         ai:

@@ -464,10 +464,16 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
     for kind in ("aws", "gcp", "azure"):
         if kind in auth:
             return cloud_auth(ctx, f"{fld}.{kind}", kind, auth[kind], settings)
-    if not [k for k in auth if k in _AUTH_FIELDS and k != "location"] and "passthrough" not in auth:
-        ctx.fail(fld, "set one of `key`, `secretRef`, `apiKey`, `aws`, `gcp` or `azure`")
-    elif "passthrough" in auth:
-        ctx.fail(f"{fld}.passthrough", "is not supported by llmgw", "Unsupported")
+    if "passthrough" in auth:
+        # agentgateway: reuse the client's own token; the provider gets the credential the client
+        # sent, at the provider's header (or `location`), instead of one the gateway holds.
+        passthrough = auth["passthrough"]
+        if passthrough is not None and (not isinstance(passthrough, Mapping) or passthrough):
+            ctx.fail(f"{fld}.passthrough", "takes no fields (write `passthrough: {}`)")
+            return None
+        return AuthIR(header=header, prefix=prefix, value="", source="the client's own credential", kind="passthrough")
+    if not [k for k in auth if k in _AUTH_FIELDS and k != "location"]:
+        ctx.fail(fld, "set one of `key`, `secretRef`, `apiKey`, `aws`, `gcp`, `azure` or `passthrough`")
     return None
 
 
