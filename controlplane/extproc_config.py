@@ -35,6 +35,7 @@ def build(ir: IR) -> ExtprocConfig:
                 path_prefix=p.path_prefix,
                 auth=auth,
                 settings=dict(p.settings),
+                routes=backend.routes,
             )
     direct = {
         r.name: r.direct_provider
@@ -43,8 +44,21 @@ def build(ir: IR) -> ExtprocConfig:
         for r in vh.routes
         if r.direct_provider
     }
+    # A route's backends share one routes map (gatewayapi refuses a rule whose backends disagree).
+    routes_of = {b.cluster: b.routes for b in ir.backends if b.routes}
+    route_types = {
+        r.name: routes_of[r.backends[0].cluster]
+        for lst in ir.listeners
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        if r.ai and r.backends and r.backends[0].cluster in routes_of
+    }
     config = ExtprocConfig(
-        version="", providers=providers, models={gw: list(m) for gw, m in ir.models}, direct_routes=direct
+        version="",
+        providers=providers,
+        models={gw: list(m) for gw, m in ir.models},
+        direct_routes=direct,
+        route_types=route_types,
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)

@@ -57,6 +57,8 @@ class BackendIR:
     # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
+    # policies.ai.routes: (path suffix or "*", operation name or "passthrough"), extproc.operations
+    routes: tuple[tuple[str, str], ...] = ()
 
     @property
     def cluster(self) -> str:

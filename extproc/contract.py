@@ -66,6 +66,8 @@ class ProviderConfig:
     # Provider-kind settings from the manifest (region, projectId, deploymentName,
     # apiVersion, resourceName, ...), keyed by their manifest field names.
     settings: dict[str, str] = field(default_factory=dict)
+    # The backend's `policies.ai.routes`: (path suffix or "*", operation name or "passthrough").
+    routes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # Envoy route name -> its backends' `policies.ai.routes`, for the router stage (which does not
+    # know the provider yet): the operation, or passthrough, of a path on that route.
+    route_types: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -99,16 +104,27 @@ class ExtprocConfig:
             raise ValueError("providers must be an object of objects")
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
-            providers[pid] = ProviderConfig(**{**p, "auth": auth})
+            routes = _route_types(p.get("routes", ()))
+            providers[pid] = ProviderConfig(**{**p, "auth": auth, "routes": routes})
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        route_types = raw.get("route_types", {})
+        if not isinstance(route_types, dict):
+            raise ValueError("route_types must be an object")
         return cls(
             version=str(raw["version"]),
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            route_types={str(k): _route_types(v) for k, v in route_types.items()},
         )
+
+
+def _route_types(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(r, list | tuple) and len(r) == 2 for r in raw):
+        raise ValueError("routes must be a list of [suffix, type] pairs")
+    return tuple((str(suffix), str(kind)) for suffix, kind in raw)
 
 
 EMPTY = ExtprocConfig(version="")

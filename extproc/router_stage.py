@@ -85,13 +85,15 @@ class RouterRequest:
     def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
-        self.op = operation_of(self.path)
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
+        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
+        routes = provider.routes if provider is not None else self.config.route_types.get(str(route_name), ())
+        self.op = operation_of(self.path, routes)
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
         # does not know never reaches a provider with its credential, and no provider is contacted.
         supported = operations_of(provider) | {"models"} if provider is not None else None
-        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "")
+        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "", routes)
         if refused is not None:
             self.done = True
             return errors.immediate(

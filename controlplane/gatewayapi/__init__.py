@@ -108,6 +108,7 @@ def translate(
         )
         rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
         rules = [_plain_request_timeout(rule, plain) for rule in rules]
+        _routes_agree(route_res, rules, backends, problems)
         problems.extend(attach_problems)
         problems.extend(rt.problems)
         for lst, hosts in parents:
@@ -175,6 +176,27 @@ def _backend_request_timeout(
         return replace(rule, timeout_s=min(rule.timeout_s, seconds))
     per_try = min(retry.per_try_timeout_s or seconds, seconds)
     return replace(rule, retry=replace(retry, per_try_timeout_s=per_try))
+
+
+def _routes_agree(
+    route_res: Resource, rules: list[RouteIR], backends: list[BackendIR], problems: list[Problem]
+) -> None:
+    """The router stage reads one `policies.ai.routes` map per route: a rule's backends must agree."""
+    by_cluster = {b.cluster: b.routes for b in backends}
+    for rule in rules:
+        maps = {by_cluster[wb.cluster] for wb in rule.backends if wb.cluster in by_cluster}
+        if len(maps) > 1:
+            problems.append(
+                Problem(
+                    route_res.file,
+                    route_res.ref,
+                    "spec.rules",
+                    f"route {rule.name} sends to backends with different policies.ai.routes; "
+                    "llmgw resolves a path's operation once per route (give them the same map, or split the rule)",
+                    "Unsupported",
+                )
+            )
+            return
 
 
 def _plain_request_timeout(rule: RouteIR, plain: Mapping[str, PlainBackendIR]) -> RouteIR:

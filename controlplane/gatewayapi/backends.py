@@ -92,7 +92,8 @@ def translate_backend(
     if not isinstance(backend_policies, Mapping):
         ctx.fail("spec.policies", "must be a mapping")
         backend_policies = {}
-    _check_policies(ctx, "spec.policies", backend_policies)
+    _check_policies(ctx, "spec.policies", backend_policies, backend_level=True)
+    routes = _ai_routes(ctx, backend_policies.get("ai"))
     has_provider, has_groups = "provider" in ai, "groups" in ai
     if has_provider == has_groups:
         ctx.fail("spec.ai", "set exactly one of `provider` or `groups`")
@@ -134,9 +135,49 @@ def translate_backend(
             providers=tuple(providers),
             connect_timeout_s=connect_s,
             request_timeout_s=request_s,
+            routes=routes,
         ),
         [],
     )
+
+
+# agentgateway's RouteType -> the operation llmgw processes it as (extproc.operations), or passthrough.
+ROUTE_TYPES = {
+    "Completions": "chat_completions",
+    "Messages": "messages",
+    "Models": "models",
+    "Responses": "responses",
+    "AnthropicTokenCount": "count_tokens",
+    "Embeddings": "embeddings",
+    "Passthrough": "passthrough",
+}
+# RouteTypes llmgw has no processing for (reported, never treated as something else).
+_UNSUPPORTED_ROUTE_TYPES = ("Detect", "Realtime", "Rerank", "GenerateContent", "GeminiCountTokens")
+
+
+def _ai_routes(ctx: _Ctx, ai: Any) -> tuple[tuple[str, str], ...]:
+    """`spec.policies.ai.routes`: path suffix (or `*`) -> RouteType, as (suffix, operation) pairs."""
+    raw = ai.get("routes") if isinstance(ai, Mapping) else None
+    if raw is None:
+        return ()
+    fld = "spec.policies.ai.routes"
+    if not isinstance(raw, Mapping):
+        ctx.fail(fld, "must be a mapping of path suffix (or *) to a route type such as Passthrough")
+        return ()
+    out: list[tuple[str, str]] = []
+    for suffix, kind in raw.items():
+        at = f"{fld}[{suffix!r}]"
+        if not isinstance(suffix, str) or not (suffix == "*" or suffix.startswith("/") or suffix.startswith(":")):
+            ctx.fail(at, "must be a path suffix such as /v1/models, or *")
+            continue
+        if kind in _UNSUPPORTED_ROUTE_TYPES:
+            ctx.fail(at, f"route type {kind} is not supported by llmgw", "Unsupported")
+            continue
+        if kind not in ROUTE_TYPES:
+            ctx.fail(at, f"must be one of {', '.join(ROUTE_TYPES)}, got {kind!r}")
+            continue
+        out.append((suffix, ROUTE_TYPES[kind]))
+    return tuple(sorted(out))
 
 
 def _one_timeout(ctx: _Ctx, policy: str) -> float | None:
@@ -244,13 +285,18 @@ def _provider(
     )
 
 
-def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
+def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any], *, backend_level: bool = False) -> None:
     ctx.unknown(where, policies, _POLICY_FIELDS | {"ai"})
     if "ai" in policies:
         # Each AI policy (promptGuard, modelAliases, ...) named, so a user sees which one is inactive.
         ai = policies["ai"]
         for key in ai if isinstance(ai, Mapping) and ai else [""]:
             fld = f"{where}.ai.{key}" if key else f"{where}.ai"
+            if key == "routes" and backend_level:
+                continue  # read by _ai_routes
+            if key == "routes":
+                ctx.fail(fld, "is read per backend by llmgw: set it in spec.policies.ai.routes", "Unsupported")
+                continue
             ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
     ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)
     for policy, fld in _TIMEOUTS.items():
