@@ -342,10 +342,12 @@ def duration(description: str) -> Schema:
     )
 
 
-def policies_schema(description: str) -> Schema:
+def policies_schema(description: str, *, backend_level: bool = False) -> Schema:
+    extra: dict[str, Schema] = {"ai": ai_policy_schema()} if backend_level else {}
     return obj(
         description,
         {
+            **extra,
             "auth": auth_schema(),
             "tls": tls_schema(),
             "http": obj(
@@ -356,6 +358,35 @@ def policies_schema(description: str) -> Schema:
                 "TCP settings for connections to the provider.",
                 {"connectTimeout": duration("Deadline for establishing a connection.")},
             ),
+        },
+    )
+
+
+ROUTE_TYPES = ["Completions", "Messages", "Models", "Responses", "AnthropicTokenCount", "Embeddings", "Passthrough"]
+
+
+def ai_policy_schema() -> Schema:
+    return obj(
+        "AI policies of the backend (agentgateway's `policies.ai`; llmgw reads `routes`).",
+        {
+            "routes": {
+                "type": "object",
+                "description": (
+                    "How a path is processed, by path suffix (`/v1/models`) or `*` for any other path. "
+                    "`Passthrough` sends the request upstream as is, with the backend's credential and "
+                    "untranslated (an explicit opt-in past the operation allowlist); the other types "
+                    "process it as that operation. Unset: the operation is read from the path suffix "
+                    "and unknown paths get 404."
+                ),
+                "maxProperties": 64,
+                "additionalProperties": {"type": "string", "enum": ROUTE_TYPES},
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self.all(k, k == '*' || k.startsWith('/') || k.startsWith(':'))",
+                        "message": "keys must be path suffixes starting with / (or *)",
+                    }
+                ],
+            },
         },
     )
 
@@ -610,7 +641,9 @@ def spec_schema() -> Schema:
                 ],
             ),
             "policies": policies_schema(
-                "Policies for every provider of this backend; a provider's own `policies` override them field by field."
+                "Policies for every provider of this backend; a provider's own `policies` override them "
+                "field by field.",
+                backend_level=True,
             ),
         },
         required=["ai"],

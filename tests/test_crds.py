@@ -192,7 +192,10 @@ def test_schema_is_structural(schema: Schema) -> None:
         if path not in ("", ".metadata"):
             assert node.get("description"), f"{where} has no description"
         if node["type"] == "object":
-            assert "additionalProperties" not in node, where
+            # A map (Kubernetes allows it): a value schema, never beside `properties`, bounded for CEL.
+            extra = node.get("additionalProperties")
+            assert extra is None or (isinstance(extra, dict) and "properties" not in node), where
+            assert extra is None or "maxProperties" in node, f"{where}: CEL cost needs maxProperties"
             assert set(node.get("required", [])) <= set(node.get("properties", {})), where
         else:
             assert "properties" not in node and "required" not in node, where
@@ -480,6 +483,18 @@ AGENTGATEWAY_COMPATIBLE = {
                   secretRef:
                     name: azure-secret
     """,
+    "agw-ai-routes": """
+        ai:
+          provider:
+            openai: {model: gpt-4o-mini}
+        policies:
+          auth: {secretRef: {name: openai-secret}}
+          ai:
+            routes:
+              /v1/chat/completions: Completions
+              /v1/models: Passthrough
+              "*": Passthrough
+    """,
     "agw-tls-insecure-hostname": """
         ai:
           provider:
@@ -494,6 +509,15 @@ AGENTGATEWAY_COMPATIBLE = {
 
 # Rejected by the openAPIV3Schema alone.
 INVALID_SCHEMA = {
+    "ai-routes-unknown-type": (
+        """
+        ai:
+          provider: {openai: {}}
+        policies:
+          ai: {routes: {/v1/realtime: Realtime}}
+        """,
+        "spec.policies.ai.routes./v1/realtime",
+    ),
     # agentgateway's custom.formats is not in the AIBackend CRD: llmgw does not implement it (README).
     "custom-formats": (
         """
