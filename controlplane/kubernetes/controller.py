@@ -54,11 +54,15 @@ TRANSLATED = (
     "ReferenceGrant",
     "AIBackend",
     "GatewayParameters",
+    "AgentgatewayBackend",
+    "AgentgatewayParameters",
     "Namespace",
     "Secret",
     "ConfigMap",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# agentgateway's kinds: watched when their CRDs are installed, an empty cache when they are not.
+OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters")
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -129,7 +133,12 @@ class Controller:
         for kind in TRANSLATED:
             keep = self._keep if kind in REFERENCED_ONLY else None
             self.informers[kind] = Informer(
-                self.kube, kind, on_change=self.mark_dirty, keep=keep, resync_s=self.opts.resync_s
+                self.kube,
+                kind,
+                on_change=self.mark_dirty,
+                keep=keep,
+                resync_s=self.opts.resync_s,
+                optional=kind in OPTIONAL,
             ).start()
         for kind in MANAGED:
             self.informers[kind] = Informer(

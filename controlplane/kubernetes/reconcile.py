@@ -24,11 +24,12 @@ from controlplane.gatewayapi import translate
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
-from controlplane.kubernetes import provision, status
+from controlplane.kubernetes import agw_parameters, provision, status
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
-GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND}
+GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND, provision.AGW_PARAMS_KIND}
+BACKEND_KINDS = ("AIBackend", "AgentgatewayBackend")
 ROUTE_PARENT_REASONS = ("NoMatchingListenerHostname",)
 
 
@@ -82,11 +83,14 @@ def reconcile(
     observed = observed or {}
     classes, gateways = ours(items)
     params = {r.key: r for r in items if r.kind == provision.PARAMS_KIND}
+    agw_params = {r.key: r for r in items if r.kind == provision.AGW_PARAMS_KIND}
     shared = [r for r in items if r.kind not in GATEWAY_ONLY]
     plan = Plan()
 
     base = translate(shared, environ={})
     plan.problems.extend(p for p in base.problems if not _attachment(p))
+    for res in agw_params.values():
+        plan.problems.extend(agw_parameters.problems(res))
     by_obj: dict[str, list[Problem]] = {}
     for p in base.problems:
         by_obj.setdefault(p.obj, []).append(p)
@@ -100,6 +104,8 @@ def reconcile(
     for gw in gateways:
         gc = classes[str(gw.spec.get("gatewayClassName"))]
         spec, params_problem = provision.parameters_for(gw, gc, params)
+        overlays, overlay_problem = agw_parameters.overlays_for(gw, gc, agw_params)
+        params_problem = params_problem or overlay_problem
         result = translate([gc, gw, *shared], environ={})
         gw_problems = [p for p in result.problems if p.obj == gw.ref]
         plan.problems.extend(gw_problems)
@@ -124,13 +130,15 @@ def reconcile(
             gateway=gw,
             ir=ir,
             extproc=extproc_config.build(ir),
-            objects=provision.desired_objects(gw, spec=spec, settings=settings),
-            backends={b.key for b in ir.backends},
+            objects=agw_parameters.apply_overlays(
+                provision.desired_objects(gw, spec=spec, settings=settings), overlays
+            ),
+            backends={b.key for b in ir.backends} | {b.key for b in ir.plain_backends},
         )
 
     gateway_keys = {g.key for g in gateways}
     served = {b for gp in plan.gateways.values() for b in gp.backends}
-    accepted_backends = {b.key for b in base.ir.backends}
+    accepted_backends = {b.key for b in base.ir.backends} | {b.key for b in base.ir.plain_backends}
     for res in items:
         if res.kind == "HTTPRoute":
             parents = status.route_status(
@@ -143,7 +151,7 @@ def reconcile(
             )
             if parents or _has_our_parent_entry(res):
                 plan.statuses[_key(res)] = status.merge_route_parents(_status(res), parents)
-        elif res.kind == "AIBackend":
+        elif res.kind in BACKEND_KINDS:
             plan.statuses[_key(res)] = status.aibackend_status(
                 res,
                 problems=by_obj.get(res.ref, []),
@@ -196,7 +204,7 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 walk(value, ns)
 
     for res in resources:
-        if res.kind in ("AIBackend", "Gateway"):
+        if res.kind in (*BACKEND_KINDS, "Gateway"):
             walk(res.spec, res.namespace)
     return out
 
