@@ -170,6 +170,9 @@ def _ai_routes(ctx: _Ctx, ai: Any) -> tuple[tuple[str, str], ...]:
         if not isinstance(suffix, str) or not (suffix == "*" or suffix.startswith("/") or suffix.startswith(":")):
             ctx.fail(at, "must be a path suffix such as /v1/models, or *")
             continue
+        if not isinstance(kind, str):
+            ctx.fail(at, f"must be one of {', '.join(ROUTE_TYPES)}, got {kind!r}")
+            continue
         if kind in _UNSUPPORTED_ROUTE_TYPES:
             ctx.fail(at, f"route type {kind} is not supported by llmgw", "Unsupported")
             continue
