@@ -52,7 +52,10 @@ def translate(
     environ: Mapping[str, str] | None = None,
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    services_known: bool = False,
 ) -> Translation:
+    """`services_known`: the resources hold every Service that exists (the controller's view),
+    so a Service backendRef to another is not found (plain_backends.ServiceBackends)."""
     problems: list[Problem] = []
     notes: list[Problem] = []
     by_kind = _select(resources, problems, notes)
@@ -100,7 +103,7 @@ def translate(
         ports.setdefault((lst.gateway.key, lst.port), []).append(lst)
     attached: dict[tuple[str, int], list[Attached]] = {key: [] for key in ports}
     route_models: dict[str, set[str]] = {}
-    services = ServiceBackends(by_kind.get("Service", []))
+    services = ServiceBackends(by_kind.get("Service", []), complete=services_known)
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
         rt = RouteTranslator(

@@ -12,7 +12,10 @@ to its `externalName` (in standalone this is the documented way to point a
 Service ref at any host); any other Service, or a Service that is not among
 the inputs, is reached at its cluster DNS name `<name>.<namespace>.svc.cluster.local`
 on the backendRef's port, which kube-proxy balances over its endpoints when the
-gateway runs in the cluster. The Host header is kept, as for any Service.
+gateway runs in the cluster. The Host header is kept, as for any Service. In
+Kubernetes the controller resolves the refs against the Services it watches
+(`complete`): a Service that does not exist is BackendNotFound in the route's
+status, a port it does not have too.
 """
 
 from __future__ import annotations
@@ -142,8 +145,11 @@ def _is_ip(host: str) -> bool:
 class ServiceBackends:
     """Resolves `Service` backendRefs to plain backends, one cluster per (Service, port)."""
 
-    def __init__(self, services: list[Resource]) -> None:
+    def __init__(self, services: list[Resource], *, complete: bool = False) -> None:
+        """`complete`: `services` is every Service that exists (the controller's cache), so a
+        Service ref to another one is not found; in files, an unlisted Service goes to cluster DNS."""
         self.services = {s.key: s for s in services}
+        self.complete = complete
         self.backends: dict[str, PlainBackendIR] = {}
         self.notes: list[Problem] = []
 
@@ -159,6 +165,8 @@ class ServiceBackends:
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ServiceRefError("port is required for a Service backendRef (an integer 1-65535)")
         svc = self.services.get(f"{namespace}/{name}")
+        if svc is None and self.complete:
+            raise ServiceRefError(f"Service {namespace}/{name} not found")
         spec = svc.spec if svc is not None else {}
         if spec.get("type") == "ExternalName":
             host = spec.get("externalName")

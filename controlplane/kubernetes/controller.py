@@ -11,10 +11,12 @@ cache and then performs the Plan:
   Conflict is not retried blindly: the informer delivers the newer object,
   which triggers the next reconcile.
 
-Secrets and ConfigMaps are cached only when an AIBackend (or Gateway) refers
-to them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated key reaches new requests within the
-debounce plus one config push.
+Secrets and ConfigMaps are cached only when a backend (or Gateway) refers to
+them, and Services only when an HTTPRoute sends to them; a newly referenced
+one is fetched at once, and updates of referenced ones arrive by watch, so a
+rotated key reaches new requests within the debounce plus one config push.
+agentgateway's AgentgatewayBackend and AgentgatewayParameters are watched when
+their CRDs are installed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ TRANSLATED = (
     "ConfigMap",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# Services HTTPRoutes send to, cached only when referenced (beside the MANAGED informer of our own).
+BACKEND_SERVICES = "BackendService"
+REFERENCED = {"Secret": "Secret", "ConfigMap": "ConfigMap", "Service": BACKEND_SERVICES}  # kind -> informer
 # agentgateway's kinds: watched when their CRDs are installed, an empty cache when they are not.
 OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters")
 MANAGED = ("ServiceAccount", "Service", "Deployment")
@@ -140,6 +145,9 @@ class Controller:
                 resync_s=self.opts.resync_s,
                 optional=kind in OPTIONAL,
             ).start()
+        self.informers[BACKEND_SERVICES] = Informer(
+            self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
+        ).start()
         for kind in MANAGED:
             self.informers[kind] = Informer(
                 self.kube, kind, on_change=self.mark_dirty, label_selector=MANAGED_SELECTOR, resync_s=self.opts.resync_s
@@ -210,7 +218,7 @@ class Controller:
     # ------------------------------------------------------------------ one reconcile
 
     def resources(self) -> list[Resource]:
-        return [to_resource(o) for kind in TRANSLATED for o in self.informers[kind].items()]
+        return [to_resource(o) for kind in (*TRANSLATED, BACKEND_SERVICES) for o in self.informers[kind].items()]
 
     async def reconcile_once(self) -> Plan:
         resources = self.resources()
@@ -238,17 +246,17 @@ class Controller:
             return False
         added = refs - self.referenced
         self.referenced = refs
-        for kind in REFERENCED_ONLY:
-            self.informers[kind].prune()
+        for informer in REFERENCED.values():
+            self.informers[informer].prune()
         for kind, ns, name in sorted(added):
-            if self.informers[kind].get(ns, name) is None:
+            if self.informers[REFERENCED[kind]].get(ns, name) is None:
                 try:
                     obj = await asyncio.to_thread(self.kube.get, kind, name, namespace=ns)
                 except KubeError as exc:
                     log.warning("cannot read %s %s/%s: %s", kind, ns, name, exc)
                     continue
                 if obj is not None:
-                    self.informers[kind].put({**obj, "kind": kind, "apiVersion": "v1"})
+                    self.informers[REFERENCED[kind]].put({**obj, "kind": kind, "apiVersion": "v1"})
         return True
 
     async def _publish(self, plan: Plan) -> None:
@@ -343,6 +351,9 @@ class Controller:
 
     def _cleanup(self, our_gateways: set[str]) -> None:
         """Delete data planes of Gateways that are no longer ours (deleted ones go by garbage collection)."""
+        self.informers[BACKEND_SERVICES] = Informer(
+            self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
+        ).start()
         for kind in MANAGED:
             for obj in self.informers[kind].items():
                 meta = obj.get("metadata") or {}

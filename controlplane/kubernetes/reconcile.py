@@ -87,7 +87,7 @@ def reconcile(
     shared = [r for r in items if r.kind not in GATEWAY_ONLY]
     plan = Plan()
 
-    base = translate(shared, environ={})
+    base = translate(shared, environ={}, services_known=True)
     plan.problems.extend(p for p in base.problems if not _attachment(p))
     for res in agw_params.values():
         plan.problems.extend(agw_parameters.problems(res))
@@ -106,7 +106,7 @@ def reconcile(
         spec, params_problem = provision.parameters_for(gw, gc, params)
         overlays, overlay_problem = agw_parameters.overlays_for(gw, gc, agw_params)
         params_problem = params_problem or overlay_problem
-        result = translate([gc, gw, *shared], environ={})
+        result = translate([gc, gw, *shared], environ={}, services_known=True)
         gw_problems = [p for p in result.problems if p.obj == gw.ref]
         plan.problems.extend(gw_problems)
         for p in result.problems:
@@ -181,7 +181,8 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
 
 
 def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
-    """(kind, namespace, name) of the Secrets and ConfigMaps the AIBackends (and Gateways) refer to.
+    """(kind, namespace, name) of the Secrets and ConfigMaps the backends (and Gateways) refer to,
+    and of the Services HTTPRoutes send to.
 
     The controller keeps only these in its cache: it must not hold every
     Secret of the cluster, and what it holds is what may reach an extproc.
@@ -206,6 +207,23 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
     for res in resources:
         if res.kind in (*BACKEND_KINDS, "Gateway"):
             walk(res.spec, res.namespace)
+        elif res.kind == "HTTPRoute":
+            out.update(_service_refs(res))
+    return out
+
+
+def _service_refs(route: Resource) -> set[tuple[str, str, str]]:
+    """("Service", namespace, name) of a route's Service backendRefs (kind defaults to Service)."""
+    out: set[tuple[str, str, str]] = set()
+    rules = route.spec.get("rules")
+    for rule in rules if isinstance(rules, list) else []:
+        refs = rule.get("backendRefs") if isinstance(rule, Mapping) else None
+        for ref in refs if isinstance(refs, list) else []:
+            if not isinstance(ref, Mapping) or ref.get("group", "") not in ("", "core"):
+                continue
+            if ref.get("kind", "Service") == "Service" and isinstance(ref.get("name"), str):
+                ns = ref.get("namespace")
+                out.add(("Service", ns if isinstance(ns, str) and ns else route.namespace, ref["name"]))
     return out
 
 

@@ -1,11 +1,14 @@
 """The controller with agentgateway's kinds, against the in-process API server: AgentgatewayBackend (AI and
 static) is watched, translated and given status; AgentgatewayParameters shapes the provisioned pods (the AKS
-tutorial's workload-identity label), its unsupported fields are reported, and a missing one is InvalidParameters."""
+tutorial's workload-identity label), its unsupported fields are reported, and a missing one is InvalidParameters.
+Service backendRefs resolve against the Services the controller watches (BackendNotFound until one exists)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
 
 from controlplane.xds import names
 from tests.harness import wait_until
@@ -125,3 +128,40 @@ def test_agentgateway_parameters_shape_the_pods(apiserver: ApiServer, run_contro
     wait_until(
         lambda: status_of(apiserver, "Gateway", "llmgw", "Accepted") == ("False", "InvalidParameters"), "invalid"
     )
+
+
+def test_service_refs_resolve_against_the_watched_services(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    route = m.route()
+    route["spec"]["rules"][0]["backendRefs"] = [{"name": "models", "port": 8000}]
+    apply_all(apiserver, [m.gatewayclass(), m.gateway(), route])
+    ctl = run_controller()
+    wait_until(
+        lambda: (
+            status_of(apiserver, "HTTPRoute", "openai", "ResolvedRefs", "parents", 0) == ("False", "BackendNotFound")
+        ),
+        "a Service that does not exist",
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "models", "namespace": "default"},
+        "spec": {"type": "ExternalName", "externalName": "models.example.com"},
+    }
+    apiserver.apply(service)
+    wait_until(
+        lambda: status_of(apiserver, "HTTPRoute", "openai", "ResolvedRefs", "parents", 0) == ("True", "ResolvedRefs"),
+        "the Service, once it exists",
+    )
+
+    def cluster_host() -> str | None:
+        snap = ctl.controller.ads.snapshot("default/llmgw")
+        packed = snap.types[names.TYPE_CLUSTER].by_name.get("service/default/models/8000") if snap else None
+        if packed is None:
+            return None
+        cluster = cluster_pb2.Cluster()
+        packed.Unpack(cluster)
+        return cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address
+
+    wait_until(lambda: cluster_host() == "models.example.com", "the ExternalName as the cluster's host")
