@@ -351,9 +351,6 @@ class Controller:
 
     def _cleanup(self, our_gateways: set[str]) -> None:
         """Delete data planes of Gateways that are no longer ours (deleted ones go by garbage collection)."""
-        self.informers[BACKEND_SERVICES] = Informer(
-            self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
-        ).start()
         for kind in MANAGED:
             for obj in self.informers[kind].items():
                 meta = obj.get("metadata") or {}
