@@ -124,14 +124,22 @@ class RouterRequest:
         try:
             body = orjson.loads(msg.body)
         except orjson.JSONDecodeError as exc:
-            if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+            if op is None:  # not our API (a passthrough path): a direct route still gets its credential
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(
                 400, f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.", "invalid_json"
             )
         if not isinstance(body, dict):
             if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(400, "The request body must be a JSON object.", "invalid_body")
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):

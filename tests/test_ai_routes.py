@@ -50,6 +50,8 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /files}}]
     filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
     backendRefs: [{name: files, group: agentgateway.dev, kind: AgentgatewayBackend}]
+  - matches: [{path: {type: PathPrefix, value: /v1/files}}]
+    backendRefs: [{name: files, group: agentgateway.dev, kind: AgentgatewayBackend}]
   - matches: [{path: {type: PathPrefix, value: /claude}}]
     filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
     backendRefs: [{name: claude, group: agentgateway.dev, kind: AgentgatewayBackend}]
@@ -89,6 +91,18 @@ def test_a_passthrough_path_reaches_the_provider_as_is(gateway: GatewayProcess, 
     rec = fake.requests[-1]
     assert (rec.method, rec.path) == ("GET", "/v1/files?purpose=batch")
     assert rec.headers["authorization"] == "Bearer sk-files-key"  # the backend's key, not the client's
+
+
+def test_a_passthrough_upload_on_a_direct_route_carries_the_key(
+    gateway: GatewayProcess, fake: FakeProviderThread
+) -> None:
+    """A multipart body (OpenAI's file upload) is no JSON: the backend's key is still injected, also on a
+    direct route (no rewrite: the router stage does the provider work itself)."""
+    reply = httpx.post(gateway.url + "/v1/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch"})
+    assert reply.status_code == 404  # the fake has no files API
+    rec = fake.requests[-1]
+    assert (rec.method, rec.path, rec.headers["authorization"]) == ("POST", "/v1/files", "Bearer sk-files-key")
+    assert "a.jsonl" in rec.body
 
 
 def test_paths_the_map_does_not_name_are_still_refused(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
