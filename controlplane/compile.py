@@ -68,7 +68,7 @@ def compile_paths(
         translation.ir, limits=limits, pause_oracle=pause_oracle, system_ca_file=ca_file, tracing=tracing
     )
     try:
-        out.protos = to_protos(out.envoy)
+        out.protos = to_protos(out.envoy, ir=translation.ir)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input
         out.problems.append(Problem("", "configuration", "", f"internal: generated invalid Envoy config: {exc}"))
         return out

@@ -36,6 +36,7 @@ def build(ir: IR) -> ExtprocConfig:
                 auth=auth,
                 settings=dict(p.settings),
                 transforms=_transforms(backend.transforms.merged(p.transforms) if backend.transforms else p.transforms),
+                routes=backend.routes,
             )
     direct = {
         r.name: r.direct_provider
@@ -44,12 +45,22 @@ def build(ir: IR) -> ExtprocConfig:
         for r in vh.routes
         if r.direct_provider
     }
+    # A route's backends share one routes map (gatewayapi refuses a rule whose backends disagree).
+    routes_of = {b.cluster: b.routes for b in ir.backends if b.routes}
+    route_types = {
+        r.name: routes_of[r.backends[0].cluster]
+        for lst in ir.listeners
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        if r.ai and r.backends and r.backends[0].cluster in routes_of
+    }
     config = ExtprocConfig(
         version="",
         providers=providers,
         models={gw: list(m) for gw, m in ir.models},
         direct_routes=direct,
         aliases={gw: dict(table) for gw, table in ir.aliases},
+        route_types=route_types,
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)

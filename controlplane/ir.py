@@ -23,7 +23,7 @@ class AuthIR:
     prefix: str
     value: str = field(repr=False)
     source: str
-    kind: str = "header"  # header | aws | gcp | azure (extproc.credentials)
+    kind: str = "header"  # header | aws | gcp | azure | passthrough (extproc.credentials)
     params: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # resolved secret fields
 
 
@@ -96,6 +96,8 @@ class BackendIR:
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
     transforms: TransformsIR | None = None  # spec.policies.ai request transforms (every provider)
+    # policies.ai.routes: (path suffix or "*", operation name or "passthrough"), extproc.operations
+    routes: tuple[tuple[str, str], ...] = ()
 
     @property
     def cluster(self) -> str:
@@ -105,6 +107,30 @@ class BackendIR:
     def fails_over(self) -> bool:
         """Several providers: a failed attempt is retried on another one (the next group first)."""
         return len(self.providers) > 1
+
+
+# --- plain (non-AI) backends: AgentgatewayBackend spec.static and Service backendRefs -------------
+
+
+@dataclass(frozen=True)
+class PlainBackendIR:
+    """A plain HTTP upstream: Envoy proxies it alone, no extproc on its routes or its cluster.
+
+    `auth` (a static header credential) is injected by Envoy's credential_injector
+    filter from an SDS secret (controlplane/xds/credential_injector.py), never written
+    into the cluster or route config.
+    """
+
+    key: str  # "<ns>/<name>" (a Service: "<ns>/<name>:<port>")
+    cluster: str
+    host: str
+    port: int
+    tls: TLSIR | None = None
+    auth: AuthIR | None = None
+    rewrite_host: bool = True  # Host becomes `host` (hostname-based backends; not Services or IPs)
+    connect_timeout_s: float | None = None
+    request_timeout_s: float | None = None
+    source: str = ""  # how it resolved, for `llmgw run`'s summary ("static", "Service via cluster DNS", ...)
 
 
 @dataclass(frozen=True)
@@ -213,11 +239,12 @@ class IR:
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
     # gateway -> (alias, target): modelAliases resolved before routing (gatewayapi/ai_transforms.py)
     aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    plain_backends: tuple[PlainBackendIR, ...] = ()
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""
         errors: list[str] = []
-        clusters = {b.cluster for b in self.backends}
+        clusters = {b.cluster for b in self.backends} | {b.cluster for b in self.plain_backends}
         ports: dict[tuple[str, int], str] = {}
         for listener in self.listeners:
             addr = (listener.address, listener.port)

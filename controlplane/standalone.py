@@ -328,6 +328,9 @@ def describe(compiled: Compiled) -> str:
             lines.append(
                 f"backend {b.key}: {p.kind} {scheme}://{p.host}:{p.port}" + (f" model={p.model}" if p.model else "")
             )
+    for plain in compiled.ir.plain_backends:
+        scheme = "https" if plain.tls else "http"
+        lines.append(f"backend {plain.key}: plain ({plain.source}) {scheme}://{plain.host}:{plain.port}")
     return "\n".join(lines)
 
 

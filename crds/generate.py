@@ -249,7 +249,11 @@ def auth_schema() -> Schema:
                     )
                 },
             ),
-            "passthrough": obj("Forward the credential the client sent, unchanged. Takes no fields."),
+            "passthrough": obj(
+                "Forward the credential the client sent (its `Authorization: Bearer` token, else its "
+                "`x-api-key`/`api-key`/`x-goog-api-key`) to the provider, at the provider's header "
+                "(or `location`), instead of a key the gateway holds. Takes no fields."
+            ),
             "location": obj(
                 "Where the credential of `key`, `secretRef` or `passthrough` is written. "
                 "Default: the `Authorization` header with prefix `Bearer `.",
@@ -438,20 +442,24 @@ def ai_transforms_properties() -> dict[str, Schema]:
     }
 
 
-def ai_policies_schema() -> Schema:
+ROUTE_TYPES = ["Completions", "Messages", "Models", "Responses", "AnthropicTokenCount", "Embeddings", "Passthrough"]
+
+
+def ai_policies_schema(*, backend_level: bool) -> Schema:
+    """agentgateway's `policies.ai`: request transforms everywhere, `routes` on the backend only."""
+    routes: dict[str, Schema] = {"routes": ROUTES_SCHEMA} if backend_level else {}
     return obj(
-        "AI policies: model aliases, request field defaults and overrides, prompts, caching.",
-        {
-            **ai_transforms_properties(),
-        },
+        "AI policies: model aliases, request field defaults and overrides, prompts, caching"
+        + (", and how paths are processed (`routes`)." if backend_level else "."),
+        {**ai_transforms_properties(), **routes},
     )
 
 
-def policies_schema(description: str) -> Schema:
+def policies_schema(description: str, *, backend_level: bool = False) -> Schema:
     return obj(
         description,
         {
-            "ai": ai_policies_schema(),
+            "ai": ai_policies_schema(backend_level=backend_level),
             "auth": auth_schema(),
             "tls": tls_schema(),
             "http": obj(
@@ -464,6 +472,26 @@ def policies_schema(description: str) -> Schema:
             ),
         },
     )
+
+
+ROUTES_SCHEMA: Schema = {
+    "type": "object",
+    "description": (
+        "How a path is processed, by path suffix (`/v1/models`) or `*` for any other path. "
+        "`Passthrough` sends the request upstream as is, with the backend's credential and "
+        "untranslated (an explicit opt-in past the operation allowlist); the other types "
+        "process it as that operation. Unset: the operation is read from the path suffix "
+        "and unknown paths get 404."
+    ),
+    "maxProperties": 64,
+    "additionalProperties": {"type": "string", "enum": ROUTE_TYPES},
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.all(k, k == '*' || k.startsWith('/') || k.startsWith(':'))",
+            "message": "keys must be path suffixes starting with / (or *)",
+        }
+    ],
+}
 
 
 # --------------------------------------------------------------------------- providers
@@ -554,35 +582,6 @@ def provider_kinds() -> dict[str, Schema]:
             "Any self-hosted or third-party server, reached at `host`:`port` (required).",
             {
                 "model": model("llama3.1:8b"),
-                "formats": array(
-                    "Provider-native API formats the server accepts, each with an optional "
-                    "upstream path. Unset: the server is OpenAI-compatible.",
-                    obj(
-                        "One API format.",
-                        {
-                            "type": string(
-                                "API format.",
-                                enum=[
-                                    "Completions",
-                                    "Messages",
-                                    "Responses",
-                                    "Embeddings",
-                                    "AnthropicTokenCount",
-                                    "Realtime",
-                                ],
-                            ),
-                            "path": string(
-                                "Upstream path for this format. Default: the format's standard path.",
-                                max_length=1024,
-                                pattern=r"^/",
-                            ),
-                        },
-                        required=["type"],
-                    ),
-                    min_items=1,
-                    max_items=6,
-                    map_keys=["type"],
-                ),
             },
         ),
     }
@@ -745,7 +744,9 @@ def spec_schema() -> Schema:
                 ],
             ),
             "policies": policies_schema(
-                "Policies for every provider of this backend; a provider's own `policies` override them field by field."
+                "Policies for every provider of this backend; a provider's own `policies` override them "
+                "field by field.",
+                backend_level=True,
             ),
         },
         required=["ai"],

@@ -27,9 +27,9 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from extproc import errors, metrics, validation, wire
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import PAUSABLE_KEY, PAUSE_STATUSES, CooldownBoard, retry_after_seconds
-from extproc.credentials import CredentialError, SignedRequest, auth_headers
+from extproc.credentials import CredentialError, SignedRequest, auth_headers, client_token
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
-from extproc.operations import OPERATIONS_BY_NAME, Operation, operation_of, refusal, split_path
+from extproc.operations import OPERATIONS_BY_NAME, PASSTHROUGH, Operation, operation_of, refusal, route_type, split_path
 from extproc.policies import transforms
 from extproc.providers import default_model, fixed_model, module_for, operations_of
 from extproc.translate import pair_for
@@ -55,6 +55,7 @@ class AttemptRequest:
     routed_model: str | None = None  # x-gateway-model-name: the model routed on (a gateway alias resolved)
     body_changed: bool = False  # the router stage (direct route) changed the parsed body it hands over
     answered: bool = False  # this attempt got response headers (failover clusters ask for them)
+    passthrough: bool = False  # the backend's policies.ai.routes sends this path upstream as is
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         meta = attribute(req, "xds.upstream_host_metadata")
@@ -83,10 +84,12 @@ class AttemptRequest:
         metrics.record_attempt(backend=provider.backend, provider=provider.id, kind=provider.kind)
         self.headers = headers
         path, self.query = split_path(self.headers.get(":path", "/"))
-        self.op = operation_of(path)
+        self.op = operation_of(path, provider.routes)
+        self.passthrough = bool(provider.routes) and route_type(path, provider.routes) == PASSTHROUGH
         # Defence in depth behind the router stage's check: never a credential for an operation
-        # this provider does not serve (the path here is the one after any route rewrite).
-        refused = refusal(headers.get(":method", ""), path, operations_of(provider), provider.kind)
+        # this provider does not serve (the path here is the one after any route rewrite), unless
+        # the backend opted in to raw passthrough for this path.
+        refused = refusal(headers.get(":method", ""), path, operations_of(provider), provider.kind, provider.routes)
         if refused is not None:
             return _immediate(
                 status=refused.status, message=refused.message, code=refused.code, anthropic=refused.anthropic
@@ -251,7 +254,7 @@ class AttemptRequest:
             path = module.path(self.provider, op, model, stream)
             if "?" not in path:
                 path += self.query
-        elif self.provider.path:
+        elif self.provider.path and not self.passthrough:
             path = self.provider.path
         headers = dict(up.headers)
         signed = SignedRequest(
@@ -260,6 +263,9 @@ class AttemptRequest:
             path=path,
             headers=headers,
             body=body,
+            client_token=client_token(self.headers)
+            if self.provider.auth and self.provider.auth.kind == "passthrough"
+            else "",
         )
         headers.update(auth_headers(self.provider, signed))
         if path != self.headers.get(":path"):

@@ -29,7 +29,9 @@ class AuthConfig:
     prefix: str = "Bearer "
     value: str = field(default="", repr=False)
     source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
-    kind: str = "header"  # header | aws | gcp | azure: which module in extproc.credentials makes the headers
+    kind: str = (
+        "header"  # header | aws | gcp | azure | passthrough: which module in extproc.credentials makes the headers
+    )
     # Resolved inputs of that kind (secret fields, region).
     params: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -102,6 +104,8 @@ class ProviderConfig:
     # apiVersion, resourceName, ...), keyed by their manifest field names.
     settings: dict[str, str] = field(default_factory=dict)
     transforms: TransformsConfig | None = None  # policies.ai request transforms (None: none)
+    # The backend's `policies.ai.routes`: (path suffix or "*", operation name or "passthrough").
+    routes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,9 @@ class ExtprocConfig:
     # gateway -> model alias -> target, resolved before routing (x-gateway-model-name): the aliases of
     # the backends the gateway's AI routes reach, where they agree (extproc/policies/transforms.py).
     aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Envoy route name -> its backends' `policies.ai.routes`, for the router stage (which does not
+    # know the provider yet): the operation, or passthrough, of a path on that route.
+    route_types: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -139,17 +146,28 @@ class ExtprocConfig:
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
             transforms = TransformsConfig.from_dict(p["transforms"]) if p.get("transforms") else None
-            providers[pid] = ProviderConfig(**{**p, "auth": auth, "transforms": transforms})
+            routes = _route_types(p.get("routes", ()))
+            providers[pid] = ProviderConfig(**{**p, "auth": auth, "transforms": transforms, "routes": routes})
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        route_types = raw.get("route_types", {})
+        if not isinstance(route_types, dict):
+            raise ValueError("route_types must be an object")
         return cls(
             version=str(raw["version"]),
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
             aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
+            route_types={str(k): _route_types(v) for k, v in route_types.items()},
         )
+
+
+def _route_types(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(r, list | tuple) and len(r) == 2 for r in raw):
+        raise ValueError("routes must be a list of [suffix, type] pairs")
+    return tuple((str(suffix), str(kind)) for suffix, kind in raw)
 
 
 EMPTY = ExtprocConfig(version="")

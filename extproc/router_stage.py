@@ -99,13 +99,15 @@ class RouterRequest:
     def _on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
-        self.op = operation_of(self.path)
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
+        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
+        routes = provider.routes if provider is not None else self.config.route_types.get(str(route_name), ())
+        self.op = operation_of(self.path, routes)
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
         # does not know never reaches a provider with its credential, and no provider is contacted.
         supported = operations_of(provider) | {"models"} if provider is not None else None
-        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "")
+        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "", routes)
         if refused is not None:
             self.done = True
             return errors.immediate(
@@ -153,14 +155,22 @@ class RouterRequest:
         try:
             body = orjson.loads(msg.body)
         except orjson.JSONDecodeError as exc:
-            if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+            if op is None:  # not our API (a passthrough path): a direct route still gets its credential
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(
                 400, f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.", "invalid_json"
             )
         if not isinstance(body, dict):
             if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(400, "The request body must be a JSON object.", "invalid_body")
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):

@@ -113,7 +113,22 @@ class FakeProvider:
         app.router.add_put("/_fake/behaviour", self._put_behaviour)
         app.router.add_delete("/_fake/behaviour", self._delete_behaviour)
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._extra_headers)
         return app
+
+    async def _extra_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """`response_headers` of the behaviour (shared or this request's override) on provider answers."""
+        if request.path.startswith("/_fake/"):
+            return
+        behaviour = self.behaviour
+        override = request.headers.get("x-fake-behaviour")
+        if override:
+            try:
+                behaviour = behaviour.merged(orjson.loads(override))
+            except (orjson.JSONDecodeError, BehaviourError):
+                return  # _handle answers the 400
+        for key, value in (behaviour.response_headers or {}).items():
+            response.headers[key] = value
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return respond.json_response(b'{"status":"ok"}')

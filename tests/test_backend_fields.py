@@ -94,8 +94,6 @@ UNSUPPORTED_CASES = [
     ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", [("spec.policies.tls.alpnProtocols", "")]),
     ("openai: {}\nbogus: 1", "", [(f"{P}.bogus", "")]),
     ("openai: {modle: gpt-4o}", "", [(f"{P}.openai.modle", "")]),
-    ("openai: {}", "static: {host: h, port: 1}", [("spec.static", "")]),
-    ("openai: {}\nauth: {passthrough: {}}", "", [(f"{P}.auth.passthrough", "")]),
     (
         "openai: {}\nauth: {secretRef: {name: openai-api-key, key: api-key, namespace: other}}",
         "",
@@ -115,6 +113,26 @@ def test_each_unread_field_is_a_problem(
         (f"{kind} default/x", fld, "is not supported by llmgw" + (" yet" if later else "")) for fld, later in expected
     ]
     assert got == want
+
+
+def test_passthrough_forwards_the_client_credential(tmp_path: Path) -> None:
+    tr = _backend(tmp_path, "anthropic: {}\nauth: {passthrough: {}}")
+    assert not tr.problems, [str(p) for p in tr.problems]
+    (auth,) = [p.auth for b in tr.ir.backends for p in b.providers]
+    assert auth is not None and (auth.kind, auth.header, auth.value) == ("passthrough", "x-api-key", "")
+    bad = _backend(tmp_path, "openai: {}\nauth: {passthrough: {header: x}}")
+    assert [(p.field, p.message) for p in bad.problems] == [
+        (f"{P}.auth.passthrough", "takes no fields (write `passthrough: {}`)")
+    ]
+
+
+def test_static_is_agentgateway_kind_only_and_one_backend_type(tmp_path: Path) -> None:
+    ours = _backend(tmp_path, "openai: {}", kind="AIBackend", spec_extra="static: {host: h, port: 1}")
+    assert [(p.field, p.message) for p in ours.problems] == [("spec.static", "is not supported by llmgw")]
+    both = _backend(tmp_path, "openai: {}", kind="AgentgatewayBackend", spec_extra="static: {host: h, port: 1}")
+    assert [(p.field, p.message) for p in both.problems] == [
+        ("spec.ai", "cannot be set together with spec.static (one backend type per object)")
+    ]
 
 
 def test_host_and_path_override_become_host_port_path(tmp_path: Path) -> None:

@@ -196,10 +196,10 @@ def test_schema_is_structural(schema: Schema) -> None:
         if path not in ("", ".metadata"):
             assert node.get("description"), f"{where} has no description"
         if node["type"] == "object":
-            if "additionalProperties" in node:  # a map (modelAliases): string values, bounded for CEL cost
-                assert "properties" not in node and "maxProperties" in node, where
-                assert node["additionalProperties"]["type"] == "string", where
-                assert "maxLength" in node["additionalProperties"], where
+            # A map (Kubernetes allows it): a value schema, never beside `properties`, bounded for CEL.
+            extra = node.get("additionalProperties")
+            assert extra is None or (isinstance(extra, dict) and "properties" not in node), where
+            assert extra is None or "maxProperties" in node, f"{where}: CEL cost needs maxProperties"
             assert set(node.get("required", [])) <= set(node.get("properties", {})), where
         else:
             assert "properties" not in node and "required" not in node, where
@@ -490,17 +490,17 @@ AGENTGATEWAY_COMPATIBLE = {
                   secretRef:
                     name: azure-secret
     """,
-    "agw-custom-formats": """
+    "agw-ai-routes": """
         ai:
           provider:
-            custom:
-              model: gpt-oss
-              formats:
-              - type: Completions
-              - type: Messages
-                path: /anthropic/v1/messages
-            host: ollama.local
-            port: 11434
+            openai: {model: gpt-4o-mini}
+        policies:
+          auth: {secretRef: {name: openai-secret}}
+          ai:
+            routes:
+              /v1/chat/completions: Completions
+              /v1/models: Passthrough
+              "*": Passthrough
     """,
     "agw-tls-insecure-hostname": """
         ai:
@@ -516,6 +516,30 @@ AGENTGATEWAY_COMPATIBLE = {
 
 # Rejected by the openAPIV3Schema alone.
 INVALID_SCHEMA = {
+    "ai-routes-unknown-type": (
+        """
+        ai:
+          provider: {openai: {}}
+        policies:
+          ai: {routes: {/v1/realtime: Realtime}}
+        """,
+        "spec.policies.ai.routes./v1/realtime",
+    ),
+    # agentgateway's custom.formats is not in the AIBackend CRD: llmgw does not implement it (README).
+    "custom-formats": (
+        """
+        ai:
+          provider:
+            custom:
+              model: gpt-oss
+              formats:
+              - type: Messages
+                path: /anthropic/v1/messages
+            host: ollama.local
+            port: 11434
+        """,
+        "spec.ai.provider.custom",
+    ),
     "port-zero": (
         """
         ai:

@@ -67,6 +67,9 @@ def _redacted_ir(ir: IR) -> dict[str, Any]:
                 provider["auth"]["params"] = [
                     [k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in provider["auth"]["params"]
                 ]
+    for plain in out["plain_backends"]:
+        if plain["auth"] is not None:
+            plain["auth"]["value"] = REDACTED
     return out
 
 
@@ -83,6 +86,7 @@ def _secret_values(resources: list[Resource], ir: IR) -> set[str]:
                     values.update(str(v) for v in raw.values() if v is not None)
         values.update(_inline_keys(res.body))
     values.update(p.auth.value for b in ir.backends for p in b.providers if p.auth)
+    values.update(b.auth.value for b in ir.plain_backends if b.auth)
     return {v.strip() for v in values if len(v.strip()) >= 6}
 
 

@@ -253,7 +253,6 @@ BAD = [
     ({"prompt": {"middle": []}}, "spec.policies.ai.prompt.middle", "is not supported by llmgw"),
     ({"promptCaching": {"minTokens": -1}}, "spec.policies.ai.promptCaching.minTokens", "integer >= 0"),
     ({"promptCaching": {"cacheSystem": "yes"}}, "spec.policies.ai.promptCaching.cacheSystem", "true or false"),
-    ({"routes": {"*": "Passthrough"}}, "spec.policies.ai.routes", "named by the request path"),
 ]
 
 

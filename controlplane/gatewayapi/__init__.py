@@ -19,14 +19,15 @@ from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
+from controlplane.gatewayapi.plain_backends import ServiceBackends, is_static_backend, translate_static
 from controlplane.gatewayapi.routes import RouteTranslator
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
+from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, PlainBackendIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
 
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
-_CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
+_CORE_KINDS = {"Secret", "ConfigMap", "Namespace", "Service"}
 # Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
 _OTHER_MODES = {
     ("llmgw.dev/v1alpha1", "GatewayParameters"),
@@ -52,7 +53,10 @@ def translate(
     environ: Mapping[str, str] | None = None,
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    services_known: bool = False,
 ) -> Translation:
+    """`services_known`: the resources hold every Service that exists (the controller's view),
+    so a Service backendRef to another is not found (plain_backends.ServiceBackends)."""
     problems: list[Problem] = []
     notes: list[Problem] = []
     by_kind = _select(resources, problems, notes)
@@ -73,7 +77,16 @@ def translate(
 
     backends: list[BackendIR] = []
     clusters: dict[str, str] = {}
+    plain: dict[str, PlainBackendIR] = {}  # by cluster
+    plain_clusters: dict[str, str] = {}  # "<ns>/<name>" of static AgentgatewayBackends -> cluster
     for res in by_kind.get("AIBackend", []) + by_kind.get("AgentgatewayBackend", []):
+        if is_static_backend(res):
+            static, static_problems = translate_static(res, secrets=secrets, configmaps=configmaps)
+            problems.extend(static_problems)
+            if static is not None:
+                plain[static.cluster] = static
+                plain_clusters[res.key] = static.cluster
+            continue
         backend, backend_problems = translate_backend(res, secrets=secrets, configmaps=configmaps)
         problems.extend(backend_problems)
         if backend is not None:
@@ -92,10 +105,15 @@ def translate(
     attached: dict[tuple[str, int], list[Attached]] = {key: [] for key in ports}
     route_models: dict[str, set[str]] = {}
     route_aliases: dict[str, list[tuple[tuple[str, str], ...]]] = {}  # gateway -> modelAliases tables
+    services = ServiceBackends(by_kind.get("Service", []), complete=services_known)
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
-        rt = RouteTranslator(route_res, clusters, grants)
+        rt = RouteTranslator(
+            route_res, clusters, grants, plain_clusters=plain_clusters, services=services.resolver(route_res)
+        )
         rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
+        rules = [_plain_request_timeout(rule, plain) for rule in rules]
+        _routes_agree(route_res, rules, backends, problems)
         problems.extend(attach_problems)
         problems.extend(rt.problems)
         for lst, hosts in parents:
@@ -124,11 +142,14 @@ def translate(
     aliases = {gw: ai_transforms.gateway_aliases(tables) for gw, tables in route_aliases.items()}
     for gw, table in aliases.items():  # an exact alias is a model the gateway serves: listed on /models
         route_models.setdefault(gw, set()).update(alias for alias, _ in table if "*" not in alias)
+    notes.extend(services.notes)
+    plain.update(services.backends)
     ir = IR(
         listeners=mark_direct_routes(tuple(built), sorted_backends),
         backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
         aliases=tuple(sorted((gw, table) for gw, table in aliases.items() if table)),
+        plain_backends=tuple(plain[c] for c in sorted(plain)),
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
@@ -165,6 +186,34 @@ def _backend_request_timeout(
         return replace(rule, timeout_s=min(rule.timeout_s, seconds))
     per_try = min(retry.per_try_timeout_s or seconds, seconds)
     return replace(rule, retry=replace(retry, per_try_timeout_s=per_try))
+
+
+def _routes_agree(
+    route_res: Resource, rules: list[RouteIR], backends: list[BackendIR], problems: list[Problem]
+) -> None:
+    """The router stage reads one `policies.ai.routes` map per route: a rule's backends must agree."""
+    by_cluster = {b.cluster: b.routes for b in backends}
+    for rule in rules:
+        maps = {by_cluster[wb.cluster] for wb in rule.backends if wb.cluster in by_cluster}
+        if len(maps) > 1:
+            problems.append(
+                Problem(
+                    route_res.file,
+                    route_res.ref,
+                    "spec.rules",
+                    f"route {rule.name} sends to backends with different policies.ai.routes; "
+                    "llmgw resolves a path's operation once per route (give them the same map, or split the rule)",
+                    "Unsupported",
+                )
+            )
+            return
+
+
+def _plain_request_timeout(rule: RouteIR, plain: Mapping[str, PlainBackendIR]) -> RouteIR:
+    """A static backend's `policies.http.requestTimeout` bounds the routes to it (the shortest wins)."""
+    seconds = [plain[wb.cluster].request_timeout_s for wb in rule.backends if wb.cluster in plain]
+    bounded = [s for s in seconds if s]
+    return replace(rule, timeout_s=min(rule.timeout_s, *bounded)) if bounded else rule
 
 
 def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:

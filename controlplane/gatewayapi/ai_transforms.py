@@ -26,8 +26,6 @@ from extproc.policies import cel
 FIELDS = frozenset(
     {"modelAliases", "defaults", "overrides", "transformations", "finalTransformations", "prompt", "promptCaching"}
 )
-# Read and reported: llmgw has no equivalent.
-UNSUPPORTED = {"routes": "is not supported by llmgw (the operation is named by the request path)"}
 MAX_ENTRIES = 64  # agentgateway's MaxItems / MaxProperties
 MAX_FIELD_NAME = 256  # agentgateway's ShortString
 ROLES = ("system", "developer", "user", "assistant")
@@ -46,9 +44,6 @@ def parse(ai: Any, *, where: str, fail: Fail) -> TransformsIR | None:
         if ai is not None:
             fail(where, "must be a mapping")
         return None
-    for key, message in UNSUPPORTED.items():
-        if key in ai:
-            fail(f"{where}.{key}", message, "Unsupported")
     if not FIELDS & set(ai):
         return None
     out = TransformsIR(

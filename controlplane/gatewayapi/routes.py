@@ -13,7 +13,7 @@ cannot be applied, answers 500 without reaching the router stage.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlplane.gatewayapi.filters import header_name_problem, parse_filters, path_problem
@@ -31,6 +31,10 @@ MAX_WEIGHT = 1_000_000
 # Python-only regex syntax that RE2 (Envoy) rejects: lookaround, backreferences, atomic and
 # conditional groups, possessive quantifiers, \Z.
 _NOT_RE2 = re.compile(r"\(\?(?:[=!#>(]|<[=!]|P=)|\\[1-9Z]|[*+?}]\+")
+
+
+class ServiceRefError(ValueError):
+    """A Service backendRef that cannot be resolved (plain_backends.ServiceBackends); the message says why."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -63,11 +67,18 @@ class RouteTranslator:
         route: Resource,
         backend_clusters: Mapping[str, str],
         grants: ReferenceGrants | None = None,
+        *,
+        plain_clusters: Mapping[str, str] | None = None,
+        services: Callable[[str, str, str, Any], str] | None = None,
     ) -> None:
         self.route = route
         # "<ns>/<name>" of AI backends -> cluster. The two AI backend kinds share one identity
         # (a duplicate across kinds is refused), so a ref of either kind finds a backend of either.
         self.backend_clusters = backend_clusters
+        # Plain backends (no extproc): static AgentgatewayBackends by "<ns>/<name>", and the
+        # resolver of Service refs (plain_backends.ServiceBackends), which raises ServiceRefError.
+        self.plain_clusters = plain_clusters or {}
+        self.services = services
         self.grants = grants or ReferenceGrants()
         self.problems: list[Problem] = []
 
@@ -246,6 +257,7 @@ class RouteTranslator:
             self.fail(fld, "must be a list")
             return (), False
         out: list[WeightedBackendIR] = []
+        kinds: dict[int, bool] = {}  # index in out -> AI backend (else plain)
         for i, ref in enumerate(refs):
             rf = f"{fld}[{i}]"
             if not isinstance(ref, Mapping):
@@ -255,26 +267,38 @@ class RouteTranslator:
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
                 self.fail(f"{rf}.weight", f"must be an integer 0-{MAX_WEIGHT}")
                 continue
-            cluster = self._backend_cluster(rf, ref)
-            if cluster is None:
+            found = self._backend_cluster(rf, ref)
+            if found is None:
                 out.append(WeightedBackendIR(f"invalid/{self.route.key}/rule/{ri}/backend/{i}", weight, invalid=True))
             else:
-                out.append(WeightedBackendIR(cluster, weight))
+                kinds[len(out)] = found[1]
+                out.append(WeightedBackendIR(found[0], weight))
+        live = {k: ai for k, ai in kinds.items() if out[k].weight}
+        if len(set(live.values())) > 1:
+            # The router stage is on or off per route: a rule cannot send some requests through it.
+            self.fail(
+                fld,
+                "mixes AI backends and plain backends (static AgentgatewayBackend, Service) in one rule; "
+                "llmgw processes a route either as AI traffic or not at all: split the rule",
+            )
+            return (), False
         if not any(b.weight and not b.invalid for b in out):
             return (), False  # every request of this rule gets the 500
-        return tuple(b for b in out if b.weight), True
+        return tuple(b for b in out if b.weight), any(live.values())
 
-    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> str | None:
-        """The cluster of a valid backendRef; None (and a Problem) for an invalid one."""
+    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> tuple[str, bool] | None:
+        """(cluster, is an AI backend) of a valid backendRef; None (and a Problem) for an invalid one."""
         name = ref.get("name")
         if not isinstance(name, str) or not name:
             self.fail(f"{rf}.name", "is required (a string)")
             return None
         group, kind = ref.get("group", ""), ref.get("kind", "Service")
-        if not any(group == g and kind == k for g, k in BACKEND_KINDS):
+        service = group in ("", "core") and kind == "Service" and self.services is not None
+        if not service and not any(group == g and kind == k for g, k in BACKEND_KINDS):
             self.fail(
                 f"{rf}.kind",
-                f"{group or 'core'}/{kind} backends are not supported in standalone mode (use an AIBackend)",
+                f"{group or 'core'}/{kind} backends are not supported by llmgw "
+                "(use an AIBackend, an AgentgatewayBackend or a Service)",
                 "InvalidKind",
             )
             return None
@@ -298,10 +322,21 @@ class RouteTranslator:
                 "RefNotPermitted",
             )
             return None
+        if service:
+            assert self.services is not None
+            try:
+                return self.services(rf, ns, name, ref.get("port")), False
+            except ServiceRefError as exc:
+                self.fail(rf, str(exc), "BackendNotFound")
+                return None
         cluster = self.backend_clusters.get(f"{ns}/{name}")
-        if cluster is None:
-            self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
-        return cluster
+        if cluster is not None:
+            return cluster, True
+        plain = self.plain_clusters.get(f"{ns}/{name}") if kind == "AgentgatewayBackend" else None
+        if plain is not None:
+            return plain, False
+        self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
+        return None
 
 
 _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}

@@ -11,10 +11,12 @@ cache and then performs the Plan:
   Conflict is not retried blindly: the informer delivers the newer object,
   which triggers the next reconcile.
 
-Secrets and ConfigMaps are cached only when an AIBackend (or Gateway) refers
-to them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated key reaches new requests within the
-debounce plus one config push.
+Secrets and ConfigMaps are cached only when a backend (or Gateway) refers to
+them, and Services only when an HTTPRoute sends to them; a newly referenced
+one is fetched at once, and updates of referenced ones arrive by watch, so a
+rotated key reaches new requests within the debounce plus one config push.
+agentgateway's AgentgatewayBackend and AgentgatewayParameters are watched when
+their CRDs are installed.
 """
 
 from __future__ import annotations
@@ -57,11 +59,18 @@ TRANSLATED = (
     "ReferenceGrant",
     "AIBackend",
     "GatewayParameters",
+    "AgentgatewayBackend",
+    "AgentgatewayParameters",
     "Namespace",
     "Secret",
     "ConfigMap",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# Services HTTPRoutes send to, cached only when referenced (beside the MANAGED informer of our own).
+BACKEND_SERVICES = "BackendService"
+REFERENCED = {"Secret": "Secret", "ConfigMap": "ConfigMap", "Service": BACKEND_SERVICES}  # kind -> informer
+# agentgateway's kinds: watched when their CRDs are installed, an empty cache when they are not.
+OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters")
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -134,8 +143,16 @@ class Controller:
         for kind in TRANSLATED:
             keep = self._keep if kind in REFERENCED_ONLY else None
             self.informers[kind] = Informer(
-                self.kube, kind, on_change=self.mark_dirty, keep=keep, resync_s=self.opts.resync_s
+                self.kube,
+                kind,
+                on_change=self.mark_dirty,
+                keep=keep,
+                resync_s=self.opts.resync_s,
+                optional=kind in OPTIONAL,
             ).start()
+        self.informers[BACKEND_SERVICES] = Informer(
+            self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
+        ).start()
         for kind in MANAGED:
             self.informers[kind] = Informer(
                 self.kube, kind, on_change=self.mark_dirty, label_selector=MANAGED_SELECTOR, resync_s=self.opts.resync_s
@@ -206,7 +223,7 @@ class Controller:
     # ------------------------------------------------------------------ one reconcile
 
     def resources(self) -> list[Resource]:
-        return [to_resource(o) for kind in TRANSLATED for o in self.informers[kind].items()]
+        return [to_resource(o) for kind in (*TRANSLATED, BACKEND_SERVICES) for o in self.informers[kind].items()]
 
     async def reconcile_once(self) -> Plan:
         resources = self.resources()
@@ -234,17 +251,17 @@ class Controller:
             return False
         added = refs - self.referenced
         self.referenced = refs
-        for kind in REFERENCED_ONLY:
-            self.informers[kind].prune()
+        for informer in REFERENCED.values():
+            self.informers[informer].prune()
         for kind, ns, name in sorted(added):
-            if self.informers[kind].get(ns, name) is None:
+            if self.informers[REFERENCED[kind]].get(ns, name) is None:
                 try:
                     obj = await asyncio.to_thread(self.kube.get, kind, name, namespace=ns)
                 except KubeError as exc:
                     log.warning("cannot read %s %s/%s: %s", kind, ns, name, exc)
                     continue
                 if obj is not None:
-                    self.informers[kind].put({**obj, "kind": kind, "apiVersion": "v1"})
+                    self.informers[REFERENCED[kind]].put({**obj, "kind": kind, "apiVersion": "v1"})
         return True
 
     async def _publish(self, plan: Plan) -> None:
@@ -252,7 +269,7 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing), ir=gp.ir)
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
                 self.health.refused()

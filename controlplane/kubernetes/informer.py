@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.kubernetes.client import Gone, Kube, WatchHandle
+from controlplane.kubernetes.client import Gone, Kube, KubeError, WatchHandle
 
 log = logging.getLogger("llmgw.kubernetes.informer")
 Obj = dict[str, Any]
@@ -55,6 +55,7 @@ class Informer:
         resync_s: float = 600.0,
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
+        optional: bool = False,
     ) -> None:
         self.kube = kube
         self.kind = kind
@@ -65,6 +66,8 @@ class Informer:
         self.resync_s = resync_s
         self.watch_timeout_s = watch_timeout_s
         self.backoff_max_s = backoff_max_s
+        # A kind whose CRD may not be installed (agentgateway's): a 404 list is an empty, synced cache.
+        self.optional = optional
         self.synced = threading.Event()
         self.resource_version = ""
         self.stats = {"lists": 0, "watches": 0, "gone": 0, "bookmarks": 0, "errors": 0, "events": 0}
@@ -155,14 +158,30 @@ class Informer:
                 log.info(
                     "%s: resourceVersion %s is too old (410 Gone); listing again", self.kind, self.resource_version
                 )
+            except KubeError as exc:
+                if self._stop.is_set():
+                    return
+                if self.optional and exc.status == 404:
+                    # The kind's CRD is not installed: nothing of it exists; look again after a resync.
+                    if not self.synced.is_set():
+                        log.info("%s: not served by this cluster (CRD not installed); not watched", self.kind)
+                    self._replace([])
+                    self._stop.wait(self.resync_s)
+                    continue
+                self._failed(exc, delay)
+                delay = min(delay * 2, self.backoff_max_s)
             except Exception as exc:  # any failure: keep the cache, back off, list again
                 if self._stop.is_set():
                     return
-                self.stats["errors"] += 1
-                self.last_error = str(exc)
-                log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
-                self._stop.wait(delay)
+                self._failed(exc, delay)
                 delay = min(delay * 2, self.backoff_max_s)
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        """Keep the cache, count and log the failure, and wait `delay` before listing again."""
+        self.stats["errors"] += 1
+        self.last_error = str(exc)
+        log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
+        self._stop.wait(delay)
 
     def _list_and_watch(self) -> None:
         items, rv = self.kube.list(self.kind, namespace=self.namespace, label_selector=self.label_selector)

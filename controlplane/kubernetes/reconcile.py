@@ -24,11 +24,12 @@ from controlplane.gatewayapi import translate
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
-from controlplane.kubernetes import provision, status
+from controlplane.kubernetes import agw_parameters, provision, status
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
-GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND}
+GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND, provision.AGW_PARAMS_KIND}
+BACKEND_KINDS = ("AIBackend", "AgentgatewayBackend")
 ROUTE_PARENT_REASONS = ("NoMatchingListenerHostname",)
 
 
@@ -82,11 +83,14 @@ def reconcile(
     observed = observed or {}
     classes, gateways = ours(items)
     params = {r.key: r for r in items if r.kind == provision.PARAMS_KIND}
+    agw_params = {r.key: r for r in items if r.kind == provision.AGW_PARAMS_KIND}
     shared = [r for r in items if r.kind not in GATEWAY_ONLY]
     plan = Plan()
 
-    base = translate(shared, environ={})
+    base = translate(shared, environ={}, services_known=True)
     plan.problems.extend(p for p in base.problems if not _attachment(p))
+    for res in agw_params.values():
+        plan.problems.extend(agw_parameters.problems(res))
     by_obj: dict[str, list[Problem]] = {}
     for p in base.problems:
         by_obj.setdefault(p.obj, []).append(p)
@@ -100,7 +104,9 @@ def reconcile(
     for gw in gateways:
         gc = classes[str(gw.spec.get("gatewayClassName"))]
         spec, params_problem = provision.parameters_for(gw, gc, params)
-        result = translate([gc, gw, *shared], environ={})
+        overlays, overlay_problem = agw_parameters.overlays_for(gw, gc, agw_params)
+        params_problem = params_problem or overlay_problem
+        result = translate([gc, gw, *shared], environ={}, services_known=True)
         gw_problems = [p for p in result.problems if p.obj == gw.ref]
         plan.problems.extend(gw_problems)
         for p in result.problems:
@@ -124,13 +130,15 @@ def reconcile(
             gateway=gw,
             ir=ir,
             extproc=extproc_config.build(ir),
-            objects=provision.desired_objects(gw, spec=spec, settings=settings),
-            backends={b.key for b in ir.backends},
+            objects=agw_parameters.apply_overlays(
+                provision.desired_objects(gw, spec=spec, settings=settings), overlays
+            ),
+            backends={b.key for b in ir.backends} | {b.key for b in ir.plain_backends},
         )
 
     gateway_keys = {g.key for g in gateways}
     served = {b for gp in plan.gateways.values() for b in gp.backends}
-    accepted_backends = {b.key for b in base.ir.backends}
+    accepted_backends = {b.key for b in base.ir.backends} | {b.key for b in base.ir.plain_backends}
     for res in items:
         if res.kind == "HTTPRoute":
             parents = status.route_status(
@@ -143,7 +151,7 @@ def reconcile(
             )
             if parents or _has_our_parent_entry(res):
                 plan.statuses[_key(res)] = status.merge_route_parents(_status(res), parents)
-        elif res.kind == "AIBackend":
+        elif res.kind in BACKEND_KINDS:
             plan.statuses[_key(res)] = status.aibackend_status(
                 res,
                 problems=by_obj.get(res.ref, []),
@@ -167,12 +175,14 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
         ir,
         listeners=listeners,
         backends=tuple(b for b in ir.backends if b.cluster in used),
+        plain_backends=tuple(b for b in ir.plain_backends if b.cluster in used),
         models=tuple((gw, m) for gw, m in ir.models if gw == gateway),
     )
 
 
 def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
-    """(kind, namespace, name) of the Secrets and ConfigMaps the AIBackends (and Gateways) refer to.
+    """(kind, namespace, name) of the Secrets and ConfigMaps the backends (and Gateways) refer to,
+    and of the Services HTTPRoutes send to.
 
     The controller keeps only these in its cache: it must not hold every
     Secret of the cluster, and what it holds is what may reach an extproc.
@@ -195,8 +205,25 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 walk(value, ns)
 
     for res in resources:
-        if res.kind in ("AIBackend", "Gateway"):
+        if res.kind in (*BACKEND_KINDS, "Gateway"):
             walk(res.spec, res.namespace)
+        elif res.kind == "HTTPRoute":
+            out.update(_service_refs(res))
+    return out
+
+
+def _service_refs(route: Resource) -> set[tuple[str, str, str]]:
+    """("Service", namespace, name) of a route's Service backendRefs (kind defaults to Service)."""
+    out: set[tuple[str, str, str]] = set()
+    rules = route.spec.get("rules")
+    for rule in rules if isinstance(rules, list) else []:
+        refs = rule.get("backendRefs") if isinstance(rule, Mapping) else None
+        for ref in refs if isinstance(refs, list) else []:
+            if not isinstance(ref, Mapping) or ref.get("group", "") not in ("", "core"):
+                continue
+            if ref.get("kind", "Service") == "Service" and isinstance(ref.get("name"), str):
+                ns = ref.get("namespace")
+                out.add(("Service", ns if isinstance(ns, str) and ns else route.namespace, ref["name"]))
     return out
 
 

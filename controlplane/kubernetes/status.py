@@ -397,7 +397,7 @@ def aibackend_status(
     else:
         accept = Condition("Accepted", False, resolved.reason if refs else "Invalid", explain(refs))
     if not accepted:
-        prog = Condition("Programmed", False, "Invalid", "the AIBackend is not accepted")
+        prog = Condition("Programmed", False, "Invalid", f"the {backend.kind} is not accepted")
     elif programmed:
         prog = Condition("Programmed", True, "Programmed", "")
     else:

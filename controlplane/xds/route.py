@@ -13,7 +13,10 @@ from controlplane.xds.common import duration
 from extproc import wire
 
 
-def route_config_resource(listener: ListenerIR, providers: dict[str, int]) -> dict[str, Any]:
+def route_config_resource(
+    listener: ListenerIR, providers: dict[str, int], *, host_rewrite: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
+    """`host_rewrite`: plain backend clusters whose host name becomes the Host header."""
     return {
         "name": listener.name,
         # Gateway API hostnames never carry a port; "host:8080" must match "host" and "*.example.com".
@@ -24,7 +27,10 @@ def route_config_resource(listener: ListenerIR, providers: dict[str, int]) -> di
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r, providers, body_limit=listener.max_body_bytes) for r in vh.routes],
+                "routes": [
+                    _route(r, providers, body_limit=listener.max_body_bytes, host_rewrite=host_rewrite)
+                    for r in vh.routes
+                ],
             }
             for vh in listener.virtual_hosts
         ],
@@ -122,7 +128,9 @@ def _redirect(r: RouteIR) -> dict[str, Any]:
     return out
 
 
-def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
+def _route(
+    r: RouteIR, providers: dict[str, int], *, body_limit: int, host_rewrite: frozenset[str] | set[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
     if r.redirect is not None:
         out["redirect"] = _redirect(r)
@@ -160,7 +168,7 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
         rw = r.rewrite
         if rw and rw.hostname:
             action["host_rewrite_literal"] = rw.hostname
-        elif r.ai:
+        elif r.ai or any(b.cluster in host_rewrite for b in r.backends):
             action["auto_host_rewrite"] = True
         out["route"] = action
     if r.request_headers:
