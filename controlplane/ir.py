@@ -50,6 +50,43 @@ class ProviderIR:
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
 
 
+# --- prompt guards (controlplane/gatewayapi/ai_guards.py builds them) --------------------------
+
+
+@dataclass(frozen=True)
+class GuardIR:
+    """One prompt guard of `policies.ai.promptGuard.request[]` or `.response[]`.
+
+    `kind` is the agentgateway field name (regex, webhook, openAIModeration, bedrockGuardrails,
+    googleModelArmor, azureContentSafety); the fields after `scope` apply to some kinds only.
+    """
+
+    kind: str
+    message: str  # response.message: the rejection's message
+    status: int  # response.statusCode
+    scope: tuple[str, ...] = ("SystemPrompt", "Messages")
+    action: str = "Mask"  # regex: Mask | Reject
+    builtins: tuple[str, ...] = ()  # regex: Ssn, CreditCard, PhoneNumber, Email, CaSin
+    patterns: tuple[str, ...] = ()  # regex: RE2 patterns
+    url: str = ""  # remote kinds: scheme://host:port of the service
+    verify_tls: bool = True
+    timeout_s: float = 3.0
+    failure_mode: str = "FailClosed"  # webhook: FailOpen | FailClosed
+    forward_headers: tuple[StringMatchIR, ...] = ()  # webhook: forwardHeaderMatches
+    settings: tuple[tuple[str, str], ...] = ()  # model, identifier, version, region, templateId, ...
+    auth: AuthIR | None = None
+
+
+@dataclass(frozen=True)
+class PromptGuardIR:
+    request: tuple[GuardIR, ...] = ()
+    response: tuple[GuardIR, ...] = ()
+    streaming: bool = False  # promptGuard.streaming: Enabled (guards on streamed responses)
+
+
+# --- end prompt guards -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class BackendIR:
     key: str  # "<ns>/<name>"
@@ -57,6 +94,7 @@ class BackendIR:
     # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
+    prompt_guard: PromptGuardIR | None = None  # policies.ai.promptGuard
 
     @property
     def cluster(self) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from extproc.policies.guards.config import PromptGuardConfig
+
 CONTRACT_VERSION = 1
 
 
@@ -77,6 +79,8 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # backend ("<namespace>/<name>") -> its policies.ai.promptGuard (extproc/policies/guards)
+    guards: dict[str, PromptGuardConfig] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -101,11 +105,15 @@ class ExtprocConfig:
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        guards = raw.get("guards", {})
+        if not isinstance(guards, dict) or not all(isinstance(g, dict) for g in guards.values()):
+            raise ValueError("guards must be an object of objects")
         return cls(
             version=str(raw["version"]),
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            guards={str(k): PromptGuardConfig.from_dict(g) for k, g in guards.items()},
         )
 
 

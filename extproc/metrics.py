@@ -118,3 +118,12 @@ def record(
             TOKEN_USAGE.labels(*values, token_type).observe(count)
     if streamed_for_s is not None and usage.output and usage.output > 1:
         TIME_PER_OUTPUT_TOKEN.labels(*values).observe(streamed_for_s / (usage.output - 1))
+
+
+# --- prompt guards (extproc/policies/guards) ------------------------------------------------------
+GUARDRAIL_CHECKS = Counter(
+    "llmgw_guardrail_checks",
+    "Prompt guard decisions: guardrail kind, phase (request | response), action "
+    "(allow | mask | reject | fail_open | error), route",
+    ("guardrail", "phase", "action", "route"),
+)

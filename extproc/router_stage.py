@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
@@ -38,6 +39,9 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
+from extproc.policies.guards import stages as guard_stages
+from extproc.policies.guards.config import GuardConfig
+from extproc.policies.guards.stream import StreamGuard
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -47,6 +51,7 @@ log = logging.getLogger("llmgw.extproc")
 
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
+_CONTINUE_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
 
 
 @dataclass
@@ -79,6 +84,14 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # --- prompt guards (extproc/policies/guards) ---
+    defer_direct: bool = False  # a direct route's guarded body waits for on_request_body_async
+    deferred: tuple[ep.HttpBody, dict[str, Any]] | None = None
+    response_guards: tuple[GuardConfig, ...] = ()  # for a complete JSON response
+    stream_guard: StreamGuard | None = None  # for a streamed response
+    response_headers: dict[str, str] = field(default_factory=dict)
+    guard_request: str = ""  # decisions for the access log ("kind:action,...")
+    guard_response: str = ""
 
     # --- request ---------------------------------------------------------------------------
 
@@ -104,7 +117,7 @@ class RouterRequest:
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
-            self.direct = AttemptRequest(config=self.config)
+            self.direct = AttemptRequest(config=self.config, route=wire.route_of_route_name(str(route_name)) or "")
             return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
         return _CONTINUE
 
@@ -155,6 +168,9 @@ class RouterRequest:
                 isinstance(options, dict) and options.get("include_usage") is True
             )
         if self.direct is not None:
+            if self.defer_direct:
+                self.deferred = (msg, body)
+                return _CONTINUE_BODY
             return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
         if self.request_model:
@@ -163,6 +179,23 @@ class RouterRequest:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
         common.clear_route_cache = True
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    async def on_request_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_request_body`; on a guarded direct route, the request guards run before the provider work."""
+        self.defer_direct = self.direct is not None and self.direct.guards() is not None
+        resp = self.on_request_body(msg)
+        if self.deferred is None:
+            return resp
+        body_msg, parsed = self.deferred
+        self.deferred = None
+        assert self.direct is not None
+        resp = await self.direct.on_request_body_async(body_msg, parsed=parsed)
+        if resp.HasField("immediate_response"):
+            self.done = True
+        ours = resp.dynamic_metadata.fields.get(wire.METADATA_NAMESPACE)
+        if ours is not None and wire.GUARD_REQUEST_METADATA_KEY in ours.struct_value.fields:
+            self.guard_request = ours.struct_value.fields[wire.GUARD_REQUEST_METADATA_KEY].string_value
+        return resp
 
     def _models(self) -> ep.ProcessingResponse:
         ids = self.config.models.get(self.gateway, [])
@@ -196,6 +229,10 @@ class RouterRequest:
         answered = headers.pop(wire.ANSWERED_HEADER, None) is not None  # the attempt stage's own error
         if answered:
             resp.response_headers.response.header_mutation.remove_headers.append(wire.ANSWERED_HEADER)
+        guarded = headers.pop(wire.GUARD_HEADER, None)  # the attempt stage's guard rejection
+        if guarded is not None:
+            self.guard_request = guarded
+            resp.response_headers.response.header_mutation.remove_headers.append(wire.GUARD_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -234,6 +271,7 @@ class RouterRequest:
             for key, value in changes.set.items():
                 mutation.set_headers.append(set_header(key, value))
             mutation.remove_headers.extend(changes.remove)
+            self._arm_response_guards(headers, resp, answered=answered, end_of_stream=msg.end_of_stream)
             if self.translation.streaming and not msg.end_of_stream:
                 self.first_chunk_at = None
                 resp.mode_override.CopyFrom(_STREAMED)
@@ -241,6 +279,28 @@ class RouterRequest:
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _arm_response_guards(
+        self, headers: dict[str, str], resp: ep.ProcessingResponse, *, answered: bool, end_of_stream: bool
+    ) -> None:
+        """The backend's response guards for this response, if any apply (guard after translate)."""
+        tr = self.translation
+        policy = self.config.guards.get(self.backend) if self.backend and not answered else None
+        guards = guard_stages.response_guards(policy, op=self.op, status=self.status)
+        if not guards or tr is None or self.op is None or end_of_stream or policy is None:
+            return
+        self.response_headers = headers
+        if tr.streaming:
+            self.stream_guard = guard_stages.stream_guard(guards, op=self.op, streaming_enabled=policy.streaming)
+            skipped = [g.kind for g in guards if self.stream_guard is None or g.kind != "regex"]
+            for kind in skipped:  # agentgateway's default: streamed responses are not guarded
+                guard_stages.engine.record(guard=kind, phase="response", action="not_applied", route=self.route)
+            if skipped:
+                self.guard_response = ",".join(f"{k}:not_applied" for k in skipped)
+        else:
+            self.response_guards = guards
+        # The body may change length: Envoy recomputes it for the buffered body; a stream is chunked.
+        resp.response_headers.response.header_mutation.remove_headers.append("content-length")
 
     def _backend_pause(self) -> float:
         if self.cooldowns is None or not self.backend:
@@ -319,6 +379,9 @@ class RouterRequest:
             if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
+            if self.stream_guard is not None:
+                out = self.stream_guard.feed(msg.body if out is None else out, msg.end_of_stream)
+                self._note_stream_guard()
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
             if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
@@ -327,6 +390,54 @@ class RouterRequest:
         if msg.end_of_stream and not self.done:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _note_stream_guard(self) -> None:
+        sg = self.stream_guard
+        if sg is None:
+            return
+        summary = ",".join(f"{k}:{a}" for k, a in sg.decisions.items())
+        if sg.rejected is not None and not summary.endswith(":reject"):
+            summary = f"{sg.rejected.guard.kind}:reject"
+        if summary and summary != self.guard_response:
+            self.guard_response = summary
+            self.reported_usage = None  # new metadata to report with this chunk
+
+    async def on_response_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_response_body`, then the response guards on a complete JSON body (translate, then guard)."""
+        resp = self.on_response_body(msg)
+        guards, op = self.response_guards, self.op
+        if not guards or op is None or not msg.end_of_stream or self.replacement_body is not None:
+            if self.stream_guard is not None and msg.end_of_stream:
+                self._record_stream_guard()
+            return resp
+        mutation = resp.response_body.response
+        body = mutation.body_mutation.body if mutation.HasField("body_mutation") else msg.body
+        try:
+            new_body, outcome = await guard_stages.guard_response_json(
+                guards, op=op, body=body, headers=self.response_headers, route=self.route
+            )
+        except Exception:
+            log.exception("response guards failed (%s)", op.name)
+            return self._error(500, "The gateway failed to process the response.", "gateway_error")
+        self.guard_response = outcome.summary()
+        if outcome.rejection is not None:
+            rejection = outcome.rejection
+            out = self._error(rejection.status, rejection.message, rejection.code)
+        else:
+            out = resp
+            if new_body is not None:
+                mutation.body_mutation.body = new_body
+        out.dynamic_metadata.CopyFrom(self._metadata())
+        return out
+
+    def _record_stream_guard(self) -> None:
+        sg = self.stream_guard
+        if sg is None:
+            return
+        kinds = {g.kind for g in sg.guards}
+        for kind in kinds:
+            action = sg.decisions.get(kind, "allow")
+            guard_stages.engine.record(guard=kind, phase="response", action=action, route=self.route)
 
     def on_stream_closed(self) -> None:
         """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.
@@ -394,6 +505,10 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+        if self.guard_request:
+            meta[wire.GUARD_REQUEST_METADATA_KEY] = self.guard_request
+        if self.guard_response:
+            meta[wire.GUARD_RESPONSE_METADATA_KEY] = self.guard_response
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

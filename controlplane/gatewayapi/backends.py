@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from controlplane.gatewayapi.ai_guards import prompt_guard
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.gatewayapi.routes import parse_duration
@@ -126,6 +127,9 @@ def translate_backend(
         providers.append(prov)
     connect_s = _one_timeout(ctx, "tcp")
     request_s = _one_timeout(ctx, "http")
+    ai_policies = backend_policies.get("ai")
+    guard_block = ai_policies.get("promptGuard") if isinstance(ai_policies, Mapping) else None
+    guards = prompt_guard(ctx, "spec.policies.ai.promptGuard", guard_block) if guard_block is not None else None
     if ctx.problems:
         return None, ctx.problems
     return (
@@ -134,6 +138,7 @@ def translate_backend(
             providers=tuple(providers),
             connect_timeout_s=connect_s,
             request_timeout_s=request_s,
+            prompt_guard=guards,
         ),
         [],
     )
@@ -250,6 +255,8 @@ def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
         # Each AI policy (promptGuard, modelAliases, ...) named, so a user sees which one is inactive.
         ai = policies["ai"]
         for key in ai if isinstance(ai, Mapping) and ai else [""]:
+            if key == "promptGuard" and where == "spec.policies":
+                continue  # read by ai_guards.prompt_guard (translate_backend)
             fld = f"{where}.ai.{key}" if key else f"{where}.ai"
             ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
     ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)

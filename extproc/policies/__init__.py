@@ -1,0 +1,1 @@
+"""Request and response policies the extproc stages apply, each a small module with a pure core."""
