@@ -92,6 +92,7 @@ class RouterRequest:
     response_headers: dict[str, str] = field(default_factory=dict)
     guard_request: str = ""  # decisions for the access log ("kind:action,...")
     guard_response: str = ""
+    skipped_guards: tuple[str, ...] = ()  # response guards a stream does not run ("kind:not_applied")
 
     # --- request ---------------------------------------------------------------------------
 
@@ -295,8 +296,8 @@ class RouterRequest:
             skipped = [g.kind for g in guards if self.stream_guard is None or g.kind != "regex"]
             for kind in skipped:  # agentgateway's default: streamed responses are not guarded
                 guard_stages.engine.record(guard=kind, phase="response", action="not_applied", route=self.route)
-            if skipped:
-                self.guard_response = ",".join(f"{k}:not_applied" for k in skipped)
+            self.skipped_guards = tuple(f"{k}:not_applied" for k in skipped)
+            self.guard_response = ",".join(self.skipped_guards)
         else:
             self.response_guards = guards
         # The body may change length: Envoy recomputes it for the buffered body; a stream is chunked.
@@ -379,28 +380,30 @@ class RouterRequest:
             if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
+            guard_changed = False
             if self.stream_guard is not None:
                 out = self.stream_guard.feed(msg.body if out is None else out, msg.end_of_stream)
-                self._note_stream_guard()
+                guard_changed = self._note_stream_guard()
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
-            if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
+            if tr.streaming and not msg.end_of_stream and (first or guard_changed or tr.usage != self.reported_usage):
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
         if msg.end_of_stream and not self.done:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
-    def _note_stream_guard(self) -> None:
+    def _note_stream_guard(self) -> bool:
+        """Update the streamed guards' access-log field; True when it changed (report it now)."""
         sg = self.stream_guard
         if sg is None:
-            return
-        summary = ",".join(f"{k}:{a}" for k, a in sg.decisions.items())
-        if sg.rejected is not None and not summary.endswith(":reject"):
-            summary = f"{sg.rejected.guard.kind}:reject"
-        if summary and summary != self.guard_response:
-            self.guard_response = summary
-            self.reported_usage = None  # new metadata to report with this chunk
+            return False
+        summary = ",".join(f"{k}:{a}" for k, a in sg.summary())
+        if self.skipped_guards:
+            summary = ",".join((summary, *self.skipped_guards))
+        changed = summary != self.guard_response
+        self.guard_response = summary
+        return changed
 
     async def on_response_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         """`on_response_body`, then the response guards on a complete JSON body (translate, then guard)."""
@@ -434,9 +437,7 @@ class RouterRequest:
         sg = self.stream_guard
         if sg is None:
             return
-        kinds = {g.kind for g in sg.guards}
-        for kind in kinds:
-            action = sg.decisions.get(kind, "allow")
+        for kind, action in sg.summary():
             guard_stages.engine.record(guard=kind, phase="response", action=action, route=self.route)
 
     def on_stream_closed(self) -> None:
@@ -446,6 +447,7 @@ class RouterRequest:
         """
         if self.done or self.status == 0 or self.replacement_body is not None:
             return
+        self._record_stream_guard()
         self._finish(interrupted=True)
         log.warning(
             "response cut after it started: route %s, backend %s, provider %s, usage so far %s",

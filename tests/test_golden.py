@@ -66,7 +66,9 @@ def _redacted_ir(ir: IR) -> dict[str, Any]:
         for holder in holders:
             if holder["auth"] is not None:
                 holder["auth"]["value"] = REDACTED
-                holder["auth"]["params"] = [[k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in holder["auth"]["params"]]
+                holder["auth"]["params"] = [
+                    [k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in holder["auth"]["params"]
+                ]
     return out
 
 

@@ -100,7 +100,7 @@ def test_reject_ends_the_stream_with_an_error_event(anthropic: bool) -> None:
     guard = StreamGuard(guards=(REJECT,), anthropic=anthropic, holdback=64)
     sent = b"".join(run(guard, make(TEXT, 3), 5))
     assert b"4111" not in sent
-    assert guard.rejected is not None and guard.decisions == {"regex": "reject"}
+    assert guard.rejected is not None and guard.summary() == [("regex", "reject")]
     tail = sent.rstrip(b"\n").split(b"\n")[-1]
     body = orjson.loads(tail[6:])
     if anthropic:
@@ -115,4 +115,4 @@ def test_clean_stream_passes_through_with_the_same_text() -> None:
     text = "Nothing sensitive here, just words and 12 numbers."
     guard = StreamGuard(guards=(MASK,), anthropic=False)
     out = b"".join(run(guard, openai_stream(text, 4), 17))
-    assert text_of(out, anthropic=False) == text and guard.decisions == {}
+    assert text_of(out, anthropic=False) == text and guard.summary() == [("regex", "allow")]

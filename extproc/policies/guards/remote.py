@@ -76,7 +76,7 @@ async def _post(
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.post(url, data=raw, headers=out, ssl=True if guard.verify_tls else False) as resp,
+            session.post(url, data=raw, headers=out, ssl=bool(guard.verify_tls)) as resp,
         ):
             data = await resp.content.read(MAX_ANSWER_BYTES)
             if not 200 <= resp.status < 300:

@@ -54,7 +54,7 @@ class StreamGuard:
     anthropic: bool
     holdback: int = HOLDBACK
     rejected: StreamRejection | None = None
-    decisions: dict[str, str] = field(default_factory=dict)  # guard kind -> strongest action so far
+    decisions: dict[int, str] = field(default_factory=dict)  # index in `guards` -> mask | reject
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
     _channels: dict[int, _Channel] = field(default_factory=dict)
     _rules: list[tuple[GuardConfig, RuleSet]] = field(default_factory=list)
@@ -74,7 +74,7 @@ class StreamGuard:
                 out.append(self._decoder.flush())
         except _Rejected as exc:
             self.rejected = StreamRejection(exc.guard)
-            self.decisions[exc.guard.kind] = "reject"
+            self.decisions[self.guards.index(exc.guard)] = "reject"
             out.append(self._error_event(exc.guard))
         return b"".join(out)
 
@@ -128,14 +128,14 @@ class StreamGuard:
 
     def _spans(self, text: str, pos: int) -> list[Span]:
         masks: list[Span] = []
-        for guard, rules in self._rules:
+        for i, (guard, rules) in enumerate(self._rules):
             spans = rules.spans(text, pos)
             if not spans:
                 continue
             if guard.action == "Reject":
                 raise _Rejected(guard)
             masks.extend(spans)
-            self.decisions[guard.kind] = "mask"
+            self.decisions[i] = "mask"
         masks.sort(key=lambda s: (s[0], -s[1]))
         merged: list[Span] = []
         for span in masks:
@@ -177,6 +177,15 @@ class StreamGuard:
 
     def _flush_all(self) -> bytes:
         return b"".join(self._flush(i) for i in sorted(self._channels))
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(kind, action) per guard so far; a guard after a rejection was not reached."""
+        out = []
+        for i, guard in enumerate(self.guards):
+            out.append((guard.kind, self.decisions.get(i, "allow")))
+            if self.decisions.get(i) == "reject":
+                break
+        return out
 
     def _error_event(self, guard: GuardConfig) -> bytes:
         if self.anthropic:

@@ -1,0 +1,332 @@
+"""Prompt guards end to end: the official SDKs through the real gateway, fakes recording what they got.
+
+One gateway serves every case. Backends: `guarded-openai` (OpenAI provider, a direct route:
+the router stage runs the request guards), `guarded-claude` (Anthropic provider: the attempt
+stage runs them, before translation), webhook backends (up; down and failing open; down and
+failing closed) and an OpenAI-moderated one. Asserted on both sides: what the client got
+(status, error schema, masked text, no fragment of a card in any streamed chunk) and what the
+provider and the guard services received (masked prompts, nothing at all after a rejection),
+plus the decision metrics and access-log fields (and never the prompt text in either).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anthropic
+import openai
+import pytest
+
+from fakeprovider import FakeProviderThread
+from tests.fakes.guardrails import FakeGuardrails
+from tests.harness import GatewayProcess, free_port, gateway_yaml, http_route_yaml, route_rule, wait_until
+
+pytestmark = pytest.mark.integration
+KEY = "sk-provider-key"
+CARD_TEXT = "Your card is 4111 1111 1111 1111, keep it safe."
+MASKED_CARD_TEXT = "Your card is <CREDIT_CARD>, keep it safe."
+CARD_FRAGMENTS = ("4111", "1111 1", "11 11")
+
+REGEX_GUARDS = """
+      promptGuard:
+        streaming: Enabled
+        request:
+          - regex: {action: Reject, builtins: [Ssn]}
+            response: {message: "No SSNs, please.", statusCode: 422}
+          - regex: {builtins: [Email]}
+        response:
+          - regex: {builtins: [CreditCard]}
+          - regex: {action: Reject, matches: ["TOP-SECRET-[0-9]+"]}
+            response: {message: "That answer is classified."}
+"""
+
+
+def backend(name: str, kind: str, upstream: int, guards: str) -> str:
+    return f"""---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: {name}, namespace: default}}
+spec:
+  ai:
+    provider:
+      {kind}: {{}}
+      host: 127.0.0.1
+      port: {upstream}
+  policies:
+    auth: {{key: {KEY}}}
+    ai:{guards}"""
+
+
+def webhook_guards(port: int, mode: str) -> str:
+    hook = f"{{host: 127.0.0.1, port: {port}, failureMode: {mode}, timeout: 1s}}"
+    return f"""
+      promptGuard:
+        request: [{{webhook: {hook}}}]
+        response: [{{webhook: {hook}}}]
+"""
+
+
+def manifests(*, port: int, upstream: int, guards: int, dead: int) -> str:
+    routes = http_route_yaml(
+        route_rule("/v1", "guarded-openai"),
+        route_rule("/claude", "guarded-claude", rewrite=True),
+        route_rule("/a-hook", "hooked", rewrite=True),
+        route_rule("/b-open", "hook-open", rewrite=True),
+        route_rule("/c-down", "hook-down", rewrite=True),
+        route_rule("/d-mod", "moderated", rewrite=True),
+    )
+    moderation = f"""
+      promptGuard:
+        request:
+          - openAIModeration: {{policies: {{auth: {{key: sk-moderation-key}}}}, host: 127.0.0.1, port: {guards}}}
+"""
+    return (
+        gateway_yaml(port=port)
+        + routes
+        + backend("guarded-openai", "openai", upstream, REGEX_GUARDS)
+        + backend("guarded-claude", "anthropic", upstream, REGEX_GUARDS)
+        + backend("hooked", "openai", upstream, webhook_guards(guards, "FailClosed"))
+        + backend("hook-open", "openai", upstream, webhook_guards(dead, "FailOpen"))
+        + backend("hook-down", "openai", upstream, webhook_guards(dead, "FailClosed"))
+        + backend("moderated", "openai", upstream, moderation)
+    )
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[FakeProviderThread]:
+    fp = FakeProviderThread(name="fake").start()
+    yield fp
+    fp.stop()
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[FakeGuardrails]:
+    fake = FakeGuardrails().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(provider: FakeProviderThread, services: FakeGuardrails) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(workers=2)
+    gw.write("gw.yaml", manifests(port=gw.port, upstream=provider.port, guards=services.port, dead=free_port()))
+    gw.start()
+    yield gw
+    assert gw.stop() == 0
+    gw.cleanup()
+
+
+@pytest.fixture
+def fake(provider: FakeProviderThread, services: FakeGuardrails) -> Iterator[FakeProviderThread]:
+    provider.clear()
+    provider.reset_behaviour()
+    services.clear()
+    yield provider
+    provider.reset_behaviour()
+
+
+def oai(gw: GatewayProcess, prefix: str = "") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}{prefix}/v1", api_key="client-key", max_retries=0)
+
+
+def claude(gw: GatewayProcess) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=f"{gw.url}/claude", api_key="client-key", max_retries=0)
+
+
+def ask(client: openai.OpenAI, text: str, **kw: object) -> openai.types.chat.ChatCompletion:
+    return client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}], **kw)  # type: ignore[call-overload,no-any-return]
+
+
+# --- request guards ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/claude"])
+def test_request_reject_in_openai_schema(gateway: GatewayProcess, fake: FakeProviderThread, prefix: str) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        ask(oai(gateway, prefix), "my ssn is 123-45-6789")
+    body = err.value.response.json()
+    assert body["error"]["message"] == "No SSNs, please." and body["error"]["code"] == "guardrail_rejected"
+    assert fake.requests == []
+
+
+def test_request_reject_in_anthropic_schema(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    with pytest.raises(anthropic.UnprocessableEntityError) as err:
+        claude(gateway).messages.create(
+            model="claude-x", max_tokens=20, messages=[{"role": "user", "content": "ssn 123-45-6789"}]
+        )
+    body = err.value.response.json()
+    assert body["type"] == "error" and body["error"]["message"] == "No SSNs, please."
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("prefix", ["", "/claude"])
+def test_request_mask_is_what_the_provider_sees(gateway: GatewayProcess, fake: FakeProviderThread, prefix: str) -> None:
+    resp = ask(oai(gateway, prefix), "write to bob@example.com please")
+    [rec] = fake.requests
+    assert "bob@example.com" not in rec.body and "write to <EMAIL_ADDRESS> please" in rec.body
+    assert resp.choices[0].message.content is not None and "<EMAIL_ADDRESS>" in resp.choices[0].message.content
+
+
+def test_anthropic_client_request_mask(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    claude(gateway).messages.create(
+        model="claude-x",
+        max_tokens=20,
+        system="reply to bob@example.com",
+        messages=[{"role": "user", "content": "hi from alice@example.org"}],
+    )
+    [rec] = fake.requests
+    sent = json.loads(rec.body)
+    assert sent["system"] == "reply to <EMAIL_ADDRESS>"
+    assert sent["messages"][0]["content"] == "hi from <EMAIL_ADDRESS>"
+
+
+# --- response guards -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["", "/claude"])
+def test_response_mask_json(gateway: GatewayProcess, fake: FakeProviderThread, prefix: str) -> None:
+    fake.set_behaviour(response_text=CARD_TEXT)
+    resp = ask(oai(gateway, prefix), "my card?")
+    assert resp.choices[0].message.content == MASKED_CARD_TEXT
+
+
+def test_response_mask_json_anthropic_client(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    fake.set_behaviour(response_text=CARD_TEXT)
+    msg = claude(gateway).messages.create(model="c", max_tokens=20, messages=[{"role": "user", "content": "card?"}])
+    assert msg.content[0].type == "text" and msg.content[0].text == MASKED_CARD_TEXT
+
+
+@pytest.mark.parametrize("prefix", ["", "/claude"])
+def test_streamed_mask_card_split_over_many_events(
+    gateway: GatewayProcess, fake: FakeProviderThread, prefix: str
+) -> None:
+    fake.set_behaviour(response_text=CARD_TEXT, chunks=len(CARD_TEXT))  # one character per SSE event
+    deltas = [
+        c.choices[0].delta.content or ""
+        for c in ask(oai(gateway, prefix), "card?", stream=True)  # type: ignore[union-attr]
+        if c.choices
+    ]
+    assert "".join(deltas) == MASKED_CARD_TEXT
+    assert not any(frag in d for d in deltas for frag in CARD_FRAGMENTS)
+
+
+def test_streamed_mask_anthropic_client(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    fake.set_behaviour(response_text=CARD_TEXT, chunks=7)
+    with claude(gateway).messages.stream(
+        model="c", max_tokens=20, messages=[{"role": "user", "content": "card?"}]
+    ) as stream:
+        pieces = list(stream.text_stream)
+    assert "".join(pieces) == MASKED_CARD_TEXT
+    assert not any(frag in p for p in pieces for frag in CARD_FRAGMENTS)
+
+
+@pytest.mark.parametrize("prefix", ["", "/claude"])
+def test_streamed_reject_ends_with_an_error_event(
+    gateway: GatewayProcess, fake: FakeProviderThread, prefix: str
+) -> None:
+    fake.set_behaviour(response_text="The code is TOP-SECRET-42 for sure.", chunks=9)
+    seen = ""
+    with pytest.raises(openai.APIError) as err:
+        for chunk in ask(oai(gateway, prefix), "code?", stream=True):  # type: ignore[union-attr]
+            seen += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert "That answer is classified." in str(err.value)
+    assert "TOP-SECRET" not in seen
+
+
+def test_json_reject_in_client_schema(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    fake.set_behaviour(response_text="The code is TOP-SECRET-7.")
+    with pytest.raises(anthropic.PermissionDeniedError) as err:
+        claude(gateway).messages.create(model="c", max_tokens=20, messages=[{"role": "user", "content": "code?"}])
+    assert err.value.response.json()["error"] == {"type": "permission_error", "message": "That answer is classified."}
+
+
+# --- webhook -------------------------------------------------------------------------------------
+
+
+def test_webhook_pass_mask_reject(gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails) -> None:
+    client = oai(gateway, "/a-hook")
+    assert ask(client, "hello").choices[0].message.content == "Hello from fake: hello"
+    assert [r.path for r in services.requests] == ["/request", "/response"]
+    assert services.requests[0].body == {"body": {"messages": [{"role": "user", "content": "hello"}]}}
+    services.clear()
+    fake.clear()
+    resp = ask(client, "please MASKME")
+    assert "MASKME" not in fake.requests[0].body and "please [webhook-masked]" in fake.requests[0].body
+    assert resp.choices[0].message.content == "Hello from fake: please [webhook-masked]"
+    fake.clear()
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, "REJECTME now")
+    assert err.value.status_code == 451 and err.value.response.json()["error"]["message"] == "blocked by the webhook"
+    assert fake.requests == []
+    fake.set_behaviour(response_text="answer with MASKME inside")
+    assert ask(client, "q").choices[0].message.content == "answer with [webhook-masked] inside"
+
+
+def test_webhook_down_fail_open_and_fail_closed(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    assert ask(oai(gateway, "/b-open"), "hi").choices[0].message.content == "Hello from fake: hi"
+    fake.clear()
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(oai(gateway, "/c-down"), "hi")
+    assert err.value.status_code == 503
+    assert err.value.response.json()["error"]["code"] == "guardrail_unavailable"
+    assert fake.requests == []
+
+
+# --- moderation ----------------------------------------------------------------------------------
+
+
+def test_openai_moderation(gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails) -> None:
+    client = oai(gateway, "/d-mod")
+    assert ask(client, "a calm question").choices[0].message.content == "Hello from fake: a calm question"
+    [mod] = services.requests
+    assert mod.path == "/v1/moderations" and mod.headers["authorization"] == "Bearer sk-moderation-key"
+    assert mod.body == {"input": ["a calm question"], "model": "omni-moderation-latest"}
+    fake.clear()
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        ask(client, "FLAGME")
+    assert err.value.response.json()["error"]["message"] == "The request was rejected due to inappropriate content"
+    assert fake.requests == []
+
+
+# --- observability -------------------------------------------------------------------------------
+
+
+def test_decisions_are_metrics(gateway: GatewayProcess, fake: FakeProviderThread) -> None:
+    secret_prompt = "zebra-prompt-text ssn 123-45-6789"
+    with pytest.raises(openai.UnprocessableEntityError):
+        ask(oai(gateway), secret_prompt)
+    fake.set_behaviour(response_text=CARD_TEXT)
+    ask(oai(gateway, "/claude"), "masked-answer-please")
+
+    def guard_metrics() -> str | None:
+        text = gateway.metrics()
+        return text if 'action="reject"' in text and 'phase="response"' in text else None
+
+    metrics = wait_until(guard_metrics, "guard metrics")
+    lines = [line for line in metrics.splitlines() if line.startswith("llmgw_guardrail_checks_total{")]
+    assert any('guardrail="regex"' in x and 'phase="request"' in x and 'action="reject"' in x for x in lines)
+    assert any('phase="response"' in x and 'action="mask"' in x and 'route="default/r"' in x for x in lines)
+    assert "zebra-prompt-text" not in metrics
+
+
+def test_decisions_are_access_log_fields(gateway_factory: type[GatewayProcess], fake: FakeProviderThread) -> None:
+    """Both request-guard paths (router stage on a direct route, attempt stage) and both response kinds."""
+    gw = gateway_factory(workers=1)
+    gw.write("gw.yaml", manifests(port=gw.port, upstream=fake.port, guards=free_port(), dead=free_port()))
+    gw.start()
+    with pytest.raises(openai.UnprocessableEntityError):
+        ask(oai(gw), "zebra-prompt-text ssn 123-45-6789")
+    fake.set_behaviour(response_text=CARD_TEXT)
+    ask(oai(gw, "/claude"), "zebra-prompt-text to bob@example.com")
+    list(ask(oai(gw), "zebra-prompt-text", stream=True))  # type: ignore[call-overload]
+    assert gw.stop() == 0  # flushes the access log
+    log = gw.log()
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"guardrail.' in line]
+    fields = [
+        (e["route"].split("/")[3:5], e["status"], e["guardrail.request"], e["guardrail.response"]) for e in entries
+    ]
+    assert (["rule", "0"], 422, "regex:reject", None) in fields
+    assert (["rule", "1"], 200, "regex:allow,regex:mask", "regex:mask,regex:allow") in fields
+    assert (["rule", "0"], 200, "regex:allow,regex:allow", "regex:mask,regex:allow") in fields
+    assert "zebra-prompt-text" not in log and "bob@example.com" not in log
