@@ -30,7 +30,7 @@ from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.regex import RuleSet, Span, apply, compile_rules
 from extproc.sse import SSEDecoder, SSEEvent
 
-HOLDBACK = 256  # characters held per channel (longer than any built-in match)
+HOLDBACK = 256  # characters held per channel when a custom pattern's match length is unbounded
 CONTEXT = 32  # released characters kept so word boundaries at the release point see them
 
 
@@ -52,7 +52,7 @@ class StreamGuard:
 
     guards: tuple[GuardConfig, ...]  # regex guards only
     anthropic: bool
-    holdback: int = HOLDBACK
+    holdback: int = 0  # 0: the longest match the rules allow (HOLDBACK with custom patterns)
     rejected: StreamRejection | None = None
     decisions: dict[int, str] = field(default_factory=dict)  # index in `guards` -> mask | reject
     _decoder: SSEDecoder = field(default_factory=SSEDecoder)
@@ -61,6 +61,9 @@ class StreamGuard:
 
     def __post_init__(self) -> None:
         self._rules = [(g, compile_rules(g.builtins, g.patterns)) for g in self.guards]
+        if self.holdback <= 0:  # as little as the rules allow: each character held is latency
+            longest = [rules.max_match for _, rules in self._rules]
+            self.holdback = HOLDBACK if None in longest else max(1, *(n or 0 for n in longest))
 
     def feed(self, chunk: bytes, end_of_stream: bool) -> bytes:
         if self.rejected is not None:

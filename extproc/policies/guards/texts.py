@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Slot:
     """One string in a parsed body: `holder[key]`."""
 
@@ -94,7 +94,13 @@ def _openai_chat(body: dict[str, Any]) -> Iterator[Slot]:
         if not isinstance(msg, dict):
             continue
         role = str(msg.get("role", ""))
-        yield from _content(msg, "content", _scope_of_role(role), role, i, ("text",))
+        content = msg.get("content")
+        if isinstance(content, str):  # the common case, without the generic walk
+            yield Slot(_scope_of_role(role), role, i, msg, "content")
+        elif content is not None:
+            yield from _content(msg, "content", _scope_of_role(role), role, i, ("text",))
+        if "tool_calls" not in msg and "function_call" not in msg:
+            continue
         for call in msg.get("tool_calls") or ():
             fn = call.get("function") if isinstance(call, dict) else None
             if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
