@@ -42,6 +42,7 @@ from extproc.operations import Operation, operation_of, refusal
 from extproc.policies.guards import stages as guard_stages
 from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.stream import StreamGuard
+from extproc.policies.guards.stream_hold import StreamHold
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -88,7 +89,8 @@ class RouterRequest:
     defer_direct: bool = False  # a direct route's guarded body waits for on_request_body_async
     deferred: tuple[ep.HttpBody, dict[str, Any]] | None = None
     response_guards: tuple[GuardConfig, ...] = ()  # for a complete JSON response
-    stream_guard: StreamGuard | None = None  # for a streamed response
+    stream_guard: StreamGuard | None = None  # regex guards on a streamed response
+    stream_hold: StreamHold | None = None  # remote guards on a streamed response
     response_headers: dict[str, str] = field(default_factory=dict)
     guard_request: str = ""  # decisions for the access log ("kind:action,...")
     guard_response: str = ""
@@ -292,8 +294,9 @@ class RouterRequest:
             return
         self.response_headers = headers
         if tr.streaming:
-            self.stream_guard = guard_stages.stream_guard(guards, op=self.op, streaming_enabled=policy.streaming)
-            skipped = [g.kind for g in guards if self.stream_guard is None or g.kind != "regex"]
+            self.stream_guard, self.stream_hold, skipped = guard_stages.stream_guards(
+                guards, op=self.op, streaming_enabled=policy.streaming
+            )
             for kind in skipped:  # agentgateway's default: streamed responses are not guarded
                 guard_stages.engine.record(guard=kind, phase="response", action="not_applied", route=self.route)
             self.skipped_guards = tuple(f"{k}:not_applied" for k in skipped)
@@ -384,6 +387,8 @@ class RouterRequest:
             if self.stream_guard is not None:
                 out = self.stream_guard.feed(msg.body if out is None else out, msg.end_of_stream)
                 guard_changed = self._note_stream_guard()
+            if self.stream_hold is not None:
+                out = self.stream_hold.hold(msg.body if out is None else out)
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
             if tr.streaming and not msg.end_of_stream and (first or guard_changed or tr.usage != self.reported_usage):
@@ -412,6 +417,8 @@ class RouterRequest:
         if not guards or op is None or not msg.end_of_stream or self.replacement_body is not None:
             if self.stream_guard is not None and msg.end_of_stream:
                 self._record_stream_guard()
+            if self.stream_hold is not None and msg.end_of_stream:
+                return await self._release_stream(resp)
             return resp
         mutation = resp.response_body.response
         body = mutation.body_mutation.body if mutation.HasField("body_mutation") else msg.body
@@ -432,6 +439,21 @@ class RouterRequest:
                 mutation.body_mutation.body = new_body
         out.dynamic_metadata.CopyFrom(self._metadata())
         return out
+
+    async def _release_stream(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """The end of a held stream: the remote guards' verdict decides what the client gets."""
+        hold = self.stream_hold
+        assert hold is not None
+        try:
+            out = await hold.release(headers=self.response_headers, route=self.route)
+        except Exception:
+            log.exception("response guards failed on a held stream")
+            out = guard_stages.error_event("The gateway failed to process the response.", anthropic=hold.anthropic)
+        resp.response_body.response.body_mutation.body = out
+        decisions = hold.outcome.summary() if hold.outcome is not None else ""
+        self.guard_response = ",".join(x for x in (self.guard_response, decisions) if x)
+        resp.dynamic_metadata.CopyFrom(self._metadata())
+        return resp
 
     def _record_stream_guard(self) -> None:
         sg = self.stream_guard

@@ -62,6 +62,7 @@ def webhook_guards(port: int, mode: str) -> str:
     hook = f"{{host: 127.0.0.1, port: {port}, failureMode: {mode}, timeout: 1s}}"
     return f"""
       promptGuard:
+        streaming: Enabled
         request: [{{webhook: {hook}}}]
         response: [{{webhook: {hook}}}]
 """
@@ -261,6 +262,26 @@ def test_webhook_pass_mask_reject(gateway: GatewayProcess, fake: FakeProviderThr
     assert fake.requests == []
     fake.set_behaviour(response_text="answer with MASKME inside")
     assert ask(client, "q").choices[0].message.content == "answer with [webhook-masked] inside"
+
+
+def test_webhook_on_streamed_responses(
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails
+) -> None:
+    """A remote guard judges the whole streamed answer: held, then released masked, or ended with an error."""
+    client = oai(gateway, "/a-hook")
+    fake.set_behaviour(response_text="streamed MASKME answer", chunks=6)
+    deltas = [c.choices[0].delta.content or "" for c in ask(client, "q", stream=True) if c.choices]  # type: ignore[union-attr]
+    assert "".join(deltas) == "streamed [webhook-masked] answer"
+    assert not any("MASKME" in d for d in deltas)
+    assert services.requests[-1].body == {
+        "body": {"choices": [{"message": {"role": "assistant", "content": "streamed MASKME answer"}}]}
+    }
+    fake.set_behaviour(response_text="streamed REJECTME answer", chunks=6)
+    seen = ""
+    with pytest.raises(openai.APIError) as err:
+        for chunk in ask(client, "q", stream=True):  # type: ignore[union-attr]
+            seen += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert "blocked by the webhook" in str(err.value) and "REJECTME" not in seen
 
 
 def test_webhook_down_fail_open_and_fail_closed(gateway: GatewayProcess, fake: FakeProviderThread) -> None:

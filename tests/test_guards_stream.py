@@ -1,14 +1,19 @@
-"""The streamed mask: a card number split across SSE events and chunk boundaries is masked, never leaked."""
+"""Streamed responses: the regex mask (a card split across events and chunks is masked, never leaked) and the
+hold-judge-release of remote guards."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
+from extproc.operations import OPERATIONS_BY_NAME
 from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.stream import StreamGuard
+from extproc.policies.guards.stream_hold import MAX_HELD_BYTES, StreamHold
+from tests.fakes.guardrails import FakeGuardrails
 
 CARD = "4111 1111 1111 1111"
 TEXT = f"Your card is {CARD}, and the backup is 5500-0000-0000-0004. Bye."
@@ -116,3 +121,40 @@ def test_clean_stream_passes_through_with_the_same_text() -> None:
     guard = StreamGuard(guards=(MASK,), anthropic=False)
     out = b"".join(run(guard, openai_stream(text, 4), 17))
     assert text_of(out, anthropic=False) == text and guard.summary() == [("regex", "allow")]
+
+
+# --- remote guards on streams: hold, judge, release ---------------------------------------------
+
+
+def _hold_run(hold: StreamHold, stream: bytes) -> bytes:
+    sent = [hold.hold(stream[i : i + 10]) for i in range(0, len(stream), 10)]
+    assert not any(sent), "nothing may leave before the verdict"
+    return asyncio.run(hold.release(headers={}, route="r"))
+
+
+@pytest.mark.parametrize("anthropic", [False, True])
+def test_held_stream_released_masked_or_replaced_by_an_error(anthropic: bool) -> None:
+    fake = FakeGuardrails().start()
+    try:
+        hook = GuardConfig(kind="webhook", message="x", url=f"http://127.0.0.1:{fake.port}")
+        op = OPERATIONS_BY_NAME["messages" if anthropic else "chat_completions"]
+        make = anthropic_stream if anthropic else openai_stream
+        out = _hold_run(StreamHold(guards=(hook,), op=op), make("say MASKME twice MASKME", 4))
+        assert text_of(out, anthropic=anthropic) == "say [webhook-masked] twice [webhook-masked]"
+        assert b"MASKME" not in out and (b"message_stop" in out if anthropic else b"[DONE]" in out)
+        clean = make("all fine", 3)
+        assert _hold_run(StreamHold(guards=(hook,), op=op), clean) == clean
+        out = _hold_run(StreamHold(guards=(hook,), op=op), make("REJECTME", 2))
+        assert b"blocked by the webhook" in out and b"REJECTME" not in out
+    finally:
+        fake.stop()
+
+
+def test_a_stream_too_long_to_hold_fails_closed() -> None:
+    hold = StreamHold(
+        guards=(GuardConfig(kind="webhook", message="x", url="http://127.0.0.1:9"),),
+        op=OPERATIONS_BY_NAME["chat_completions"],
+    )
+    first = hold.hold(b"x" * (MAX_HELD_BYTES + 1))
+    assert b"too long for the gateway's guardrails" in first and hold.hold(b"more") == b""
+    assert asyncio.run(hold.release(headers={}, route="r")) == b""

@@ -22,6 +22,16 @@ from extproc.operations import Operation
 from extproc.policies.guards import engine
 from extproc.policies.guards.config import GuardConfig, PromptGuardConfig
 from extproc.policies.guards.stream import StreamGuard
+from extproc.policies.guards.stream_hold import StreamHold, error_event
+
+__all__ = [
+    "GUARDED_OPERATIONS",
+    "STREAMED_OPERATIONS",
+    "error_event",
+    "guard_request",
+    "response_guards",
+    "stream_guards",
+]
 
 # Operations whose bodies carry prompts/answers the guards can read (texts.py).
 GUARDED_OPERATIONS = frozenset(("chat_completions", "messages", "responses", "completions"))
@@ -69,12 +79,21 @@ def response_guards(policy: PromptGuardConfig | None, *, op: Operation | None, s
     return policy.response
 
 
-def stream_guard(guards: tuple[GuardConfig, ...], *, op: Operation, streaming_enabled: bool) -> StreamGuard | None:
-    """The streamed-response guard, when `promptGuard.streaming: Enabled` (agentgateway's default is off)."""
+def stream_guards(
+    guards: tuple[GuardConfig, ...], *, op: Operation, streaming_enabled: bool
+) -> tuple[StreamGuard | None, StreamHold | None, tuple[str, ...]]:
+    """(regex stream mask, hold for remote guards, kinds not applied) for a streamed response.
+
+    Streams are guarded only with `promptGuard.streaming: Enabled` (agentgateway's default is
+    off, to keep streaming fast); a guard that does not run is reported, never silently skipped.
+    """
+    if not streaming_enabled or op.name not in STREAMED_OPERATIONS:
+        return None, None, tuple(g.kind for g in guards)
     regex = tuple(g for g in guards if g.kind == "regex")
-    if not streaming_enabled or not regex or op.name not in STREAMED_OPERATIONS:
-        return None
-    return StreamGuard(guards=regex, anthropic=op.client_api == "anthropic")
+    remote = tuple(g for g in guards if g.kind != "regex")
+    mask = StreamGuard(guards=regex, anthropic=op.client_api == "anthropic") if regex else None
+    hold = StreamHold(guards=remote, op=op) if remote else None
+    return mask, hold, ()
 
 
 async def guard_response_json(

@@ -28,6 +28,7 @@ import orjson
 
 from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.regex import RuleSet, Span, apply, compile_rules
+from extproc.policies.guards.stream_hold import error_event
 from extproc.sse import SSEDecoder, SSEEvent
 
 HOLDBACK = 256  # characters held per channel when a custom pattern's match length is unbounded
@@ -191,11 +192,7 @@ class StreamGuard:
         return out
 
     def _error_event(self, guard: GuardConfig) -> bytes:
-        if self.anthropic:
-            err = {"type": "error", "error": {"type": "permission_error", "message": guard.message}}
-            return b"event: error\ndata: " + orjson.dumps(err) + b"\n\n"
-        body = {"error": {"message": guard.message, "type": "permission_error", "code": "guardrail_rejected"}}
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+        return error_event(guard.message, anthropic=self.anthropic)
 
 
 class _Rejected(Exception):
