@@ -11,6 +11,7 @@ plus the decision metrics and access-log fields (and never the prompt text in ei
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from tests.fakes.guardrails import FakeGuardrails
+from tests.gcp_fake import FakeTokenServer
 from tests.harness import GatewayProcess, free_port, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = pytest.mark.integration
@@ -68,7 +70,42 @@ def webhook_guards(port: int, mode: str) -> str:
 """
 
 
-def manifests(*, port: int, upstream: int, guards: int, dead: int) -> str:
+def cloud_guards(port: int) -> str:
+    at = f"host: 127.0.0.1, port: {port}"
+    bedrock = f"bedrockGuardrails: {{identifier: gr-1, version: '2', region: eu-west-1, {at}, " + (
+        "policies: {auth: {aws: {secretRef: {name: aws-keys}}}}}"
+    )
+    armor = f"googleModelArmor: {{templateId: t, projectId: p, {at}, " + (
+        "policies: {auth: {gcp: {secretRef: {name: gcp-sa}}}}}"
+    )
+    azure = (
+        f"azureContentSafety: {{endpoint: cs.cognitiveservices.azure.com, {at}, analyzeText: {{severityThreshold: 4}}, "
+        "policies: {auth: {key: az-content-key}}}"
+    )
+    return f"""
+      promptGuard:
+        request: [{{{bedrock}}}, {{{armor}}}, {{{azure}}}]
+        response: [{{{bedrock}}}, {{{armor}}}, {{{azure}}}]
+"""
+
+
+def secrets(credentials_json: str) -> str:
+    encoded = base64.b64encode(credentials_json.encode()).decode()
+    return f"""---
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws-keys, namespace: default}}
+stringData: {{accessKey: AKIAGUARDTEST, secretKey: guard-aws-secret}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: gcp-sa, namespace: default}}
+data:
+  credentials.json: {encoded}
+"""
+
+
+def manifests(*, port: int, upstream: int, guards: int, dead: int, credentials_json: str = "{}") -> str:
     routes = http_route_yaml(
         route_rule("/v1", "guarded-openai"),
         route_rule("/claude", "guarded-claude", rewrite=True),
@@ -76,6 +113,7 @@ def manifests(*, port: int, upstream: int, guards: int, dead: int) -> str:
         route_rule("/b-open", "hook-open", rewrite=True),
         route_rule("/c-down", "hook-down", rewrite=True),
         route_rule("/d-mod", "moderated", rewrite=True),
+        route_rule("/e-cloud", "clouds", rewrite=True),
     )
     moderation = f"""
       promptGuard:
@@ -91,6 +129,8 @@ def manifests(*, port: int, upstream: int, guards: int, dead: int) -> str:
         + backend("hook-open", "openai", upstream, webhook_guards(dead, "FailOpen"))
         + backend("hook-down", "openai", upstream, webhook_guards(dead, "FailClosed"))
         + backend("moderated", "openai", upstream, moderation)
+        + backend("clouds", "anthropic", upstream, cloud_guards(guards))
+        + secrets(credentials_json)
     )
 
 
@@ -109,9 +149,20 @@ def services() -> Iterator[FakeGuardrails]:
 
 
 @pytest.fixture(scope="module")
-def gateway(provider: FakeProviderThread, services: FakeGuardrails) -> Iterator[GatewayProcess]:
+def oauth() -> Iterator[FakeTokenServer]:
+    server = FakeTokenServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(provider: FakeProviderThread, services: FakeGuardrails, oauth: FakeTokenServer) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(workers=2)
-    gw.write("gw.yaml", manifests(port=gw.port, upstream=provider.port, guards=services.port, dead=free_port()))
+    sa = json.dumps(oauth.service_account())
+    gw.write(
+        "gw.yaml",
+        manifests(port=gw.port, upstream=provider.port, guards=services.port, dead=free_port(), credentials_json=sa),
+    )
     gw.start()
     yield gw
     assert gw.stop() == 0
@@ -308,6 +359,60 @@ def test_openai_moderation(gateway: GatewayProcess, fake: FakeProviderThread, se
         ask(client, "FLAGME")
     assert err.value.response.json()["error"]["message"] == "The request was rejected due to inappropriate content"
     assert fake.requests == []
+
+
+# --- Bedrock Guardrails, Model Armor, Azure AI Content Safety -------------------------------------
+
+
+def test_cloud_guards_in_order_on_request_and_response(
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails
+) -> None:
+    """OpenAI client, Anthropic upstream: each service asked in turn, with its credential and wire shape."""
+    resp = ask(oai(gateway, "/e-cloud"), "please ANONYMIZEME")
+    assert [r.path for r in services.requests] == [
+        "/guardrail/gr-1/version/2/apply",
+        "/v1/projects/p/locations/us-central1/templates/t:sanitizeUserPrompt",
+        "/contentsafety/text:analyze",
+        "/guardrail/gr-1/version/2/apply",
+        "/v1/projects/p/locations/us-central1/templates/t:sanitizeModelResponse",
+        "/contentsafety/text:analyze",
+    ]
+    bedrock, armor, azure = services.requests[:3]
+    assert "/eu-west-1/bedrock/aws4_request" in bedrock.headers["authorization"]
+    assert bedrock.body == {"source": "INPUT", "content": [{"text": {"text": "please ANONYMIZEME"}}]}
+    assert armor.headers["authorization"].startswith("Bearer ") and armor.body == {
+        "userPromptData": {"text": "please {ANONYMIZED}"}
+    }
+    assert azure.headers["ocp-apim-subscription-key"] == "az-content-key"
+    assert json.loads(fake.requests[0].body)["messages"][0]["content"] == [
+        {"type": "text", "text": "please {ANONYMIZED}"}
+    ]
+    assert resp.choices[0].message.content == "Hello from fake: please {ANONYMIZED}"
+    assert services.requests[3].body["source"] == "OUTPUT"
+
+
+@pytest.mark.parametrize("marker", ["BLOCKME", "BLOCKLISTME"])
+def test_cloud_guards_reject(gateway: GatewayProcess, fake: FakeProviderThread, marker: str) -> None:
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(oai(gateway, "/e-cloud"), f"tell me {marker}")
+    assert fake.requests == []
+    fake.set_behaviour(response_text=f"answer {marker}")
+    with pytest.raises(anthropic.PermissionDeniedError) as err:
+        anthropic.Anthropic(base_url=f"{gateway.url}/e-cloud", api_key="k", max_retries=0).messages.create(
+            model="c", max_tokens=9, messages=[{"role": "user", "content": "q"}]
+        )
+    assert err.value.response.json()["error"]["message"] == "The response was rejected due to inappropriate content"
+
+
+def test_cloud_guard_down_fails_closed(
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails
+) -> None:
+    services.mode = "error"
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(oai(gateway, "/e-cloud"), "hi")
+    assert err.value.status_code == 503 and err.value.response.json()["error"]["code"] == "guardrail_unavailable"
+    assert fake.requests == []
+    assert "guard-aws-secret" not in gateway.log() and "az-content-key" not in gateway.log()
 
 
 # --- observability -------------------------------------------------------------------------------
