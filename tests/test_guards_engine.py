@@ -10,14 +10,17 @@ import asyncio
 import copy
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from extproc import metrics
 from extproc.contract import AuthConfig
+from extproc.credentials import azure as credentials_azure
 from extproc.policies.guards import engine
 from extproc.policies.guards.config import GuardConfig, HeaderMatchConfig
+from tests.fakes.entra import FakeEntra
 from tests.fakes.guardrails import FakeGuardrails
 from tests.gcp_fake import FakeTokenServer
 
@@ -268,3 +271,25 @@ def test_guards_run_in_order_and_stop_at_the_first_rejection(svc: FakeGuardrails
     assert out.decisions == [("regex", "mask"), ("webhook", "reject")]
     assert svc.requests[-1].body["body"]["messages"][1]["content"] == "REJECTME <EMAIL_ADDRESS>"
     assert original != body
+
+
+def test_azure_content_safety_with_an_entra_service_principal(
+    svc: FakeGuardrails, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard's Entra ID token comes from the providers' credential module (cognitiveservices scope)."""
+    entra = FakeEntra(tmp_path).start()
+    credentials_azure.reset()
+    try:
+        for key, value in entra.entra_env().items():
+            monkeypatch.setenv(key, value)
+        params = {"mode": "client_secret", "tenant_id": "t-1", "client_id": "c-1", "client_secret": "sp-secret-9"}
+        auth = AuthConfig(header="", prefix="", kind="azure", source="secret default/sp", params=params)
+        settings = {"analyzeText": "1", "severityThreshold": "2", "analyzeApiVersion": "2024-09-01"}
+        guard = remote(svc, "azureContentSafety", auth=auth, settings=settings)
+        assert run((guard,), chat("hi")).decisions == [("azureContentSafety", "allow")]
+        assert svc.requests[-1].headers["authorization"] == "Bearer entra-at-1"
+        [grant] = entra.grants
+        assert grant.scope == "https://cognitiveservices.azure.com/.default" and grant.form["client_id"] == "c-1"
+    finally:
+        credentials_azure.reset()
+        entra.stop()

@@ -23,7 +23,7 @@ applies the failure mode. Messages name the guard and the status, never a creden
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -100,6 +100,11 @@ def _as_provider(guard: GuardConfig, kind: str) -> ProviderConfig:
         auth=guard.auth,
         settings={"region": guard.settings.get("region", "")} if guard.settings.get("region") else {},
     )
+
+
+def credential_views(guards: Iterable[GuardConfig]) -> list[ProviderConfig]:
+    """Provider-shaped views of the guards' token credentials, so they are fetched before the first request."""
+    return [v for g in guards if (v := _credential_headers(g)[1]) is not None]
 
 
 def _credential_headers(guard: GuardConfig) -> tuple[dict[str, str], ProviderConfig | None]:
