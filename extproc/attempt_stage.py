@@ -176,7 +176,8 @@ class AttemptRequest:
                 common.header_mutation.set_headers.append(set_header("content-length", str(len(guarded.raw))))
                 common.body_mutation.body = guarded.raw
         if summary:
-            resp.dynamic_metadata.update({wire.METADATA_NAMESPACE: {wire.GUARD_REQUEST_METADATA_KEY: summary}})
+            ours = resp.dynamic_metadata.fields[wire.METADATA_NAMESPACE].struct_value
+            ours.fields[wire.GUARD_REQUEST_METADATA_KEY].string_value = summary
         return resp
 
     def _anthropic_client(self) -> bool:

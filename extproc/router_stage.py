@@ -433,12 +433,14 @@ class RouterRequest:
         if outcome.rejection is not None:
             rejection = outcome.rejection
             out = self._error(rejection.status, rejection.message, rejection.code)
-        else:
-            out = resp
-            if new_body is not None:
-                mutation.body_mutation.body = new_body
-        out.dynamic_metadata.CopyFrom(self._metadata())
-        return out
+            out.dynamic_metadata.CopyFrom(self._metadata())
+            return out
+        if new_body is not None:
+            mutation.body_mutation.body = new_body
+        # _finish wrote the metadata before the guards ran: add their field only (Struct updates are slow).
+        ours = resp.dynamic_metadata.fields[wire.METADATA_NAMESPACE].struct_value
+        ours.fields[wire.GUARD_RESPONSE_METADATA_KEY].string_value = self.guard_response
+        return resp
 
     async def _release_stream(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
         """The end of a held stream: the remote guards' verdict decides what the client gets."""
