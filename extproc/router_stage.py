@@ -53,6 +53,20 @@ log = logging.getLogger("llmgw.extproc")
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
 _CONTINUE_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
+# Headers by which the attempt stage's own replies tell the router stage about them; on a direct
+# route the router stage sends such a reply itself, so they must not reach the client.
+_INTERNAL_REPLY_HEADERS = frozenset((wire.ANSWERED_HEADER, wire.GUARD_HEADER))
+
+
+def _own_reply(resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+    """An attempt-stage reply the router stage answers itself, without the stage-to-stage headers."""
+    if resp.HasField("immediate_response"):
+        headers = resp.immediate_response.headers.set_headers
+        keep = [h for h in headers if h.header.key not in _INTERNAL_REPLY_HEADERS]
+        if len(keep) != len(headers):
+            del headers[:]
+            headers.extend(keep)
+    return resp
 
 
 @dataclass
@@ -121,7 +135,7 @@ class RouterRequest:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
             self.direct = AttemptRequest(config=self.config, route=wire.route_of_route_name(str(route_name)) or "")
-            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            return _own_reply(self.direct.start(provider, headers, end_of_stream=msg.end_of_stream))
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -188,11 +202,11 @@ class RouterRequest:
         self.defer_direct = self.direct is not None and self.direct.guards() is not None
         resp = self.on_request_body(msg)
         if self.deferred is None:
-            return resp
+            return _own_reply(resp) if self.direct is not None else resp
         body_msg, parsed = self.deferred
         self.deferred = None
         assert self.direct is not None
-        resp = await self.direct.on_request_body_async(body_msg, parsed=parsed)
+        resp = _own_reply(await self.direct.on_request_body_async(body_msg, parsed=parsed))
         if resp.HasField("immediate_response"):
             self.done = True
         ours = resp.dynamic_metadata.fields.get(wire.METADATA_NAMESPACE)

@@ -198,7 +198,13 @@ def test_request_reject_in_openai_schema(gateway: GatewayProcess, fake: FakeProv
     with pytest.raises(openai.UnprocessableEntityError) as err:
         ask(oai(gateway, prefix), "my ssn is 123-45-6789")
     body = err.value.response.json()
-    assert body["error"]["message"] == "No SSNs, please." and body["error"]["code"] == "guardrail_rejected"
+    assert body["error"] == {
+        "message": "No SSNs, please.",
+        "type": "invalid_request_error",
+        "code": "guardrail_rejected",
+        "param": None,
+    }
+    assert not [h for h in err.value.response.headers if h.startswith("x-llmgw")]  # stage-to-stage headers stay inside
     assert fake.requests == []
 
 
