@@ -70,7 +70,9 @@ class GuardIR:
     patterns: tuple[str, ...] = ()  # regex: RE2 patterns
     url: str = ""  # remote kinds: scheme://host:port of the service
     verify_tls: bool = True
-    timeout_s: float = 3.0
+    sni: str = ""  # policies.tls.sni ("": the host)
+    timeout_s: float = 3.0  # policies.http.requestTimeout (webhook: timeout)
+    connect_timeout_s: float | None = None  # policies.tcp.connectTimeout
     failure_mode: str = "FailClosed"  # webhook: FailOpen | FailClosed
     forward_headers: tuple[StringMatchIR, ...] = ()  # webhook: forwardHeaderMatches
     settings: tuple[tuple[str, str], ...] = ()  # model, identifier, version, region, templateId, ...

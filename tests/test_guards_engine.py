@@ -293,3 +293,31 @@ def test_azure_content_safety_with_an_entra_service_principal(
     finally:
         credentials_azure.reset()
         entra.stop()
+
+
+def test_responses_and_completions_requests() -> None:
+    guard = GuardConfig(
+        kind="regex", message="x", builtins=("Email",), scope=("SystemPrompt", "Messages", "ToolOutput")
+    )
+    body: dict[str, Any] = {
+        "instructions": "cc ops@corp.example",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "to a@b.co"}]},
+            {"type": "function_call", "call_id": "1", "name": "f", "arguments": '{"to": "c@d.co"}'},
+            {"type": "function_call_output", "call_id": "1", "output": "sent to c@d.co"},
+        ],
+    }
+    run((guard,), body, op="responses")
+    assert body["instructions"] == "cc <EMAIL_ADDRESS>"
+    assert body["input"][0]["content"][0]["text"] == "to <EMAIL_ADDRESS>"
+    assert body["input"][1]["arguments"] == '{"to": "c@d.co"}'  # ToolInput not in this guard's scope
+    assert body["input"][2]["output"] == "sent to <EMAIL_ADDRESS>"
+    plain: dict[str, Any] = {"input": "write to a@b.co"}
+    run((guard,), plain, op="responses")
+    assert plain["input"] == "write to <EMAIL_ADDRESS>"
+    legacy: dict[str, Any] = {"prompt": ["one a@b.co", "two"]}
+    run((guard,), legacy, op="completions")
+    assert legacy["prompt"] == ["one <EMAIL_ADDRESS>", "two"]
+    answer = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "mail x@y.io"}]}]}
+    run((guard,), answer, op="responses", phase="response")
+    assert answer["output"][0]["content"][0]["text"] == "mail <EMAIL_ADDRESS>"

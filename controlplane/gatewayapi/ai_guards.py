@@ -352,7 +352,7 @@ def _service(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         policies = {}
     _unknown(ctx, f"{where}.policies", policies, _POLICY_FIELDS)
     tls_policy = policies.get("tls")
-    verify = True
+    verify, sni = True, ""
     if tls_policy is not None:
         if not isinstance(tls_policy, Mapping):
             ctx.fail(f"{where}.policies.tls", "must be a mapping")
@@ -362,9 +362,13 @@ def _service(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         if skip not in (None, False, "All"):
             ctx.fail(f"{where}.policies.tls.insecureSkipVerify", "llmgw supports All (no verification) here")
         verify = skip in (None, False)
+        sni = tls_policy.get("sni", "")
+        if not isinstance(sni, str) or "/" in sni:
+            ctx.fail(f"{where}.policies.tls.sni", "must be a host name")
+            sni = ""
     default_host = settings.pop("host", "") or _DEFAULT_HOSTS.get(kind, "").format(**settings)
     url, _ = _address(ctx, where, body, default_host, tls=tls_policy is not None)
-    timeout = DEFAULT_TIMEOUT_S
+    timeout, connect = DEFAULT_TIMEOUT_S, None
     for policy, fld in (("http", "requestTimeout"), ("tcp", "connectTimeout")):
         block = policies.get(policy)
         if block is None:
@@ -376,13 +380,17 @@ def _service(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         value = _timeout(ctx, f"{where}.policies.{policy}.{fld}", block.get(fld))
         if policy == "http":
             timeout = value
+        elif fld in block:
+            connect = value
     auth = _auth(ctx, f"{where}.policies.auth", policies.get("auth"), kind, settings)
     return GuardIR(
         **{
             **_fields(base),
             "url": url,
             "verify_tls": verify,
+            "sni": sni,
             "timeout_s": timeout,
+            "connect_timeout_s": connect,
             "settings": tuple(sorted(settings.items())),
             "auth": auth,
         }

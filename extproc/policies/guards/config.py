@@ -31,7 +31,9 @@ class GuardConfig:
     patterns: tuple[str, ...] = ()
     url: str = ""
     verify_tls: bool = True
+    sni: str = ""
     timeout_s: float = 3.0
+    connect_timeout_s: float | None = None
     failure_mode: str = "FailClosed"
     forward_headers: tuple[HeaderMatchConfig, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)

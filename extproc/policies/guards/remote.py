@@ -74,9 +74,12 @@ async def _post(
         except CredentialError as exc:
             raise GuardUnavailable(f"{guard.kind}: no credential: {exc}") from None
     try:
+        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=guard.connect_timeout_s)
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
-            session.post(url, data=raw, headers=out, ssl=bool(guard.verify_tls)) as resp,
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(
+                url, data=raw, headers=out, ssl=bool(guard.verify_tls), server_hostname=guard.sni or None
+            ) as resp,
         ):
             data = await resp.content.read(MAX_ANSWER_BYTES)
             if not 200 <= resp.status < 300:
