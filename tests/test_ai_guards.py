@@ -113,3 +113,18 @@ def test_guards_travel_the_config_channel_and_never_print() -> None:
     assert policy.request[1].forward_headers[0].name == "x-team" and policy.request[1].failure_mode == "FailOpen"
     assert policy.response[0].builtins == ("CreditCard", "Email")
     assert SECRET not in repr(back) and SECRET not in str(policy)  # ... nothing else shows it
+
+
+def test_references_stay_in_the_namespace_and_legacy_names_are_reported() -> None:
+    _, problems = parse(
+        """
+        request:
+          - webhook: {backendRef: {name: hook, namespace: other, port: 80}}
+          - regex: {matches: [{pattern: "x+", name: X}]}
+        """
+    )
+    assert problems == [
+        "spec.backend.ai.promptGuard.request[0].webhook.backendRef.namespace: llmgw calls guard webhooks in the "
+        "object's own namespace only (no ReferenceGrant for them)",
+        "spec.backend.ai.promptGuard.request[1].regex.matches[0].name: is not supported by llmgw",
+    ]

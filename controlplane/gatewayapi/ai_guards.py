@@ -201,10 +201,11 @@ def _regex(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Guar
         ctx.fail(f"{where}.matches", "must be a list of regular expressions")
         matches = []
     for i, m in enumerate(matches):
-        # agentgateway's current type is a list of strings; older manifests wrote {pattern, name}.
+        # agentgateway's current type is a list of strings; older manifests wrote {pattern, name}:
+        # the pattern is read, a `name` is reported (llmgw masks every custom match as <masked>).
         pattern = m.get("pattern") if isinstance(m, Mapping) else m
         if isinstance(m, Mapping):
-            _unknown(ctx, f"{where}.matches[{i}]", m, {"pattern", "name"})
+            _unknown(ctx, f"{where}.matches[{i}]", m, {"pattern"})
         if not isinstance(pattern, str) or not pattern or len(pattern) > 1024:
             ctx.fail(f"{where}.matches[{i}]", "must be a regular expression of 1-1024 characters")
             continue
@@ -283,6 +284,13 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
             ctx.fail(f"{where}.backendRef.port", "is required for a Service (an integer 1-65535)")
             return None
         namespace = ref.get("namespace") or ctx.res.namespace
+        if namespace != ctx.res.namespace:
+            ctx.fail(
+                f"{where}.backendRef.namespace",
+                "llmgw calls guard webhooks in the object's own namespace only (no ReferenceGrant for them)",
+                "RefNotPermitted",
+            )
+            return None
         default_host = f"{ref['name']}.{namespace}.svc.cluster.local"
         body = {**body, "port": port, "host": default_host}
     url, _ = _address(ctx, where, body, default_host, tls=False)
