@@ -84,6 +84,7 @@ def cloud_guards(port: int) -> str:
     )
     return f"""
       promptGuard:
+        streaming: Enabled
         request: [{{{bedrock}}}, {{{armor}}}, {{{azure}}}]
         response: [{{{bedrock}}}, {{{armor}}}, {{{azure}}}]
 """
@@ -114,6 +115,7 @@ def manifests(*, port: int, upstream: int, guards: int, dead: int, credentials_j
         route_rule("/c-down", "hook-down", rewrite=True),
         route_rule("/d-mod", "moderated", rewrite=True),
         route_rule("/e-cloud", "clouds", rewrite=True),
+        route_rule("/f-hook", "hooked-claude", rewrite=True),
     )
     moderation = f"""
       promptGuard:
@@ -130,6 +132,7 @@ def manifests(*, port: int, upstream: int, guards: int, dead: int, credentials_j
         + backend("hook-down", "openai", upstream, webhook_guards(dead, "FailClosed"))
         + backend("moderated", "openai", upstream, moderation)
         + backend("clouds", "anthropic", upstream, cloud_guards(guards))
+        + backend("hooked-claude", "anthropic", upstream, webhook_guards(guards, "FailClosed"))
         + secrets(credentials_json)
     )
 
@@ -302,8 +305,11 @@ def test_json_reject_in_client_schema(gateway: GatewayProcess, fake: FakeProvide
 # --- webhook -------------------------------------------------------------------------------------
 
 
-def test_webhook_pass_mask_reject(gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails) -> None:
-    client = oai(gateway, "/a-hook")
+@pytest.mark.parametrize("prefix", ["/a-hook", "/f-hook"])  # OpenAI upstream, Anthropic upstream
+def test_webhook_pass_mask_reject(
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails, prefix: str
+) -> None:
+    client = oai(gateway, prefix)
     assert ask(client, "hello").choices[0].message.content == "Hello from fake: hello"
     assert [r.path for r in services.requests] == ["/request", "/response"]
     assert services.requests[0].body == {"body": {"messages": [{"role": "user", "content": "hello"}]}}
@@ -321,11 +327,12 @@ def test_webhook_pass_mask_reject(gateway: GatewayProcess, fake: FakeProviderThr
     assert ask(client, "q").choices[0].message.content == "answer with [webhook-masked] inside"
 
 
+@pytest.mark.parametrize("prefix", ["/a-hook", "/f-hook"])
 def test_webhook_on_streamed_responses(
-    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails, prefix: str
 ) -> None:
     """A remote guard judges the whole streamed answer: held, then released masked, or ended with an error."""
-    client = oai(gateway, "/a-hook")
+    client = oai(gateway, prefix)
     fake.set_behaviour(response_text="streamed MASKME answer", chunks=6)
     deltas = [c.choices[0].delta.content or "" for c in ask(client, "q", stream=True) if c.choices]  # type: ignore[union-attr]
     assert "".join(deltas) == "streamed [webhook-masked] answer"
@@ -408,6 +415,27 @@ def test_cloud_guards_reject(gateway: GatewayProcess, fake: FakeProviderThread, 
             model="c", max_tokens=9, messages=[{"role": "user", "content": "q"}]
         )
     assert err.value.response.json()["error"]["message"] == "The response was rejected due to inappropriate content"
+
+
+def test_cloud_guards_on_a_streamed_answer(
+    gateway: GatewayProcess, fake: FakeProviderThread, services: FakeGuardrails
+) -> None:
+    fake.set_behaviour(response_text="streamed ANONYMIZEME reply", chunks=5)
+    deltas = [c.choices[0].delta.content or "" for c in ask(oai(gateway, "/e-cloud"), "q", stream=True) if c.choices]  # type: ignore[union-attr]
+    assert "".join(deltas) == "streamed {ANONYMIZED} reply"
+    assert [r.path.rsplit(":", 1)[-1] for r in services.requests[-3:]] == [
+        "/guardrail/gr-1/version/2/apply",
+        "sanitizeModelResponse",
+        "analyze",
+    ]
+    assert services.requests[-3].body == {
+        "source": "OUTPUT",
+        "content": [{"text": {"text": "streamed ANONYMIZEME reply"}}],
+    }
+    fake.set_behaviour(response_text="streamed BLOCKME reply", chunks=5)
+    with pytest.raises(openai.APIError) as err:
+        list(ask(oai(gateway, "/e-cloud"), "q", stream=True))  # type: ignore[call-overload]
+    assert "The response was rejected due to inappropriate content" in str(err.value)
 
 
 def test_cloud_guard_down_fails_closed(
