@@ -41,8 +41,9 @@ from extproc.headers import attribute, header_dict, provider_from_host_metadata,
 from extproc.operations import Operation, operation_of, refusal
 from extproc.policies.guards import stages as guard_stages
 from extproc.policies.guards.config import GuardConfig
+from extproc.policies.guards.engine import record as record_guard
 from extproc.policies.guards.stream import StreamGuard
-from extproc.policies.guards.stream_hold import StreamHold
+from extproc.policies.guards.stream_hold import StreamHold, error_event
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -312,7 +313,7 @@ class RouterRequest:
                 guards, op=self.op, streaming_enabled=policy.streaming
             )
             for kind in skipped:  # agentgateway's default: streamed responses are not guarded
-                guard_stages.engine.record(guard=kind, phase="response", action="not_applied", route=self.route)
+                record_guard(guard=kind, phase="response", action="not_applied", route=self.route)
             self.skipped_guards = tuple(f"{k}:not_applied" for k in skipped)
             self.guard_response = ",".join(self.skipped_guards)
         else:
@@ -408,7 +409,7 @@ class RouterRequest:
             if tr.streaming and not msg.end_of_stream and (first or guard_changed or tr.usage != self.reported_usage):
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
-        if msg.end_of_stream and not self.done:
+        if msg.end_of_stream and not self.done and not self.response_guards:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
@@ -429,11 +430,14 @@ class RouterRequest:
         resp = self.on_response_body(msg)
         guards, op = self.response_guards, self.op
         if not guards or op is None or not msg.end_of_stream or self.replacement_body is not None:
+            if guards and msg.end_of_stream and not self.done:  # no guarding after all: finish as usual
+                resp.dynamic_metadata.CopyFrom(self._finish())
             if self.stream_guard is not None and msg.end_of_stream:
                 self._record_stream_guard()
             if self.stream_hold is not None and msg.end_of_stream:
                 return await self._release_stream(resp)
             return resp
+        # The JSON answer is complete and translated: guard it, then finish (metrics see the final status).
         mutation = resp.response_body.response
         body = mutation.body_mutation.body if mutation.HasField("body_mutation") else msg.body
         try:
@@ -442,18 +446,20 @@ class RouterRequest:
             )
         except Exception:
             log.exception("response guards failed (%s)", op.name)
-            return self._error(500, "The gateway failed to process the response.", "gateway_error")
+            self.status = 500
+            out = self._error(500, "The gateway failed to process the response.", "gateway_error")
+            out.dynamic_metadata.CopyFrom(self._finish())
+            return out
         self.guard_response = outcome.summary()
         if outcome.rejection is not None:
             rejection = outcome.rejection
+            self.status = rejection.status
             out = self._error(rejection.status, rejection.message, rejection.code)
-            out.dynamic_metadata.CopyFrom(self._metadata())
+            out.dynamic_metadata.CopyFrom(self._finish())
             return out
         if new_body is not None:
             mutation.body_mutation.body = new_body
-        # _finish wrote the metadata before the guards ran: add their field only (Struct updates are slow).
-        ours = resp.dynamic_metadata.fields[wire.METADATA_NAMESPACE].struct_value
-        ours.fields[wire.GUARD_RESPONSE_METADATA_KEY].string_value = self.guard_response
+        resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
     async def _release_stream(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
@@ -464,7 +470,7 @@ class RouterRequest:
             out = await hold.release(headers=self.response_headers, route=self.route)
         except Exception:
             log.exception("response guards failed on a held stream")
-            out = guard_stages.error_event("The gateway failed to process the response.", anthropic=hold.anthropic)
+            out = error_event("The gateway failed to process the response.", anthropic=hold.anthropic)
         resp.response_body.response.body_mutation.body = out
         decisions = hold.outcome.summary() if hold.outcome is not None else ""
         self.guard_response = ",".join(x for x in (self.guard_response, decisions) if x)
@@ -476,7 +482,7 @@ class RouterRequest:
         if sg is None:
             return
         for kind, action in sg.summary():
-            guard_stages.engine.record(guard=kind, phase="response", action=action, route=self.route)
+            record_guard(guard=kind, phase="response", action=action, route=self.route)
 
     def on_stream_closed(self) -> None:
         """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.

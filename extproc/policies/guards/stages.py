@@ -22,16 +22,7 @@ from extproc.operations import Operation
 from extproc.policies.guards import engine
 from extproc.policies.guards.config import GuardConfig, PromptGuardConfig
 from extproc.policies.guards.stream import StreamGuard
-from extproc.policies.guards.stream_hold import StreamHold, error_event
-
-__all__ = [
-    "GUARDED_OPERATIONS",
-    "STREAMED_OPERATIONS",
-    "error_event",
-    "guard_request",
-    "response_guards",
-    "stream_guards",
-]
+from extproc.policies.guards.stream_hold import StreamHold
 
 # Operations whose bodies carry prompts/answers the guards can read (texts.py).
 GUARDED_OPERATIONS = frozenset(("chat_completions", "messages", "responses", "completions"))
