@@ -19,6 +19,7 @@ from extproc import metrics
 from extproc.contract import AuthConfig
 from extproc.credentials import azure as credentials_azure
 from extproc.policies.guards import engine
+from extproc.policies.guards import remote as guard_services
 from extproc.policies.guards.config import GuardConfig, HeaderMatchConfig
 from tests.fakes.entra import FakeEntra
 from tests.fakes.guardrails import FakeGuardrails
@@ -321,3 +322,22 @@ def test_responses_and_completions_requests() -> None:
     answer = {"output": [{"type": "message", "content": [{"type": "output_text", "text": "mail x@y.io"}]}]}
     run((guard,), answer, op="responses", phase="response")
     assert answer["output"][0]["content"][0]["text"] == "mail <EMAIL_ADDRESS>"
+
+
+def test_the_workers_session_reuses_connections(svc: FakeGuardrails) -> None:
+    """Opened by the worker: guard calls share kept-alive connections (one TLS handshake, not one per call)."""
+    hook = remote(svc, "webhook")
+
+    async def calls() -> None:
+        await guard_services.open_shared()
+        try:
+            for _ in range(3):
+                await engine.run((hook,), chat("x"), op="chat_completions", phase="request", headers={}, route="r")
+        finally:
+            await guard_services.close_shared()
+
+    asyncio.run(calls())
+    assert len({r.client_port for r in svc.requests}) == 1 and len(svc.requests) == 3
+    run((hook,), chat("x"))
+    run((hook,), chat("x"))
+    assert len({r.client_port for r in svc.requests[3:]}) == 2  # without it, one connection per call

@@ -41,6 +41,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: Any
+    client_port: int = 0  # the caller's TCP port: equal ports mean a reused connection
 
 
 @dataclass
@@ -60,6 +61,8 @@ class FakeGuardrails:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real services
+
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
@@ -71,7 +74,8 @@ class FakeGuardrails:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
-                rec = Recorded("POST", parts.path, parts.query, {k.lower(): v for k, v in self.headers.items()}, body)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                rec = Recorded("POST", parts.path, parts.query, headers, body, self.client_address[1])
                 with fake._lock:
                     fake.requests.append(rec)
                 if fake.mode == "hang":

@@ -23,6 +23,7 @@ applies the failure mode. Messages name the guard and the status, never a creden
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,33 @@ from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.policies.guards.config import GuardConfig
 
 MAX_ANSWER_BYTES = 4 << 20
+# The worker's session (opened by `open_shared`): connections to guard services are kept and
+# reused, so a TLS service costs one handshake per connection, not one per request.
+_shared: aiohttp.ClientSession | None = None
+_shared_loop: asyncio.AbstractEventLoop | None = None
+
+
+async def open_shared() -> None:
+    """Start reusing connections to guard services in this event loop (the worker calls it once)."""
+    global _shared, _shared_loop
+    if _shared is None or _shared.closed:
+        _shared = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30))
+        _shared_loop = asyncio.get_running_loop()
+
+
+async def close_shared() -> None:
+    global _shared, _shared_loop
+    session, _shared, _shared_loop = _shared, None, None
+    if session is not None:
+        await session.close()
+
+
+def _session() -> tuple[aiohttp.ClientSession, bool]:
+    """(session, whether the caller owns it): the worker's, or one for this call (tests, other loops)."""
+    shared = _shared
+    if shared is not None and not shared.closed and _shared_loop is asyncio.get_running_loop():
+        return shared, False
+    return aiohttp.ClientSession(), True
 
 
 class GuardUnavailable(Exception):
@@ -75,15 +103,22 @@ async def _post(
             raise GuardUnavailable(f"{guard.kind}: no credential: {exc}") from None
     try:
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=guard.connect_timeout_s)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(
-                url, data=raw, headers=out, ssl=bool(guard.verify_tls), server_hostname=guard.sni or None
-            ) as resp,
-        ):
-            data = await resp.content.read(MAX_ANSWER_BYTES)
-            if not 200 <= resp.status < 300:
-                raise GuardUnavailable(f"{guard.kind}: {urlsplit(url).netloc} answered HTTP {resp.status}")
+        session, owned = _session()
+        try:
+            async with session.post(
+                url,
+                data=raw,
+                headers=out,
+                timeout=timeout,
+                ssl=bool(guard.verify_tls),
+                server_hostname=guard.sni or None,
+            ) as resp:
+                data = await resp.content.read(MAX_ANSWER_BYTES)
+                if not 200 <= resp.status < 300:
+                    raise GuardUnavailable(f"{guard.kind}: {urlsplit(url).netloc} answered HTTP {resp.status}")
+        finally:
+            if owned:
+                await session.close()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise GuardUnavailable(f"{guard.kind}: {urlsplit(url).netloc} unreachable: {type(exc).__name__}") from None
     try:
