@@ -26,18 +26,15 @@ from typing import Any
 
 import re2
 
-from controlplane.gatewayapi.cloud_auth import Ctx, cloud_auth
-from controlplane.gatewayapi.routes import parse_duration
-from controlplane.ir import AuthIR, GuardIR, PromptGuardIR, StringMatchIR
-from controlplane.resources import header_value_problem
+from controlplane.gatewayapi.ai_guard_services import address, fields_of, guard_timeout, service, unknown
+from controlplane.gatewayapi.cloud_auth import Ctx
+from controlplane.ir import GuardIR, PromptGuardIR, StringMatchIR
 
 BUILTINS = ("Ssn", "CreditCard", "PhoneNumber", "Email", "CaSin")
 SCOPES = ("SystemPrompt", "Messages", "ToolInput", "ToolOutput")
 DEFAULT_SCOPE = ("SystemPrompt", "Messages")
 REQUEST_MESSAGE = "The request was rejected due to inappropriate content"
 RESPONSE_MESSAGE = "The response was rejected due to inappropriate content"
-DEFAULT_TIMEOUT_S = 3.0
-MAX_TIMEOUT_S = 4.0  # under Envoy's 5 s ext_proc message timeout
 MAX_GUARDS = 8  # agentgateway's MaxItems
 
 REQUEST_KINDS = (
@@ -50,7 +47,6 @@ REQUEST_KINDS = (
 )
 RESPONSE_KINDS = ("regex", "webhook", "bedrockGuardrails", "googleModelArmor", "azureContentSafety")
 _REMOTE_EXTRA = {"host", "port"}
-_POLICY_FIELDS = {"tcp", "tls", "http", "auth"}
 _KIND_FIELDS: dict[str, set[str]] = {
     "regex": {"matches", "builtins", "action"},
     "webhook": {"backendRef", "headers", "forwardHeaderMatches", "failureMode", "timeout"} | _REMOTE_EXTRA,
@@ -60,18 +56,7 @@ _KIND_FIELDS: dict[str, set[str]] = {
     "azureContentSafety": {"endpoint", "analyzeText", "detectJailbreak", "policies"} | _REMOTE_EXTRA,
 }
 # Public endpoint of each service kind: (host template, port).
-_DEFAULT_HOSTS = {
-    "openAIModeration": "api.openai.com",
-    "bedrockGuardrails": "bedrock-runtime.{region}.amazonaws.com",
-    "googleModelArmor": "modelarmor.{location}.rep.googleapis.com",
-}
 # Which credential kinds each service accepts under policies.auth.
-_AUTH_KINDS = {
-    "openAIModeration": ("key", "secretRef"),
-    "bedrockGuardrails": ("aws", "key", "secretRef"),
-    "googleModelArmor": ("gcp",),
-    "azureContentSafety": ("azure", "key", "secretRef"),
-}
 
 
 def _re2_error(exc: Exception) -> str:
@@ -88,7 +73,7 @@ def prompt_guard(ctx: Ctx, where: str, block: Any) -> PromptGuardIR | None:
     if not isinstance(block, Mapping):
         ctx.fail(where, "must be a mapping with `request` and/or `response`")
         return None
-    _unknown(ctx, where, block, {"streaming", "request", "response"})
+    unknown(ctx, where, block, {"streaming", "request", "response"})
     streaming = block.get("streaming", "Disabled")
     if streaming not in ("Enabled", "Disabled"):
         ctx.fail(f"{where}.streaming", f"must be Enabled or Disabled, got {streaming!r}")
@@ -99,12 +84,6 @@ def prompt_guard(ctx: Ctx, where: str, block: Any) -> PromptGuardIR | None:
     if len(ctx.problems) > before:
         return None
     return PromptGuardIR(request=request, response=response, streaming=streaming == "Enabled")
-
-
-def _unknown(ctx: Ctx, where: str, block: Mapping[str, Any], known: set[str]) -> None:
-    for key in block:
-        if key not in known:
-            ctx.fail(f"{where}.{key}", "is not supported by llmgw", "Unsupported")
 
 
 def _guards(ctx: Ctx, where: str, items: Any, *, phase: str) -> tuple[GuardIR, ...]:
@@ -128,7 +107,7 @@ def _guard(ctx: Ctx, where: str, item: Any, *, phase: str) -> GuardIR | None:
         ctx.fail(where, "must be a mapping")
         return None
     kinds = REQUEST_KINDS if phase == "request" else RESPONSE_KINDS
-    _unknown(ctx, where, item, {*kinds, "response", *({"scope"} if phase == "request" else set())})
+    unknown(ctx, where, item, {*kinds, "response", *({"scope"} if phase == "request" else set())})
     chosen = [k for k in kinds if k in item]
     if len(chosen) != 1:
         ctx.fail(where, f"set exactly one of {', '.join(kinds)}; found {chosen or 'none'}")
@@ -141,13 +120,13 @@ def _guard(ctx: Ctx, where: str, item: Any, *, phase: str) -> GuardIR | None:
     if not isinstance(body, Mapping):
         ctx.fail(fld, "must be a mapping")
         return None
-    _unknown(ctx, fld, body, _KIND_FIELDS[kind])
+    unknown(ctx, fld, body, _KIND_FIELDS[kind])
     base = GuardIR(kind=kind, message=message, status=status, scope=scope)
     if kind == "regex":
         return _regex(ctx, fld, body, base)
     if kind == "webhook":
         return _webhook(ctx, fld, body, base)
-    return _service(ctx, fld, body, base)
+    return service(ctx, fld, body, base)
 
 
 def _rejection(ctx: Ctx, where: str, block: Any, *, phase: str) -> tuple[str, int]:
@@ -157,7 +136,7 @@ def _rejection(ctx: Ctx, where: str, block: Any, *, phase: str) -> tuple[str, in
     if not isinstance(block, Mapping) or not block:
         ctx.fail(where, "must be a mapping with `message` and/or `statusCode`")
         return message, 403
-    _unknown(ctx, where, block, {"message", "statusCode"})
+    unknown(ctx, where, block, {"message", "statusCode"})
     if "message" in block:
         if not isinstance(block["message"], str) or not block["message"]:
             ctx.fail(f"{where}.message", "must be a non-empty string")
@@ -205,7 +184,7 @@ def _regex(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Guar
         # the pattern is read, a `name` is reported (llmgw masks every custom match as <masked>).
         pattern = m.get("pattern") if isinstance(m, Mapping) else m
         if isinstance(m, Mapping):
-            _unknown(ctx, f"{where}.matches[{i}]", m, {"pattern"})
+            unknown(ctx, f"{where}.matches[{i}]", m, {"pattern"})
         if not isinstance(pattern, str) or not pattern or len(pattern) > 1024:
             ctx.fail(f"{where}.matches[{i}]", "must be a regular expression of 1-1024 characters")
             continue
@@ -217,44 +196,9 @@ def _regex(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Guar
         patterns.append(pattern)
     if not builtins and not patterns and not any(p.field.startswith(f"{where}.matches") for p in ctx.problems):
         ctx.fail(where, "set `builtins` and/or `matches`")
-    return GuardIR(**{**_fields(base), "action": str(action), "builtins": tuple(builtins), "patterns": tuple(patterns)})
-
-
-def _fields(guard: GuardIR) -> dict[str, Any]:
-    return {k: getattr(guard, k) for k in GuardIR.__dataclass_fields__}
-
-
-def _timeout(ctx: Ctx, where: str, value: Any) -> float:
-    if value is None:
-        return DEFAULT_TIMEOUT_S
-    seconds = parse_duration(value) if isinstance(value, str) else None
-    if not seconds:
-        ctx.fail(where, f"must be a positive duration such as 2s or 500ms, got {value!r}")
-        return DEFAULT_TIMEOUT_S
-    if seconds > MAX_TIMEOUT_S:
-        ctx.fail(
-            where,
-            f"cannot be honoured by llmgw: a guard call must end within {MAX_TIMEOUT_S:g}s "
-            "(Envoy bounds each ext_proc message to 5 s)",
-            "Unsupported",
-        )
-    return seconds
-
-
-def _address(ctx: Ctx, where: str, body: Mapping[str, Any], default_host: str, *, tls: bool) -> tuple[str, bool]:
-    """(url, tls on) from the default endpoint or the llmgw `host`/`port` extension."""
-    host = body.get("host", default_host)
-    if not isinstance(host, str) or not host or "/" in host:
-        ctx.fail(f"{where}.host", "must be a host name or IP address")
-        host = default_host
-    tls_on = tls or "host" not in body
-    port = body.get("port", 443 if tls_on else 80)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        ctx.fail(f"{where}.port", f"must be an integer 1-65535, got {port!r}")
-        port = 443 if tls_on else 80
-    scheme = "https" if tls_on else "http"
-    bracketed = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{bracketed}:{port}", tls_on
+    return GuardIR(
+        **{**fields_of(base), "action": str(action), "builtins": tuple(builtins), "patterns": tuple(patterns)}
+    )
 
 
 def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> GuardIR | None:
@@ -272,7 +216,7 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
             ctx.fail(f"{where}.backendRef.name", "is required (a string)")
             return None
-        _unknown(ctx, f"{where}.backendRef", ref, {"group", "kind", "name", "namespace", "port"})
+        unknown(ctx, f"{where}.backendRef", ref, {"group", "kind", "name", "namespace", "port"})
         if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
             ctx.fail(f"{where}.backendRef.kind", "llmgw calls webhooks by Service (core group) only", "InvalidKind")
             return None
@@ -293,7 +237,7 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
             return None
         default_host = f"{ref['name']}.{namespace}.svc.cluster.local"
         body = {**body, "port": port, "host": default_host}
-    url, _ = _address(ctx, where, body, default_host, tls=False)
+    url, _ = address(ctx, where, body, default_host, tls=False)
     matches: list[StringMatchIR] = []
     forward = body.get("forwardHeaderMatches") or []
     if not isinstance(forward, list):
@@ -304,7 +248,7 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         if not isinstance(m, Mapping) or not isinstance(m.get("name"), str) or not isinstance(m.get("value"), str):
             ctx.fail(fld, "must have `name` and `value` strings")
             continue
-        _unknown(ctx, fld, m, {"type", "name", "value"})
+        unknown(ctx, fld, m, {"type", "name", "value"})
         mtype = m.get("type", "Exact")
         if mtype not in ("Exact", "RegularExpression"):
             ctx.fail(f"{fld}.type", "must be Exact or RegularExpression")
@@ -318,199 +262,10 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
         matches.append(StringMatchIR(kind=mtype, name=m["name"].lower(), value=m["value"]))
     return GuardIR(
         **{
-            **_fields(base),
+            **fields_of(base),
             "url": url,
             "failure_mode": str(mode),
-            "timeout_s": _timeout(ctx, f"{where}.timeout", body.get("timeout")),
+            "timeout_s": guard_timeout(ctx, f"{where}.timeout", body.get("timeout")),
             "forward_headers": tuple(matches),
         }
     )
-
-
-def _text(ctx: Ctx, where: str, body: Mapping[str, Any], key: str, *, required: bool, default: str = "") -> str:
-    value = body.get(key, None)
-    if value is None:
-        if required:
-            ctx.fail(f"{where}.{key}", "is required")
-        return default
-    if not isinstance(value, str) or not value or "/" in value or "?" in value:
-        ctx.fail(f"{where}.{key}", "must be a non-empty string without / or ?")
-        return default
-    return value
-
-
-def _service(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> GuardIR | None:
-    kind = base.kind
-    settings: dict[str, str] = {}
-    if kind == "openAIModeration":
-        settings["model"] = _text(ctx, where, body, "model", required=False, default="omni-moderation-latest")
-    elif kind == "bedrockGuardrails":
-        settings["identifier"] = _text(ctx, where, body, "identifier", required=True)
-        settings["version"] = _text(ctx, where, body, "version", required=True)
-        settings["region"] = _text(ctx, where, body, "region", required=True)
-    elif kind == "googleModelArmor":
-        settings["templateId"] = _text(ctx, where, body, "templateId", required=True)
-        settings["projectId"] = _text(ctx, where, body, "projectId", required=True)
-        settings["location"] = _text(ctx, where, body, "location", required=False, default="us-central1")
-    else:
-        settings.update(_azure_settings(ctx, where, body))
-    policies = body.get("policies") or {}
-    if not isinstance(policies, Mapping):
-        ctx.fail(f"{where}.policies", "must be a mapping")
-        policies = {}
-    _unknown(ctx, f"{where}.policies", policies, _POLICY_FIELDS)
-    tls_policy = policies.get("tls")
-    verify, sni = True, ""
-    if tls_policy is not None:
-        if not isinstance(tls_policy, Mapping):
-            ctx.fail(f"{where}.policies.tls", "must be a mapping")
-            tls_policy = {}
-        _unknown(ctx, f"{where}.policies.tls", tls_policy, {"insecureSkipVerify", "sni"})
-        skip = tls_policy.get("insecureSkipVerify")
-        if skip not in (None, False, "All"):
-            ctx.fail(f"{where}.policies.tls.insecureSkipVerify", "llmgw supports All (no verification) here")
-        verify = skip in (None, False)
-        sni = tls_policy.get("sni", "")
-        if not isinstance(sni, str) or "/" in sni:
-            ctx.fail(f"{where}.policies.tls.sni", "must be a host name")
-            sni = ""
-    default_host = settings.pop("host", "") or _DEFAULT_HOSTS.get(kind, "").format(**settings)
-    url, _ = _address(ctx, where, body, default_host, tls=tls_policy is not None)
-    timeout, connect = DEFAULT_TIMEOUT_S, None
-    for policy, fld in (("http", "requestTimeout"), ("tcp", "connectTimeout")):
-        block = policies.get(policy)
-        if block is None:
-            continue
-        if not isinstance(block, Mapping):
-            ctx.fail(f"{where}.policies.{policy}", f"must be a mapping with `{fld}`")
-            continue
-        _unknown(ctx, f"{where}.policies.{policy}", block, {fld})
-        value = _timeout(ctx, f"{where}.policies.{policy}.{fld}", block.get(fld))
-        if policy == "http":
-            timeout = value
-        elif fld in block:
-            connect = value
-    auth = _auth(ctx, f"{where}.policies.auth", policies.get("auth"), kind, settings)
-    return GuardIR(
-        **{
-            **_fields(base),
-            "url": url,
-            "verify_tls": verify,
-            "sni": sni,
-            "timeout_s": timeout,
-            "connect_timeout_s": connect,
-            "settings": tuple(sorted(settings.items())),
-            "auth": auth,
-        }
-    )
-
-
-def _azure_settings(ctx: Ctx, where: str, body: Mapping[str, Any]) -> dict[str, str]:
-    settings: dict[str, str] = {}
-    endpoint = body.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.strip("/"):
-        ctx.fail(f"{where}.endpoint", "is required (the resource's host, e.g. NAME.cognitiveservices.azure.com)")
-    else:
-        settings["host"] = endpoint.removeprefix("https://").removeprefix("http://").strip("/")
-    analyze, jailbreak = body.get("analyzeText"), body.get("detectJailbreak")
-    if analyze is None and jailbreak is None:
-        ctx.fail(where, "set `analyzeText` and/or `detectJailbreak`")
-    if analyze is not None:
-        if not isinstance(analyze, Mapping):
-            ctx.fail(f"{where}.analyzeText", "must be a mapping")
-            analyze = {}
-        fld = f"{where}.analyzeText"
-        _unknown(ctx, fld, analyze, {"severityThreshold", "apiVersion", "blocklistNames", "haltOnBlocklistHit"})
-        threshold = analyze.get("severityThreshold", 2)
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 7:
-            ctx.fail(f"{fld}.severityThreshold", "must be an integer 0-7")
-            threshold = 2
-        settings["analyzeText"] = "1"
-        settings["severityThreshold"] = str(threshold)
-        settings["analyzeApiVersion"] = _text(ctx, fld, analyze, "apiVersion", required=False, default="2024-09-01")
-        names = analyze.get("blocklistNames") or []
-        if not isinstance(names, list) or not all(isinstance(n, str) and n and "," not in n for n in names):
-            ctx.fail(f"{fld}.blocklistNames", "must be a list of blocklist names")
-            names = []
-        if names:
-            settings["blocklistNames"] = ",".join(names)
-        halt = analyze.get("haltOnBlocklistHit")
-        if halt is not None and not isinstance(halt, bool):
-            ctx.fail(f"{fld}.haltOnBlocklistHit", "must be true or false")
-        elif halt is not None:
-            settings["haltOnBlocklistHit"] = "true" if halt else "false"
-    if jailbreak is not None:
-        if not isinstance(jailbreak, Mapping):
-            ctx.fail(f"{where}.detectJailbreak", "must be a mapping")
-            jailbreak = {}
-        fld = f"{where}.detectJailbreak"
-        _unknown(ctx, fld, jailbreak, {"apiVersion"})
-        settings["detectJailbreak"] = "1"
-        settings["jailbreakApiVersion"] = _text(
-            ctx, fld, jailbreak, "apiVersion", required=False, default="2024-02-15-preview"
-        )
-    return settings
-
-
-def _auth(ctx: Ctx, where: str, block: Any, kind: str, settings: Mapping[str, str]) -> AuthIR | None:
-    allowed = _AUTH_KINDS[kind]
-    if block is None:
-        ambient = {"bedrockGuardrails": "aws", "googleModelArmor": "gcp", "azureContentSafety": "azure"}.get(kind)
-        if ambient is None:
-            ctx.fail(where, "is required: the OpenAI moderation API needs a key (`key` or `secretRef`)")
-            return None
-        return cloud_auth(ctx, f"{where}.{ambient}", ambient, {}, settings)
-    if not isinstance(block, Mapping):
-        ctx.fail(where, "must be a mapping")
-        return None
-    _unknown(ctx, where, block, {*allowed, "location"})
-    chosen = [k for k in allowed if k in block]
-    if len(chosen) != 1:
-        ctx.fail(where, f"set exactly one of {', '.join(allowed)}")
-        return None
-    method = chosen[0]
-    if method in ("aws", "gcp", "azure"):
-        if "location" in block:
-            ctx.fail(f"{where}.location", "may only be set with `key` or `secretRef`")
-        return cloud_auth(ctx, f"{where}.{method}", method, block[method], settings)
-    # Azure AI services take a resource key in their own header.
-    default = ("ocp-apim-subscription-key", "") if kind == "azureContentSafety" else ("authorization", "Bearer ")
-    header, prefix = _location(ctx, f"{where}.location", block.get("location"), default)
-    if method == "key":
-        key = block["key"]
-        if not isinstance(key, str) or not key.strip():
-            ctx.fail(f"{where}.key", "must be a non-empty string")
-            return None
-        value, source = key.strip(), "inline key"
-    else:
-        ref = block["secretRef"]
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
-            ctx.fail(f"{where}.secretRef.name", "is required")
-            return None
-        _unknown(ctx, f"{where}.secretRef", ref, {"name", "key"})
-        secret = f"{ctx.res.namespace}/{ref['name']}"
-        data = ctx.secrets.get(secret)
-        item = str(ref.get("key") or "Authorization")
-        found = data.get(item) if data is not None else None
-        if found is None or not found.strip():
-            ctx.fail(f"{where}.secretRef", f"Secret {secret} has no non-empty key {item!r}", "BackendNotFound")
-            return None
-        value, source = found.strip(), f"secret {secret}"
-        if "key" not in ref and value.lower().startswith("bearer "):
-            value = value[7:].strip()  # agentgateway strips `Bearer ` from the default key only
-    if bad := header_value_problem(value):
-        ctx.fail(where, f"cannot be sent as an HTTP header: it {bad}")
-        return None
-    return AuthIR(header=header, prefix=prefix, value=value, source=source)
-
-
-def _location(ctx: Ctx, where: str, block: Any, default: tuple[str, str]) -> tuple[str, str]:
-    if block is None:
-        return default
-    header = block.get("header") if isinstance(block, Mapping) else None
-    if not isinstance(header, Mapping) or not isinstance(header.get("name", ""), str):
-        ctx.fail(f"{where}.header", "must be a mapping with `name` (and optional `prefix`)")
-        return "authorization", "Bearer "
-    name = str(header.get("name") or "authorization").lower()
-    prefix = header.get("prefix", "Bearer " if name == "authorization" else "")
-    return name, str(prefix or "")
