@@ -46,6 +46,7 @@ def fields_of(guard: GuardIR) -> dict[str, Any]:
 
 
 def guard_timeout(ctx: Ctx, where: str, value: Any) -> float:
+    """A guard call's duration in seconds (default 3 s); above 4 s is reported, Envoy would cut it."""
     if value is None:
         return DEFAULT_TIMEOUT_S
     seconds = parse_duration(value) if isinstance(value, str) else None
