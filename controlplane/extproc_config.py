@@ -5,8 +5,43 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from controlplane.ir import IR, TransformsIR
+from controlplane.ir import IR, AuthIR, GuardIR, TransformsIR
 from extproc.contract import AuthConfig, ExtprocConfig, PromptCachingConfig, ProviderConfig, TransformsConfig
+from extproc.policies.guards.config import GuardConfig, HeaderMatchConfig, PromptGuardConfig
+
+
+def _auth(auth: AuthIR | None) -> AuthConfig | None:
+    if auth is None:
+        return None
+    return AuthConfig(
+        header=auth.header,
+        prefix=auth.prefix,
+        value=auth.value,
+        source=auth.source,
+        kind=auth.kind,
+        params=dict(auth.params),
+    )
+
+
+def _guard(g: GuardIR) -> GuardConfig:
+    return GuardConfig(
+        kind=g.kind,
+        message=g.message,
+        status=g.status,
+        scope=g.scope,
+        action=g.action,
+        builtins=g.builtins,
+        patterns=g.patterns,
+        url=g.url,
+        verify_tls=g.verify_tls,
+        sni=g.sni,
+        timeout_s=g.timeout_s,
+        connect_timeout_s=g.connect_timeout_s,
+        failure_mode=g.failure_mode,
+        forward_headers=tuple(HeaderMatchConfig(kind=m.kind, name=m.name, value=m.value) for m in g.forward_headers),
+        settings=dict(g.settings),
+        auth=_auth(g.auth),
+    )
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -54,6 +89,15 @@ def build(ir: IR) -> ExtprocConfig:
         for r in vh.routes
         if r.ai and r.backends and r.backends[0].cluster in routes_of
     }
+    guards = {
+        b.key: PromptGuardConfig(
+            request=tuple(_guard(g) for g in b.prompt_guard.request),
+            response=tuple(_guard(g) for g in b.prompt_guard.response),
+            streaming=b.prompt_guard.streaming,
+        )
+        for b in ir.backends
+        if b.prompt_guard is not None
+    }
     config = ExtprocConfig(
         version="",
         providers=providers,
@@ -61,6 +105,7 @@ def build(ir: IR) -> ExtprocConfig:
         direct_routes=direct,
         aliases={gw: dict(table) for gw, table in ir.aliases},
         route_types=route_types,
+        guards=guards,
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)

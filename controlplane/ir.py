@@ -88,6 +88,45 @@ class ProviderIR:
     transforms: TransformsIR | None = None  # its own policies.ai transforms (BackendIR's merged under them)
 
 
+# --- prompt guards (controlplane/gatewayapi/ai_guards.py builds them) --------------------------
+
+
+@dataclass(frozen=True)
+class GuardIR:
+    """One prompt guard of `policies.ai.promptGuard.request[]` or `.response[]`.
+
+    `kind` is the agentgateway field name (regex, webhook, openAIModeration, bedrockGuardrails,
+    googleModelArmor, azureContentSafety); the fields after `scope` apply to some kinds only.
+    """
+
+    kind: str
+    message: str  # response.message: the rejection's message
+    status: int  # response.statusCode
+    scope: tuple[str, ...] = ("SystemPrompt", "Messages")
+    action: str = "Mask"  # regex: Mask | Reject
+    builtins: tuple[str, ...] = ()  # regex: Ssn, CreditCard, PhoneNumber, Email, CaSin
+    patterns: tuple[str, ...] = ()  # regex: RE2 patterns
+    url: str = ""  # remote kinds: scheme://host:port of the service
+    verify_tls: bool = True
+    sni: str = ""  # policies.tls.sni ("": the host)
+    timeout_s: float = 3.0  # policies.http.requestTimeout (webhook: timeout)
+    connect_timeout_s: float | None = None  # policies.tcp.connectTimeout
+    failure_mode: str = "FailClosed"  # webhook: FailOpen | FailClosed
+    forward_headers: tuple[StringMatchIR, ...] = ()  # webhook: forwardHeaderMatches
+    settings: tuple[tuple[str, str], ...] = ()  # model, identifier, version, region, templateId, ...
+    auth: AuthIR | None = None
+
+
+@dataclass(frozen=True)
+class PromptGuardIR:
+    request: tuple[GuardIR, ...] = ()
+    response: tuple[GuardIR, ...] = ()
+    streaming: bool = False  # promptGuard.streaming: Enabled (guards on streamed responses)
+
+
+# --- end prompt guards -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class BackendIR:
     key: str  # "<ns>/<name>"
@@ -98,6 +137,7 @@ class BackendIR:
     transforms: TransformsIR | None = None  # spec.policies.ai request transforms (every provider)
     # policies.ai.routes: (path suffix or "*", operation name or "passthrough"), extproc.operations
     routes: tuple[tuple[str, str], ...] = ()
+    prompt_guard: PromptGuardIR | None = None  # policies.ai.promptGuard
 
     @property
     def cluster(self) -> str:

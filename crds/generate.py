@@ -447,11 +447,13 @@ ROUTE_TYPES = ["Completions", "Messages", "Models", "Responses", "AnthropicToken
 
 def ai_policies_schema(*, backend_level: bool) -> Schema:
     """agentgateway's `policies.ai`: request transforms everywhere, `routes` on the backend only."""
-    routes: dict[str, Schema] = {"routes": ROUTES_SCHEMA} if backend_level else {}
+    backend_only: dict[str, Schema] = (
+        {"routes": ROUTES_SCHEMA, "promptGuard": prompt_guard_schema()} if backend_level else {}
+    )
     return obj(
         "AI policies: model aliases, request field defaults and overrides, prompts, caching"
-        + (", and how paths are processed (`routes`)." if backend_level else "."),
-        {**ai_transforms_properties(), **routes},
+        + (", prompt guards, and how paths are processed (`routes`)." if backend_level else "."),
+        {**ai_transforms_properties(), **backend_only},
     )
 
 
@@ -492,6 +494,265 @@ ROUTES_SCHEMA: Schema = {
         }
     ],
 }
+
+
+# --------------------------------------------------------------------------- AI policies
+
+
+GUARD_BUILTINS = ["Ssn", "CreditCard", "PhoneNumber", "Email", "CaSin"]
+GUARD_SCOPES = ["SystemPrompt", "Messages", "ToolInput", "ToolOutput"]
+REQUEST_GUARDS = ["regex", "webhook", "openAIModeration", "bedrockGuardrails", "googleModelArmor", "azureContentSafety"]
+RESPONSE_GUARDS = ["regex", "webhook", "bedrockGuardrails", "googleModelArmor", "azureContentSafety"]
+
+
+def _guard_endpoint() -> dict[str, Schema]:
+    return {
+        "host": string(
+            "Send the guard calls to this host instead of the service's public endpoint (llmgw extension); "
+            "plain HTTP unless `policies.tls` is set.",
+            max_length=253,
+        ),
+        "port": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "Port of `host` (llmgw extension).",
+        },
+    }
+
+
+def _guard_policies(auth: Schema) -> Schema:
+    return obj(
+        "Connection policies for calls to the guard service.",
+        {
+            "auth": auth,
+            "tls": obj(
+                "TLS to the guard service.",
+                {
+                    "insecureSkipVerify": string("Skip certificate verification. Insecure.", enum=["All"]),
+                    "sni": string("Server name for the handshake.", max_length=253, pattern=DNS_SUBDOMAIN),
+                },
+            ),
+            "http": obj(
+                "HTTP settings of guard calls.",
+                {"requestTimeout": duration("Deadline of one guard call (at most 4s, default 3s).")},
+            ),
+            "tcp": obj("TCP settings.", {"connectTimeout": duration("Deadline for connecting.")}),
+        },
+    )
+
+
+def _key_auth(extra: dict[str, Schema], description: str) -> Schema:
+    kinds = ["key", "secretRef", *extra]
+    return obj(
+        description,
+        {
+            "key": inline_key(),
+            "secretRef": api_key_secret_ref(),
+            "location": obj(
+                "Where the key goes. Default: `Authorization: Bearer <key>`.",
+                {
+                    "header": obj(
+                        "Header carrying the key.",
+                        {
+                            "name": string("Header name.", max_length=253),
+                            "prefix": string("Text before the key.", min_length=None, max_length=64),
+                        },
+                    )
+                },
+            ),
+            **extra,
+        },
+        rules=[(exactly_one(kinds), f"exactly one of {', '.join(kinds)} must be set")],
+    )
+
+
+def _rejection(default_message: str) -> Schema:
+    return obj(
+        "What the client gets when this guard rejects (in its own API's error schema).",
+        {
+            "message": string("Error message.", max_length=1024, default=default_message),
+            "statusCode": {
+                "type": "integer",
+                "format": "int32",
+                "minimum": 200,
+                "maximum": 599,
+                "description": "HTTP status. Default 403.",
+            },
+        },
+    )
+
+
+def guard_kinds(*, request: bool) -> dict[str, Schema]:
+    auth = auth_schema()["properties"]
+    kinds: dict[str, Schema] = {
+        "regex": obj(
+            "Regular expressions (RE2 syntax) and built-in PII recognizers; matches are masked or rejected.",
+            {
+                "matches": array(
+                    "Custom patterns; a match is masked as `<masked>`.",
+                    string("An RE2 regular expression.", max_length=1024),
+                    max_items=64,
+                ),
+                "builtins": array(
+                    "Built-in recognizers (masked as `<SSN>`, `<CREDIT_CARD>`, ...).",
+                    string("A built-in.", enum=GUARD_BUILTINS),
+                    max_items=5,
+                ),
+                "action": string("Mask (default) or Reject on a match.", enum=["Mask", "Reject"], default="Mask"),
+            },
+        ),
+        "webhook": obj(
+            "agentgateway's guardrail webhook protocol (`POST /request`, `POST /response`).",
+            {
+                "backendRef": obj(
+                    "The webhook's Service.",
+                    {
+                        "group": string("Empty (core).", min_length=None, max_length=253),
+                        "kind": string("Service.", enum=["Service"], default="Service"),
+                        "name": string("Service name.", max_length=253, pattern=DNS_SUBDOMAIN),
+                        "namespace": string("Namespace (default: the AIBackend's).", max_length=63),
+                        "port": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 1,
+                            "maximum": 65535,
+                            "description": "Service port.",
+                        },
+                    },
+                    required=["name", "port"],
+                ),
+                "forwardHeaderMatches": array(
+                    "Client headers to forward to the webhook (none by default).",
+                    obj(
+                        "An HTTP header match.",
+                        {
+                            "type": string("Match type.", enum=["Exact", "RegularExpression"], default="Exact"),
+                            "name": string("Header name.", max_length=256),
+                            "value": string("Value or RE2 pattern.", max_length=4096, min_length=None),
+                        },
+                        required=["name", "value"],
+                    ),
+                    max_items=16,
+                ),
+                "failureMode": string(
+                    "When the webhook is unreachable or fails: FailClosed (default: 503) or FailOpen (let it through).",
+                    enum=["FailOpen", "FailClosed"],
+                ),
+                "timeout": duration("Deadline of one webhook call, at most 4s (llmgw extension; default 3s)."),
+                **_guard_endpoint(),
+            },
+            rules=[(exactly_one(["backendRef", "host"]), "set exactly one of backendRef or host")],
+        ),
+        "bedrockGuardrails": obj(
+            "AWS Bedrock Guardrails (ApplyGuardrail, SigV4).",
+            {
+                "identifier": string("Guardrail identifier.", max_length=256),
+                "version": string("Guardrail version, such as `1` or `DRAFT`.", max_length=64),
+                "region": string("AWS region of the guardrail.", max_length=64),
+                "policies": _guard_policies(
+                    _key_auth({"aws": auth["aws"]}, "Credential: `aws` (SigV4; `{}` for the default chain) or a key.")
+                ),
+                **_guard_endpoint(),
+            },
+            required=["identifier", "version", "region"],
+        ),
+        "googleModelArmor": obj(
+            "Google Model Armor (sanitizeUserPrompt / sanitizeModelResponse).",
+            {
+                "templateId": string("Template ID.", max_length=256),
+                "projectId": string("Google Cloud project ID.", max_length=256),
+                "location": string("Location.", max_length=64, default="us-central1"),
+                "policies": _guard_policies(
+                    obj("Credential: `gcp` (`{}` for the default chain).", {"gcp": auth["gcp"]}, required=["gcp"])
+                ),
+                **_guard_endpoint(),
+            },
+            required=["templateId", "projectId"],
+        ),
+        "azureContentSafety": obj(
+            "Azure AI Content Safety (text:analyze, text:detectJailbreak), from agentgateway's standalone config.",
+            {
+                "endpoint": string("The resource's host, such as `NAME.cognitiveservices.azure.com`.", max_length=253),
+                "analyzeText": obj(
+                    "Harm categories and blocklists.",
+                    {
+                        "severityThreshold": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0,
+                            "maximum": 7,
+                            "description": "Reject at or above this severity (default 2).",
+                        },
+                        "apiVersion": string("API version (default 2024-09-01).", max_length=32),
+                        "blocklistNames": array(
+                            "Blocklists to check.", string("A blocklist.", max_length=64), max_items=16
+                        ),
+                        "haltOnBlocklistHit": {"type": "boolean", "description": "Stop at the first blocklist hit."},
+                    },
+                ),
+                "detectJailbreak": obj(
+                    "Jailbreak detection (requests only).",
+                    {"apiVersion": string("API version (default 2024-02-15-preview).", max_length=32)},
+                ),
+                "policies": _guard_policies(
+                    _key_auth({"azure": auth["azure"]}, "Credential: `azure` (Entra ID) or a resource key.")
+                ),
+                **_guard_endpoint(),
+            },
+            required=["endpoint"],
+        ),
+    }
+    if request:
+        kinds["openAIModeration"] = obj(
+            "The OpenAI moderations API; a flagged prompt is rejected.",
+            {
+                "model": string("Moderation model (default omni-moderation-latest).", max_length=128),
+                "policies": _guard_policies(_key_auth({}, "The OpenAI API key.")),
+                **_guard_endpoint(),
+            },
+        )
+    return kinds
+
+
+def prompt_guard_schema() -> Schema:
+    def guard(request: bool) -> Schema:
+        names = REQUEST_GUARDS if request else RESPONSE_GUARDS
+        props: dict[str, Schema] = {
+            "response": _rejection(
+                f"The {'request' if request else 'response'} was rejected due to inappropriate content"
+            ),
+            **guard_kinds(request=request),
+        }
+        if request:
+            props["scope"] = array(
+                "What the guard reads (default SystemPrompt and Messages; other scopes: regex and "
+                "bedrockGuardrails only).",
+                string("A scope.", enum=GUARD_SCOPES),
+                min_items=1,
+                max_items=4,
+            )
+        return obj(
+            f"One {'request' if request else 'response'} guard: exactly one of {', '.join(names)}.",
+            props,
+            rules=[(exactly_one(names), f"exactly one of {', '.join(names)} must be set")],
+        )
+
+    out = obj(
+        "Prompt guards (agentgateway's `promptGuard`): requests are guarded before translation, "
+        "responses after it, in the order written.",
+        {
+            "streaming": string(
+                "Enabled: guard streamed responses too (regex masks hold back a bounded tail). Default Disabled.",
+                enum=["Enabled", "Disabled"],
+            ),
+            "request": array("Guards on the client's request.", guard(True), min_items=1, max_items=8),
+            "response": array("Guards on the provider's response.", guard(False), min_items=1, max_items=8),
+        },
+    )
+    out["minProperties"] = 1
+    return out
 
 
 # --------------------------------------------------------------------------- providers

@@ -31,6 +31,8 @@ from extproc.credentials import CredentialError, SignedRequest, auth_headers, cl
 from extproc.headers import attribute, header_dict, host_metadata_has, provider_from_host_metadata, set_header
 from extproc.operations import OPERATIONS_BY_NAME, PASSTHROUGH, Operation, operation_of, refusal, route_type, split_path
 from extproc.policies import transforms
+from extproc.policies.guards.config import PromptGuardConfig
+from extproc.policies.guards.stages import guard_request
 from extproc.providers import default_model, fixed_model, module_for, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, TranslationError, UpstreamRequest, encode
@@ -56,6 +58,7 @@ class AttemptRequest:
     body_changed: bool = False  # the router stage (direct route) changed the parsed body it hands over
     answered: bool = False  # this attempt got response headers (failover clusters ask for them)
     passthrough: bool = False  # the backend's policies.ai.routes sends this path upstream as is
+    route: str = ""  # "<ns>/<name>" of the HTTPRoute (guard metrics)
 
     def on_request_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         meta = attribute(req, "xds.upstream_host_metadata")
@@ -68,6 +71,8 @@ class AttemptRequest:
                 code="backend_not_configured",
             )
         self.pausable = host_metadata_has(meta, PAUSABLE_KEY)
+        route_name = attribute(req, "xds.route_name")
+        self.route = (wire.route_of_route_name(route_name) if isinstance(route_name, str) else None) or ""
         headers = header_dict(req.request_headers)
         # The router stage sets the model header whenever the body names a model (and removes any client copy).
         self.model_missing = wire.MODEL_HEADER not in headers
@@ -148,6 +153,56 @@ class AttemptRequest:
             code="missing_model",
             anthropic=self._anthropic_client(),
         )
+
+    def guards(self) -> PromptGuardConfig | None:
+        """The backend's prompt guards, when they have request guards for this operation."""
+        if self.provider is None or self.op is None:
+            return None
+        policy = self.config.guards.get(self.provider.backend)
+        return policy if policy is not None and policy.request else None
+
+    async def on_request_body_async(
+        self, msg: ep.HttpBody, parsed: dict[str, Any] | None = None
+    ) -> ep.ProcessingResponse:
+        """`on_request_body` after the backend's request guards (guard, then translate)."""
+        policy = self.guards()
+        if policy is None or self.op is None:
+            return self.on_request_body(msg, parsed)
+        try:
+            guarded = await guard_request(
+                policy, op=self.op, raw=msg.body, parsed=parsed, headers=self.headers, route=self.route
+            )
+        except Exception:  # our bug: logged, a 500 in the client's schema
+            log.exception("request guards failed (%s)", self.op.name)
+            return _immediate(
+                status=500,
+                message="The gateway failed to process the request.",
+                code="gateway_error",
+                anthropic=self._anthropic_client(),
+            )
+        outcome = guarded.outcome
+        summary = outcome.summary()
+        if outcome.rejection is not None:
+            rejection = outcome.rejection
+            resp = _immediate(
+                status=rejection.status,
+                message=rejection.message,
+                code=rejection.code,
+                anthropic=self._anthropic_client(),
+                headers={wire.GUARD_HEADER: summary},
+            )
+        else:
+            if outcome.masked:
+                msg = ep.HttpBody(body=guarded.raw, end_of_stream=msg.end_of_stream)
+            resp = self.on_request_body(msg, guarded.parsed)
+            common = resp.request_body.response
+            if outcome.masked and resp.HasField("request_body") and not common.HasField("body_mutation"):
+                common.header_mutation.set_headers.append(set_header("content-length", str(len(guarded.raw))))
+                common.body_mutation.body = guarded.raw
+        if summary:
+            ours = resp.dynamic_metadata.fields[wire.METADATA_NAMESPACE].struct_value
+            ours.fields[wire.GUARD_REQUEST_METADATA_KEY].string_value = summary
+        return resp
 
     def _anthropic_client(self) -> bool:
         return self.op is not None and self.op.client_api == "anthropic"

@@ -14,6 +14,7 @@ import grpc
 
 from extproc import credentials, metrics, wire
 from extproc.contract import EMPTY, ExtprocConfig
+from extproc.policies.guards.remote import credential_views as guard_credentials
 
 log = logging.getLogger("llmgw.extproc.config")
 
@@ -34,6 +35,7 @@ class ConfigHolder:
         self.ready.set()
         metrics.EXTPROC_CONFIG_APPLIED.set_to_current_time()
         credentials.prefetch(config.providers.values())
+        credentials.prefetch(guard_credentials(g for p in config.guards.values() for g in (*p.request, *p.response)))
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
         return True
 

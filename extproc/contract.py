@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from extproc.policies.guards.config import PromptGuardConfig
+
 CONTRACT_VERSION = 1
 
 
@@ -125,6 +127,8 @@ class ExtprocConfig:
     # Envoy route name -> its backends' `policies.ai.routes`, for the router stage (which does not
     # know the provider yet): the operation, or passthrough, of a path on that route.
     route_types: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # backend ("<namespace>/<name>") -> its policies.ai.promptGuard (extproc/policies/guards)
+    guards: dict[str, PromptGuardConfig] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -154,6 +158,9 @@ class ExtprocConfig:
         route_types = raw.get("route_types", {})
         if not isinstance(route_types, dict):
             raise ValueError("route_types must be an object")
+        guards = raw.get("guards", {})
+        if not isinstance(guards, dict) or not all(isinstance(g, dict) for g in guards.values()):
+            raise ValueError("guards must be an object of objects")
         return cls(
             version=str(raw["version"]),
             providers=providers,
@@ -161,6 +168,7 @@ class ExtprocConfig:
             direct_routes={str(k): str(v) for k, v in direct.items()},
             aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
             route_types={str(k): _route_types(v) for k, v in route_types.items()},
+            guards={str(k): PromptGuardConfig.from_dict(g) for k, g in guards.items()},
         )
 
 

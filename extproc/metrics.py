@@ -188,3 +188,12 @@ def record_attempt_error(*, backend: str, provider: str, kind: str, error_type: 
 
 def record_credential_failure(*, backend: str, provider: str, kind: str) -> None:
     CREDENTIAL_FAILURES.labels(backend, provider, kind).inc()
+
+
+# --- prompt guards (extproc/policies/guards) ------------------------------------------------------
+GUARDRAIL_CHECKS = Counter(
+    "llmgw_guardrail_checks",
+    "Prompt guard decisions: guardrail kind, phase (request | response), action "
+    "(allow | mask | reject | fail_open | error), route",
+    ("guardrail", "phase", "action", "route"),
+)

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
@@ -40,6 +41,11 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
 from extproc.policies import transforms
+from extproc.policies.guards import stages as guard_stages
+from extproc.policies.guards.config import GuardConfig
+from extproc.policies.guards.engine import record as record_guard
+from extproc.policies.guards.stream import StreamGuard
+from extproc.policies.guards.stream_hold import StreamHold, error_event
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError, encode
@@ -49,6 +55,21 @@ log = logging.getLogger("llmgw.extproc")
 
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
+_CONTINUE_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
+# Headers by which the attempt stage's own replies tell the router stage about them; on a direct
+# route the router stage sends such a reply itself, so they must not reach the client.
+_INTERNAL_REPLY_HEADERS = frozenset((wire.ANSWERED_HEADER, wire.GUARD_HEADER))
+
+
+def _own_reply(resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+    """An attempt-stage reply the router stage answers itself, without the stage-to-stage headers."""
+    if resp.HasField("immediate_response"):
+        headers = resp.immediate_response.headers.set_headers
+        keep = [h for h in headers if h.header.key not in _INTERNAL_REPLY_HEADERS]
+        if len(keep) != len(headers):
+            del headers[:]
+            headers.extend(keep)
+    return resp
 
 
 @dataclass
@@ -90,6 +111,16 @@ class RouterRequest:
     record_content: bool = False
     input_messages: str | None = None
     output_messages: str | None = None
+    # --- prompt guards (extproc/policies/guards) ---
+    defer_direct: bool = False  # a direct route's guarded body waits for on_request_body_async
+    deferred: tuple[ep.HttpBody, dict[str, Any]] | None = None
+    response_guards: tuple[GuardConfig, ...] = ()  # for a complete JSON response
+    stream_guard: StreamGuard | None = None  # regex guards on a streamed response
+    stream_hold: StreamHold | None = None  # remote guards on a streamed response
+    response_headers: dict[str, str] = field(default_factory=dict)
+    guard_request: str = ""  # decisions for the access log ("kind:action,...")
+    guard_response: str = ""
+    skipped_guards: tuple[str, ...] = ()  # response guards a stream does not run ("kind:not_applied")
 
     # --- request ---------------------------------------------------------------------------
 
@@ -120,8 +151,8 @@ class RouterRequest:
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
-            self.direct = AttemptRequest(config=self.config)
-            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            self.direct = AttemptRequest(config=self.config, route=wire.route_of_route_name(str(route_name)) or "")
+            return _own_reply(self.direct.start(provider, headers, end_of_stream=msg.end_of_stream))
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -209,6 +240,9 @@ class RouterRequest:
                 isinstance(options, dict) and options.get("include_usage") is True
             )
         if self.direct is not None:
+            if self.defer_direct:
+                self.deferred = (msg, body)
+                return _CONTINUE_BODY
             return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
         if self.request_model:
@@ -221,6 +255,23 @@ class RouterRequest:
             common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
             common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    async def on_request_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_request_body`; on a guarded direct route, the request guards run before the provider work."""
+        self.defer_direct = self.direct is not None and self.direct.guards() is not None
+        resp = self.on_request_body(msg)
+        if self.deferred is None:
+            return _own_reply(resp) if self.direct is not None else resp
+        body_msg, parsed = self.deferred
+        self.deferred = None
+        assert self.direct is not None
+        resp = _own_reply(await self.direct.on_request_body_async(body_msg, parsed=parsed))
+        if resp.HasField("immediate_response"):
+            self.done = True
+        ours = resp.dynamic_metadata.fields.get(wire.METADATA_NAMESPACE)
+        if ours is not None and wire.GUARD_REQUEST_METADATA_KEY in ours.struct_value.fields:
+            self.guard_request = ours.struct_value.fields[wire.GUARD_REQUEST_METADATA_KEY].string_value
+        return resp
 
     def _models(self) -> ep.ProcessingResponse:
         ids = self.config.models.get(self.gateway, [])
@@ -262,6 +313,10 @@ class RouterRequest:
         details = attribute(req, "response.code_details")
         if isinstance(details, str):
             self.code_details = details
+        guarded = headers.pop(wire.GUARD_HEADER, None)  # the attempt stage's guard rejection
+        if guarded is not None:
+            self.guard_request = guarded
+            resp.response_headers.response.header_mutation.remove_headers.append(wire.GUARD_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -300,6 +355,7 @@ class RouterRequest:
             for key, value in changes.set.items():
                 mutation.set_headers.append(set_header(key, value))
             mutation.remove_headers.extend(changes.remove)
+            self._arm_response_guards(headers, resp, answered=answered, end_of_stream=msg.end_of_stream)
             if self.translation.streaming and not msg.end_of_stream:
                 self.first_chunk_at = None
                 resp.mode_override.CopyFrom(_STREAMED)
@@ -307,6 +363,29 @@ class RouterRequest:
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _arm_response_guards(
+        self, headers: dict[str, str], resp: ep.ProcessingResponse, *, answered: bool, end_of_stream: bool
+    ) -> None:
+        """The backend's response guards for this response, if any apply (guard after translate)."""
+        tr = self.translation
+        policy = self.config.guards.get(self.backend) if self.backend and not answered else None
+        guards = guard_stages.response_guards(policy, op=self.op, status=self.status)
+        if not guards or tr is None or self.op is None or end_of_stream or policy is None:
+            return
+        self.response_headers = headers
+        if tr.streaming:
+            self.stream_guard, self.stream_hold, skipped = guard_stages.stream_guards(
+                guards, op=self.op, streaming_enabled=policy.streaming
+            )
+            for kind in skipped:  # agentgateway's default: streamed responses are not guarded
+                record_guard(guard=kind, phase="response", action="not_applied", route=self.route)
+            self.skipped_guards = tuple(f"{k}:not_applied" for k in skipped)
+            self.guard_response = ",".join(self.skipped_guards)
+        else:
+            self.response_guards = guards
+        # The body may change length: Envoy recomputes it for the buffered body; a stream is chunked.
+        resp.response_headers.response.header_mutation.remove_headers.append("content-length")
 
     def _backend_pause(self) -> float:
         if self.cooldowns is None or not self.backend:
@@ -386,17 +465,94 @@ class RouterRequest:
             if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
+            guard_changed = False
+            if self.stream_guard is not None:
+                out = self.stream_guard.feed(msg.body if out is None else out, msg.end_of_stream)
+                guard_changed = self._note_stream_guard()
+            if self.stream_hold is not None:
+                out = self.stream_hold.hold(msg.body if out is None else out)
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
-            if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
+            if tr.streaming and not msg.end_of_stream and (first or guard_changed or tr.usage != self.reported_usage):
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
-        if msg.end_of_stream and not self.done:
+        if msg.end_of_stream and not self.done and not self.response_guards:
             if self.record_content and tr is not None and not tr.streaming and 200 <= self.status < 300:
                 mutated = resp.response_body.response.body_mutation.body
                 self.output_messages = trace_content.output_messages(mutated or msg.body)
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _note_stream_guard(self) -> bool:
+        """Update the streamed guards' access-log field; True when it changed (report it now)."""
+        sg = self.stream_guard
+        if sg is None:
+            return False
+        summary = ",".join(f"{k}:{a}" for k, a in sg.summary())
+        if self.skipped_guards:
+            summary = ",".join((summary, *self.skipped_guards))
+        changed = summary != self.guard_response
+        self.guard_response = summary
+        return changed
+
+    async def on_response_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_response_body`, then the response guards on a complete JSON body (translate, then guard)."""
+        resp = self.on_response_body(msg)
+        guards, op = self.response_guards, self.op
+        if not guards or op is None or not msg.end_of_stream or self.replacement_body is not None:
+            if guards and msg.end_of_stream and not self.done:  # no guarding after all: finish as usual
+                resp.dynamic_metadata.CopyFrom(self._finish())
+            if self.stream_guard is not None and msg.end_of_stream:
+                self._record_stream_guard()
+            if self.stream_hold is not None and msg.end_of_stream:
+                return await self._release_stream(resp)
+            return resp
+        # The JSON answer is complete and translated: guard it, then finish (metrics see the final status).
+        mutation = resp.response_body.response
+        body = mutation.body_mutation.body if mutation.HasField("body_mutation") else msg.body
+        try:
+            new_body, outcome = await guard_stages.guard_response_json(
+                guards, op=op, body=body, headers=self.response_headers, route=self.route
+            )
+        except Exception:
+            log.exception("response guards failed (%s)", op.name)
+            self.status = 500
+            out = self._error(500, "The gateway failed to process the response.", "gateway_error")
+            out.dynamic_metadata.CopyFrom(self._finish())
+            return out
+        self.guard_response = outcome.summary()
+        if outcome.rejection is not None:
+            rejection = outcome.rejection
+            self.status = rejection.status
+            out = self._error(rejection.status, rejection.message, rejection.code)
+            out.dynamic_metadata.CopyFrom(self._finish())
+            return out
+        if new_body is not None:
+            mutation.body_mutation.body = new_body
+        resp.dynamic_metadata.CopyFrom(self._finish())
+        return resp
+
+    async def _release_stream(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """The end of a held stream: the remote guards' verdict decides what the client gets."""
+        hold = self.stream_hold
+        assert hold is not None
+        try:
+            out = await hold.release(headers=self.response_headers, route=self.route)
+        except Exception:
+            log.exception("response guards failed on a held stream")
+            out = error_event("The gateway failed to process the response.", anthropic=hold.anthropic)
+        resp.response_body.response.body_mutation.body = out
+        decisions = hold.outcome.summary() if hold.outcome is not None else ""
+        self.guard_response = ",".join(x for x in (self.guard_response, decisions) if x)
+        resp.dynamic_metadata.CopyFrom(self._metadata())
+        return resp
+
+    def _record_stream_guard(self) -> None:
+        sg = self.stream_guard
+        if sg is None:
+            return
+        for kind, action in sg.summary():
+            record_guard(guard=kind, phase="response", action=action, route=self.route)
 
     def on_stream_closed(self) -> None:
         """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.
@@ -411,6 +567,7 @@ class RouterRequest:
             return
         if self.done or self.status == 0 or self.replacement_body is not None:
             return
+        self._record_stream_guard()
         self._finish(interrupted=True)
         log.warning(
             "response cut after it started: route %s, backend %s, provider %s, usage so far %s",
@@ -496,6 +653,10 @@ class RouterRequest:
             meta[wire.INPUT_MESSAGES_KEY] = self.input_messages
         if self.output_messages is not None:
             meta[wire.OUTPUT_MESSAGES_KEY] = self.output_messages
+        if self.guard_request:
+            meta[wire.GUARD_REQUEST_METADATA_KEY] = self.guard_request
+        if self.guard_response:
+            meta[wire.GUARD_RESPONSE_METADATA_KEY] = self.guard_response
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

@@ -52,7 +52,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                         if which == "request_headers":
                             yield attempt.on_request_headers(req)
                         elif which == "request_body":
-                            yield attempt.on_request_body(req.request_body)
+                            yield await attempt.on_request_body_async(req.request_body)
                         elif which == "response_headers":
                             yield attempt.on_response_headers(req)
                         else:
@@ -79,11 +79,11 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             req.request_headers, route_name=attribute(req, "xds.route_name")
                         )
                     elif which == "request_body":
-                        yield router.on_request_body(req.request_body)
+                        yield await router.on_request_body_async(req.request_body)
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":
-                        yield router.on_response_body(req.response_body)
+                        yield await router.on_response_body_async(req.response_body)
                     else:
                         yield _passthrough(which)
                 except Exception:

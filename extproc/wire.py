@@ -22,6 +22,9 @@ IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 # On an error the attempt stage answers itself (already in the client's schema): the router stage
 # removes it and passes that body untranslated.
 ANSWERED_HEADER = "x-llmgw-answered"
+# On the attempt stage's own rejection by a prompt guard: its guard decisions (`kind:action,...`),
+# which the router stage removes and writes to the access log.
+GUARD_HEADER = "x-llmgw-guard"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
 GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER)
 
@@ -37,6 +40,9 @@ STAGE_ATTEMPT = "attempt"
 # access log reads (`%DYNAMIC_METADATA(llmgw:...)%`).
 METADATA_NAMESPACE = "llmgw"
 PROVIDER_METADATA_KEY = "provider"
+# Access-log fields of the prompt guards' decisions (`kind:action,...`; never any text).
+GUARD_REQUEST_METADATA_KEY = "guardrail.request"
+GUARD_RESPONSE_METADATA_KEY = "guardrail.response"
 
 # Set to "1" in the workers' environment when traces may carry prompts and completions
 # (`llmgw run --trace-content`): the router stage then writes them as dynamic metadata.

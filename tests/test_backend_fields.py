@@ -77,11 +77,15 @@ def test_provider_level_auth_forms(tmp_path: Path, kind: str, provider: str, spe
 # (provider block, spec extra, [(field, message)]) — the exact problems each field yields.
 P = "spec.ai.groups[0].providers[0]"
 UNSUPPORTED_CASES = [
-    ("openai: {}", "policies: {ai: {promptGuard: {request: []}}}", [("spec.policies.ai.promptGuard", "yet")]),
     (
         "openai: {}",
         "policies: {ai: {promptCaching: {cacheTTL: 5m}}}",
         [("spec.policies.ai.promptCaching.cacheTTL", "")],
+    ),
+    (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {builtins: [Ssn]}, x: 1}]}}}",
+        [("spec.policies.ai.promptGuard.request[0].x", "")],
     ),
     ("openai: {}\npolicies: {ai: {promptGuard: {}}}", "", [(f"{P}.policies.ai.promptGuard", "yet")]),
     (
@@ -163,8 +167,8 @@ def test_validate_prints_unsupported_field_with_file_object_field(tmp_path: Path
         check=False,
     )
     assert result.returncode == 1
-    line = f"{tmp_path / 'm.yaml'}: AgentgatewayBackend default/x: spec.policies.ai.promptGuard: "
-    assert line + "is not supported by llmgw yet" in result.stderr
+    line = f"{tmp_path / 'm.yaml'}: AgentgatewayBackend default/x: spec.policies.ai.promptGuard.request: "
+    assert line + "must be a non-empty list" in result.stderr
 
 
 ROUTED = """\
@@ -245,6 +249,17 @@ SCHEMA_AGREEMENT = {
     ),
     "ai-transforms-bad-value": ("openai: {}", "policies: {ai: {promptCaching: {minTokens: -1}}}", False),
     "ai-transforms-unknown": ("openai: {}", "policies: {ai: {prompt: {middle: []}}}", False),
+    "prompt-guard": (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {builtins: [Ssn], action: Reject}, scope: [Messages]}], "
+        "response: [{webhook: {backendRef: {name: hook, port: 80}, failureMode: FailOpen}}]}}}",
+        True,
+    ),
+    "prompt-guard-bad-action": (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {action: Drop}}]}}}",
+        False,
+    ),
     "unknown-setting": ("openai: {modle: x}", "", False),
     "unknown-tls-field": ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", False),
     "unknown-secretref-field": ("openai: {}\nauth: {secretRef: {name: openai-api-key, namespace: o}}", "", False),

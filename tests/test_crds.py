@@ -346,6 +346,24 @@ def manifest(spec_yaml: str) -> Schema:
 
 
 VALID = {
+    "prompt-guards": """
+        ai: {provider: {openai: {}}}
+        policies:
+          ai:
+            promptGuard:
+              streaming: Enabled
+              request:
+                - regex: {action: Reject, builtins: [Ssn, CreditCard], matches: ["(?i)secret"]}
+                  response: {message: "no PII", statusCode: 422}
+                  scope: [SystemPrompt, Messages, ToolInput]
+                - webhook: {backendRef: {name: hook, port: 8000}, failureMode: FailOpen, timeout: 2s}
+                - openAIModeration: {policies: {auth: {secretRef: {name: openai-key}}}}
+                - bedrockGuardrails: {identifier: g, version: "1", region: us-east-1, policies: {auth: {aws: {}}}}
+              response:
+                - regex: {builtins: [CreditCard]}
+                - googleModelArmor: {templateId: t, projectId: p, policies: {auth: {gcp: {}}}}
+                - azureContentSafety: {endpoint: cs.cognitiveservices.azure.com, analyzeText: {severityThreshold: 4}}
+    """,
     "openai-secretref": """
         ai:
           provider:
@@ -540,6 +558,20 @@ INVALID_SCHEMA = {
         """,
         "spec.ai.provider.custom",
     ),
+    "guard-unknown-builtin": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {request: [{regex: {builtins: [Passport]}}]}}}
+        """,
+        "spec.policies.ai.promptGuard.request.0.regex.builtins.0",
+    ),
+    "guard-empty": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {}}}
+        """,
+        "spec.policies.ai.promptGuard",
+    ),
     "port-zero": (
         """
         ai:
@@ -640,6 +672,20 @@ INVALID_SCHEMA = {
 
 # Valid for the openAPIV3Schema, rejected by a CEL rule (message fragment).
 INVALID_CEL = {
+    "guard-two-kinds": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {response: [{regex: {builtins: [Email]}, webhook: {host: h, port: 80}}]}}}
+        """,
+        "exactly one of regex, webhook",
+    ),
+    "guard-webhook-nowhere": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {request: [{webhook: {failureMode: FailOpen}}]}}}
+        """,
+        "exactly one of backendRef or host",
+    ),
     "provider-and-groups": (
         """
         ai:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from controlplane.gatewayapi import ai_transforms
+from controlplane.gatewayapi.ai_guards import prompt_guard
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.gatewayapi.routes import parse_duration
@@ -129,6 +130,9 @@ def translate_backend(
         providers.append(prov)
     connect_s = _one_timeout(ctx, "tcp")
     request_s = _one_timeout(ctx, "http")
+    ai_policies = backend_policies.get("ai")
+    guard_block = ai_policies.get("promptGuard") if isinstance(ai_policies, Mapping) else None
+    guards = prompt_guard(ctx, "spec.policies.ai.promptGuard", guard_block) if guard_block is not None else None
     if ctx.problems:
         return None, ctx.problems
     return (
@@ -139,6 +143,7 @@ def translate_backend(
             request_timeout_s=request_s,
             transforms=ctx.transforms.get("spec.policies"),
             routes=routes,
+            prompt_guard=guards,
         ),
         [],
     )
@@ -299,6 +304,8 @@ def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any], *, backe
         ctx.transforms[where] = ai_transforms.parse(policies["ai"], where=f"{where}.ai", fail=ctx.fail)
         ai = policies["ai"]
         for key in [k for k in ai if k not in ai_transforms.FIELDS] if isinstance(ai, Mapping) else []:
+            if key == "promptGuard" and where == "spec.policies":
+                continue  # read by ai_guards.prompt_guard (translate_backend)
             fld = f"{where}.ai.{key}"
             if key == "routes" and backend_level:
                 continue  # read by _ai_routes

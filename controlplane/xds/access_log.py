@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.xds.common import TYPE_PREFIX
+from extproc import wire
 
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "time": "%START_TIME%",
@@ -28,6 +29,11 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
     "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
     "error.type": "%DYNAMIC_METADATA(llmgw:error.type)%",
+    # Prompt guard decisions, `kind:action,...` (extproc/policies/guards); never the text.
+    **{
+        key: f"%DYNAMIC_METADATA({wire.METADATA_NAMESPACE}:{key})%"
+        for key in (wire.GUARD_REQUEST_METADATA_KEY, wire.GUARD_RESPONSE_METADATA_KEY)
+    },
 }
 
 

@@ -98,7 +98,10 @@ def attempt_stage_filter(*, failover: bool = False) -> dict[str, Any]:
                 "request_trailer_mode": "SKIP",
                 "response_trailer_mode": "SKIP",
             },
-            "request_attributes": ["xds.upstream_host_metadata"],
+            # The route: guard decisions are counted per HTTPRoute (extproc/policies/guards).
+            "request_attributes": ["xds.upstream_host_metadata", "xds.route_name"],
+            # Request guard decisions for the access log (extproc/policies/guards).
+            "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
             # x-envoy-immediate-health-check-fail on a response pauses its provider (extproc/cooldown.py).
             **({"mutation_rules": {"allow_envoy": True}} if failover else {}),
         },
