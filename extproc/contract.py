@@ -67,6 +67,30 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class ApiKeyEntry:
+    """One accepted API key: its SHA-256 digest (hex) and its owner; never the key itself."""
+
+    key_id: str
+    sha256: str = field(repr=False)
+    user: str | None = None
+    team: str | None = None
+    tenant: str | None = None
+    labels: list[list[str]] = field(default_factory=list)  # [[name, value], ...]
+
+
+@dataclass(frozen=True)
+class ApiKeyPolicyConfig:
+    """`traffic.apiKeyAuthentication` as the router stage enforces it (extproc/policies/authn.py)."""
+
+    id: str  # content digest: the Envoy route name carries it (wire.authn_route_name)
+    mode: str  # Strict | Optional | Permissive
+    keys: list[ApiKeyEntry] = field(default_factory=list, repr=False)
+    header: str | None = None  # None: authorization (Bearer), x-api-key, api-key
+    prefix: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class ExtprocConfig:
     """Everything a worker needs; replaced atomically as a whole."""
 
@@ -77,6 +101,10 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # API key policies by id, and the ids each gateway's routes use (the router stage checks a
+    # caller against all of them: model routing may move the request to another route).
+    api_keys: dict[str, ApiKeyPolicyConfig] = field(default_factory=dict)
+    gateway_api_keys: dict[str, list[str]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -101,8 +129,17 @@ class ExtprocConfig:
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        api_keys = {}
+        raw_keys = raw.get("api_keys", {})
+        if not isinstance(raw_keys, dict) or not all(isinstance(p, dict) for p in raw_keys.values()):
+            raise ValueError("api_keys must be an object of objects")
+        for pid, p in raw_keys.items():
+            entries = [ApiKeyEntry(**e) for e in p.get("keys", [])]
+            api_keys[str(pid)] = ApiKeyPolicyConfig(**{**p, "keys": entries})
         return cls(
             version=str(raw["version"]),
+            api_keys=api_keys,
+            gateway_api_keys={str(k): [str(i) for i in v] for k, v in raw.get("gateway_api_keys", {}).items()},
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},

@@ -37,7 +37,9 @@ from extproc.attempt_stage import AttemptRequest, backend_pause
 from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
+from extproc.policies import authn
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -79,6 +81,8 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # --- policies (extproc/policies/): who is calling, set on the request headers
+    identity: Identity | None = None  # None: anonymous (or no API key policy)
 
     # --- request ---------------------------------------------------------------------------
 
@@ -86,6 +90,11 @@ class RouterRequest:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
+        authn_mutation: ep.HeaderMutation | None = None
+        if self.config.gateway_api_keys.get(self.gateway):
+            refused, authn_mutation = self._authenticate(headers, route_name)
+            if refused is not None:
+                return refused
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
@@ -105,8 +114,57 @@ class RouterRequest:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
             self.direct = AttemptRequest(config=self.config)
-            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
+                # The route cannot change: no guard header needed, only the client's key headers go.
+                started.request_headers.response.header_mutation.remove_headers.extend(
+                    h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER
+                )
+            return started
+        if authn_mutation is not None:
+            return ep.ProcessingResponse(
+                request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=authn_mutation))
+            )
         return _CONTINUE
+
+    def _authenticate(
+        self, headers: dict[str, str], route_name: object
+    ) -> tuple[ep.ProcessingResponse | None, ep.HeaderMutation]:
+        """Check the caller against every API key policy of this Gateway (extproc/policies/authn.py).
+
+        The policy of the route matched on the headers decides a refusal here; the ids of the
+        policies the caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks
+        after model routing (controlplane/xds/route.py `authn_guard`).
+        """
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        satisfied: list[str] = []
+        remove: set[str] = set()
+        own_identity: Identity | None = None
+        first_identity: Identity | None = None
+        for pid in self.config.gateway_api_keys.get(self.gateway, ()):
+            cfg = self.config.api_keys.get(pid)
+            if cfg is None:
+                continue
+            policy = authn.compile_policy(cfg)
+            remove.update(authn.credential_headers(policy))
+            outcome = authn.authenticate(policy=policy, headers=headers)
+            if outcome.refused:
+                if pid == own:
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message=outcome.message, code="invalid_api_key", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                continue
+            satisfied.append(pid)
+            if pid == own:
+                own_identity = outcome.identity
+            elif first_identity is None:
+                first_identity = outcome.identity
+        self.identity = own_identity if own is not None else first_identity
+        mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
+        mutation.remove_headers.extend(sorted(remove))
+        return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         try:
@@ -394,6 +452,11 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+        if self.identity is not None:
+            for name in ("key_id", "user", "team", "tenant"):
+                known = self.identity.field(name)
+                if known is not None:
+                    meta[name] = known
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

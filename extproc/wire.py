@@ -22,8 +22,12 @@ IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 # On an error the attempt stage answers itself (already in the client's schema): the router stage
 # removes it and passes that body untranslated.
 ANSWERED_HEADER = "x-llmgw-answered"
+# The API key policies (their ids) the caller satisfied, set by the router stage on the request
+# headers; a route that requires another one answers 401 when model routing moves a request to it
+# (controlplane/xds/route.py, authentication guard). Removed before the request goes upstream.
+AUTHN_HEADER = "x-llmgw-authn"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
-GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER)
+GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, AUTHN_HEADER)
 
 # --- ext_proc streams -------------------------------------------------------------------------
 
@@ -71,6 +75,23 @@ def backend_of_cluster(cluster: str) -> str:
 def route_name(route_key: str, *, rule: int, match: int) -> str:
     """The Envoy route of one match of one rule of HTTPRoute `<namespace>/<name>`."""
     return f"{_ROUTE}{route_key}/rule/{rule}/match/{match}"
+
+
+_AUTHN = "/authn/"
+AUTHN_GUARD_SUFFIX = "/unauthenticated"
+
+
+def authn_route_name(name: str, policy_id: str) -> str:
+    """The Envoy route name of a route whose API key policy is `policy_id` (the extproc reads it back)."""
+    return f"{name}{_AUTHN}{policy_id}"
+
+
+def authn_of_route_name(name: str) -> str | None:
+    """The API key policy id a route name carries (`authn_route_name`), or None."""
+    at = name.rfind(_AUTHN)
+    if at < 0:
+        return None
+    return name[at + len(_AUTHN) :].split("/", 1)[0] or None
 
 
 def rule_of_route_name(name: str) -> int | None:

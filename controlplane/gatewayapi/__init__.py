@@ -19,6 +19,7 @@ from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
 from controlplane.gatewayapi.policies import is_policy, parse_policy
+from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
 from controlplane.gatewayapi.policy_attach import Attachments, resolve, rule_name
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
@@ -183,7 +184,13 @@ def _with_policy(rule: RouteIR, route_res: Resource, lst: GatewayListener, attac
         route=route_res.key,
         rule=rule_name(route_res, index) if index is not None else None,
     )
-    return rule if policy is None else replace(rule, policy=policy)
+    if policy is None:
+        return rule
+    if policy.api_key is not None:
+        # The route name carries the API key policy: the router stage finds it from the name (and
+        # routes on several listeners with different policies stay distinct).
+        return replace(rule, policy=policy, name=wire.authn_route_name(rule.name, api_key_policy_id(policy.api_key)))
+    return replace(rule, policy=policy)
 
 
 def _backend_request_timeout(

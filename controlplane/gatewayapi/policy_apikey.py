@@ -37,6 +37,16 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def policy_id(auth: ApiKeyAuthIR) -> str:
+    """A digest of the policy's content: the Envoy route name carries it, the extproc finds the keys by it.
+
+    Any change (a rotated or revoked key, another mode) is a new id, so nothing stale is looked up.
+    """
+    doc: list[object] = [auth.mode, auth.header, auth.prefix, auth.source]
+    doc += [[k.key_id, k.sha256, k.user, k.team, k.tenant, list(k.labels)] for k in auth.keys]
+    return hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]
+
+
 def parse_api_key_authentication(
     raw: Any,
     *,

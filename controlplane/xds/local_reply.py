@@ -17,6 +17,7 @@ def _openai_error(message: str, etype: str, code: str) -> dict[str, Any]:
 # OpenAI error type -> Anthropic's, for Envoy's own replies on /messages.
 _ANTHROPIC_TYPES = {
     "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
     "server_error": "api_error",
 }
 _ANTHROPIC_BY_CODE = {
@@ -107,6 +108,15 @@ def local_reply_config() -> dict[str, Any]:
                 413,
                 _openai_error(
                     "Request body is larger than this gateway accepts", "invalid_request_error", "request_too_large"
+                ),
+            ),
+            *_mappers(
+                None,
+                401,
+                _openai_error(
+                    "This route needs another API key than the one this request was authenticated with.",
+                    "authentication_error",
+                    "invalid_api_key",
                 ),
             ),
             *_mappers(

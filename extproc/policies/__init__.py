@@ -1,0 +1,1 @@
+"""Request policies the router stage applies, in order: authenticate, limit, guard, transform."""
