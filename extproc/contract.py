@@ -91,6 +91,26 @@ class ApiKeyPolicyConfig:
 
 
 @dataclass(frozen=True)
+class JwtPolicyConfig:
+    """`traffic.jwtAuthentication`: Envoy's jwt_authn validates; the router stage reads the payloads."""
+
+    mode: str  # Strict | Optional | Permissive
+    providers: list[str] = field(default_factory=list)  # jwt_authn provider names = their payload keys
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AuthnConfig:
+    """The authentication of a route (API key and/or JWT: both must pass); its id rides in the route name."""
+
+    id: str
+    api_key: ApiKeyPolicyConfig | None = None
+    jwt: JwtPolicyConfig | None = None
+
+
+@dataclass(frozen=True)
 class ExtprocConfig:
     """Everything a worker needs; replaced atomically as a whole."""
 
@@ -101,10 +121,10 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
-    # API key policies by id, and the ids each gateway's routes use (the router stage checks a
+    # Route authentication by id, and the ids each gateway's routes use (the router stage checks a
     # caller against all of them: model routing may move the request to another route).
-    api_keys: dict[str, ApiKeyPolicyConfig] = field(default_factory=dict)
-    gateway_api_keys: dict[str, list[str]] = field(default_factory=dict)
+    authn: dict[str, AuthnConfig] = field(default_factory=dict)
+    gateway_authn: dict[str, list[str]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -129,17 +149,21 @@ class ExtprocConfig:
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
-        api_keys = {}
-        raw_keys = raw.get("api_keys", {})
-        if not isinstance(raw_keys, dict) or not all(isinstance(p, dict) for p in raw_keys.values()):
-            raise ValueError("api_keys must be an object of objects")
-        for pid, p in raw_keys.items():
-            entries = [ApiKeyEntry(**e) for e in p.get("keys", [])]
-            api_keys[str(pid)] = ApiKeyPolicyConfig(**{**p, "keys": entries})
+        authn = {}
+        raw_authn = raw.get("authn", {})
+        if not isinstance(raw_authn, dict) or not all(isinstance(a, dict) for a in raw_authn.values()):
+            raise ValueError("authn must be an object of objects")
+        for aid, a in raw_authn.items():
+            key = a.get("api_key")
+            api_key = (
+                ApiKeyPolicyConfig(**{**key, "keys": [ApiKeyEntry(**e) for e in key.get("keys", [])]}) if key else None
+            )
+            jwt = JwtPolicyConfig(**a["jwt"]) if a.get("jwt") else None
+            authn[str(aid)] = AuthnConfig(id=str(a.get("id", aid)), api_key=api_key, jwt=jwt)
         return cls(
             version=str(raw["version"]),
-            api_keys=api_keys,
-            gateway_api_keys={str(k): [str(i) for i in v] for k, v in raw.get("gateway_api_keys", {}).items()},
+            authn=authn,
+            gateway_authn={str(k): [str(i) for i in v] for k, v in raw.get("gateway_authn", {}).items()},
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},

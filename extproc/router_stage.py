@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
@@ -39,7 +40,7 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
-from extproc.policies import authn
+from extproc.policies import authn, jwt_claims
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -86,13 +87,19 @@ class RouterRequest:
 
     # --- request ---------------------------------------------------------------------------
 
-    def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
+    def on_request_headers(
+        self,
+        msg: ep.HttpHeaders,
+        *,
+        route_name: object = None,
+        jwt_found: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
         authn_mutation: ep.HeaderMutation | None = None
-        if self.config.gateway_api_keys.get(self.gateway):
-            refused, authn_mutation = self._authenticate(headers, route_name)
+        if self.config.gateway_authn.get(self.gateway):
+            refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
                 return refused
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
@@ -128,39 +135,53 @@ class RouterRequest:
         return _CONTINUE
 
     def _authenticate(
-        self, headers: dict[str, str], route_name: object
+        self, headers: dict[str, str], route_name: object, jwt_found: Mapping[str, Mapping[str, Any]]
     ) -> tuple[ep.ProcessingResponse | None, ep.HeaderMutation]:
-        """Check the caller against every API key policy of this Gateway (extproc/policies/authn.py).
+        """Check the caller against every route authentication of this Gateway (extproc/policies/).
 
-        The policy of the route matched on the headers decides a refusal here; the ids of the
-        policies the caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks
-        after model routing (controlplane/xds/route.py `authn_guard`).
+        The authentication of the route matched on the headers decides a refusal here (API
+        keys; Envoy's jwt_authn already enforced that route's JWT policy); the ids of those the
+        caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks after model
+        routing (controlplane/xds/route.py `authn_guard`).
         """
         own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
         satisfied: list[str] = []
         remove: set[str] = set()
         own_identity: Identity | None = None
         first_identity: Identity | None = None
-        for pid in self.config.gateway_api_keys.get(self.gateway, ()):
-            cfg = self.config.api_keys.get(pid)
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
             if cfg is None:
                 continue
-            policy = authn.compile_policy(cfg)
-            remove.update(authn.credential_headers(policy))
-            outcome = authn.authenticate(policy=policy, headers=headers)
-            if outcome.refused:
-                if pid == own:
+            ok, ident = True, None
+            if cfg.api_key is not None:
+                policy = authn.compile_policy(cfg.api_key)
+                remove.update(authn.credential_headers(policy))
+                outcome = authn.authenticate(policy=policy, headers=headers)
+                if outcome.refused and aid == own:
                     self.done = True
                     anthropic = self.op is not None and self.op.client_api == "anthropic"
                     return errors.immediate(
                         status=401, message=outcome.message, code="invalid_api_key", anthropic=anthropic
                     ), ep.HeaderMutation()
+                ok, ident = not outcome.refused, outcome.identity
+            if cfg.jwt is not None:
+                remove.add(cfg.jwt.header)
+                jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
+                if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message="Invalid or missing token.", code="invalid_token", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = ok and jwt_ok, ident or jwt_ident
+            if not ok:
                 continue
-            satisfied.append(pid)
-            if pid == own:
-                own_identity = outcome.identity
+            satisfied.append(aid)
+            if aid == own:
+                own_identity = ident
             elif first_identity is None:
-                first_identity = outcome.identity
+                first_identity = ident
         self.identity = own_identity if own is not None else first_identity
         mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
         mutation.remove_headers.extend(sorted(remove))

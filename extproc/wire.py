@@ -22,7 +22,7 @@ IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 # On an error the attempt stage answers itself (already in the client's schema): the router stage
 # removes it and passes that body untranslated.
 ANSWERED_HEADER = "x-llmgw-answered"
-# The API key policies (their ids) the caller satisfied, set by the router stage on the request
+# The route authentications (their ids: API key and/or JWT) the caller satisfied, set by the router stage on the request
 # headers; a route that requires another one answers 401 when model routing moves a request to it
 # (controlplane/xds/route.py, authentication guard). Removed before the request goes upstream.
 AUTHN_HEADER = "x-llmgw-authn"
@@ -40,6 +40,9 @@ STAGE_ATTEMPT = "attempt"
 # Envoy metadata namespace: endpoint metadata (`provider`), and the dynamic metadata the
 # access log reads (`%DYNAMIC_METADATA(llmgw:...)%`).
 METADATA_NAMESPACE = "llmgw"
+# Envoy's jwt_authn filter writes each valid token's payload here, keyed by its provider name
+# (controlplane/xds/jwt_authn.py); the router stage's ext_proc filter forwards the namespace.
+JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
 PROVIDER_METADATA_KEY = "provider"
 
 # --- the config channel (control plane -> extproc workers) --------------------------------------
@@ -82,12 +85,12 @@ AUTHN_GUARD_SUFFIX = "/unauthenticated"
 
 
 def authn_route_name(name: str, policy_id: str) -> str:
-    """The Envoy route name of a route whose API key policy is `policy_id` (the extproc reads it back)."""
+    """The Envoy route name of a route whose authentication is `policy_id` (the extproc reads it back)."""
     return f"{name}{_AUTHN}{policy_id}"
 
 
 def authn_of_route_name(name: str) -> str | None:
-    """The API key policy id a route name carries (`authn_route_name`), or None."""
+    """The authentication id a route name carries (`authn_route_name`), or None."""
     at = name.rfind(_AUTHN)
     if at < 0:
         return None

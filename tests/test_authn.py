@@ -9,7 +9,7 @@ import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import wire
-from extproc.contract import ApiKeyEntry, ApiKeyPolicyConfig, ExtprocConfig
+from extproc.contract import ApiKeyEntry, ApiKeyPolicyConfig, AuthnConfig, ExtprocConfig
 from extproc.identity import Identity
 from extproc.policies import authn
 from extproc.router_stage import RouterRequest
@@ -106,8 +106,8 @@ def _router_config() -> ExtprocConfig:
     other = ApiKeyPolicyConfig(id="other2", mode="Strict", keys=[])
     return dataclasses.replace(
         make_config(),
-        api_keys={"strict1": strict, "other2": other},
-        gateway_api_keys={GATEWAY: ["strict1", "other2"]},
+        authn={"strict1": AuthnConfig(id="strict1", api_key=strict), "other2": AuthnConfig(id="other2", api_key=other)},
+        gateway_authn={GATEWAY: ["strict1", "other2"]},
     )
 
 

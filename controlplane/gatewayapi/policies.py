@@ -237,8 +237,7 @@ def _traffic(
             raw["jwtAuthentication"], policy=res, fld="spec.traffic.jwtAuthentication", secrets=secrets
         )
         out.problems.extend(problems)
-        if jwt is not None:
-            fail("spec.traffic.jwtAuthentication", "is not enforced by llmgw yet", UNSUPPORTED)
+        policy = replace(policy, jwt=jwt)
     if "rateLimit" in raw:
         part, problems = policy_ratelimit.parse_rate_limit(raw["rateLimit"], policy=res, fld="spec.traffic.rateLimit")
         out.problems.extend(problems)

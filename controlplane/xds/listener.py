@@ -10,6 +10,7 @@ from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
+from controlplane.xds.jwt_authn import jwt_authn_filter
 from controlplane.xds.local_reply import local_reply_config
 from extproc import wire
 
@@ -43,7 +44,8 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
             "config_source": {"ads": {}, "resource_api_version": "V3"},
         },
         "http_filters": [
-            router_stage_filter(listener.gateway),
+            *([jwt] if (jwt := jwt_authn_filter(listener)) else []),
+            router_stage_filter(listener.gateway, jwt=jwt is not None),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},

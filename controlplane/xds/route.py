@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
-from controlplane.xds import names
+from controlplane.xds import jwt_authn, names
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from extproc import wire
@@ -154,6 +154,9 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
                 "disabled": True,
             }
         }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:
+        out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt
     return out
 
 

@@ -383,7 +383,7 @@ def test_policy_status_keys_secret_followed_and_revocation_reaches_the_extproc(
         gp = plan.gateways.get("default/llmgw") if plan else None
         if gp is None:
             return set()
-        return {k.key_id for p in gp.extproc.api_keys.values() for k in p.keys}
+        return {k.key_id for a in gp.extproc.authn.values() if a.api_key for k in a.api_key.keys}
 
     wait_until(lambda: key_ids() == {"default/keys/alice", "default/keys/bob"}, "both keys in the extproc config")
     assert "sk-alice" not in repr(ctl.controller.plan)
