@@ -63,10 +63,13 @@ def build(ir: IR) -> ExtprocConfig:
                 if aid is None or r.policy is None:
                     continue
                 if aid not in authn:
+                    export = r.policy.caller_export
                     authn[aid] = AuthnConfig(
                         id=aid,
                         api_key=_api_key(r.policy.api_key) if r.policy.api_key else None,
                         jwt=_jwt(r.policy.jwt) if r.policy.jwt else None,
+                        upstream_headers=dict(export.upstream_headers) if export else {},
+                        metric_labels=list(export.metric_labels) if export else [],
                     )
                 ids = gateway_authn.setdefault(lst.gateway, [])
                 if aid not in ids:

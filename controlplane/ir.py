@@ -67,12 +67,21 @@ class JwtAuthIR:
 
 
 @dataclass(frozen=True)
+class CallerExportIR:
+    """`traffic.callerIdentity` (llmgw extension): where the caller's identity may go besides the access log."""
+
+    upstream_headers: tuple[tuple[str, str], ...] = ()  # (identity field, request header to the provider)
+    metric_labels: tuple[str, ...] = ()  # identity fields allowed as metric labels (caller_<field>)
+
+
+@dataclass(frozen=True)
 class RoutePolicyIR:
     """The effective `traffic` policy of one route on one listener (None fields: not set)."""
 
     # metadata "manifest": the field's name under `traffic` (problems and status name it)
     api_key: ApiKeyAuthIR | None = field(default=None, metadata={"manifest": "apiKeyAuthentication"})
     jwt: JwtAuthIR | None = field(default=None, metadata={"manifest": "jwtAuthentication"})
+    caller_export: CallerExportIR | None = field(default=None, metadata={"manifest": "callerIdentity"})
     sources: tuple[str, ...] = ()  # "<Kind> <ns>/<name>" of every policy that contributed, most specific first
 
     @property

@@ -108,6 +108,9 @@ class AuthnConfig:
     id: str
     api_key: ApiKeyPolicyConfig | None = None
     jwt: JwtPolicyConfig | None = None
+    # traffic.callerIdentity: identity field -> upstream request header; fields allowed as metric labels
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    metric_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,13 @@ class ExtprocConfig:
                 ApiKeyPolicyConfig(**{**key, "keys": [ApiKeyEntry(**e) for e in key.get("keys", [])]}) if key else None
             )
             jwt = JwtPolicyConfig(**a["jwt"]) if a.get("jwt") else None
-            authn[str(aid)] = AuthnConfig(id=str(a.get("id", aid)), api_key=api_key, jwt=jwt)
+            authn[str(aid)] = AuthnConfig(
+                id=str(a.get("id", aid)),
+                api_key=api_key,
+                jwt=jwt,
+                upstream_headers={str(k): str(v) for k, v in (a.get("upstream_headers") or {}).items()},
+                metric_labels=[str(f) for f in a.get("metric_labels") or []],
+            )
         return cls(
             version=str(raw["version"]),
             authn=authn,

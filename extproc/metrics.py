@@ -13,6 +13,10 @@ from prometheus_client import Counter, Histogram
 
 from extproc.usage import Usage
 
+# Who called (extproc/identity.py): empty unless the route's policy allowlists the field
+# (`traffic.callerIdentity.metricLabels`), so cardinality stays what the operator chose. An empty
+# label is the same as no label in PromQL.
+CALLER_FIELDS = ("user", "team", "tenant", "key_id")
 LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",
@@ -21,6 +25,7 @@ LABELS = (
     "gateway",
     "route",
     "backend",
+    *(f"caller_{f}" for f in CALLER_FIELDS),
 )
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -76,6 +81,7 @@ class RequestLabels:
     gateway: str
     route: str
     backend: str
+    caller: tuple[str, ...] = ("",) * len(CALLER_FIELDS)  # CALLER_FIELDS values, "" where not allowlisted
 
     def values(self) -> tuple[str, ...]:
         return (
@@ -86,6 +92,7 @@ class RequestLabels:
             self.gateway,
             self.route,
             self.backend,
+            *self.caller,
         )
 
 

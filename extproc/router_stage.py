@@ -35,9 +35,9 @@ from google.protobuf import struct_pb2
 
 from extproc import errors, metrics, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.contract import AuthnConfig, ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
-from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
 from extproc.policies import authn, jwt_claims
@@ -84,6 +84,7 @@ class RouterRequest:
     latest_config: Callable[[], ExtprocConfig] | None = None
     # --- policies (extproc/policies/): who is calling, set on the request headers
     identity: Identity | None = None  # None: anonymous (or no API key policy)
+    authn: AuthnConfig | None = None  # the authentication of the route matched on the headers
 
     # --- request ---------------------------------------------------------------------------
 
@@ -123,10 +124,10 @@ class RouterRequest:
             self.direct = AttemptRequest(config=self.config)
             started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
             if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
-                # The route cannot change: no guard header needed, only the client's key headers go.
-                started.request_headers.response.header_mutation.remove_headers.extend(
-                    h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER
-                )
+                # The route cannot change: no guard header needed; the client's key headers go.
+                theirs = started.request_headers.response.header_mutation
+                theirs.remove_headers.extend(h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER)
+                theirs.set_headers.extend(h for h in authn_mutation.set_headers if h.header.key != wire.AUTHN_HEADER)
             return started
         if authn_mutation is not None:
             return ep.ProcessingResponse(
@@ -183,8 +184,23 @@ class RouterRequest:
             elif first_identity is None:
                 first_identity = ident
         self.identity = own_identity if own is not None else first_identity
+        self.authn = self.config.authn.get(own) if own is not None else None
         mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
         mutation.remove_headers.extend(sorted(remove))
+        # traffic.callerIdentity.upstreamHeaders: the identity (never the key) to the provider; a
+        # client's own copy of any such header of this Gateway is removed.
+        exported: set[str] = set()
+        if self.authn is not None and self.identity is not None:
+            for name, header in sorted(self.authn.upstream_headers.items()):
+                value = self.identity.field(name)
+                if value is not None and header_value_ok(value):
+                    mutation.set_headers.append(set_header(header, value))
+                    exported.add(header)
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            for header in cfg.upstream_headers.values() if cfg is not None else ():
+                if header not in exported and header not in mutation.remove_headers:
+                    mutation.remove_headers.append(header)
         return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -424,7 +440,12 @@ class RouterRequest:
         )
 
     def _labels(self) -> metrics.RequestLabels:
+        caller = ("",) * len(metrics.CALLER_FIELDS)
+        if self.identity is not None and self.authn is not None and self.authn.metric_labels:
+            allowed = self.authn.metric_labels
+            caller = tuple((self.identity.field(f) or "") if f in allowed else "" for f in metrics.CALLER_FIELDS)
         return metrics.RequestLabels(
+            caller=caller,
             operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
