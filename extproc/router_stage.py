@@ -99,6 +99,12 @@ class RouterRequest:
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
         authn_mutation: ep.HeaderMutation | None = None
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        if own is not None and own not in self.config.authn and self.latest_config is not None:
+            self.config = self.latest_config()  # a route newer than this request's config snapshot
+        if own is not None and own not in self.config.authn:
+            # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
+            return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
         if self.config.gateway_authn.get(self.gateway):
             refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
@@ -130,8 +136,13 @@ class RouterRequest:
                 theirs.set_headers.extend(h for h in authn_mutation.set_headers if h.header.key != wire.AUTHN_HEADER)
             return started
         if authn_mutation is not None:
+            # On a guard route (the first lookup of a route that authenticates), match again now that
+            # the request carries what it was authenticated for (controlplane/xds/route.py authn_guard).
+            guarded = isinstance(route_name, str) and route_name.endswith(wire.AUTHN_GUARD_SUFFIX)
             return ep.ProcessingResponse(
-                request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=authn_mutation))
+                request_headers=ep.HeadersResponse(
+                    response=ep.CommonResponse(header_mutation=authn_mutation, clear_route_cache=guarded)
+                )
             )
         return _CONTINUE
 

@@ -253,7 +253,7 @@ def test_model_routing_to_a_stricter_rule_needs_its_key(setup: tuple[GatewayProc
     assert chat(gw, "/routed", ALICE, model="gpt-4o-mini")  # the `everyone` rule: team keys
     with pytest.raises(openai.AuthenticationError) as err:
         chat(gw, "/routed", ALICE, model="vip-model")
-    assert "needs another API key" in str(err.value)
+    assert "not authenticated for this route" in str(err.value)
     assert chat(gw, "/routed", VIP, model="vip-model")
     anthropic_path = httpx.post(
         f"{gw.url}/routed/v1/messages",
