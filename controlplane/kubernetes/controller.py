@@ -13,10 +13,10 @@ cache and then performs the Plan:
 
 Secrets and ConfigMaps are cached only when an AIBackend, a Gateway or a
 policy (AIPolicy, AgentgatewayPolicy: API key Secrets by name) refers to
-them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated or revoked key reaches new requests within
-the debounce plus one config push. (Keys chosen by `secretSelector` or
-`configMapSelector` are not followed in Kubernetes mode yet.)
+them, by name or by a policy's `secretSelector` / `configMapSelector`; a
+newly referenced one is fetched at once, and updates arrive by watch, so a
+rotated or revoked key reaches new requests within the debounce plus one
+config push.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from controlplane.kubernetes import provision
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
 from controlplane.kubernetes.leader import LeaderElector
-from controlplane.kubernetes.reconcile import Plan, ours, reconcile, referenced
+from controlplane.kubernetes.reconcile import Plan, Selector, ours, reconcile, referenced, selected
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
@@ -107,6 +107,7 @@ class Controller:
         self.channels = GatewayChannels()
         self.informers: dict[str, Informer] = {}
         self.referenced: set[tuple[str, str, str]] = set()
+        self.selected: set[Selector] = set()  # API key policies' secretSelector / configMapSelector
         self.leader = not opts.leader_election
         self.provision_errors: dict[str, str] = {}
         self.plan: Plan | None = None
@@ -193,7 +194,11 @@ class Controller:
 
     def _keep(self, obj: Obj) -> bool:
         meta = obj.get("metadata") or {}
-        return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))) in self.referenced
+        kind, ns = str(obj.get("kind")), str(meta.get("namespace") or "")
+        if (kind, ns, str(meta.get("name"))) in self.referenced:
+            return True
+        labels = meta.get("labels") or {}
+        return any(k == kind and n == ns and all(labels.get(a) == b for a, b in want) for k, n, want in self.selected)
 
     async def _run(self) -> None:
         while True:
@@ -234,12 +239,23 @@ class Controller:
         return plan
 
     async def _follow_references(self, resources: list[Resource]) -> bool:
-        """Cache exactly the referenced Secrets/ConfigMaps; fetch the newly referenced ones now."""
-        refs = referenced(resources)
-        if refs == self.referenced:
+        """Cache exactly the referenced (and policy-selected) Secrets/ConfigMaps; fetch new ones now."""
+        refs, sels = referenced(resources), selected(resources)
+        if refs == self.referenced and sels == self.selected:
             return False
         added = refs - self.referenced
-        self.referenced = refs
+        new_selectors = sels - self.selected
+        self.referenced, self.selected = refs, sels
+        for kind, ns, labels in sorted(new_selectors):
+            try:
+                objs, _ = await asyncio.to_thread(
+                    self.kube.list, kind, namespace=ns, label_selector=",".join(f"{k}={v}" for k, v in labels)
+                )
+            except KubeError as exc:
+                log.warning("cannot list %s in %s by labels: %s", kind, ns, exc)
+                continue
+            for item in objs:
+                self.informers[kind].put({**item, "kind": kind, "apiVersion": "v1"})
         for kind in REFERENCED_ONLY:
             self.informers[kind].prune()
         for kind, ns, name in sorted(added):
