@@ -8,6 +8,7 @@ request may land on any worker.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -30,6 +31,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
     def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
+        # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
+        self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -43,23 +46,30 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         config = self.holder.current
         if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
-            async for req in request_iterator:
-                which = req.WhichOneof("request")
-                try:
-                    if which == "request_headers":
-                        yield attempt.on_request_headers(req)
-                    elif which == "request_body":
-                        yield attempt.on_request_body(req.request_body)
-                    elif which == "response_headers":
-                        yield attempt.on_response_headers(req)
-                    else:
-                        yield _passthrough(which)
-                except Exception:
-                    yield _failed("attempt", which, attempt.op)
+            try:
+                async for req in request_iterator:
+                    which = req.WhichOneof("request")
+                    try:
+                        if which == "request_headers":
+                            yield attempt.on_request_headers(req)
+                        elif which == "request_body":
+                            yield attempt.on_request_body(req.request_body)
+                        elif which == "response_headers":
+                            yield attempt.on_response_headers(req)
+                        else:
+                            yield _passthrough(which)
+                    except Exception:
+                        yield _failed("attempt", which, attempt.op)
+            finally:
+                attempt.on_stream_closed()  # a failover attempt that got no answer counts as failed
             return
         holder = self.holder
         router = RouterRequest(
-            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+            gateway=gateway,
+            config=config,
+            cooldowns=self.cooldowns,
+            latest_config=lambda: holder.current,
+            record_content=self.record_content,
         )
         try:
             async for req in request_iterator:
@@ -80,7 +90,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     else:
                         yield _passthrough(which)
                 except Exception:
-                    yield _failed("router", which, router.op)
+                    yield router.note_immediate(_failed("router", which, router.op))
         finally:
             try:
                 router.on_stream_closed()  # a response cut after it started still counts

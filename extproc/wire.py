@@ -45,6 +45,13 @@ METADATA_NAMESPACE = "llmgw"
 JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
 PROVIDER_METADATA_KEY = "provider"
 
+# Set to "1" in the workers' environment when traces may carry prompts and completions
+# (`llmgw run --trace-content`): the router stage then writes them as dynamic metadata.
+TRACE_CONTENT_ENV = "LLMGW_TRACE_CONTENT"
+# Dynamic metadata keys of that content (OpenTelemetry GenAI attribute names).
+INPUT_MESSAGES_KEY = "gen_ai.input.messages"
+OUTPUT_MESSAGES_KEY = "gen_ai.output.messages"
+
 # --- the config channel (control plane -> extproc workers) --------------------------------------
 
 CONFIG_SERVICE = "llmgw.config.v1.ExtprocConfig"

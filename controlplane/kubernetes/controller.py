@@ -35,7 +35,9 @@ import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
 from controlplane.kubernetes import provision
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
@@ -44,6 +46,7 @@ from controlplane.kubernetes.reconcile import Plan, Selector, ours, reconcile, r
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import to_protos
 from controlplane.xds.translate import translate as translate_ir
 
@@ -80,6 +83,7 @@ class Options:
     lease_name: str = "llmgw-controller"
     resync_s: float = 600.0
     debounce_s: float = 0.1
+    tracing: TracingSettings | None = None  # every data plane's Envoy traces to this collector
 
 
 def to_resource(obj: Obj) -> Resource:
@@ -123,6 +127,7 @@ class Controller:
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._elector: LeaderElector | None = None
+        self.health = ConfigHealth()  # served on the health port's /metrics (controlplane/health_metrics.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -274,9 +279,10 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing))
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
+                self.health.refused()
                 continue
             if self._extproc_versions.get(key) != gp.extproc.version:
                 await self.channels.publish(key, gp.extproc)
@@ -288,6 +294,7 @@ class Controller:
                 t: v.version for t, v in snap.types.items()
             }:
                 await self.ads.set_snapshot(key, snap)
+                self.health.applied(serial=self._serial)
                 log.info("Gateway %s: new data plane config (snapshot %d)", key, self._serial)
 
     def _forget(self, gateways: set[str]) -> None:
@@ -388,9 +395,18 @@ class Controller:
             ok = self.synced() and self.reconciles > 0
             return web.Response(status=200 if ok else 503, text="ready\n" if ok else "informers not synced\n")
 
+        collector = ControlPlaneCollector(health=self.health, servers=lambda: list(self.ads.servers.values()))
+
+        async def metrics(_: web.Request) -> web.Response:
+            """Control-plane health over every Gateway's ADS server (acks, NACKs, snapshot served)."""
+            registry = CollectorRegistry()
+            registry.register(collector)
+            return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

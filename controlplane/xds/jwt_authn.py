@@ -153,5 +153,3 @@ def jwks_clusters(listeners: tuple[ListenerIR, ...], *, system_ca_file: str) -> 
                     }
                 out[name] = cluster
     return [out[k] for k in sorted(out)]
-
-

@@ -81,8 +81,13 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
         return {"regex_rewrite": {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}}
     if rw.prefix is None:
         return {}
-    replacement = rw.prefix.rstrip("/")
-    prefix = r.match.path  # normalized: no trailing slash unless "/"
+    return _replace_prefix(r.match.path, rw.prefix)
+
+
+def _replace_prefix(prefix: str, replacement: str) -> dict[str, Any]:
+    """ReplacePrefixMatch of the matched `prefix` by `replacement`: route and redirect actions share the fields."""
+    replacement = replacement.rstrip("/")
+    # `prefix` is normalized: no trailing slash unless "/"
     if prefix == "/":
         return {"prefix_rewrite": replacement + "/"}
     if not replacement:
@@ -94,9 +99,38 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
+_REDIRECT_CODES = {
+    301: "MOVED_PERMANENTLY",
+    302: "FOUND",
+    303: "SEE_OTHER",
+    307: "TEMPORARY_REDIRECT",
+    308: "PERMANENT_REDIRECT",
+}
+
+
+def _redirect(r: RouteIR) -> dict[str, Any]:
+    """RequestRedirect as Envoy's redirect action (Envoy answers; no cluster, no extproc)."""
+    rd = r.redirect
+    assert rd is not None
+    out: dict[str, Any] = {"response_code": _REDIRECT_CODES[rd.status]}
+    if rd.scheme:
+        out["scheme_redirect"] = rd.scheme
+    if rd.hostname:
+        out["host_redirect"] = rd.hostname
+    if rd.port is not None:
+        out["port_redirect"] = rd.port
+    if rd.full_path is not None:
+        out["path_redirect"] = rd.full_path
+    elif rd.prefix is not None:
+        out.update(_replace_prefix(r.match.path, rd.prefix))
+    return out
+
+
 def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
-    if not r.backends:
+    if r.redirect is not None:
+        out["redirect"] = _redirect(r)
+    elif not r.backends:
         out["direct_response"] = {
             "status": 500,
             "body": {
