@@ -60,10 +60,13 @@ def main() -> None:
         "content-length": "120",
     }
     msg = http_headers(headers)
-    route = wire.authn_route_name("httproute/default/bench/rule/0/match/0", "a1")
+    plain_route = "httproute/default/bench/rule/0/match/0"
+    route = wire.authn_route_name(plain_route, "a1")
     compiled = authn.compile_policy(policy)
     core = per_call_us(lambda: authn.authenticate(policy=compiled, headers=headers))
-    off = per_call_us(lambda: RouterRequest(gateway=GATEWAY, config=plain).on_request_headers(msg, route_name=route))
+    off = per_call_us(
+        lambda: RouterRequest(gateway=GATEWAY, config=plain).on_request_headers(msg, route_name=plain_route)
+    )
     on = per_call_us(lambda: RouterRequest(gateway=GATEWAY, config=with_keys).on_request_headers(msg, route_name=route))
     print(f"authn.authenticate (200 keys): {core:.1f} us CPU per call")
     print(
