@@ -183,7 +183,13 @@ class RouterRequest:
             ok, ident = True, None
             if cfg.api_key is not None:
                 policy = authn.compile_policy(cfg.api_key)
-                remove.update(authn.credential_headers(policy))
+                # The key was for the gateway: it goes no further. The SDK headers only on the route that
+                # consumed them (a passthrough route elsewhere forwards its client's own key); a custom
+                # location header never (the attempt stage strips the SDK headers on every route anyway).
+                if aid == own:
+                    remove.update(authn.credential_headers(policy))
+                elif policy.header is not None:
+                    remove.add(policy.header)
                 outcome = authn.authenticate(policy=policy, headers=headers)
                 if outcome.refused and aid == own:
                     self.done = True
@@ -193,7 +199,8 @@ class RouterRequest:
                     ), ep.HeaderMutation()
                 ok, ident = not outcome.refused, outcome.identity
             if cfg.jwt is not None:
-                remove.add(cfg.jwt.header)
+                if aid == own or cfg.jwt.header not in authn.DEFAULT_HEADERS:
+                    remove.add(cfg.jwt.header)
                 jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
                 if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
                     self.done = True
