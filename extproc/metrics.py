@@ -19,6 +19,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from extproc.usage import Usage
 
+# Who called (extproc/identity.py): empty unless the route's policy allowlists the field
+# (`traffic.callerIdentity.metricLabels`), so cardinality stays what the operator chose. An empty
+# label is the same as no label in PromQL.
+CALLER_FIELDS = ("user", "team", "tenant", "key_id")
 LABELS = (
     "gen_ai_operation_name",
     "gen_ai_provider_name",
@@ -27,6 +31,7 @@ LABELS = (
     "gateway",
     "route",
     "backend",
+    *(f"caller_{f}" for f in CALLER_FIELDS),
 )
 ATTEMPT_LABELS = ("backend", "provider", "gen_ai_provider_name")
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -118,6 +123,7 @@ class RequestLabels:
     gateway: str
     route: str
     backend: str
+    caller: tuple[str, ...] = ("",) * len(CALLER_FIELDS)  # CALLER_FIELDS values, "" where not allowlisted
 
     def values(self) -> tuple[str, ...]:
         return (
@@ -128,6 +134,7 @@ class RequestLabels:
             self.gateway,
             self.route,
             self.backend,
+            *self.caller,
         )
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +36,12 @@ from google.protobuf import struct_pb2
 
 from extproc import errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.contract import AuthnConfig, ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
-from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
+from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
-from extproc.policies import transforms
+from extproc.policies import authn, jwt_claims, transforms
 from extproc.policies.guards import stages as guard_stages
 from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.engine import record as record_guard
@@ -121,15 +122,37 @@ class RouterRequest:
     guard_request: str = ""  # decisions for the access log ("kind:action,...")
     guard_response: str = ""
     skipped_guards: tuple[str, ...] = ()  # response guards a stream does not run ("kind:not_applied")
+    # --- policies (extproc/policies/): who is calling, set on the request headers
+    identity: Identity | None = None  # None: anonymous (or no API key policy)
+    authn: AuthnConfig | None = None  # the authentication of the route matched on the headers
 
     # --- request ---------------------------------------------------------------------------
 
-    def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
-        return self.note_immediate(self._on_request_headers(msg, route_name=route_name))
+    def on_request_headers(
+        self,
+        msg: ep.HttpHeaders,
+        *,
+        route_name: object = None,
+        jwt_found: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ep.ProcessingResponse:
+        return self.note_immediate(self._on_request_headers(msg, route_name=route_name, jwt_found=jwt_found))
 
-    def _on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object) -> ep.ProcessingResponse:
+    def _on_request_headers(
+        self, msg: ep.HttpHeaders, *, route_name: object, jwt_found: Mapping[str, Mapping[str, Any]] | None
+    ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
+        authn_mutation: ep.HeaderMutation | None = None
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        if own is not None and own not in self.config.authn and self.latest_config is not None:
+            self.config = self.latest_config()  # a route newer than this request's config snapshot
+        if own is not None and own not in self.config.authn:
+            # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
+            return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
+        if self.config.gateway_authn.get(self.gateway):
+            refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
+            if refused is not None:
+                return refused
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
         # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
@@ -152,8 +175,98 @@ class RouterRequest:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
             self.direct = AttemptRequest(config=self.config, route=wire.route_of_route_name(str(route_name)) or "")
-            return _own_reply(self.direct.start(provider, headers, end_of_stream=msg.end_of_stream))
+            started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
+                # The route cannot change: no guard header needed; the client's key headers go.
+                theirs = started.request_headers.response.header_mutation
+                theirs.remove_headers.extend(h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER)
+                theirs.set_headers.extend(h for h in authn_mutation.set_headers if h.header.key != wire.AUTHN_HEADER)
+            return _own_reply(started)
+        if authn_mutation is not None:
+            # On a guard route (the first lookup of a route that authenticates), match again now that
+            # the request carries what it was authenticated for (controlplane/xds/route.py authn_guard).
+            guarded = isinstance(route_name, str) and route_name.endswith(wire.AUTHN_GUARD_SUFFIX)
+            return ep.ProcessingResponse(
+                request_headers=ep.HeadersResponse(
+                    response=ep.CommonResponse(header_mutation=authn_mutation, clear_route_cache=guarded)
+                )
+            )
         return _CONTINUE
+
+    def _authenticate(
+        self, headers: dict[str, str], route_name: object, jwt_found: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[ep.ProcessingResponse | None, ep.HeaderMutation]:
+        """Check the caller against every route authentication of this Gateway (extproc/policies/).
+
+        The authentication of the route matched on the headers decides a refusal here (API
+        keys; Envoy's jwt_authn already enforced that route's JWT policy); the ids of those the
+        caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks after model
+        routing (controlplane/xds/route.py `authn_guard`).
+        """
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        satisfied: list[str] = []
+        remove: set[str] = set()
+        own_identity: Identity | None = None
+        first_identity: Identity | None = None
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            if cfg is None:
+                continue
+            ok, ident = True, None
+            if cfg.api_key is not None:
+                policy = authn.compile_policy(cfg.api_key)
+                # The key was for the gateway: it goes no further. The SDK headers only on the route that
+                # consumed them (a passthrough route elsewhere forwards its client's own key); a custom
+                # location header never (the attempt stage strips the SDK headers on every route anyway).
+                if aid == own:
+                    remove.update(authn.credential_headers(policy))
+                elif policy.header is not None:
+                    remove.add(policy.header)
+                outcome = authn.authenticate(policy=policy, headers=headers)
+                if outcome.refused and aid == own:
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message=outcome.message, code="invalid_api_key", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = not outcome.refused, outcome.identity
+            if cfg.jwt is not None:
+                if aid == own or cfg.jwt.header not in authn.DEFAULT_HEADERS:
+                    remove.add(cfg.jwt.header)
+                jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
+                if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message="Invalid or missing token.", code="invalid_token", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = ok and jwt_ok, ident or jwt_ident
+            if not ok:
+                continue
+            satisfied.append(aid)
+            if aid == own:
+                own_identity = ident
+            elif first_identity is None:
+                first_identity = ident
+        self.identity = own_identity if own is not None else first_identity
+        self.authn = self.config.authn.get(own) if own is not None else None
+        mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
+        mutation.remove_headers.extend(sorted(remove))
+        # traffic.callerIdentity.upstreamHeaders: the identity (never the key) to the provider; a
+        # client's own copy of any such header of this Gateway is removed.
+        exported: set[str] = set()
+        if self.authn is not None and self.identity is not None:
+            for name, header in sorted(self.authn.upstream_headers.items()):
+                value = self.identity.field(name)
+                if value is not None and header_value_ok(value):
+                    mutation.set_headers.append(set_header(header, value))
+                    exported.add(header)
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            for header in cfg.upstream_headers.values() if cfg is not None else ():
+                if header not in exported and header not in mutation.remove_headers:
+                    mutation.remove_headers.append(header)
+        return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         try:
@@ -578,7 +691,12 @@ class RouterRequest:
         )
 
     def _labels(self) -> metrics.RequestLabels:
+        caller = ("",) * len(metrics.CALLER_FIELDS)
+        if self.identity is not None and self.authn is not None and self.authn.metric_labels:
+            allowed = self.authn.metric_labels
+            caller = tuple((self.identity.field(f) or "") if f in allowed else "" for f in metrics.CALLER_FIELDS)
         return metrics.RequestLabels(
+            caller=caller,
             operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
@@ -657,6 +775,11 @@ class RouterRequest:
             meta[wire.GUARD_REQUEST_METADATA_KEY] = self.guard_request
         if self.guard_response:
             meta[wire.GUARD_RESPONSE_METADATA_KEY] = self.guard_response
+        if self.identity is not None:
+            for name in ("key_id", "user", "team", "tenant"):
+                known = self.identity.field(name)
+                if known is not None:
+                    meta[name] = known
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

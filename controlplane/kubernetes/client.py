@@ -57,6 +57,8 @@ KINDS: dict[str, KindInfo] = {
         KindInfo("llmgw.dev", "v1alpha1", "gatewayparameters", "GatewayParameters"),
         KindInfo("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend"),
         KindInfo("agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"),
+        KindInfo("llmgw.dev", "v1alpha1", "aipolicies", "AIPolicy"),
+        KindInfo("agentgateway.dev", "v1alpha1", "agentgatewaypolicies", "AgentgatewayPolicy"),
         KindInfo("", "v1", "secrets", "Secret"),
         KindInfo("", "v1", "configmaps", "ConfigMap"),
         KindInfo("", "v1", "namespaces", "Namespace", namespaced=False),

@@ -11,12 +11,13 @@ cache and then performs the Plan:
   Conflict is not retried blindly: the informer delivers the newer object,
   which triggers the next reconcile.
 
-Secrets and ConfigMaps are cached only when a backend (or Gateway) refers to
-them, and Services only when an HTTPRoute sends to them; a newly referenced
-one is fetched at once, and updates of referenced ones arrive by watch, so a
-rotated key reaches new requests within the debounce plus one config push.
-agentgateway's AgentgatewayBackend and AgentgatewayParameters are watched when
-their CRDs are installed.
+Secrets and ConfigMaps are cached only when a backend (AIBackend, AgentgatewayBackend),
+a Gateway or a policy (AIPolicy, AgentgatewayPolicy: API key Secrets by name) refers to
+them, by name or by a policy's `secretSelector` / `configMapSelector`, and Services only
+when an HTTPRoute sends to them; a newly referenced one is fetched at once, and updates
+arrive by watch, so a rotated or revoked key reaches new requests within the debounce
+plus one config push. agentgateway's AgentgatewayBackend, AgentgatewayParameters and
+AgentgatewayPolicy are watched when their CRDs are installed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from controlplane.kubernetes import provision
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
 from controlplane.kubernetes.leader import LeaderElector
-from controlplane.kubernetes.reconcile import Plan, ours, reconcile, referenced
+from controlplane.kubernetes.reconcile import Plan, Selector, ours, reconcile, referenced, selected
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
@@ -61,6 +62,8 @@ TRANSLATED = (
     "GatewayParameters",
     "AgentgatewayBackend",
     "AgentgatewayParameters",
+    "AIPolicy",
+    "AgentgatewayPolicy",
     "Namespace",
     "Secret",
     "ConfigMap",
@@ -70,7 +73,7 @@ REFERENCED_ONLY = ("Secret", "ConfigMap")
 BACKEND_SERVICES = "BackendService"
 REFERENCED = {"Secret": "Secret", "ConfigMap": "ConfigMap", "Service": BACKEND_SERVICES}  # kind -> informer
 # agentgateway's kinds: watched when their CRDs are installed, an empty cache when they are not.
-OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters")
+OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters", "AgentgatewayPolicy")
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -114,6 +117,7 @@ class Controller:
         self.channels = GatewayChannels()
         self.informers: dict[str, Informer] = {}
         self.referenced: set[tuple[str, str, str]] = set()
+        self.selected: set[Selector] = set()  # API key policies' secretSelector / configMapSelector
         self.leader = not opts.leader_election
         self.provision_errors: dict[str, str] = {}
         self.plan: Plan | None = None
@@ -204,7 +208,11 @@ class Controller:
 
     def _keep(self, obj: Obj) -> bool:
         meta = obj.get("metadata") or {}
-        return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))) in self.referenced
+        kind, ns = str(obj.get("kind")), str(meta.get("namespace") or "")
+        if (kind, ns, str(meta.get("name"))) in self.referenced:
+            return True
+        labels = meta.get("labels") or {}
+        return any(k == kind and n == ns and all(labels.get(a) == b for a, b in want) for k, n, want in self.selected)
 
     async def _run(self) -> None:
         while True:
@@ -245,12 +253,23 @@ class Controller:
         return plan
 
     async def _follow_references(self, resources: list[Resource]) -> bool:
-        """Cache exactly the referenced Secrets/ConfigMaps; fetch the newly referenced ones now."""
-        refs = referenced(resources)
-        if refs == self.referenced:
+        """Cache exactly the referenced (and policy-selected) Secrets/ConfigMaps; fetch new ones now."""
+        refs, sels = referenced(resources), selected(resources)
+        if refs == self.referenced and sels == self.selected:
             return False
         added = refs - self.referenced
-        self.referenced = refs
+        new_selectors = sels - self.selected
+        self.referenced, self.selected = refs, sels
+        for kind, ns, labels in sorted(new_selectors):
+            try:
+                objs, _ = await asyncio.to_thread(
+                    self.kube.list, kind, namespace=ns, label_selector=",".join(f"{k}={v}" for k, v in labels)
+                )
+            except KubeError as exc:
+                log.warning("cannot list %s in %s by labels: %s", kind, ns, exc)
+                continue
+            for item in objs:
+                self.informers[kind].put({**item, "kind": kind, "apiVersion": "v1"})
         for informer in REFERENCED.values():
             self.informers[informer].prune()
         for kind, ns, name in sorted(added):

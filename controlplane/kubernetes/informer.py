@@ -11,7 +11,10 @@ back off and retry; the cache keeps its last content meanwhile.
 
 `keep` filters what is cached (the controller keeps only referenced Secrets);
 `put` inserts an object fetched on demand (a Secret that became referenced).
-`on_change` is called after each change, from this thread.
+`on_change` is called after each change, from this thread. An `optional` kind
+(a CRD another project installs, such as agentgateway's AgentgatewayPolicy)
+that the API server does not know (404) counts as synced and empty, and is
+listed again after `optional_retry_s`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Informer:
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
         optional: bool = False,
+        optional_retry_s: float = 60.0,
     ) -> None:
         self.kube = kube
         self.kind = kind

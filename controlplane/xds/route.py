@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
-from controlplane.xds import names
+from controlplane.xds import jwt_authn, names
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from extproc import wire
@@ -28,8 +28,12 @@ def route_config_resource(
                 "name": vh.name,
                 "domains": list(vh.domains),
                 "routes": [
-                    _route(r, providers, body_limit=listener.max_body_bytes, host_rewrite=host_rewrite)
+                    out
                     for r in vh.routes
+                    for out in (
+                        *authn_guard(r),
+                        _route(r, providers, body_limit=listener.max_body_bytes, host_rewrite=host_rewrite),
+                    )
                 ],
             }
             for vh in listener.virtual_hosts
@@ -192,7 +196,57 @@ def _route(
                 "disabled": True,
             }
         }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:
+        out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt
     return out
+
+
+GUARD_MESSAGE = "This request is not authenticated for this route (a missing or wrong API key or token)."
+
+
+def authn_guard(r: RouteIR) -> list[dict[str, Any]]:
+    """A 401 in front of a route that authenticates, for requests not authenticated for it.
+
+    The guard has the route's match plus: `x-llmgw-authn` (missing counts as
+    empty) does not list the route's authentication id. The router stage
+    authenticates on the request headers against every authentication of the
+    Gateway and sets that header to the ids the caller satisfies:
+    - on the first route lookup the header is absent (stripped before routing),
+      so the guard matches; the router stage sees the guard's name, knows which
+      route it guards, authenticates, sets the header and has Envoy match again;
+    - model routing picks the final route only after the body: a request moved
+      to a route it was not authenticated for meets that route's guard;
+    - a worker without this authentication in its config sets no header: 401.
+    So no request reaches the route without the router stage's check (fail
+    closed). Direct routes (gatewayapi/direct.py) cannot change after the
+    headers; the router stage checks them itself and they need no guard.
+    """
+    aid = wire.authn_of_route_name(r.name)
+    if aid is None or not r.backends or not r.ai or r.direct_provider:
+        return []
+    match = _match(r.match)
+    match["headers"] = [
+        *match.get("headers", []),
+        {
+            "name": wire.AUTHN_HEADER,
+            "string_match": {"contains": f",{aid},"},
+            "invert_match": True,
+            "treat_missing_header_as_empty": True,
+        },
+    ]
+    body = {
+        "error": {"message": GUARD_MESSAGE, "type": "authentication_error", "code": "unauthenticated", "param": None}
+    }
+    guard: dict[str, Any] = {
+        "name": r.name + wire.AUTHN_GUARD_SUFFIX,
+        "match": match,
+        "direct_response": {"status": 401, "body": {"inline_string": orjson.dumps(body).decode()}},
+    }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:  # on the first lookup Envoy checks the token for the guarded route
+        guard["typed_per_filter_config"] = {jwt_authn.FILTER_NAME: jwt}
+    return [guard]
 
 
 def _re_escape(path: str) -> str:

@@ -13,10 +13,10 @@ Envoy's config dump redacts them.
 This module assembles one snapshot; each Envoy concern has its own module:
 listener.py (HCM, client limits), local_reply.py (error replies in the
 client's schema), access_log.py, extproc_filters.py (router and attempt
-stages), route.py (matches, rewrites, retry policy), cluster.py
-(endpoints per provider, TLS, outlier detection, pause checks),
-plain_cluster.py (static backends and Services), credential_injector.py and
-answered_marker.py (upstream filters).
+stages), jwt_authn.py (JWT validation), route.py (matches, rewrites, retry
+policy, authentication guards), cluster.py (endpoints per provider, TLS,
+outlier detection, pause checks), plain_cluster.py (static backends and
+Services), credential_injector.py and answered_marker.py (upstream filters).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.credential_injector.v3.credential_injector_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
@@ -53,6 +54,7 @@ from controlplane.limits import Limits
 from controlplane.xds import names
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
 from controlplane.xds.credential_injector import sds_secrets
+from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.plain_cluster import plain_cluster
 from controlplane.xds.route import route_config_resource
@@ -136,6 +138,7 @@ def translate(
             res.clusters.append(cluster)
             if cla is not None:
                 res.endpoints.append(cla)
+    res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
     if tracing is not None:
         res.clusters.append(collector_cluster(tracing))
     for plain in ir.plain_backends:

@@ -36,6 +36,7 @@ KINDS = [
     Kind("llmgw.dev", "v1alpha1", "gatewayparameters", "GatewayParameters"),
     Kind("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend", status=True),
     Kind("agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"),
+    Kind("llmgw.dev", "v1alpha1", "aipolicies", "AIPolicy", status=True),
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "namespaces", "Namespace", namespaced=False, status=True),
