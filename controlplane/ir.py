@@ -94,6 +94,9 @@ class RoutePolicyIR:
 class BackendPolicyIR:
     """The effective `backend` policy of one AI backend (parts llmgw acts on; see policy_ai.py)."""
 
+    # metadata "manifest": the field's name under `backend` (problems and status name it)
+    transforms: TransformsIR | None = field(default=None, metadata={"manifest": "ai"})
+    prompt_guard: PromptGuardIR | None = field(default=None, metadata={"manifest": "ai.promptGuard"})
     sources: tuple[str, ...] = ()
 
 

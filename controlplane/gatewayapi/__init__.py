@@ -23,7 +23,16 @@ from controlplane.gatewayapi.plain_backends import ServiceBackends, is_static_ba
 from controlplane.gatewayapi.policies import is_policy, parse_policy
 from controlplane.gatewayapi.policy_attach import Attachments, authn_id, resolve, rule_name
 from controlplane.gatewayapi.routes import RouteTranslator
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, PlainBackendIR, RetryIR, RouteIR
+from controlplane.ir import (
+    DEFAULT_MAX_BODY_BYTES,
+    IR,
+    BackendIR,
+    BackendPolicyIR,
+    ListenerIR,
+    PlainBackendIR,
+    RetryIR,
+    RouteIR,
+)
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
 
@@ -102,7 +111,7 @@ def translate(
     problems.extend(listener_problems)
 
     attachments = _attachments(by_kind, listeners, secrets, configmaps, clusters, problems)
-    backends = [replace(b, policy=attachments.backend.get(b.key)) for b in backends]
+    backends = [_with_backend_policy(b, attachments.backend.get(b.key)) for b in backends]
 
     ports: dict[tuple[str, int], list[GatewayListener]] = {}
     for lst in listeners:
@@ -342,3 +351,18 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
         seen[identity] = res
         by_kind.setdefault(res.kind, []).append(res)
     return by_kind
+
+
+def _with_backend_policy(backend: BackendIR, policy: BackendPolicyIR | None) -> BackendIR:
+    """A backend with its attached `backend` policy; its own `policies.ai` wins field by field."""
+    if policy is None:
+        return backend
+    transforms = backend.transforms
+    if policy.transforms is not None:
+        transforms = policy.transforms.merged(backend.transforms)
+    return replace(
+        backend,
+        policy=policy,
+        transforms=transforms,
+        prompt_guard=backend.prompt_guard if backend.prompt_guard is not None else policy.prompt_guard,
+    )

@@ -136,7 +136,7 @@ def parse_policy(
     if "traffic" in spec:
         out.traffic = _traffic(out, spec["traffic"], secrets, secret_resources, configmaps, configmap_resources, fail)
     if "backend" in spec:
-        out.backend = _backend(out, spec["backend"], fail)
+        out.backend = _backend(out, spec["backend"], secrets, fail)
     if "traffic" not in spec and "backend" not in spec and "frontend" not in spec:
         fail("spec", "needs traffic or backend settings")
     if out.override and out.traffic is None:
@@ -279,7 +279,7 @@ def _caller_export(raw: Any, fail: Any) -> CallerExportIR | None:
     return CallerExportIR(upstream_headers=tuple(sorted(headers)), metric_labels=tuple(dict.fromkeys(labels)))
 
 
-def _backend(out: ParsedPolicy, raw: Any, fail: Any) -> BackendPolicyIR:
+def _backend(out: ParsedPolicy, raw: Any, secrets: Mapping[str, Mapping[str, str]], fail: Any) -> BackendPolicyIR:
     policy = BackendPolicyIR(sources=(out.source,))
     if not isinstance(raw, Mapping):
         fail("spec.backend", "must be a mapping")
@@ -290,7 +290,7 @@ def _backend(out: ParsedPolicy, raw: Any, fail: Any) -> BackendPolicyIR:
         elif key != "ai":
             fail(f"spec.backend.{key}", "is not a field of backend")
     if "ai" in raw:
-        part, problems = policy_ai.parse_backend_ai(raw["ai"], policy=out.res, fld="spec.backend.ai")
+        part, problems = policy_ai.parse_backend_ai(raw["ai"], policy=out.res, fld="spec.backend.ai", secrets=secrets)
         out.problems.extend(problems)
         policy = overlay(policy, part)
     if any(t.level != "Backend" for t in out.targets):
