@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class StoreUnavailable(Exception):  # noqa: N818 - a state, not a programming error
+class StoreUnavailable(Exception):
     """The store could not answer in time (Redis down or slow): the caller applies its failure mode."""
 
 

@@ -13,6 +13,7 @@ thread hop. `busy_timeout` bounds the wait for another worker's lock.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -73,10 +74,8 @@ class SqliteStore:
     def _transaction(self) -> _Immediate:
         self._ops += 1
         if self._ops % SWEEP_EVERY == 0:
-            try:
+            with contextlib.suppress(sqlite3.Error):  # another worker holds the lock: sweep next time
                 self._db.execute("DELETE FROM buckets WHERE expires < ?", (time.time(),))
-            except sqlite3.Error:
-                pass  # another worker holds the lock: sweep next time
         return _Immediate(self._db)
 
     def _levels(self, buckets: Sequence[Bucket]) -> list[float]:
