@@ -169,6 +169,9 @@ class Standalone:
             state_dir=str(state_dir),
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
+        # Limits and budgets: one SQLite file for all workers, outside state/ so windows survive a restart,
+        # unless LLMGW_STORE names a Redis shared by several replicas (extproc/store).
+        env.setdefault("LLMGW_STORE", f"sqlite:{self.run_dir / 'limits.db'}")
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):
             argv = [

@@ -64,6 +64,34 @@ class ProviderConfig:
     # Provider-kind settings from the manifest (region, projectId, deploymentName,
     # apiVersion, resourceName, ...), keyed by their manifest field names.
     settings: dict[str, str] = field(default_factory=dict)
+    # --- cost (extproc/cost.py): the manifest's `pricing`, USD per million tokens; wins over the catalog
+    pricing: tuple[PriceConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    model: str | None = None  # None: every model of the provider
+
+
+@dataclass(frozen=True)
+class LimitRuleConfig:
+    """One limit or budget of a route (extproc/policies/limits.py), from `traffic.rateLimit` or our `limits`.
+
+    A bucket per distinct value of `keys` (identity fields such as `user`,
+    `team`, `tenant`, `key_id`, or `route`, `model`, `backend`,
+    `header:<name>`) holding `amount` per `unit`, plus `burst`.
+    """
+
+    id: str  # stable: "<policy ns>/<policy name>/<field path>"; part of every bucket key
+    kind: str  # requests | tokens | usd
+    amount: float
+    unit: str  # second | minute | hour | day | month
+    burst: float = 0
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +105,8 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # --- limits: Envoy route name -> its limits and budgets (extproc/policies/limits.py)
+    limits: dict[str, tuple[LimitRuleConfig, ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -97,7 +127,8 @@ class ExtprocConfig:
             raise ValueError("providers must be an object of objects")
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
-            providers[pid] = ProviderConfig(**{**p, "auth": auth})
+            pricing = tuple(PriceConfig(**x) for x in p.get("pricing") or ())
+            providers[pid] = ProviderConfig(**{**p, "auth": auth, "pricing": pricing})
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
@@ -106,6 +137,10 @@ class ExtprocConfig:
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            limits={
+                str(route): tuple(LimitRuleConfig(**{**r, "keys": tuple(r.get("keys", ()))}) for r in rules)
+                for route, rules in (raw.get("limits") or {}).items()
+            },
         )
 
 

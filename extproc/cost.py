@@ -11,7 +11,8 @@ price is tiered (by context length) is priced by the library itself.
 A manifest's `pricing` on an AIBackend provider (negotiated or self-hosted
 prices) wins over the catalog (`ProviderConfig.pricing`).
 
-Usage conventions match genai-prices: `input` is every input token,
+`Price` is the contract's PriceConfig (USD per million tokens; cache prices
+default to the input price). Usage conventions match genai-prices: `input` is every input token,
 cache reads and writes included; reasoning tokens are part of `output`.
 """
 
@@ -19,10 +20,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from extproc.contract import PriceConfig as Price
 from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc.cost")
@@ -39,17 +41,6 @@ CATALOG_PROVIDER: dict[str, str | None] = {
     "custom": None,
 }
 _MTOK = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """USD per million tokens; None cache prices fall back to the input price."""
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write: float | None = None
-    model: str | None = None  # the `pricing` entry's model (None: every model of the provider)
 
 
 def usd(usage: Usage | None, price: Price) -> float | None:
@@ -92,9 +83,9 @@ def catalog_price(kind: str, model: str) -> Price | Any | None:
 
         snapshot = data_snapshot.get_snapshot()
         _, info = snapshot.find_provider_model(model, None, CATALOG_PROVIDER.get(kind), None)
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        mp = info.get_prices(datetime.now(timezone.utc))
+        mp = info.get_prices(datetime.now(UTC))
     except LookupError:
         log.info("no catalog price for model %r at a %s provider: its requests are not priced", model, kind)
         return None

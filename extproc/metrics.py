@@ -67,6 +67,13 @@ INTERRUPTED_STREAMS = Counter(
 )
 
 
+COST = Counter(
+    "llmgw_gen_ai_cost_usd",
+    "What successful requests cost in USD, priced from their usage (extproc/cost.py)",
+    LABELS,
+)
+
+
 @dataclass(frozen=True)
 class RequestLabels:
     operation: str
@@ -98,8 +105,11 @@ def record(
     streamed_for_s: float | None,
     attempts: int = 1,
     interrupted: bool = False,
+    cost_usd: float | None = None,
 ) -> None:
     values = labels.values()
+    if cost_usd:
+        COST.labels(*values).inc(cost_usd)
     if interrupted:
         INTERRUPTED_STREAMS.labels(*values).inc()
     REQUEST_DURATION.labels(*values).observe(duration_s)

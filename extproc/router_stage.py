@@ -24,21 +24,25 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics, validation, wire
+from extproc import cost, errors, metrics, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.contract import ExtprocConfig, LimitRuleConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
+from extproc.policies import limits
 from extproc.providers import default_model, fixed_model, operations_of
+from extproc.store import FAIL_CLOSED, Store
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
 from extproc.usage import Usage
@@ -79,6 +83,17 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # --- identity, limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------
+    identity: Identity | None = None  # set by authentication; None: anonymous
+    store: Store | None = None  # the limits store (None: this worker enforces no limits)
+    failure_mode: str = FAIL_CLOSED  # when the store is unreachable
+    route_name: str = ""  # the Envoy route matched on the request headers: its limits apply
+    limit_rules: tuple[LimitRuleConfig, ...] = ()
+    limit_header_values: dict[str, str] = field(default_factory=dict)  # for `header:<name>` descriptors
+    applied_limits: tuple[limits.Applied, ...] = ()
+    limit_headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* on the response
+    cost_usd: float | None = None
+    pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
 
     # --- request ---------------------------------------------------------------------------
 
@@ -86,6 +101,13 @@ class RouterRequest:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
+        if isinstance(route_name, str):
+            self.route_name = route_name
+            self.limit_rules = self.config.limits.get(route_name, ())
+            for rule in self.limit_rules:
+                for key in rule.keys:
+                    if key.startswith("header:") and (value := headers.get(key[7:].lower())):
+                        self.limit_header_values[key] = value
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
@@ -101,6 +123,8 @@ class RouterRequest:
             return self._models()
         if msg.end_of_stream and self.op and self.op.needs_model:
             return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
+        if msg.end_of_stream:
+            self.limit_rules = ()  # no body follows: limits apply to API operations with a body
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
@@ -109,15 +133,95 @@ class RouterRequest:
         return _CONTINUE
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """The request body without limits (a route with none, or no store)."""
+        parsed = self._guarded(self._parse_body, msg)
+        if isinstance(parsed, ep.ProcessingResponse):
+            return parsed
+        return self._guarded(self._forward_body, msg, parsed)
+
+    async def process_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """The request body in the documented order: (authenticate,) limit, then guard, transform, translate."""
+        if not self.limit_rules or self.store is None:
+            return self.on_request_body(msg)
+        parsed = self._guarded(self._parse_body, msg)
+        if isinstance(parsed, ep.ProcessingResponse):
+            return parsed
+        refused = await self._limit()
+        if refused is not None:
+            return refused
+        return self._guarded(self._forward_body, msg, parsed)
+
+    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
         try:
-            return self._on_request_body(msg)
+            return step(*args)
         except TranslationError as exc:  # the client's mistake: a 400 in its schema, nothing to log
             return self._error(exc.status, exc.message, exc.code, param=exc.param)
         except Exception:  # our bug: visible in the log, a 500 in the client's schema (never "retry shortly")
             log.exception("router stage failed on the request body (%s)", self.op.name if self.op else "no operation")
             return self._error(500, "The gateway failed to process the request.", "gateway_error")
 
-    def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+    # --- limits --------------------------------------------------------------------------------
+
+    async def _limit(self) -> ep.ProcessingResponse | None:
+        assert self.store is not None
+        self.applied_limits = limits.applicable(self.limit_rules, value=self._descriptor, now=time.time())
+        decision = await limits.check(self.applied_limits, store=self.store, failure_mode=self.failure_mode)
+        if decision.allowed:
+            self.limit_headers = decision.headers
+            return None
+        self.applied_limits = ()  # refused: nothing to charge
+        if decision.status == 429:
+            limits.REJECTIONS.labels(self.gateway, self._route_key(), decision.kind).inc()
+        self.done = True
+        return errors.immediate(
+            status=decision.status,
+            message=decision.message,
+            code="rate_limit_exceeded" if decision.status == 429 else "limits_unavailable",
+            anthropic=self.op is not None and self.op.client_api == "anthropic",
+            headers=decision.headers,
+        )
+
+    def _descriptor(self, key: str) -> str | None:
+        """A limit descriptor's value for this request (None: the rule does not apply to it)."""
+        if key == "route":
+            return self._route_key() or None
+        if key == "model":
+            return self.request_model or None
+        if key == "backend":
+            return self.direct.provider.backend if self.direct is not None and self.direct.provider else None
+        if key.startswith("header:"):
+            return self.limit_header_values.get(key)
+        return self.identity.field(key) if self.identity is not None else None
+
+    def _route_key(self) -> str:
+        return self.route or wire.route_of_route_name(self.route_name) or ""
+
+    def _settle_limits(self) -> None:
+        """Price the response (once) and queue the charge of its real usage."""
+        provider = self._provider(self.provider_id) if self.provider_id else None
+        model = self.response_model or self.request_model
+        self.cost_usd = cost.request_cost(
+            usage=self.usage, kind=self.provider, model=model, overrides=provider.pricing if provider else ()
+        )
+        if self.applied_limits and self.store is not None:
+            self.pending = limits.charge(
+                self.applied_limits,
+                store=self.store,
+                usage=self.usage,
+                cost_usd=self.cost_usd,
+                failure_mode=self.failure_mode,
+            )
+            self.applied_limits = ()
+
+    async def settle(self) -> None:
+        """Run the queued charge (the server awaits this after each response message)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
+
+    # --- request body --------------------------------------------------------------------------
+
+    def _parse_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse | dict[str, Any]:
         op = self.op
         try:
             body = orjson.loads(msg.body)
@@ -154,6 +258,9 @@ class RouterRequest:
             self.client_wants_usage = not op.stream_usage_option or (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
+        return body
+
+    def _forward_body(self, msg: ep.HttpBody, body: dict[str, Any]) -> ep.ProcessingResponse:
         if self.direct is not None:
             return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
@@ -185,6 +292,8 @@ class RouterRequest:
         msg = req.response_headers
         headers = header_dict(msg)
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        for key, value in self.limit_headers.items():  # x-ratelimit-* on every response of a limited route
+            resp.response_headers.response.header_mutation.set_headers.append(set_header(key, value))
         original = headers.pop(wire.UPSTREAM_STATUS_HEADER, None)
         if original is not None:  # the attempt stage turned a 429 into a 503 for outlier detection
             headers[":status"] = original
@@ -361,9 +470,11 @@ class RouterRequest:
         if self.translation is not None:
             self.usage = self.translation.usage
             self.response_model = self.translation.response_model
+        self._settle_limits()
         now = time.monotonic()
         if 200 <= self.status < 300:
             metrics.record(
+                cost_usd=self.cost_usd,
                 labels=self._labels(),
                 usage=self.usage,
                 duration_s=now - self.started,
@@ -394,6 +505,8 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+        if self.cost_usd is not None:
+            meta["cost_usd"] = round(self.cost_usd, 9)
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

@@ -21,14 +21,24 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
 from extproc.router_stage import RouterRequest
+from extproc.store import FAIL_CLOSED, Store
 
 log = logging.getLogger("llmgw.extproc")
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
+    def __init__(
+        self,
+        holder: ConfigHolder,
+        *,
+        cooldowns: CooldownBoard | None = None,
+        store: Store | None = None,
+        failure_mode: str = FAIL_CLOSED,
+    ) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
+        self.store = store  # limits and budgets (extproc/store); None: no limits enforced
+        self.failure_mode = failure_mode
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -58,7 +68,12 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             return
         holder = self.holder
         router = RouterRequest(
-            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+            gateway=gateway,
+            config=config,
+            cooldowns=self.cooldowns,
+            latest_config=lambda: holder.current,
+            store=self.store,
+            failure_mode=self.failure_mode,
         )
         try:
             async for req in request_iterator:
@@ -69,7 +84,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             req.request_headers, route_name=attribute(req, "xds.route_name")
                         )
                     elif which == "request_body":
-                        yield router.on_request_body(req.request_body)
+                        yield await router.process_request_body(req.request_body)
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":
@@ -78,11 +93,23 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                         yield _passthrough(which)
                 except Exception:
                     yield _failed("router", which, router.op)
+                if router.pending is not None:
+                    await _settle(router)
         finally:
             try:
-                router.on_stream_closed()  # a response cut after it started still counts
+                router.on_stream_closed()  # a response cut after it started still counts (and is charged)
             except Exception:
                 log.exception("router stage failed on stream close")
+            if router.pending is not None:
+                await _settle(router)
+
+
+async def _settle(router: RouterRequest) -> None:
+    """The charge of a finished response (after its last message went back to Envoy)."""
+    try:
+        await router.settle()
+    except Exception:
+        log.exception("charging limits failed")
 
 
 def _failed(stage: str, which: str | None, op: Operation | None) -> ep.ProcessingResponse:
