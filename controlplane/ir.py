@@ -178,3 +178,25 @@ class IR:
                         if wb.cluster not in clusters and not wb.invalid
                     )
         return errors
+
+
+# --- Limits and budgets (gatewayapi/policy_ratelimit.py -> extproc/policies/limits.py) -------------
+
+
+@dataclass(frozen=True)
+class LimitRuleIR:
+    """One limit of a policy's `traffic.rateLimit.local` (agentgateway's requests/tokens, our usd/keys)."""
+
+    id: str  # "<policy ns>/<policy name>/local/<i>": names its buckets in the store
+    kind: str  # requests | tokens | usd
+    amount: float
+    unit: str  # second | minute | hour | day | month
+    burst: float = 0
+    keys: tuple[str, ...] = ()  # descriptor: identity fields, route, model, backend, header:<name>
+
+
+@dataclass(frozen=True)
+class RateLimitIR:
+    """`traffic.rateLimit` as llmgw enforces it (a whole unit: a more specific policy replaces it)."""
+
+    local: tuple[LimitRuleIR, ...] = ()
