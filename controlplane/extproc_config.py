@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 
 from controlplane.ir import IR
-from extproc.contract import AuthConfig, ExtprocConfig, ProviderConfig
+from extproc.contract import AuthConfig, ExtprocConfig, PriceConfig, ProviderConfig
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -35,6 +35,16 @@ def build(ir: IR) -> ExtprocConfig:
                 path_prefix=p.path_prefix,
                 auth=auth,
                 settings=dict(p.settings),
+                pricing=tuple(
+                    PriceConfig(
+                        input=x.input,
+                        output=x.output,
+                        cache_read=x.cache_read,
+                        cache_write=x.cache_write,
+                        model=x.model,
+                    )
+                    for x in p.pricing
+                ),
             )
     direct = {
         r.name: r.direct_provider

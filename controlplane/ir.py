@@ -35,6 +35,15 @@ class TLSIR:
 
 
 @dataclass(frozen=True)
+class PriceIR:
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    model: str | None = None  # None: every model of the provider
+
+
+@dataclass(frozen=True)
 class ProviderIR:
     id: str  # "<ns>/<backend>/<provider>"
     name: str
@@ -48,6 +57,7 @@ class ProviderIR:
     auth: AuthIR | None
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
+    pricing: tuple[PriceIR, ...] = ()  # `pricing`: USD per million tokens, over the catalog (extproc/cost.py)
 
 
 @dataclass(frozen=True)

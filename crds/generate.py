@@ -478,6 +478,28 @@ def provider_kinds() -> dict[str, Schema]:
     }
 
 
+def pricing_schema() -> Schema:
+    """llmgw's `pricing` (extproc/cost.py): USD per million tokens over the genai-prices catalog."""
+    usd: Schema = {"type": "number", "minimum": 0}
+    entry = obj(
+        "A price in USD per million tokens; without `model` it applies to every model of the provider.",
+        {
+            "model": string("The model this price is for (the response's model, else the request's)."),
+            "input": usd | {"description": "Input tokens not read from or written to a cache."},
+            "output": usd | {"description": "Output tokens (reasoning included)."},
+            "cacheRead": usd | {"description": "Cached input tokens read. Default: the input price."},
+            "cacheWrite": usd | {"description": "Input tokens written to a cache. Default: the input price."},
+        },
+        required=["input", "output"],
+    )
+    return {
+        "type": "array",
+        "maxItems": 64,
+        "description": "Negotiated or self-hosted prices, over the catalog's (llmgw only; not in agentgateway).",
+        "items": entry,
+    }
+
+
 def provider_schema(*, named: bool) -> Schema:
     props: Schema = {
         "name": string(
@@ -512,6 +534,7 @@ def provider_schema(*, named: bool) -> Schema:
             pattern=r"^/",
         ),
         "policies": policies_schema("Policies for this provider, merged field by field over `spec.policies`."),
+        "pricing": pricing_schema(),
         "auth": auth_schema()
         | {
             "description": "This provider's credential, the same as `policies.auth` "
