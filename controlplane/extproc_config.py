@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 
 from controlplane.ir import IR
-from extproc.contract import AuthConfig, ExtprocConfig, PriceConfig, ProviderConfig
+from extproc.contract import AuthConfig, ExtprocConfig, LimitRuleConfig, PriceConfig, ProviderConfig
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -54,7 +54,27 @@ def build(ir: IR) -> ExtprocConfig:
         if r.direct_provider
     }
     config = ExtprocConfig(
-        version="", providers=providers, models={gw: list(m) for gw, m in ir.models}, direct_routes=direct
+        version="",
+        providers=providers,
+        models={gw: list(m) for gw, m in ir.models},
+        direct_routes=direct,
+        limits=_limits(ir),
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
+
+
+def _limits(ir: IR) -> dict[str, tuple[LimitRuleConfig, ...]]:
+    """Envoy route name -> the limits and budgets of its effective policy (extproc/policies/limits.py)."""
+    out: dict[str, tuple[LimitRuleConfig, ...]] = {}
+    for lst in ir.listeners:
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                rate = r.policy.rate_limit if r.policy is not None else None
+                if rate is None or not rate.local or not r.ai:
+                    continue
+                out[r.name] = tuple(
+                    LimitRuleConfig(id=x.id, kind=x.kind, amount=x.amount, unit=x.unit, burst=x.burst, keys=x.keys)
+                    for x in rate.local
+                )
+    return out

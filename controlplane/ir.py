@@ -16,6 +16,78 @@ DEFAULT_REQUEST_TIMEOUT_S = 300.0
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
+# --- Policies (AIPolicy / AgentgatewayPolicy, resolved by gatewayapi/policy_attach.py) -----------
+# Nothing downstream reads targetRefs: each RouteIR carries its effective traffic policy and each
+# BackendIR its backend policy. Fields are whole units: a more specific policy replaces a field,
+# it never merges inside one (agentgateway's rule).
+
+
+@dataclass(frozen=True)
+class ApiKeyIR:
+    """One accepted API key: never the key itself, only its SHA-256 (hex) and who it belongs to."""
+
+    key_id: str  # "<namespace>/<Secret or ConfigMap>/<entry>": logged and labelled, never secret
+    sha256: str = field(repr=False)
+    user: str | None = None
+    team: str | None = None
+    tenant: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # further metadata (strings), sorted by name
+
+
+@dataclass(frozen=True)
+class ApiKeyAuthIR:
+    """`traffic.apiKeyAuthentication`: Strict rejects, Optional lets no key through, Permissive never rejects."""
+
+    mode: str  # Strict | Optional | Permissive
+    keys: tuple[ApiKeyIR, ...]
+    # location.header: read the key only there (prefix stripped); None: Authorization Bearer, x-api-key, api-key
+    header: str | None = None
+    prefix: str = ""
+    source: str = ""  # "<Kind> <ns>/<name>" of the policy
+
+
+@dataclass(frozen=True)
+class JwtProviderIR:
+    issuer: str
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    jwks_inline: str | None = None  # a JSON Web Key Set (public keys)
+    jwks_uri: str | None = None  # remote JWKS (http:// or https://)
+    cache_duration_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class JwtAuthIR:
+    """`traffic.jwtAuthentication`, enforced by Envoy's jwt_authn filter (controlplane/xds/jwt_authn.py)."""
+
+    mode: str  # Strict | Optional | Permissive
+    providers: tuple[JwtProviderIR, ...]
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RoutePolicyIR:
+    """The effective `traffic` policy of one route on one listener (None fields: not set)."""
+
+    # metadata "manifest": the field's name under `traffic` (problems and status name it)
+    api_key: ApiKeyAuthIR | None = field(default=None, metadata={"manifest": "apiKeyAuthentication"})
+    jwt: JwtAuthIR | None = field(default=None, metadata={"manifest": "jwtAuthentication"})
+    rate_limit: RateLimitIR | None = field(default=None, metadata={"manifest": "rateLimit"})  # policy_ratelimit.py
+    sources: tuple[str, ...] = ()  # "<Kind> <ns>/<name>" of every policy that contributed, most specific first
+
+    @property
+    def authenticates(self) -> bool:
+        return self.api_key is not None or self.jwt is not None
+
+
+@dataclass(frozen=True)
+class BackendPolicyIR:
+    """The effective `backend` policy of one AI backend (parts llmgw acts on; see policy_ai.py)."""
+
+    sources: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class AuthIR:
     header: str
@@ -67,6 +139,7 @@ class BackendIR:
     # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
+    policy: BackendPolicyIR | None = None  # attached `backend` policies (gatewayapi/policy_attach.py)
 
     @property
     def cluster(self) -> str:
@@ -145,6 +218,7 @@ class RouteIR:
     # Set when the router stage can do the attempt stage's work itself (see gatewayapi/direct.py):
     # the provider this route always reaches, through the backend's cluster without an attempt stage.
     direct_provider: str | None = None
+    policy: RoutePolicyIR | None = None  # effective `traffic` policy (gatewayapi/policy_attach.py)
 
 
 @dataclass(frozen=True)

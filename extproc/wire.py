@@ -73,6 +73,14 @@ def route_name(route_key: str, *, rule: int, match: int) -> str:
     return f"{_ROUTE}{route_key}/rule/{rule}/match/{match}"
 
 
+def rule_of_route_name(name: str) -> int | None:
+    """The rule index of an Envoy route named by `route_name` (None if it is not one)."""
+    if not name.startswith(_ROUTE):
+        return None
+    parts = name[len(_ROUTE) :].split("/")
+    return int(parts[3]) if len(parts) >= 4 and parts[2] == "rule" and parts[3].isdigit() else None
+
+
 def route_of_route_name(name: str) -> str | None:
     """`<namespace>/<name>` of the HTTPRoute an Envoy route came from, or None."""
     if not name.startswith(_ROUTE):

@@ -18,6 +18,8 @@ from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
+from controlplane.gatewayapi.policies import is_policy, parse_policy
+from controlplane.gatewayapi.policy_attach import Attachments, resolve, rule_name
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
@@ -85,6 +87,9 @@ def translate(
     listeners, listener_problems = gateway_listeners(by_kind.get("Gateway", []), classes)
     problems.extend(listener_problems)
 
+    attachments = _attachments(by_kind, listeners, secrets, configmaps, clusters, problems)
+    backends = [replace(b, policy=attachments.backend.get(b.key)) for b in backends]
+
     ports: dict[tuple[str, int], list[GatewayListener]] = {}
     for lst in listeners:
         ports.setdefault((lst.gateway.key, lst.port), []).append(lst)
@@ -97,7 +102,9 @@ def translate(
         problems.extend(attach_problems)
         problems.extend(rt.problems)
         for lst, hosts in parents:
-            attached[(lst.gateway.key, lst.port)].extend(Attached(lst.hostname, rule, hosts) for rule in rules)
+            attached[(lst.gateway.key, lst.port)].extend(
+                Attached(lst.hostname, _with_policy(rule, route_res, lst, attachments), hosts) for rule in rules
+            )
             models = route_models.setdefault(lst.gateway.key, set())
             for rule in rules:
                 models.update(
@@ -126,6 +133,57 @@ def translate(
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
     return Translation(ir=ir, problems=problems, notes=notes)
+
+
+def _attachments(
+    by_kind: Mapping[str, list[Resource]],
+    listeners: list[GatewayListener],
+    secrets: Mapping[str, Mapping[str, str]],
+    configmaps: Mapping[str, Mapping[str, str]],
+    clusters: Mapping[str, str],
+    problems: list[Problem],
+) -> Attachments:
+    """AIPolicy / AgentgatewayPolicy objects parsed and their targets resolved (policy_attach.py)."""
+    ai_backends = by_kind.get("AIBackend", []) + by_kind.get("AgentgatewayBackend", [])
+    labelled = {
+        "Gateway": by_kind.get("Gateway", []),
+        "HTTPRoute": by_kind.get("HTTPRoute", []),
+        "Backend": ai_backends,
+    }
+    parsed = [
+        parse_policy(
+            res,
+            secrets=secrets,
+            secret_resources=by_kind.get("Secret", []),
+            configmaps=configmaps,
+            configmap_resources=by_kind.get("ConfigMap", []),
+            labelled=labelled,
+        )
+        for res in by_kind.get("AIPolicy", []) + by_kind.get("AgentgatewayPolicy", [])
+    ]
+    for p in parsed:
+        problems.extend(p.problems)
+    attachments = resolve(
+        parsed,
+        listeners=listeners,
+        gateways=by_kind.get("Gateway", []),
+        routes=by_kind.get("HTTPRoute", []),
+        backends=clusters,
+    )
+    problems.extend(attachments.problems)
+    return attachments
+
+
+def _with_policy(rule: RouteIR, route_res: Resource, lst: GatewayListener, attachments: Attachments) -> RouteIR:
+    """The rule with its effective traffic policy on this listener."""
+    index = wire.rule_of_route_name(rule.name)
+    policy = attachments.route_policy(
+        gateway=lst.gateway.key,
+        listener=lst.name,
+        route=route_res.key,
+        rule=rule_name(route_res, index) if index is not None else None,
+    )
+    return rule if policy is None else replace(rule, policy=policy)
 
 
 def _backend_request_timeout(
@@ -174,6 +232,7 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
             (group == GATEWAY_API and res.kind in _GATEWAY_KINDS)
             or (res.api_version == "v1" and res.kind in _CORE_KINDS)
             or is_ai_backend(res)
+            or is_policy(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
             notes.append(

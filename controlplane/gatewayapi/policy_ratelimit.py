@@ -1,5 +1,8 @@
 """`traffic.rateLimit` of a policy -> the limits and budgets the router stage enforces.
 
+One entry point for policies.py, `parse_rate_limit` (the partial route
+policy `rateLimit` sets); `parse_limits` is its pure core.
+
 agentgateway's `local` entries (exactly one of `requests` / `tokens`, a
 `unit` of Seconds, Minutes or Hours, an optional `burst`) are enforced by
 the extproc against the shared store (extproc/policies/limits.py): unlike
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controlplane.ir import LimitRuleIR, RateLimitIR
+from controlplane.ir import LimitRuleIR, RateLimitIR, RoutePolicyIR
 from controlplane.resources import Problem, Resource
 
 LLMGW_API = "llmgw.dev/v1alpha1"
@@ -29,6 +32,12 @@ LLMGW_UNITS = {**UNITS, "Days": "day", "Months": "month"}
 IDENTITY_KEYS = ("user", "team", "tenant", "key_id", "source")
 REQUEST_KEYS = ("route", "model", "backend")
 UNSUPPORTED = "Unsupported"
+
+
+def parse_rate_limit(raw: Any, *, policy: Resource, fld: str) -> tuple[RoutePolicyIR, list[Problem]]:
+    """The partial route policy `traffic.rateLimit` sets (overlaid on the rest by the caller), and problems."""
+    limits, problems = parse_limits(raw, policy=policy, fld=fld)
+    return RoutePolicyIR(rate_limit=limits), problems
 
 
 def parse_limits(raw: Any, *, policy: Resource, fld: str) -> tuple[RateLimitIR | None, list[Problem]]:
@@ -92,7 +101,8 @@ def _entry(entry: Any, *, path: str, rid: str, ours: bool, fail: Any) -> LimitRu
         fail(f"{path}.{kind}", "must be a positive number" if kind == "usd" else "must be an integer of at least 1")
         return None
     units = LLMGW_UNITS if ours else UNITS
-    unit = units.get(entry.get("unit"))  # type: ignore[arg-type]
+    raw_unit = entry.get("unit")
+    unit = units.get(raw_unit) if isinstance(raw_unit, str) else None
     if unit is None:
         fail(f"{path}.unit", f"must be one of {', '.join(units)}")
         return None
