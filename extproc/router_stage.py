@@ -51,6 +51,8 @@ log = logging.getLogger("llmgw.extproc")
 
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
+# A request's output bound, for its token reservation (OpenAI chat, Responses, Anthropic).
+_MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 @dataclass
@@ -92,6 +94,8 @@ class RouterRequest:
     limit_header_values: dict[str, str] = field(default_factory=dict)  # for `header:<name>` descriptors
     applied_limits: tuple[limits.Applied, ...] = ()
     limit_headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* on the response
+    reserved_tokens: tuple[float, ...] = ()  # per applied limit, given back at charge
+    estimated_tokens: int = 0  # this request's token reservation (limits.estimate_tokens)
     cost_usd: float | None = None
     pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
 
@@ -165,9 +169,12 @@ class RouterRequest:
     async def _limit(self) -> ep.ProcessingResponse | None:
         assert self.store is not None
         self.applied_limits = limits.applicable(self.limit_rules, value=self._descriptor, now=time.time())
-        decision = await limits.check(self.applied_limits, store=self.store, failure_mode=self.failure_mode)
+        decision = await limits.check(
+            self.applied_limits, store=self.store, failure_mode=self.failure_mode, tokens=self.estimated_tokens
+        )
         if decision.allowed:
             self.limit_headers = decision.headers
+            self.reserved_tokens = decision.reserved
             return None
         self.applied_limits = ()  # refused: nothing to charge
         if decision.status == 429:
@@ -210,6 +217,7 @@ class RouterRequest:
                 usage=self.usage,
                 cost_usd=self.cost_usd,
                 failure_mode=self.failure_mode,
+                reserved=self.reserved_tokens,
             )
             self.applied_limits = ()
 
@@ -250,6 +258,9 @@ class RouterRequest:
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
         self.request_model = model if isinstance(model, str) else ""
+        if self.limit_rules:
+            bound = next((body[k] for k in _MAX_OUTPUT_FIELDS if isinstance(body.get(k), int)), None)
+            self.estimated_tokens = limits.estimate_tokens(body_bytes=len(msg.body), max_output=bound)
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
         if op is not None and op.streams and body.get("stream") is True:

@@ -9,7 +9,7 @@ import pytest
 
 from extproc.contract import LimitRuleConfig
 from extproc.policies import limits
-from extproc.store import FAIL_CLOSED, FAIL_OPEN, Bucket, StoreUnavailable, Taken
+from extproc.store import FAIL_CLOSED, FAIL_OPEN, StoreUnavailable, Taken
 from extproc.store.sqlite import SqliteStore
 from extproc.usage import Usage
 
@@ -140,5 +140,30 @@ def test_reset_durations_in_openai_format() -> None:
     assert [limits.duration(s) for s in (0.12, 1, 59.5, 360, 3723)] == ["120ms", "1s", "1m0s", "6m0s", "1h2m3s"]
 
 
-def test_bucket_unused_kw() -> None:
-    assert Bucket(key="k", capacity=2, burst=1, window=0, ttl_s=1).ceiling == 3
+def test_token_reservation_holds_under_concurrency_and_is_given_back() -> None:
+    """Requests in flight reserve their estimate, so they cannot all spend the last tokens; the charge
+    replaces the reservation with the real usage."""
+    store = SqliteStore(":memory:")
+    applied = limits.applicable((_rule("tokens", 100),), value=_values(), now=NOW)
+    first = _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=60, now=NOW))
+    second = _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=60, now=NOW))
+    assert first.allowed and first.reserved == (60.0,) and not second.allowed
+    _run(
+        limits.charge(
+            applied,
+            store=store,
+            usage=Usage(input=5, output=5),
+            cost_usd=None,
+            failure_mode=FAIL_CLOSED,
+            reserved=first.reserved,
+        )
+    )
+    again = _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=60, now=NOW))
+    assert again.allowed and again.headers["x-ratelimit-remaining-tokens"] == "30"  # 100 - 10 - 60
+
+
+def test_a_reservation_larger_than_the_bucket_passes_when_the_bucket_is_full() -> None:
+    store = SqliteStore(":memory:")
+    applied = limits.applicable((_rule("tokens", 100),), value=_values(), now=NOW)
+    assert _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=5000, now=NOW)).allowed
+    assert limits.estimate_tokens(body_bytes=400, max_output=50) == 151

@@ -5,10 +5,14 @@ A route's rules (`ExtprocConfig.limits`, from agentgateway's
 one bucket each per distinct descriptor value (the caller's user, team,
 tenant or key, the route, model, backend or a request header). Before the
 request goes upstream, `check` takes one request from every request bucket
-and refuses when any bucket is already exhausted (token and USD buckets
-need something left). After the response, `charge` subtracts what it
-really used (input + output tokens; its priced cost), streams at their end,
-a cut stream what was counted. All buckets of a request are checked and
+and reserves the request's token estimate (`estimate_tokens`: its size in
+bytes / 4 plus its max_tokens, at most a bucket's ceiling) from every token
+bucket, and refuses when a bucket cannot cover that (a USD bucket needs
+something left). After the response, `charge` settles what it really used
+(input + output tokens, the reservation given back; its priced cost),
+streams at their end, a cut stream what was counted. Reserving makes a
+token limit hold under concurrency: requests in flight cannot all spend
+the last tokens at once. All buckets of a request are checked and
 taken in one atomic store call, so limits are exact across the gateway's
 workers (SQLite) and replicas (Redis).
 
@@ -106,6 +110,12 @@ def applicable(
     return tuple(out)
 
 
+def estimate_tokens(*, body_bytes: int, max_output: int | None) -> int:
+    """A request's token reservation: an over-estimate of its input (4 bytes per token) plus its
+    output bound; the real usage replaces it after the response."""
+    return body_bytes // 4 + 1 + (max_output or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
@@ -113,15 +123,20 @@ class Decision:
     status: int = 200  # 429 refused by a limit, 503 store unavailable and FailClosed
     message: str = ""
     kind: str = ""  # the refusing rule's kind
+    reserved: tuple[float, ...] = ()  # tokens reserved per applied rule (given back at charge)
 
 
-async def check(applied: Sequence[Applied], *, store: Store, failure_mode: str, now: float | None = None) -> Decision:
-    """Take one request from each request bucket, atomically, if every bucket has enough left."""
+async def check(
+    applied: Sequence[Applied], *, store: Store, failure_mode: str, tokens: int = 0, now: float | None = None
+) -> Decision:
+    """Take one request from each request bucket and reserve `tokens` from each token bucket,
+    atomically, if every bucket can cover it."""
     if not applied:
         return Decision(allowed=True, headers={})
     now = time.time() if now is None else now
-    need = [_NEED[a.rule.kind] for a in applied]
-    take = [1.0 if a.rule.kind == "requests" else 0.0 for a in applied]
+    reserve = [float(min(tokens, a.bucket.ceiling)) if a.rule.kind == "tokens" else 0.0 for a in applied]
+    need = [max(_NEED[a.rule.kind], r) for a, r in zip(applied, reserve, strict=True)]
+    take = [1.0 if a.rule.kind == "requests" else r for a, r in zip(applied, reserve, strict=True)]
     try:
         taken = await store.take([a.bucket for a in applied], need=need, take=take)
     except StoreUnavailable as exc:
@@ -136,7 +151,7 @@ async def check(applied: Sequence[Applied], *, store: Store, failure_mode: str, 
         )
     headers = rate_headers(applied, taken.levels, now=now)
     if taken.allowed:
-        return Decision(allowed=True, headers=headers)
+        return Decision(allowed=True, headers=headers, reserved=tuple(reserve))
     refusing = [(a, lv, n) for a, lv, n in zip(applied, taken.levels, need, strict=True) if lv < n]
     wait = max(_seconds_until(a, lv, n, now=now) for a, lv, n in refusing)
     first = refusing[0][0].rule
@@ -151,15 +166,23 @@ async def check(applied: Sequence[Applied], *, store: Store, failure_mode: str, 
 
 
 async def charge(
-    applied: Sequence[Applied], *, store: Store, usage: Usage | None, cost_usd: float | None, failure_mode: str
+    applied: Sequence[Applied],
+    *,
+    store: Store,
+    usage: Usage | None,
+    cost_usd: float | None,
+    failure_mode: str,
+    reserved: Sequence[float] = (),
 ) -> None:
-    """Subtract what the response used from the token and USD buckets (requests were taken before)."""
+    """Settle what the response used: tokens (less the reservation) and cost (requests were taken before)."""
     tokens = (usage.input or 0) + (usage.output or 0) if usage is not None else 0
     amounts: list[float] = []
     buckets: list[Bucket] = []
-    for a in applied:
-        amount = float(tokens) if a.rule.kind == "tokens" else (cost_usd or 0.0) if a.rule.kind == "usd" else 0.0
-        if amount > 0:
+    held = list(reserved) or [0.0] * len(applied)
+    for a, r in zip(applied, held, strict=True):
+        spent = {"tokens": tokens - r, "usd": cost_usd or 0.0}
+        amount = spent.get(a.rule.kind, 0.0)
+        if amount != 0:
             buckets.append(a.bucket)
             amounts.append(amount)
     if not buckets:

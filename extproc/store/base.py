@@ -11,7 +11,8 @@ survive a restart. Two operations, both atomic over all buckets of a request:
   its `take` from each (a request limit takes 1; token and USD buckets need
   something left and take nothing yet). Nothing is taken when one refuses.
 - `charge`: refill, then subtract what the response really used (may go
-  below zero: the next requests wait for enough windows to pay it back).
+  below zero: the next requests wait for enough windows to pay it back; a
+  negative amount gives a reservation back, up to the ceiling).
 
 Backends: `sqlite` (exact across the workers of one gateway, no server) and
 `redis` (exact across replicas). No policy module talks to either directly.

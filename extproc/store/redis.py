@@ -54,7 +54,7 @@ local out = {allowed}
 for i, key in ipairs(KEYS) do
   local base = 1 + (i - 1) * 6
   if allowed == 1 then
-    levels[i] = levels[i] - tonumber(ARGV[base + 6])
+    levels[i] = math.min(tonumber(ARGV[base + 2]), levels[i] - tonumber(ARGV[base + 6]))
     local state = redis.call('HGET', key, 'w')
     local window = tonumber(ARGV[base + 3])
     if state and tonumber(state) > window then window = tonumber(state) end

@@ -62,7 +62,10 @@ class SqliteStore:
 
     def charge_sync(self, buckets: Sequence[Bucket], *, amounts: Sequence[float]) -> tuple[float, ...]:
         with self._transaction():
-            after = tuple(level - a for level, a in zip(self._levels(buckets), amounts, strict=True))
+            levels = self._levels(buckets)
+            after = tuple(
+                min(b.ceiling, level - a) for b, level, a in zip(buckets, levels, amounts, strict=True)
+            )  # a refund (negative amount) never fills a bucket past its ceiling
             self._write(buckets, after)
             return after
 
