@@ -859,6 +859,27 @@ def params_spec_schema() -> Schema:
                         "format": "int32",
                         "description": "extproc worker processes in the sidecar. Default 1.",
                     },
+                    "limits": obj(
+                        "Where limits and budgets are counted (docs/limits.md). Default: a SQLite file in the "
+                        "pod, exact across its workers but not across replicas; set `storeSecretRef` to share "
+                        "one Redis between every replica.",
+                        {
+                            "storeSecretRef": obj(
+                                "A Secret key holding the store URL, `redis://[:password@]host:6379/0` "
+                                "(`rediss://` for TLS); passed to the extproc as LLMGW_STORE.",
+                                {
+                                    "name": string("Secret name, in the Gateway's namespace."),
+                                    "key": string("Key in the Secret. Default `url`."),
+                                },
+                                required=["name"],
+                            ),
+                            "failureMode": string(
+                                "The store unreachable: FailClosed (default) answers 503, FailOpen lets "
+                                "requests through unlimited.",
+                                enum=["FailOpen", "FailClosed"],
+                            ),
+                        },
+                    ),
                 },
             ),
             "service": obj(
