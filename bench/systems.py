@@ -217,7 +217,21 @@ def plain_envoy_config(*, port: int, admin_port: int, up: Upstreams) -> dict[str
     }
 
 
-def llmgw_manifests(*, port: int, up: Upstreams, provider: str) -> str:
+# A token and a request limit on the bench route, too high to refuse anything: every request is
+# checked before and charged after (extproc/policies/limits.py, the run dir's SQLite store).
+LIMITS_POLICY = """---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: bench-limits, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}]
+  traffic:
+    rateLimit:
+      local: [{tokens: 2000000000, unit: Minutes}, {requests: 2000000000, unit: Minutes}]
+"""
+
+
+def llmgw_manifests(*, port: int, up: Upstreams, provider: str, limits: bool = False) -> str:
     """Gateway + HTTPRoute + two AIBackends (replay for JSON, fake for streams) + Secret.
 
     The same shape as examples/quickstart/gateway.yaml: an OpenAI route with the
@@ -276,7 +290,7 @@ spec:
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: fake}}]
     - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: replay}}]
-{"".join(backends)}---
+{"".join(backends)}{LIMITS_POLICY if limits else ""}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: bench-key, namespace: default}}
@@ -287,6 +301,7 @@ stringData:
 
 class Llmgw(System):
     provider = "openai"
+    limits = False  # llmgw-limits: a token and a request limit on the route
 
     def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
         self.port = free_port()
@@ -294,7 +309,9 @@ class Llmgw(System):
         base = work / self.key
         shutil.rmtree(base, ignore_errors=True)
         (base / "manifests").mkdir(parents=True)
-        (base / "manifests" / "gateway.yaml").write_text(llmgw_manifests(port=self.port, up=up, provider=self.provider))
+        (base / "manifests" / "gateway.yaml").write_text(
+            llmgw_manifests(port=self.port, up=up, provider=self.provider, limits=self.limits)
+        )
         if not self._validate(base / "manifests", py=py, repo=repo):
             return
         ready = free_port()
@@ -426,6 +443,10 @@ class LiteLLM(System):
         wait_http(self.ready_url, timeout=180, proc=self.roots[0])
 
 
+class LlmgwLimits(Llmgw):
+    limits = True
+
+
 def all_systems(*, litellm_bin: str) -> list[System]:
     litellm = LiteLLM("litellm", "LiteLLM proxy (2 workers)")
     litellm.litellm_bin = litellm_bin
@@ -433,6 +454,7 @@ def all_systems(*, litellm_bin: str) -> list[System]:
         Direct("direct", "direct to upstream"),
         PlainEnvoy("envoy", "plain Envoy"),
         Llmgw("llmgw", "llmgw (OpenAI route)"),
+        LlmgwLimits("llmgw-limits", "llmgw (OpenAI route, token + request limit)"),
         LlmgwAnthropic("llmgw-anthropic", "llmgw (OpenAI -> Anthropic)"),
         litellm,
     ]
