@@ -280,7 +280,38 @@ class LimitRuleIR:
 
 
 @dataclass(frozen=True)
+class DescriptorEntryIR:
+    """One entry of a global descriptor, as an Envoy rate-limit action."""
+
+    key: str  # the entry's `name`: the descriptor key the rate-limit service sees
+    header: str | None = None  # value from this request header (`request.headers["x"]`)
+    value: str | None = None  # a constant (a string literal)
+
+
+@dataclass(frozen=True)
+class GlobalDescriptorIR:
+    entries: tuple[DescriptorEntryIR, ...]
+    tokens: bool = False  # unit Tokens: 1 hit on the request, the rest of its tokens at stream end
+
+
+@dataclass(frozen=True)
+class GlobalRateLimitIR:
+    """`traffic.rateLimit.global`: Envoy's ratelimit filter against a rate-limit service (xds/ratelimit.py)."""
+
+    domain: str
+    host: str
+    port: int
+    descriptors: tuple[GlobalDescriptorIR, ...]
+    fail_open: bool = False  # failureMode FailOpen; agentgateway's default is FailClosed
+
+    @property
+    def cluster(self) -> str:
+        return f"ratelimit/{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class RateLimitIR:
     """`traffic.rateLimit` as llmgw enforces it (a whole unit: a more specific policy replaces it)."""
 
     local: tuple[LimitRuleIR, ...] = ()
+    global_limit: GlobalRateLimitIR | None = None

@@ -516,6 +516,8 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+            # Global token limits took 1 hit at the start; Envoy sends the rest at stream end.
+            meta[wire.RLS_TOKEN_HITS_KEY] = str(max(0, (self.usage.input or 0) + (self.usage.output or 0) - 1))
         if self.cost_usd is not None:
             meta["cost_usd"] = round(self.cost_usd, 9)
         if self.first_chunk_at is not None:

@@ -37,6 +37,9 @@ STAGE_ATTEMPT = "attempt"
 # access log reads (`%DYNAMIC_METADATA(llmgw:...)%`).
 METADATA_NAMESPACE = "llmgw"
 PROVIDER_METADATA_KEY = "provider"
+# Dynamic metadata: a response's tokens less the 1 hit its global token limits took at the start;
+# Envoy's ratelimit filter sends it at stream end (controlplane/xds/ratelimit.py).
+RLS_TOKEN_HITS_KEY = "rls_token_hits"
 
 # --- the config channel (control plane -> extproc workers) --------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.gatewayapi.policy_ratelimit import parse_limits
-from controlplane.ir import LimitRuleIR
+from controlplane.ir import DescriptorEntryIR, GlobalDescriptorIR, GlobalRateLimitIR, LimitRuleIR
 from controlplane.resources import Resource
 
 
@@ -47,13 +47,53 @@ def test_extensions_in_the_agentgateway_kind_are_problems() -> None:
     assert any(p.startswith("spec.traffic.rateLimit.local[0].key: is an llmgw extension") for p in problems)
 
 
-def test_global_and_conditional_are_reported_not_dropped() -> None:
-    limits, problems = _parse({"global": {"domain": "d", "descriptors": []}, "conditional": []})
+def test_conditional_is_reported_not_dropped() -> None:
+    limits, problems = _parse({"conditional": []})
     assert limits is None
-    assert [p.split(":")[0] for p in problems] == [
-        "spec.traffic.rateLimit.global",
-        "spec.traffic.rateLimit.conditional",
+    assert [p.split(":")[0] for p in problems] == ["spec.traffic.rateLimit.conditional"]
+
+
+def test_global_limit_as_agentgateway_writes_it() -> None:
+    raw = {
+        "global": {
+            "url": "http://127.0.0.1:8081",
+            "domain": "llm",
+            "failureMode": "FailOpen",
+            "descriptors": [
+                {"entries": [{"name": "team", "expression": 'request.headers["X-Team"]'}]},
+                {"entries": [{"name": "route", "expression": '"chat"'}], "unit": "Tokens"},
+            ],
+        }
+    }
+    limits, problems = _parse(raw, "AgentgatewayPolicy")
+    assert problems == []
+    assert limits.global_limit == GlobalRateLimitIR(  # type: ignore[attr-defined]
+        domain="llm",
+        host="127.0.0.1",
+        port=8081,
+        fail_open=True,
+        descriptors=(
+            GlobalDescriptorIR(entries=(DescriptorEntryIR(key="team", header="x-team"),)),
+            GlobalDescriptorIR(entries=(DescriptorEntryIR(key="route", value="chat"),), tokens=True),
+        ),
+    )
+
+
+def test_global_limit_parts_llmgw_cannot_do_are_problems() -> None:
+    base = {"domain": "d", "backendRef": {"name": "rls", "port": 8081}}
+    _, problems = _parse(
+        {"global": {**base, "descriptors": [{"entries": [{"name": "ip", "expression": "source.address"}]}]}}
+    )
+    assert problems == [
+        "spec.traffic.rateLimit.global.descriptors[0].entries[0].expression: 'source.address' is not supported by "
+        'llmgw: use a string literal or request.headers["name"]'
     ]
+    _, problems = _parse(
+        {"global": {**base, "descriptors": [{"entries": [{"name": "a", "expression": "'x'"}], "cost": "1"}]}}
+    )
+    assert problems == ["spec.traffic.rateLimit.global.descriptors[0].cost: is not supported by llmgw (CEL)"]
+    _, problems = _parse({"global": {"domain": "d", "url": "https://rls:8081", "descriptors": [{"entries": []}]}})
+    assert problems[0].startswith("spec.traffic.rateLimit.global.url: must be http://HOST:PORT")
 
 
 def test_bad_entries_name_their_field() -> None:

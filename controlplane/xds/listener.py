@@ -6,7 +6,7 @@ from typing import Any
 
 from controlplane.ir import ListenerIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
-from controlplane.xds import names
+from controlplane.xds import names, ratelimit
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
@@ -43,6 +43,7 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
             "config_source": {"ads": {}, "resource_api_version": "V3"},
         },
         "http_filters": [
+            *ratelimit.listener_filters(listener),  # traffic.rateLimit.global (Envoy's own filter)
             router_stage_filter(listener.gateway),
             {
                 "name": "envoy.filters.http.router",

@@ -25,6 +25,7 @@ import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
@@ -38,7 +39,7 @@ from google.protobuf.message import Message
 
 from controlplane.ir import IR
 from controlplane.limits import Limits
-from controlplane.xds import names
+from controlplane.xds import names, ratelimit
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.route import route_config_resource
@@ -113,6 +114,7 @@ def translate(
             res.clusters.append(cluster)
             if cla is not None:
                 res.endpoints.append(cla)
+    res.clusters.extend(ratelimit.clusters(ir.listeners))  # rate-limit services (traffic.rateLimit.global)
     return res
 
 
