@@ -5,8 +5,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from controlplane.ir import IR
-from extproc.contract import AuthConfig, ExtprocConfig, LimitRuleConfig, PriceConfig, ProviderConfig
+from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
+from controlplane.gatewayapi.policy_attach import authn_id
+from controlplane.gatewayapi.policy_jwt import provider_names
+from controlplane.ir import IR, ApiKeyAuthIR, JwtAuthIR
+from extproc.contract import (
+    ApiKeyEntry,
+    ApiKeyPolicyConfig,
+    AuthConfig,
+    AuthnConfig,
+    ExtprocConfig,
+    JwtPolicyConfig,
+    LimitRuleConfig,
+    PriceConfig,
+    ProviderConfig,
+)
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -53,12 +66,31 @@ def build(ir: IR) -> ExtprocConfig:
         for r in vh.routes
         if r.direct_provider
     }
+    authn: dict[str, AuthnConfig] = {}
+    gateway_authn: dict[str, list[str]] = {}
+    for lst in ir.listeners:
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                aid = authn_id(r.policy)
+                if aid is None or r.policy is None:
+                    continue
+                if aid not in authn:
+                    authn[aid] = AuthnConfig(
+                        id=aid,
+                        api_key=_api_key(r.policy.api_key) if r.policy.api_key else None,
+                        jwt=_jwt(r.policy.jwt) if r.policy.jwt else None,
+                    )
+                ids = gateway_authn.setdefault(lst.gateway, [])
+                if aid not in ids:
+                    ids.append(aid)
     config = ExtprocConfig(
         version="",
         providers=providers,
         models={gw: list(m) for gw, m in ir.models},
         direct_routes=direct,
         limits=_limits(ir),
+        authn=authn,
+        gateway_authn=gateway_authn,
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
@@ -78,3 +110,30 @@ def _limits(ir: IR) -> dict[str, tuple[LimitRuleConfig, ...]]:
                     for x in rate.local
                 )
     return out
+
+
+def _api_key(auth: ApiKeyAuthIR) -> ApiKeyPolicyConfig:
+    return ApiKeyPolicyConfig(
+        id=api_key_policy_id(auth),
+        mode=auth.mode,
+        keys=[
+            ApiKeyEntry(
+                key_id=k.key_id,
+                sha256=k.sha256,
+                user=k.user,
+                team=k.team,
+                tenant=k.tenant,
+                labels=[list(kv) for kv in k.labels],
+            )
+            for k in auth.keys
+        ],
+        header=auth.header,
+        prefix=auth.prefix,
+        source=auth.source,
+    )
+
+
+def _jwt(auth: JwtAuthIR) -> JwtPolicyConfig:
+    return JwtPolicyConfig(
+        mode=auth.mode, providers=provider_names(auth), header=auth.header, prefix=auth.prefix, source=auth.source
+    )

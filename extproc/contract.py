@@ -95,6 +95,50 @@ class LimitRuleConfig:
 
 
 @dataclass(frozen=True)
+class ApiKeyEntry:
+    """One accepted API key: its SHA-256 digest (hex) and its owner; never the key itself."""
+
+    key_id: str
+    sha256: str = field(repr=False)
+    user: str | None = None
+    team: str | None = None
+    tenant: str | None = None
+    labels: list[list[str]] = field(default_factory=list)  # [[name, value], ...]
+
+
+@dataclass(frozen=True)
+class ApiKeyPolicyConfig:
+    """`traffic.apiKeyAuthentication` as the router stage enforces it (extproc/policies/authn.py)."""
+
+    id: str  # content digest: the Envoy route name carries it (wire.authn_route_name)
+    mode: str  # Strict | Optional | Permissive
+    keys: list[ApiKeyEntry] = field(default_factory=list, repr=False)
+    header: str | None = None  # None: authorization (Bearer), x-api-key, api-key
+    prefix: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class JwtPolicyConfig:
+    """`traffic.jwtAuthentication`: Envoy's jwt_authn validates; the router stage reads the payloads."""
+
+    mode: str  # Strict | Optional | Permissive
+    providers: list[str] = field(default_factory=list)  # jwt_authn provider names = their payload keys
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AuthnConfig:
+    """The authentication of a route (API key and/or JWT: both must pass); its id rides in the route name."""
+
+    id: str
+    api_key: ApiKeyPolicyConfig | None = None
+    jwt: JwtPolicyConfig | None = None
+
+
+@dataclass(frozen=True)
 class ExtprocConfig:
     """Everything a worker needs; replaced atomically as a whole."""
 
@@ -105,6 +149,10 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # Route authentication by id, and the ids each gateway's routes use (the router stage checks a
+    # caller against all of them: model routing may move the request to another route).
+    authn: dict[str, AuthnConfig] = field(default_factory=dict)
+    gateway_authn: dict[str, list[str]] = field(default_factory=dict)
     # --- limits: Envoy route name -> its limits and budgets (extproc/policies/limits.py)
     limits: dict[str, tuple[LimitRuleConfig, ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
@@ -132,8 +180,21 @@ class ExtprocConfig:
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        authn = {}
+        raw_authn = raw.get("authn", {})
+        if not isinstance(raw_authn, dict) or not all(isinstance(a, dict) for a in raw_authn.values()):
+            raise ValueError("authn must be an object of objects")
+        for aid, a in raw_authn.items():
+            key = a.get("api_key")
+            api_key = (
+                ApiKeyPolicyConfig(**{**key, "keys": [ApiKeyEntry(**e) for e in key.get("keys", [])]}) if key else None
+            )
+            jwt = JwtPolicyConfig(**a["jwt"]) if a.get("jwt") else None
+            authn[str(aid)] = AuthnConfig(id=str(a.get("id", aid)), api_key=api_key, jwt=jwt)
         return cls(
             version=str(raw["version"]),
+            authn=authn,
+            gateway_authn={str(k): [str(i) for i in v] for k, v in raw.get("gateway_authn", {}).items()},
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
-from extproc.policies import limits
+from extproc.policies import authn, jwt_claims, limits
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.store import FAIL_CLOSED, Store
 from extproc.translate import pair_for
@@ -85,8 +85,9 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
-    # --- identity, limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------
-    identity: Identity | None = None  # set by authentication; None: anonymous
+    # --- policies (extproc/policies/): who is calling, set on the request headers
+    identity: Identity | None = None  # None: anonymous (or no API key policy)
+    # --- limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------------------
     store: Store | None = None  # the limits store (None: this worker enforces no limits)
     failure_mode: str = FAIL_CLOSED  # when the store is unreachable
     route_name: str = ""  # the Envoy route matched on the request headers: its limits apply
@@ -101,10 +102,21 @@ class RouterRequest:
 
     # --- request ---------------------------------------------------------------------------
 
-    def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
+    def on_request_headers(
+        self,
+        msg: ep.HttpHeaders,
+        *,
+        route_name: object = None,
+        jwt_found: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
+        authn_mutation: ep.HeaderMutation | None = None
+        if self.config.gateway_authn.get(self.gateway):
+            refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
+            if refused is not None:
+                return refused
         if isinstance(route_name, str):
             self.route_name = route_name
             self.limit_rules = self.config.limits.get(route_name, ())
@@ -133,8 +145,71 @@ class RouterRequest:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
             self.direct = AttemptRequest(config=self.config)
-            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
+                # The route cannot change: no guard header needed, only the client's key headers go.
+                started.request_headers.response.header_mutation.remove_headers.extend(
+                    h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER
+                )
+            return started
+        if authn_mutation is not None:
+            return ep.ProcessingResponse(
+                request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=authn_mutation))
+            )
         return _CONTINUE
+
+    def _authenticate(
+        self, headers: dict[str, str], route_name: object, jwt_found: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[ep.ProcessingResponse | None, ep.HeaderMutation]:
+        """Check the caller against every route authentication of this Gateway (extproc/policies/).
+
+        The authentication of the route matched on the headers decides a refusal here (API
+        keys; Envoy's jwt_authn already enforced that route's JWT policy); the ids of those the
+        caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks after model
+        routing (controlplane/xds/route.py `authn_guard`).
+        """
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        satisfied: list[str] = []
+        remove: set[str] = set()
+        own_identity: Identity | None = None
+        first_identity: Identity | None = None
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            if cfg is None:
+                continue
+            ok, ident = True, None
+            if cfg.api_key is not None:
+                policy = authn.compile_policy(cfg.api_key)
+                remove.update(authn.credential_headers(policy))
+                outcome = authn.authenticate(policy=policy, headers=headers)
+                if outcome.refused and aid == own:
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message=outcome.message, code="invalid_api_key", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = not outcome.refused, outcome.identity
+            if cfg.jwt is not None:
+                remove.add(cfg.jwt.header)
+                jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
+                if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message="Invalid or missing token.", code="invalid_token", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = ok and jwt_ok, ident or jwt_ident
+            if not ok:
+                continue
+            satisfied.append(aid)
+            if aid == own:
+                own_identity = ident
+            elif first_identity is None:
+                first_identity = ident
+        self.identity = own_identity if own is not None else first_identity
+        mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
+        mutation.remove_headers.extend(sorted(remove))
+        return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         """The request body without limits (a route with none, or no store)."""
@@ -520,6 +595,11 @@ class RouterRequest:
             meta[wire.RLS_TOKEN_HITS_KEY] = str(max(0, (self.usage.input or 0) + (self.usage.output or 0) - 1))
         if self.cost_usd is not None:
             meta["cost_usd"] = round(self.cost_usd, 9)
+        if self.identity is not None:
+            for name in ("key_id", "user", "team", "tenant"):
+                known = self.identity.field(name)
+                if known is not None:
+                    meta[name] = known
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()

@@ -20,6 +20,7 @@ from extproc.configclient import ConfigHolder
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
+from extproc.policies import jwt_claims
 from extproc.router_stage import RouterRequest
 from extproc.store import FAIL_CLOSED, Store
 
@@ -81,7 +82,9 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 try:
                     if which == "request_headers":
                         yield router.on_request_headers(
-                            req.request_headers, route_name=attribute(req, "xds.route_name")
+                            req.request_headers,
+                            route_name=attribute(req, "xds.route_name"),
+                            jwt_found=jwt_claims.payloads(req),
                         )
                     elif which == "request_body":
                         yield await router.process_request_body(req.request_body)

@@ -22,8 +22,12 @@ IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 # On an error the attempt stage answers itself (already in the client's schema): the router stage
 # removes it and passes that body untranslated.
 ANSWERED_HEADER = "x-llmgw-answered"
+# The route authentications (their ids: API key and/or JWT) the caller satisfied, set by the router stage on the request
+# headers; a route that requires another one answers 401 when model routing moves a request to it
+# (controlplane/xds/route.py, authentication guard). Removed before the request goes upstream.
+AUTHN_HEADER = "x-llmgw-authn"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
-GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER)
+GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, AUTHN_HEADER)
 
 # --- ext_proc streams -------------------------------------------------------------------------
 
@@ -36,6 +40,9 @@ STAGE_ATTEMPT = "attempt"
 # Envoy metadata namespace: endpoint metadata (`provider`), and the dynamic metadata the
 # access log reads (`%DYNAMIC_METADATA(llmgw:...)%`).
 METADATA_NAMESPACE = "llmgw"
+# Envoy's jwt_authn filter writes each valid token's payload here, keyed by its provider name
+# (controlplane/xds/jwt_authn.py); the router stage's ext_proc filter forwards the namespace.
+JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
 PROVIDER_METADATA_KEY = "provider"
 # Dynamic metadata: a response's tokens less the 1 hit its global token limits took at the start;
 # Envoy's ratelimit filter sends it at stream end (controlplane/xds/ratelimit.py).
@@ -74,6 +81,23 @@ def backend_of_cluster(cluster: str) -> str:
 def route_name(route_key: str, *, rule: int, match: int) -> str:
     """The Envoy route of one match of one rule of HTTPRoute `<namespace>/<name>`."""
     return f"{_ROUTE}{route_key}/rule/{rule}/match/{match}"
+
+
+_AUTHN = "/authn/"
+AUTHN_GUARD_SUFFIX = "/unauthenticated"
+
+
+def authn_route_name(name: str, policy_id: str) -> str:
+    """The Envoy route name of a route whose authentication is `policy_id` (the extproc reads it back)."""
+    return f"{name}{_AUTHN}{policy_id}"
+
+
+def authn_of_route_name(name: str) -> str | None:
+    """The authentication id a route name carries (`authn_route_name`), or None."""
+    at = name.rfind(_AUTHN)
+    if at < 0:
+        return None
+    return name[at + len(_AUTHN) :].split("/", 1)[0] or None
 
 
 def rule_of_route_name(name: str) -> int | None:

@@ -19,7 +19,7 @@ from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
 from controlplane.gatewayapi.policies import is_policy, parse_policy
-from controlplane.gatewayapi.policy_attach import Attachments, resolve, rule_name
+from controlplane.gatewayapi.policy_attach import Attachments, authn_id, resolve, rule_name
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
@@ -183,7 +183,14 @@ def _with_policy(rule: RouteIR, route_res: Resource, lst: GatewayListener, attac
         route=route_res.key,
         rule=rule_name(route_res, index) if index is not None else None,
     )
-    return rule if policy is None else replace(rule, policy=policy)
+    if policy is None:
+        return rule
+    aid = authn_id(policy)
+    if aid is not None:
+        # The route name carries its authentication: the router stage finds it from the name (and
+        # routes on several listeners with different policies stay distinct).
+        return replace(rule, policy=policy, name=wire.authn_route_name(rule.name, aid))
+    return replace(rule, policy=policy)
 
 
 def _backend_request_timeout(

@@ -160,7 +160,7 @@ def _targets(out: ParsedPolicy, spec: Mapping[str, Any], labelled: Mapping[str, 
         group, kind = ref.get("group", ""), ref.get("kind")
         level = TARGET_KINDS.get((group, kind)) if isinstance(group, str) and isinstance(kind, str) else None
         if level is None:
-            if kind in _FOREIGN_TARGETS:
+            if isinstance(kind, str) and kind in _FOREIGN_TARGETS:
                 fail(f"{fld}.kind", f"{kind} targets are not supported by llmgw", UNSUPPORTED)
             else:
                 fail(f"{fld}.kind", f"{group or 'core'}/{kind} is not a policy target kind", "InvalidKind")
@@ -237,8 +237,7 @@ def _traffic(
             raw["jwtAuthentication"], policy=res, fld="spec.traffic.jwtAuthentication", secrets=secrets
         )
         out.problems.extend(problems)
-        if jwt is not None:
-            fail("spec.traffic.jwtAuthentication", "is not enforced by llmgw yet", UNSUPPORTED)
+        policy = replace(policy, jwt=jwt)
     if "rateLimit" in raw:
         part, problems = policy_ratelimit.parse_rate_limit(raw["rateLimit"], policy=res, fld="spec.traffic.rateLimit")
         out.problems.extend(problems)

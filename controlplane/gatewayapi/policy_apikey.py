@@ -37,6 +37,16 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def policy_id(auth: ApiKeyAuthIR) -> str:
+    """A digest of the policy's content: the Envoy route name carries it, the extproc finds the keys by it.
+
+    Any change (a rotated or revoked key, another mode) is a new id, so nothing stale is looked up.
+    """
+    doc: list[object] = [auth.mode, auth.header, auth.prefix, auth.source]
+    doc += [[k.key_id, k.sha256, k.user, k.team, k.tenant, list(k.labels)] for k in auth.keys]
+    return hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]
+
+
 def parse_api_key_authentication(
     raw: Any,
     *,
@@ -52,20 +62,27 @@ def parse_api_key_authentication(
     def fail(at: str, message: str, reason: str = "Invalid") -> None:
         problems.append(Problem(policy.file, policy.ref, at, message, reason))
 
+    def closed(mode: str = "Strict") -> tuple[ApiKeyAuthIR, list[Problem]]:
+        """A policy that cannot be read accepts no key (fail closed): its routes refuse callers until fixed."""
+        problems.append(
+            Problem(policy.file, policy.ref, fld, "accepts no API key until this is fixed (requests are refused)")
+        )
+        return ApiKeyAuthIR(mode=mode, keys=(), source=policy.ref), problems
+
     if not isinstance(raw, Mapping):
         fail(fld, "must be a mapping")
-        return None, problems
+        return closed()
     for key in raw:
         if key not in _FIELDS:
             fail(f"{fld}.{key}", "is not a field of apiKeyAuthentication")
     mode = raw.get("mode", "Strict")
     if mode not in MODES:
         fail(f"{fld}.mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
-        return None, problems
+        return closed()
     given = [s for s in _SOURCES if raw.get(s) is not None]
     if len(given) != 1:
         fail(fld, "needs exactly one of secretRef, secretSelector, configMapSelector")
-        return None, problems
+        return closed(mode)
     header, prefix = _location(raw.get("location"), f"{fld}.location", fail)
     ns = policy.namespace
     entries: list[tuple[str, str, bool]] = []  # (object key, entry name, confidential)
@@ -75,20 +92,20 @@ def parse_api_key_authentication(
         name = ref.get("name") if isinstance(ref, Mapping) else None
         if not isinstance(name, str) or not name:
             fail(f"{fld}.secretRef.name", "is required (a string)")
-            return None, problems
+            return closed(mode)
         if ref.get("group", "") not in ("", "core") or ref.get("kind", "Secret") not in ("", "Secret"):
             fail(f"{fld}.secretRef.kind", "only core Secrets are supported by llmgw", "Unsupported")
-            return None, problems
+            return closed(mode)
         if f"{ns}/{name}" not in secrets:
             fail(f"{fld}.secretRef", f"Secret {ns}/{name} not found", "BackendNotFound")
-            return None, problems
+            return closed(mode)
         entries = [(f"{ns}/{name}", e, True) for e in sorted(secrets[f"{ns}/{name}"])]
     else:
         selector = raw[source]
         labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
         if not isinstance(labels, Mapping) or not labels:
             fail(f"{fld}.{source}.matchLabels", "is required (a non-empty mapping of label to value)")
-            return None, problems
+            return closed(mode)
         confidential = source == "secretSelector"
         objects, data = (secret_resources, secrets) if confidential else (configmap_resources, configmaps)
         for obj in sorted(objects, key=lambda o: o.name):

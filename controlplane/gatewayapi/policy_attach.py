@@ -16,12 +16,15 @@ and land on the BackendIR. Pure; no Envoy and no extproc types.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from controlplane.gatewayapi.listeners import GatewayListener
 from controlplane.gatewayapi.policies import ParsedPolicy, manifest_name, overlay, set_fields
+from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
+from controlplane.gatewayapi.policy_jwt import policy_id as jwt_policy_id
 from controlplane.ir import BackendPolicyIR, RoutePolicyIR
 from controlplane.resources import Problem, Resource
 
@@ -198,3 +201,14 @@ def rule_name(route: Resource, index: int) -> str | None:
 def _describe(point: AttachKey) -> str:
     level, key, section = point
     return f"{level} {key}" + (f" ({section})" if section else "")
+
+
+def authn_id(policy: RoutePolicyIR | None) -> str | None:
+    """The id of a route's authentication (API key and JWT parts), None when it has none."""
+    if policy is None or not policy.authenticates:
+        return None
+    parts = [
+        api_key_policy_id(policy.api_key) if policy.api_key else "",
+        jwt_policy_id(policy.jwt) if policy.jwt else "",
+    ]
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16]

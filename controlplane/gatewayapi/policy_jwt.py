@@ -8,6 +8,7 @@ optional `location.header`. A remote JWKS by `backendRef`, other locations and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +25,27 @@ _FIELDS = {"mode", "providers", "location", "mcp"}
 _PROVIDER_FIELDS = {"issuer", "audiences", "jwks"}
 
 
+def policy_id(auth: JwtAuthIR) -> str:
+    """A digest of the policy's content (jwt_authn requirement and provider names are built from it)."""
+    doc: list[object] = [auth.mode, auth.header, auth.prefix, auth.source]
+    doc += [[p.issuer, list(p.audiences), p.jwks_inline, p.jwks_uri, p.cache_duration_s] for p in auth.providers]
+    return hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16]
+
+
+def provider_names(auth: JwtAuthIR) -> list[str]:
+    """The jwt_authn provider names of a policy (also the metadata keys of their payloads).
+
+    Named by content (issuer, audiences, keys), so two policies trusting the same issuer the
+    same way share one provider: jwt_authn records a token's payload under the provider that
+    validated it, and the router stage must find it whichever policy's route is final.
+    """
+    names = []
+    for p in auth.providers:
+        doc = [p.issuer, list(p.audiences), p.jwks_inline, p.jwks_uri, p.cache_duration_s, auth.header, auth.prefix]
+        names.append("p-" + hashlib.sha256(orjson.dumps(doc)).hexdigest()[:16])
+    return names
+
+
 def parse_jwt_authentication(
     raw: Any, *, policy: Resource, fld: str, secrets: Mapping[str, Mapping[str, str]]
 ) -> tuple[JwtAuthIR | None, list[Problem]]:
@@ -33,9 +55,16 @@ def parse_jwt_authentication(
     def fail(at: str, message: str, reason: str = "Invalid") -> None:
         problems.append(Problem(policy.file, policy.ref, at, message, reason))
 
+    def closed() -> tuple[JwtAuthIR, list[Problem]]:
+        """A policy that cannot be read accepts no token (fail closed): its routes refuse callers until fixed."""
+        problems.append(
+            Problem(policy.file, policy.ref, fld, "accepts no token until this is fixed (requests are refused)")
+        )
+        return JwtAuthIR(mode="Strict", providers=(), source=policy.ref), problems
+
     if not isinstance(raw, Mapping):
         fail(fld, "must be a mapping")
-        return None, problems
+        return closed()
     for key in raw:
         if key == "mcp":
             fail(f"{fld}.mcp", "is not supported by llmgw", "Unsupported")
@@ -44,7 +73,7 @@ def parse_jwt_authentication(
     mode = raw.get("mode", "Strict")
     if mode not in MODES:
         fail(f"{fld}.mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
-        return None, problems
+        return closed()
     header, prefix = "authorization", "Bearer "
     location = raw.get("location")
     if location is not None:
@@ -58,14 +87,14 @@ def parse_jwt_authentication(
     items = raw.get("providers")
     if not isinstance(items, list) or not items:
         fail(f"{fld}.providers", "needs at least one provider")
-        return None, problems
+        return closed()
     providers = [p for i, item in enumerate(items) if (p := _provider(item, f"{fld}.providers[{i}]", fail))]
     if len(providers) != len(items):
-        return None, problems  # a provider we cannot check would make valid tokens fail or pass wrongly
+        return closed()  # a provider we cannot check would make valid tokens fail or pass wrongly
     issuers = [p.issuer for p in providers]
     if len(set(issuers)) != len(issuers):
         fail(f"{fld}.providers", "two providers have the same issuer")
-        return None, problems
+        return closed()
     return JwtAuthIR(mode=mode, providers=tuple(providers), header=header, prefix=prefix, source=policy.ref), problems
 
 

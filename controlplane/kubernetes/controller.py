@@ -11,10 +11,12 @@ cache and then performs the Plan:
   Conflict is not retried blindly: the informer delivers the newer object,
   which triggers the next reconcile.
 
-Secrets and ConfigMaps are cached only when an AIBackend (or Gateway) refers
-to them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated key reaches new requests within the
-debounce plus one config push.
+Secrets and ConfigMaps are cached only when an AIBackend, a Gateway or a
+policy (AIPolicy, AgentgatewayPolicy: API key Secrets by name) refers to
+them; a newly referenced one is fetched at once, and updates of referenced
+ones arrive by watch, so a rotated or revoked key reaches new requests within
+the debounce plus one config push. (Keys chosen by `secretSelector` or
+`configMapSelector` are not followed in Kubernetes mode yet.)
 """
 
 from __future__ import annotations
@@ -54,11 +56,15 @@ TRANSLATED = (
     "ReferenceGrant",
     "AIBackend",
     "GatewayParameters",
+    "AIPolicy",
+    "AgentgatewayPolicy",
     "Namespace",
     "Secret",
     "ConfigMap",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# Kinds whose CRD may not be installed (another project's): absent means none exist.
+OPTIONAL = ("AgentgatewayPolicy",)
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -129,7 +135,12 @@ class Controller:
         for kind in TRANSLATED:
             keep = self._keep if kind in REFERENCED_ONLY else None
             self.informers[kind] = Informer(
-                self.kube, kind, on_change=self.mark_dirty, keep=keep, resync_s=self.opts.resync_s
+                self.kube,
+                kind,
+                on_change=self.mark_dirty,
+                keep=keep,
+                resync_s=self.opts.resync_s,
+                optional=kind in OPTIONAL,
             ).start()
         for kind in MANAGED:
             self.informers[kind] = Informer(

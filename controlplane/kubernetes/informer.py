@@ -11,7 +11,10 @@ back off and retry; the cache keeps its last content meanwhile.
 
 `keep` filters what is cached (the controller keeps only referenced Secrets);
 `put` inserts an object fetched on demand (a Secret that became referenced).
-`on_change` is called after each change, from this thread.
+`on_change` is called after each change, from this thread. An `optional` kind
+(a CRD another project installs, such as agentgateway's AgentgatewayPolicy)
+that the API server does not know (404) counts as synced and empty, and is
+listed again after `optional_retry_s`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.kubernetes.client import Gone, Kube, WatchHandle
+from controlplane.kubernetes.client import Gone, Kube, KubeError, WatchHandle
 
 log = logging.getLogger("llmgw.kubernetes.informer")
 Obj = dict[str, Any]
@@ -55,6 +58,8 @@ class Informer:
         resync_s: float = 600.0,
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
+        optional: bool = False,
+        optional_retry_s: float = 60.0,
     ) -> None:
         self.kube = kube
         self.kind = kind
@@ -65,6 +70,8 @@ class Informer:
         self.resync_s = resync_s
         self.watch_timeout_s = watch_timeout_s
         self.backoff_max_s = backoff_max_s
+        self.optional = optional
+        self.optional_retry_s = optional_retry_s
         self.synced = threading.Event()
         self.resource_version = ""
         self.stats = {"lists": 0, "watches": 0, "gone": 0, "bookmarks": 0, "errors": 0, "events": 0}
@@ -155,14 +162,26 @@ class Informer:
                 log.info(
                     "%s: resourceVersion %s is too old (410 Gone); listing again", self.kind, self.resource_version
                 )
+            except KubeError as exc:
+                if self._stop.is_set():
+                    return
+                if self.optional and exc.status == 404:
+                    self._replace([])  # the kind is not installed: nothing of it exists
+                    self._stop.wait(self.optional_retry_s)
+                    continue
+                self._failed(exc, delay)
+                delay = min(delay * 2, self.backoff_max_s)
             except Exception as exc:  # any failure: keep the cache, back off, list again
                 if self._stop.is_set():
                     return
-                self.stats["errors"] += 1
-                self.last_error = str(exc)
-                log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
-                self._stop.wait(delay)
+                self._failed(exc, delay)
                 delay = min(delay * 2, self.backoff_max_s)
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        self.stats["errors"] += 1
+        self.last_error = str(exc)
+        log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
+        self._stop.wait(delay)
 
     def _list_and_watch(self) -> None:
         items, rv = self.kube.list(self.kind, namespace=self.namespace, label_selector=self.label_selector)

@@ -86,7 +86,8 @@ def reconcile(
     plan = Plan()
 
     base = translate(shared, environ={})
-    plan.problems.extend(p for p in base.problems if not _attachment(p))
+    # A policy's problems depend on the Gateways it reaches: they come from each Gateway's translation.
+    plan.problems.extend(p for p in base.problems if not _attachment(p) and not _of_policy(p))
     by_obj: dict[str, list[Problem]] = {}
     for p in base.problems:
         by_obj.setdefault(p.obj, []).append(p)
@@ -96,6 +97,8 @@ def reconcile(
         plan.statuses[_key(gc)] = status.gatewayclass_status(gc, problem=problem, previous=_status(gc), now=now)
 
     route_problems: dict[str, dict[str, list[Problem]]] = {}  # route ref -> gateway key -> problems
+    policy_problems: dict[str, dict[str, list[Problem]]] = {}  # policy ref -> gateway key -> problems
+    policy_ancestors: dict[str, set[str]] = {}  # policy ref -> Gateways it reaches
     routes = {r.ref: r for r in items if r.kind == "HTTPRoute"}
     for gw in gateways:
         gc = classes[str(gw.spec.get("gatewayClassName"))]
@@ -103,6 +106,13 @@ def reconcile(
         result = translate([gc, gw, *shared], environ={})
         gw_problems = [p for p in result.problems if p.obj == gw.ref]
         plan.problems.extend(gw_problems)
+        reached = _policies_reached(result.ir, gw.key)
+        for p in result.problems:
+            if _of_policy(p) and p.obj in reached:
+                policy_problems.setdefault(p.obj, {}).setdefault(gw.key, []).append(p)
+                plan.problems.append(p)
+        for ref in reached:
+            policy_ancestors.setdefault(ref, set()).add(gw.key)
         for p in result.problems:
             if _attachment(p) and _names_gateway(routes.get(p.obj), p, gw.key):
                 route_problems.setdefault(p.obj, {}).setdefault(gw.key, []).append(p)
@@ -143,6 +153,15 @@ def reconcile(
             )
             if parents or _has_our_parent_entry(res):
                 plan.statuses[_key(res)] = status.merge_route_parents(_status(res), parents)
+        elif res.kind in status.POLICY_KINDS:
+            plan.statuses[_key(res)] = status.policy_status(
+                res,
+                ancestors=sorted(policy_ancestors.get(res.ref, ())),
+                gateway_problems=policy_problems.get(res.ref, {}),
+                problems=by_obj.get(res.ref, []),
+                previous=_status(res),
+                now=now,
+            )
         elif res.kind == "AIBackend":
             plan.statuses[_key(res)] = status.aibackend_status(
                 res,
@@ -195,7 +214,7 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 walk(value, ns)
 
     for res in resources:
-        if res.kind in ("AIBackend", "Gateway"):
+        if res.kind in ("AIBackend", "Gateway", "AIPolicy", "AgentgatewayPolicy"):
             walk(res.spec, res.namespace)
     return out
 
@@ -212,6 +231,34 @@ def _attached_routes(gw: Resource, gc: Resource, items: list[Resource]) -> dict[
         for name in {lst.name for lst, _hosts in parents}:
             counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def _of_policy(p: Problem) -> bool:
+    return p.obj.startswith(tuple(f"{k} " for k in status.POLICY_KINDS))
+
+
+def _policies_reached(ir: IR, gateway: str) -> set[str]:
+    """Refs ("<Kind> <ns>/<name>") of the policies on Gateway `gateway`'s routes and backends."""
+    out: set[str] = set()
+    for lst in ir.listeners:
+        if lst.gateway != gateway:
+            continue
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                if r.policy is not None:
+                    out.update(r.policy.sources)
+    used = {
+        wb.cluster
+        for lst in ir.listeners
+        if lst.gateway == gateway
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        for wb in r.backends
+    }
+    for b in ir.backends:
+        if b.policy is not None and b.cluster in used:
+            out.update(b.policy.sources)
+    return out
 
 
 def _attachment(p: Problem) -> bool:

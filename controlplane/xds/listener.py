@@ -6,12 +6,14 @@ from typing import Any
 
 from controlplane.ir import ListenerIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
-from controlplane.xds import names, ratelimit
+from controlplane.xds import ratelimit
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
+from controlplane.xds.jwt_authn import jwt_authn_filter
 from controlplane.xds.local_reply import local_reply_config
+from extproc import wire
 
 
 def early_header_mutation() -> list[dict[str, Any]]:
@@ -27,7 +29,7 @@ def early_header_mutation() -> list[dict[str, Any]]:
             "name": "llmgw.strip_gateway_headers",
             "typed_config": {
                 "@type": _T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": [{"remove": names.MODEL_HEADER}],
+                "mutations": [{"remove": h} for h in wire.GATEWAY_ONLY_HEADERS],
             },
         }
     ]
@@ -43,8 +45,9 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
             "config_source": {"ads": {}, "resource_api_version": "V3"},
         },
         "http_filters": [
+            *([jwt] if (jwt := jwt_authn_filter(listener)) else []),
             *ratelimit.listener_filters(listener),  # traffic.rateLimit.global (Envoy's own filter)
-            router_stage_filter(listener.gateway),
+            router_stage_filter(listener.gateway, jwt=jwt is not None),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},

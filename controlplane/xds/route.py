@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
-from controlplane.xds import names, ratelimit
+from controlplane.xds import jwt_authn, names, ratelimit
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from extproc import wire
@@ -24,7 +24,11 @@ def route_config_resource(listener: ListenerIR, providers: dict[str, int]) -> di
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r, providers, body_limit=listener.max_body_bytes) for r in vh.routes],
+                "routes": [
+                    out
+                    for r in vh.routes
+                    for out in (*authn_guard(r), _route(r, providers, body_limit=listener.max_body_bytes))
+                ],
             }
             for vh in listener.virtual_hosts
         ],
@@ -154,7 +158,53 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
                 }
             }
         )
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:
+        out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt
     return out
+
+
+def authn_guard(r: RouteIR) -> list[dict[str, Any]]:
+    """A 401 in front of a route with an API key policy, for callers who did not satisfy that policy.
+
+    The router stage authenticates on the request headers, against every API key
+    policy of the Gateway, and sets `x-llmgw-authn` to the ids of those the caller
+    satisfied. Model routing picks the final route only after the body, so a
+    request can land on a route other than the one it was authenticated for;
+    this guard (same match, plus: the header is present and lacks this route's
+    id) turns that into a 401. Before the extproc runs the header is absent (it
+    is stripped first), so the guard never matches on the first route lookup.
+    """
+    pid = wire.authn_of_route_name(r.name)
+    if pid is None or not r.backends or not r.ai or r.direct_provider:
+        return []
+    match = _match(r.match)
+    match["headers"] = [
+        *match.get("headers", []),
+        {"name": wire.AUTHN_HEADER, "present_match": True},
+        {"name": wire.AUTHN_HEADER, "string_match": {"contains": f",{pid},"}, "invert_match": True},
+    ]
+    body = {
+        "error": {
+            "message": "This route needs another API key than the one this request was authenticated with.",
+            "type": "authentication_error",
+            "code": "invalid_api_key",
+            "param": None,
+        }
+    }
+    return [
+        {
+            "name": r.name + wire.AUTHN_GUARD_SUFFIX,
+            "match": match,
+            "direct_response": {"status": 401, "body": {"inline_string": orjson.dumps(body).decode()}},
+            "typed_per_filter_config": {
+                names.ROUTER_STAGE_FILTER: {
+                    "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                    "disabled": True,
+                }
+            },
+        }
+    ]
 
 
 def _re_escape(path: str) -> str:

@@ -8,8 +8,9 @@ to the extproc over its own channel.
 This module assembles one snapshot; each Envoy concern has its own module:
 listener.py (HCM, client limits), local_reply.py (error replies in the
 client's schema), access_log.py, extproc_filters.py (router and attempt
-stages), route.py (matches, rewrites, retry policy) and cluster.py
-(endpoints per provider, TLS, outlier detection, pause checks).
+stages), jwt_authn.py (JWT validation), route.py (matches, rewrites, retry
+policy, authentication guards) and cluster.py (endpoints per provider, TLS,
+outlier detection, pause checks).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
@@ -41,6 +43,7 @@ from controlplane.ir import IR
 from controlplane.limits import Limits
 from controlplane.xds import names, ratelimit
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
+from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.route import route_config_resource
 
@@ -115,6 +118,7 @@ def translate(
             if cla is not None:
                 res.endpoints.append(cla)
     res.clusters.extend(ratelimit.clusters(ir.listeners))  # rate-limit services (traffic.rateLimit.global)
+    res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
     return res
 
 

@@ -1,4 +1,1 @@
-"""Request policies of the router stage, each a small module with a pure core.
-
-Order in the router stage: authenticate, limit, guard, transform, translate.
-"""
+"""Request policies the router stage applies, in order: authenticate, limit, guard, transform."""

@@ -34,6 +34,7 @@ KINDS = [
     Kind(GW, "v1beta1", "referencegrants", "ReferenceGrant"),
     Kind("llmgw.dev", "v1alpha1", "aibackends", "AIBackend", status=True),
     Kind("llmgw.dev", "v1alpha1", "gatewayparameters", "GatewayParameters"),
+    Kind("llmgw.dev", "v1alpha1", "aipolicies", "AIPolicy", status=True),
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "namespaces", "Namespace", namespaced=False, status=True),

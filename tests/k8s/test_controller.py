@@ -335,3 +335,57 @@ def test_only_the_leader_writes(apiserver: ApiServer, run_controller: Callable[.
     assert [c.controller.leader for c in (a, b)].count(True) == 1
     follower = a if not a.controller.leader else b
     assert follower.controller.status_writes == 0
+
+
+def _policy(name: str, target: dict[str, str], secret: str, created: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "llmgw.dev/v1alpha1",
+        "kind": "AIPolicy",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
+        "spec": {"targetRefs": [target], "traffic": {"apiKeyAuthentication": {"secretRef": {"name": secret}}}},
+    }
+
+
+GATEWAY_TARGET = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "llmgw"}
+
+
+def test_policy_status_keys_secret_followed_and_revocation_reaches_the_extproc(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """AIPolicy is watched; its API key Secret is cached by reference; status says Accepted, Conflicted,
+    TargetNotFound per Gateway ancestor; a revoked key leaves the Gateway's extproc config."""
+    apply_all(apiserver, m.quickstart())
+    keys = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "default"}}
+    apiserver.apply({**keys, "stringData": {"alice": "sk-alice", "bob": "sk-bob"}})
+    apiserver.apply(_policy("keys", GATEWAY_TARGET, "keys", "2026-01-01T00:00:00Z"))
+    apiserver.apply(_policy("younger", GATEWAY_TARGET, "keys", "2026-02-01T00:00:00Z"))
+    missing = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "nope"}
+    apiserver.apply(_policy("lost", missing, "keys", "2026-01-01T00:00:00Z"))
+    ctl = run_controller()
+
+    def accepted(name: str) -> Any:
+        return status_of(apiserver, "AIPolicy", name, "Accepted", "ancestors", 0)
+
+    wait_until(lambda: accepted("keys") == ("True", "Accepted"), "policy Accepted")
+    wait_until(lambda: accepted("younger") == ("False", "Conflicted"), "the younger policy Conflicted")
+    wait_until(lambda: accepted("lost") == ("False", "TargetNotFound"), "TargetNotFound")
+    policy = apiserver.get("AIPolicy", "keys")
+    assert policy is not None
+    assert policy["status"]["ancestors"][0]["ancestorRef"] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "namespace": "default",
+        "name": "llmgw",
+    }
+
+    def key_ids() -> set[str]:
+        plan = ctl.controller.plan
+        gp = plan.gateways.get("default/llmgw") if plan else None
+        if gp is None:
+            return set()
+        return {k.key_id for a in gp.extproc.authn.values() if a.api_key for k in a.api_key.keys}
+
+    wait_until(lambda: key_ids() == {"default/keys/alice", "default/keys/bob"}, "both keys in the extproc config")
+    assert "sk-alice" not in repr(ctl.controller.plan)
+    apiserver.apply({**keys, "stringData": {"alice": "sk-alice"}})  # bob is revoked
+    wait_until(lambda: key_ids() == {"default/keys/alice"}, "the revoked key gone")
