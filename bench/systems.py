@@ -217,17 +217,27 @@ def plain_envoy_config(*, port: int, admin_port: int, up: Upstreams) -> dict[str
     }
 
 
-# A token and a request limit on the bench route, too high to refuse anything: every request is
-# checked before and charged after (extproc/policies/limits.py, the run dir's SQLite store).
-LIMITS_POLICY = """---
+# Governance on the bench route, too generous to refuse anything: the client's key is checked
+# (API key authentication, Strict) and every request is checked against a token and a request limit
+# keyed by the caller, then charged (extproc/policies/, the run dir's SQLite store).
+GOVERNANCE = f"""---
 apiVersion: llmgw.dev/v1alpha1
 kind: AIPolicy
-metadata: {name: bench-limits, namespace: default}
+metadata: {{name: bench-governance, namespace: default}}
 spec:
-  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}]
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}}]
   traffic:
+    apiKeyAuthentication: {{mode: Strict, secretRef: {{name: bench-client-keys}}}}
     rateLimit:
-      local: [{tokens: 2000000000, unit: Minutes}, {requests: 2000000000, unit: Minutes}]
+      local:
+        - {{tokens: 2000000000, unit: Minutes, key: [user]}}
+        - {{requests: 2000000000, unit: Minutes, key: [user]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: bench-client-keys, namespace: default}}
+stringData:
+  bench: '{{"key": "{CLIENT_KEY}", "metadata": {{"user": "bench", "team": "perf"}}}}'
 """
 
 
@@ -290,7 +300,7 @@ spec:
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: fake}}]
     - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: replay}}]
-{"".join(backends)}{LIMITS_POLICY if limits else ""}---
+{"".join(backends)}{GOVERNANCE if limits else ""}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: bench-key, namespace: default}}
@@ -301,7 +311,7 @@ stringData:
 
 class Llmgw(System):
     provider = "openai"
-    limits = False  # llmgw-limits: a token and a request limit on the route
+    limits = False  # llmgw-limits: API key authentication and a token and a request limit on the route
 
     def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
         self.port = free_port()
@@ -454,7 +464,7 @@ def all_systems(*, litellm_bin: str) -> list[System]:
         Direct("direct", "direct to upstream"),
         PlainEnvoy("envoy", "plain Envoy"),
         Llmgw("llmgw", "llmgw (OpenAI route)"),
-        LlmgwLimits("llmgw-limits", "llmgw (OpenAI route, token + request limit)"),
+        LlmgwLimits("llmgw-limits", "llmgw (OpenAI route, API key + token/request limits)"),
         LlmgwAnthropic("llmgw-anthropic", "llmgw (OpenAI -> Anthropic)"),
         litellm,
     ]
