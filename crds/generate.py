@@ -1154,14 +1154,59 @@ def _rate_limit() -> Schema:
         rules=[(exactly_one(["requests", "tokens", "usd"]), "exactly one of requests, tokens and usd")],
     )
     return obj(
-        "Request, token and USD limits (docs/limits.md). `global` and `conditional` are not supported.",
+        "Request, token and USD limits (docs/limits.md). `conditional` is not supported.",
         {
             "local": array("Limits, all of which apply.", local, min_items=1, max_items=16),
-            "global": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": True,
-                "description": "Envoy's rate-limit service: not supported by llmgw yet (a problem).",
-            },
+            "global": obj(
+                "A rate-limit service speaking Envoy's protocol, called by Envoy's own ratelimit filter.",
+                {
+                    "url": string("`http://HOST:PORT` of the service (gRPC).", pattern=r"^http://[^/?#@]+$"),
+                    "backendRef": obj(
+                        "A Service exposing the service's gRPC port.",
+                        {
+                            "group": string("Empty (core)."),
+                            "kind": string("Service.", enum=["Service"]),
+                            "name": string("Service name."),
+                            "namespace": string("Default: the policy's namespace."),
+                            "port": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535},
+                        },
+                        required=["name", "port"],
+                    ),
+                    "domain": string("The domain the service keeps these limits under."),
+                    "failureMode": string(
+                        "The service unreachable: FailClosed (default) answers 503, FailOpen lets requests through.",
+                        enum=["FailOpen", "FailClosed"],
+                    ),
+                    "descriptors": array(
+                        "Descriptors sent to the service.",
+                        obj(
+                            "One descriptor: its entries, and what it counts.",
+                            {
+                                "entries": array(
+                                    'Entries; an expression is a string literal or request.headers["name"].',
+                                    obj(
+                                        "A descriptor entry.",
+                                        {"name": string("Descriptor key."), "expression": string("Its value.")},
+                                        required=["name", "expression"],
+                                    ),
+                                    min_items=1,
+                                    max_items=16,
+                                ),
+                                "unit": string(
+                                    "Requests (default), or Tokens: 1 hit when the request starts, the rest of "
+                                    "its tokens when its response ends.",
+                                    enum=["Requests", "Tokens"],
+                                ),
+                            },
+                            required=["entries"],
+                        ),
+                        min_items=1,
+                        max_items=16,
+                    ),
+                },
+                required=["domain", "descriptors"],
+                rules=[(exactly_one(["url", "backendRef"]), "exactly one of url and backendRef")],
+            ),
         },
     )
 
