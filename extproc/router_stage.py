@@ -278,7 +278,7 @@ class RouterRequest:
     def _route_key(self) -> str:
         return self.route or wire.route_of_route_name(self.route_name) or ""
 
-    def _settle_limits(self) -> None:
+    def _settle_limits(self, *, interrupted: bool = False) -> None:
         """Price the response (once) and queue the charge of its real usage."""
         provider = self._provider(self.provider_id) if self.provider_id else None
         model = self.response_model or self.request_model
@@ -293,6 +293,7 @@ class RouterRequest:
                 cost_usd=self.cost_usd,
                 failure_mode=self.failure_mode,
                 reserved=self.reserved_tokens,
+                interrupted=interrupted,
             )
             self.applied_limits = ()
 
@@ -556,7 +557,7 @@ class RouterRequest:
         if self.translation is not None:
             self.usage = self.translation.usage
             self.response_model = self.translation.response_model
-        self._settle_limits()
+        self._settle_limits(interrupted=interrupted)
         now = time.monotonic()
         if 200 <= self.status < 300:
             metrics.record(

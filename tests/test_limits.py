@@ -167,3 +167,24 @@ def test_a_reservation_larger_than_the_bucket_passes_when_the_bucket_is_full() -
     applied = limits.applicable((_rule("tokens", 100),), value=_values(), now=NOW)
     assert _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=5000, now=NOW)).allowed
     assert limits.estimate_tokens(body_bytes=400, max_output=50) == 151
+
+
+def test_a_cut_stream_keeps_its_reservation() -> None:
+    """OpenAI reports usage in the last chunk: a stream cut before it counted nothing, and giving the
+    reservation back would make cutting streams a way around the limit."""
+    store = SqliteStore(":memory:")
+    applied = limits.applicable((_rule("tokens", 100),), value=_values(), now=NOW)
+    taken = _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, tokens=30, now=NOW))
+    _run(
+        limits.charge(
+            applied,
+            store=store,
+            usage=None,
+            cost_usd=None,
+            failure_mode=FAIL_CLOSED,
+            reserved=taken.reserved,
+            interrupted=True,
+        )
+    )
+    after = _run(limits.check(applied, store=store, failure_mode=FAIL_CLOSED, now=NOW))
+    assert after.headers["x-ratelimit-remaining-tokens"] == "70"

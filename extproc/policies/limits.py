@@ -10,7 +10,7 @@ bytes / 4 plus its max_tokens, at most a bucket's ceiling) from every token
 bucket, and refuses when a bucket cannot cover that (a USD bucket needs
 something left). After the response, `charge` settles what it really used
 (input + output tokens, the reservation given back; its priced cost),
-streams at their end, a cut stream what was counted. Reserving makes a
+streams at their end, a cut stream what was counted (at least its reservation). Reserving makes a
 token limit hold under concurrency: requests in flight cannot all spend
 the last tokens at once. All buckets of a request are checked and
 taken in one atomic store call, so limits are exact across the gateway's
@@ -173,14 +173,20 @@ async def charge(
     cost_usd: float | None,
     failure_mode: str,
     reserved: Sequence[float] = (),
+    interrupted: bool = False,
 ) -> None:
-    """Settle what the response used: tokens (less the reservation) and cost (requests were taken before)."""
+    """Settle what the response used: tokens (less the reservation) and cost (requests were taken before).
+
+    `interrupted`: the stream was cut, so its usage is what was counted (often nothing: OpenAI
+    reports usage in the last chunk); its reservation is kept rather than given back, or a
+    client could cut every stream to spend tokens for free.
+    """
     tokens = (usage.input or 0) + (usage.output or 0) if usage is not None else 0
     amounts: list[float] = []
     buckets: list[Bucket] = []
     held = list(reserved) or [0.0] * len(applied)
     for a, r in zip(applied, held, strict=True):
-        spent = {"tokens": tokens - r, "usd": cost_usd or 0.0}
+        spent = {"tokens": max(0.0, tokens - r) if interrupted else tokens - r, "usd": cost_usd or 0.0}
         amount = spent.get(a.rule.kind, 0.0)
         if amount != 0:
             buckets.append(a.bucket)
