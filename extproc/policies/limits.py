@@ -26,6 +26,7 @@ Retry-After (the gateway's fault, not the client's); both count
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -94,20 +95,32 @@ def applicable(
     (a per-user limit for an anonymous caller, a header the request does not carry)."""
     out = []
     for rule in rules:
-        values = []
-        for key in rule.keys:
-            v = value(key)
-            if v is None:
-                break
-            values.append(v)
-        else:
-            index, start, end = window(rule.unit, now)
-            digest = hashlib.sha256("\x00".join(values).encode()).hexdigest()[:20] if values else "-"
-            bucket = Bucket(
-                key=f"{rule.id}|{digest}", capacity=rule.amount, burst=rule.burst, window=index, ttl_s=_ttl(rule.unit)
-            )
-            out.append(Applied(rule=rule, bucket=bucket, end=end, length=end - start))
+        values = tuple(value(key) for key in rule.keys)
+        if None in values:
+            continue
+        index, start, end = _window_at(rule.unit, int(now))
+        bucket = Bucket(
+            key=_bucket_key(rule.id, values),  # type: ignore[arg-type]
+            capacity=rule.amount,
+            burst=rule.burst,
+            window=index,
+            ttl_s=_ttl(rule.unit),
+        )
+        out.append(Applied(rule=rule, bucket=bucket, end=end, length=end - start))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=8192)
+def _bucket_key(rule_id: str, values: tuple[str, ...]) -> str:
+    """A bucket's store key: the rule and a digest of its descriptor values (header values may be
+    anything, identity values stay out of Redis keys)."""
+    digest = hashlib.sha256("\x00".join(values).encode()).hexdigest()[:20] if values else "-"
+    return f"{rule_id}|{digest}"
+
+
+@functools.lru_cache(maxsize=64)
+def _window_at(unit: str, second: int) -> tuple[int, float, float]:
+    return window(unit, float(second))
 
 
 def estimate_tokens(*, body_bytes: int, max_output: int | None) -> int:
