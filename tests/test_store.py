@@ -149,3 +149,49 @@ def test_store_url_is_checked_and_never_logged_with_its_password() -> None:
     with pytest.raises(ValueError, match="sqlite:PATH or redis"):
         open_store("memcached://x")
     assert describe("redis://user:hunter2@redis:6379/0") == "redis://***@redis:6379/0"
+
+
+def test_sqlite_waits_for_another_workers_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """Another process holds the write lock: the take waits from the event loop (other coroutines
+    run meanwhile) and completes once the lock is released."""
+    import sqlite3
+
+    path = tmp_path / "limits.db"
+    store = SqliteStore(path)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def body() -> tuple[bool, int]:
+        ticks = 0
+        task = asyncio.ensure_future(store.take([_bucket("locked")], need=[1], take=[1]))
+        while ticks < 20:
+            await asyncio.sleep(0)
+            ticks += 1
+        assert not task.done()  # still waiting for the lock, while this coroutine ran
+        other.execute("COMMIT")
+        return (await task).allowed, ticks
+
+    try:
+        assert asyncio.run(body()) == (True, 20)
+    finally:
+        other.close()
+        asyncio.run(store.close())
+
+
+def test_sqlite_locked_for_too_long_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from extproc.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "LOCK_WAIT_S", 0.05)
+    path = tmp_path / "limits.db"
+    store = SqliteStore(path)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked for more than"):
+            asyncio.run(store.take([_bucket("stuck")], need=[1], take=[1]))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        asyncio.run(store.close())

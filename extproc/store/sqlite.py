@@ -6,18 +6,24 @@ sees every other's charges at once (exact, unlike per-process counters).
 The file lives in the run directory (`llmgw run --run-dir`), outside the
 `state/` folder that is wiped on start, so windows survive a restart.
 
-Calls are synchronous on the event loop: a transaction is tens of
+A transaction runs synchronously on the event loop: it is tens of
 microseconds (bench: `python -m extproc.store.sqlite DB`), far less than a
-thread hop. `busy_timeout` bounds the wait for another worker's lock.
+thread hop. Waiting for another worker's lock must not block the loop,
+though: SQLite's own busy handler sleeps in milliseconds, inside the call. So
+`busy_timeout` is 0, and a locked database is retried from the loop with
+short asyncio sleeps (yielding first, then 0.1 ms doubling to 5 ms), at most
+`LOCK_WAIT_S`, after which the store counts as unavailable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from extproc.store.base import Bucket, StoreUnavailable, Taken, refill
 
@@ -29,7 +35,9 @@ CREATE TABLE IF NOT EXISTS buckets (
     expires REAL NOT NULL
 ) WITHOUT ROWID
 """
-BUSY_TIMEOUT_MS = 2000
+LOCK_WAIT_S = 2.0
+_FIRST_BACKOFF_S = 0.0001
+_MAX_BACKOFF_S = 0.005
 SWEEP_EVERY = 4096  # operations between removals of expired buckets
 
 
@@ -39,17 +47,18 @@ class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA busy_timeout=5000")  # opening only: WAL setup may wait for another worker
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, not a power cut
         self._db.execute(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=0")  # a locked database is retried from the loop (_retry)
         self._ops = 0
 
     async def take(self, buckets: Sequence[Bucket], *, need: Sequence[float], take: Sequence[float]) -> Taken:
-        return self.take_sync(buckets, need=need, take=take)
+        return await _retry(lambda: self.take_sync(buckets, need=need, take=take))
 
     async def charge(self, buckets: Sequence[Bucket], *, amounts: Sequence[float]) -> tuple[float, ...]:
-        return self.charge_sync(buckets, amounts=amounts)
+        return await _retry(lambda: self.charge_sync(buckets, amounts=amounts))
 
     def take_sync(self, buckets: Sequence[Bucket], *, need: Sequence[float], take: Sequence[float]) -> Taken:
         with self._transaction():
@@ -98,8 +107,34 @@ class SqliteStore:
         )
 
 
+class _Locked(Exception):
+    """Another worker holds the write lock: retry shortly (never seen outside this module)."""
+
+
+T = TypeVar("T")
+
+
+async def _retry(op: Callable[[], T]) -> T:
+    """`op`, retried while another worker holds the lock, without blocking the event loop."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    delay = 0.0
+    while True:
+        try:
+            return op()
+        except _Locked as exc:
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(f"sqlite store: locked for more than {LOCK_WAIT_S:g} s") from exc
+        await asyncio.sleep(delay)
+        delay = min(_MAX_BACKOFF_S, delay * 2 if delay else _FIRST_BACKOFF_S)
+
+
+def _is_locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
 class _Immediate:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); SQLite errors become StoreUnavailable."""
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); a lock held elsewhere is _Locked, other
+    SQLite errors StoreUnavailable."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
@@ -108,6 +143,8 @@ class _Immediate:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
+            if _is_locked(exc):
+                raise _Locked from exc
             raise StoreUnavailable(f"sqlite store: {exc}") from exc
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
