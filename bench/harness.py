@@ -413,7 +413,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
     p.add_argument("--rate", type=float, help="fixed offered rate, req/s (default: a third of the slowest maximum)")
     p.add_argument("--stream-clients", type=int, default=64, help="concurrent streams for streams/s")
-    p.add_argument("--systems", help="comma-separated subset: direct,envoy,llmgw,llmgw-limits,llmgw-anthropic,litellm")
+    p.add_argument("--systems", help="comma-separated subset: direct,envoy,llmgw,llmgw-anthropic,litellm")
     p.add_argument("--out", default=str(HERE / "results"), help="results directory")
     p.add_argument("--llmgw-py", default=os.environ.get("LLMGW_PY", sys.executable), help="the project's python")
     p.add_argument("--litellm-bin", default=str(HERE / ".venv-litellm" / "bin" / "litellm"))

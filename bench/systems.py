@@ -14,6 +14,10 @@ same request bytes: what differs is only what sits in between.
   accounting (the product as the quickstart configures it);
 - llmgw-anthropic: the same, but the AIBackend is an `anthropic` provider, so
   the extproc translates OpenAI -> Anthropic Messages and back;
+- llmgw-policies: llmgw with a Gateway-wide AgentgatewayPolicy on: the client's
+  API key checked (Strict, a Secret of keys; the load generators' key is one of
+  them), and a token and a request limit (`POLICY_TRAFFIC`: too high to refuse
+  anything, checked before and charged after every request);
 - litellm: the LiteLLM proxy with two uvicorn workers and an `openai/` model.
 
 `classify` names the role of each process of a system (for CPU and RSS per
@@ -217,31 +221,35 @@ def plain_envoy_config(*, port: int, admin_port: int, up: Upstreams) -> dict[str
     }
 
 
-# Governance on the bench route, too generous to refuse anything: the client's key is checked
-# (API key authentication, Strict) and every request is checked against a token and a request limit
-# keyed by the caller, then charged (extproc/policies/, the run dir's SQLite store).
-GOVERNANCE = f"""---
-apiVersion: llmgw.dev/v1alpha1
-kind: AIPolicy
-metadata: {{name: bench-governance, namespace: default}}
-spec:
-  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}}]
-  traffic:
-    apiKeyAuthentication: {{mode: Strict, secretRef: {{name: bench-client-keys}}}}
+# `traffic` of the llmgw-policies system's Gateway-wide policy (what "policies on" costs).
+POLICY_TRAFFIC = """    apiKeyAuthentication: {{mode: Strict, secretRef: {{name: bench-client-keys}}}}
     rateLimit:
       local:
-        - {{tokens: 2000000000, unit: Minutes, key: [user]}}
-        - {{requests: 2000000000, unit: Minutes, key: [user]}}
----
+        - {{tokens: 2000000000, unit: Minutes}}
+        - {{requests: 2000000000, unit: Minutes}}
+"""
+
+
+def policy_manifests() -> str:
+    """A Gateway-wide AgentgatewayPolicy (POLICY_TRAFFIC) and the Secret of client keys (200 keys)."""
+    keys = "".join(f"  client-{i}: sk-bench-other-{i:04d}\n" for i in range(199))
+    return f"""---
+apiVersion: agentgateway.dev/v1alpha1
+kind: AgentgatewayPolicy
+metadata: {{name: bench, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: bench}}]
+  traffic:
+{POLICY_TRAFFIC.format()}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: bench-client-keys, namespace: default}}
 stringData:
   bench: '{{"key": "{CLIENT_KEY}", "metadata": {{"user": "bench", "team": "perf"}}}}'
-"""
+{keys}"""
 
 
-def llmgw_manifests(*, port: int, up: Upstreams, provider: str, limits: bool = False) -> str:
+def llmgw_manifests(*, port: int, up: Upstreams, provider: str, policies: bool = False) -> str:
     """Gateway + HTTPRoute + two AIBackends (replay for JSON, fake for streams) + Secret.
 
     The same shape as examples/quickstart/gateway.yaml: an OpenAI route with the
@@ -300,18 +308,18 @@ spec:
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: fake}}]
     - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
       backendRefs: [{{group: llmgw.dev, kind: AIBackend, name: replay}}]
-{"".join(backends)}{GOVERNANCE if limits else ""}---
+{"".join(backends)}---
 apiVersion: v1
 kind: Secret
 metadata: {{name: bench-key, namespace: default}}
 stringData:
   {key_name}: sk-bench-injected-key
-"""
+""" + (policy_manifests() if policies else "")
 
 
 class Llmgw(System):
     provider = "openai"
-    limits = False  # llmgw-limits: API key authentication and a token and a request limit on the route
+    policies = False
 
     def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
         self.port = free_port()
@@ -320,7 +328,7 @@ class Llmgw(System):
         shutil.rmtree(base, ignore_errors=True)
         (base / "manifests").mkdir(parents=True)
         (base / "manifests" / "gateway.yaml").write_text(
-            llmgw_manifests(port=self.port, up=up, provider=self.provider, limits=self.limits)
+            llmgw_manifests(port=self.port, up=up, provider=self.provider, policies=self.policies)
         )
         if not self._validate(base / "manifests", py=py, repo=repo):
             return
@@ -368,6 +376,10 @@ class LlmgwFailover(Llmgw):
     """OpenAI -> OpenAI through a two-group failover backend (the attempt stage, no translation)."""
 
     provider = "openai-failover"
+
+
+class LlmgwPolicies(Llmgw):
+    policies = True
 
 
 class LlmgwAnthropic(Llmgw):
@@ -453,10 +465,6 @@ class LiteLLM(System):
         wait_http(self.ready_url, timeout=180, proc=self.roots[0])
 
 
-class LlmgwLimits(Llmgw):
-    limits = True
-
-
 def all_systems(*, litellm_bin: str) -> list[System]:
     litellm = LiteLLM("litellm", "LiteLLM proxy (2 workers)")
     litellm.litellm_bin = litellm_bin
@@ -464,7 +472,7 @@ def all_systems(*, litellm_bin: str) -> list[System]:
         Direct("direct", "direct to upstream"),
         PlainEnvoy("envoy", "plain Envoy"),
         Llmgw("llmgw", "llmgw (OpenAI route)"),
-        LlmgwLimits("llmgw-limits", "llmgw (OpenAI route, API key + token/request limits)"),
         LlmgwAnthropic("llmgw-anthropic", "llmgw (OpenAI -> Anthropic)"),
+        LlmgwPolicies("llmgw-policies", "llmgw, API key policy on"),
         litellm,
     ]

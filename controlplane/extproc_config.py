@@ -8,7 +8,7 @@ from dataclasses import replace
 from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
 from controlplane.gatewayapi.policy_attach import authn_id
 from controlplane.gatewayapi.policy_jwt import provider_names
-from controlplane.ir import IR, ApiKeyAuthIR, JwtAuthIR
+from controlplane.ir import IR, ApiKeyAuthIR, JwtAuthIR, TransformsIR
 from extproc.contract import (
     ApiKeyEntry,
     ApiKeyPolicyConfig,
@@ -18,7 +18,9 @@ from extproc.contract import (
     JwtPolicyConfig,
     LimitRuleConfig,
     PriceConfig,
+    PromptCachingConfig,
     ProviderConfig,
+    TransformsConfig,
 )
 
 
@@ -48,6 +50,7 @@ def build(ir: IR) -> ExtprocConfig:
                 path_prefix=p.path_prefix,
                 auth=auth,
                 settings=dict(p.settings),
+                transforms=_transforms(backend.transforms.merged(p.transforms) if backend.transforms else p.transforms),
                 pricing=tuple(
                     PriceConfig(
                         input=x.input,
@@ -75,10 +78,13 @@ def build(ir: IR) -> ExtprocConfig:
                 if aid is None or r.policy is None:
                     continue
                 if aid not in authn:
+                    export = r.policy.caller_export
                     authn[aid] = AuthnConfig(
                         id=aid,
                         api_key=_api_key(r.policy.api_key) if r.policy.api_key else None,
                         jwt=_jwt(r.policy.jwt) if r.policy.jwt else None,
+                        upstream_headers=dict(export.upstream_headers) if export else {},
+                        metric_labels=list(export.metric_labels) if export else [],
                     )
                 ids = gateway_authn.setdefault(lst.gateway, [])
                 if aid not in ids:
@@ -91,6 +97,7 @@ def build(ir: IR) -> ExtprocConfig:
         limits=_limits(ir),
         authn=authn,
         gateway_authn=gateway_authn,
+        aliases={gw: dict(table) for gw, table in ir.aliases},
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
@@ -136,4 +143,28 @@ def _api_key(auth: ApiKeyAuthIR) -> ApiKeyPolicyConfig:
 def _jwt(auth: JwtAuthIR) -> JwtPolicyConfig:
     return JwtPolicyConfig(
         mode=auth.mode, providers=provider_names(auth), header=auth.header, prefix=auth.prefix, source=auth.source
+    )
+
+
+def _transforms(t: TransformsIR | None) -> TransformsConfig | None:
+    if t is None:
+        return None
+    caching = t.prompt_caching
+    return TransformsConfig(
+        aliases=dict(t.aliases),
+        defaults=dict(t.defaults),
+        overrides=dict(t.overrides),
+        transformations=dict(t.transformations),
+        final_transformations=dict(t.final_transformations),
+        prepend=[{"role": r, "content": c} for r, c in t.prepend],
+        append=[{"role": r, "content": c} for r, c in t.append],
+        prompt_caching=PromptCachingConfig(
+            cache_system=caching.cache_system,
+            cache_messages=caching.cache_messages,
+            cache_tools=caching.cache_tools,
+            min_tokens=caching.min_tokens,
+            cache_message_offset=caching.cache_message_offset,
+        )
+        if caching
+        else None,
     )

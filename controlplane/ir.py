@@ -9,6 +9,7 @@ through the extproc config channel, never into Envoy resources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc import wire
 
@@ -67,6 +68,14 @@ class JwtAuthIR:
 
 
 @dataclass(frozen=True)
+class CallerExportIR:
+    """`traffic.callerIdentity` (llmgw extension): where the caller's identity may go besides the access log."""
+
+    upstream_headers: tuple[tuple[str, str], ...] = ()  # (identity field, request header to the provider)
+    metric_labels: tuple[str, ...] = ()  # identity fields allowed as metric labels (caller_<field>)
+
+
+@dataclass(frozen=True)
 class RoutePolicyIR:
     """The effective `traffic` policy of one route on one listener (None fields: not set)."""
 
@@ -74,6 +83,7 @@ class RoutePolicyIR:
     api_key: ApiKeyAuthIR | None = field(default=None, metadata={"manifest": "apiKeyAuthentication"})
     jwt: JwtAuthIR | None = field(default=None, metadata={"manifest": "jwtAuthentication"})
     rate_limit: RateLimitIR | None = field(default=None, metadata={"manifest": "rateLimit"})  # policy_ratelimit.py
+    caller_export: CallerExportIR | None = field(default=None, metadata={"manifest": "callerIdentity"})
     sources: tuple[str, ...] = ()  # "<Kind> <ns>/<name>" of every policy that contributed, most specific first
 
     @property
@@ -106,6 +116,42 @@ class TLSIR:
     skip_hostname_verify: bool = False  # insecureSkipVerify: Hostname (CA checked, SAN not)
 
 
+# --- policies.ai request transforms (controlplane/gatewayapi/ai_transforms.py) -------------------
+
+
+@dataclass(frozen=True)
+class PromptCachingIR:
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int = 1024
+    cache_message_offset: int = 0
+
+
+@dataclass(frozen=True)
+class TransformsIR:
+    """`policies.ai` modelAliases, defaults, overrides, prompt, transformations, promptCaching.
+
+    Written at backend level (BackendIR.transforms) and per provider (ProviderIR.transforms);
+    the effective one is the two merged field by field, the provider's winning (`merged`).
+    """
+
+    aliases: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()  # JSON values
+    overrides: tuple[tuple[str, Any], ...] = ()
+    transformations: tuple[tuple[str, str], ...] = ()  # field -> CEL
+    final_transformations: tuple[tuple[str, str], ...] = ()
+    prepend: tuple[tuple[str, str], ...] = ()  # (role, content)
+    append: tuple[tuple[str, str], ...] = ()
+    prompt_caching: PromptCachingIR | None = None
+
+    def merged(self, own: TransformsIR | None) -> TransformsIR:
+        """These (backend-level) transforms with a provider's `own` written over them, field by field."""
+        if own is None:
+            return self
+        return TransformsIR(**{name: getattr(own, name) or getattr(self, name) for name in self.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class PriceIR:
     input: float
@@ -130,6 +176,7 @@ class ProviderIR:
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
     pricing: tuple[PriceIR, ...] = ()  # `pricing`: USD per million tokens, over the catalog (extproc/cost.py)
+    transforms: TransformsIR | None = None  # its own policies.ai transforms (BackendIR's merged under them)
 
 
 @dataclass(frozen=True)
@@ -140,6 +187,7 @@ class BackendIR:
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
     policy: BackendPolicyIR | None = None  # attached `backend` policies (gatewayapi/policy_attach.py)
+    transforms: TransformsIR | None = None  # spec.policies.ai request transforms (every provider)
 
     @property
     def cluster(self) -> str:
@@ -182,6 +230,18 @@ class RewriteIR:
 
 
 @dataclass(frozen=True)
+class RedirectIR:
+    """HTTPRoute RequestRedirect: Envoy answers the redirect itself (no backend)."""
+
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    prefix: str | None = None  # ReplacePrefixMatch
+    full_path: str | None = None  # ReplaceFullPath
+    status: int = 302
+
+
+@dataclass(frozen=True)
 class WeightedBackendIR:
     cluster: str
     weight: int
@@ -219,6 +279,7 @@ class RouteIR:
     # the provider this route always reaches, through the backend's cluster without an attempt stage.
     direct_provider: str | None = None
     policy: RoutePolicyIR | None = None  # effective `traffic` policy (gatewayapi/policy_attach.py)
+    redirect: RedirectIR | None = None  # RequestRedirect: answered by Envoy, backends ignored
 
 
 @dataclass(frozen=True)
@@ -243,6 +304,8 @@ class IR:
     listeners: tuple[ListenerIR, ...] = ()
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+    # gateway -> (alias, target): modelAliases resolved before routing (gatewayapi/ai_transforms.py)
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""

@@ -338,10 +338,120 @@ def duration(description: str) -> Schema:
     )
 
 
+# --------------------------------------------------------------------------- policies.ai: request transforms
+
+
+def field_values(description: str) -> Schema:
+    item = obj(
+        "A request body field and its value.",
+        {
+            "field": string("Top-level field of the JSON request body, such as `temperature`."),
+            "value": {
+                "description": "The value: any JSON (number, string, boolean, list, object or null).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        required=["field", "value"],
+    )
+    return array(description, item, min_items=1, max_items=64)
+
+
+def field_expressions(description: str) -> Schema:
+    item = obj(
+        "A request body field and the CEL expression computing it.",
+        {
+            "field": string("Top-level field of the JSON request body to set."),
+            "expression": string(
+                "CEL expression. Variables: `llmRequest` (the JSON body) and `request` (`method`, `path`, "
+                "`pathAndQuery`, `host`, `scheme`, `headers`). A failing expression removes the field.",
+                max_length=16384,
+            ),
+        },
+        required=["field", "expression"],
+    )
+    return array(description, item, min_items=1, max_items=64)
+
+
+def prompt_messages(description: str) -> Schema:
+    item = obj(
+        "A message added to every chat request.",
+        {
+            "role": string("`SYSTEM`, `DEVELOPER`, `USER` or `ASSISTANT` (any case).", max_length=32),
+            "content": string("Text of the message.", max_length=65536),
+        },
+        required=["role", "content"],
+    )
+    return array(description, item, max_items=64)
+
+
+def ai_transforms_properties() -> dict[str, Schema]:
+    """The request-transform fields of agentgateway's `BackendAI` (`promptGuard` is the guards' block)."""
+    return {
+        "modelAliases": {
+            "type": "object",
+            "description": "Friendly model name (or a pattern with `*`) to the model sent upstream, such as "
+            "`{fast: gpt-4o-mini}`. Exact names win over patterns, longer patterns over shorter.",
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        "defaults": field_values("Body fields set when the request does not have them."),
+        "overrides": field_values("Body fields set on every request, replacing the client's value."),
+        "transformations": field_expressions(
+            "Body fields computed by CEL from the request (client schema); they win over `overrides`."
+        ),
+        "finalTransformations": field_expressions(
+            "Body fields computed by CEL after translation to the provider's schema."
+        ),
+        "prompt": obj(
+            "Prompt enrichment: messages added before and after the client's (chat completions and messages).",
+            {
+                "prepend": prompt_messages("Messages put before the client's."),
+                "append": prompt_messages("Messages put after the client's."),
+            },
+        ),
+        "promptCaching": obj(
+            "Cache markers for Anthropic (`cache_control`) and Bedrock Converse (`cachePoint`).",
+            {
+                "cacheSystem": {"type": "boolean", "description": "Mark the system prompt.", "default": True},
+                "cacheMessages": {
+                    "type": "boolean",
+                    "description": "Mark the conversation before the current turn.",
+                    "default": True,
+                },
+                "cacheTools": {"type": "boolean", "description": "Mark the tool definitions.", "default": False},
+                "minTokens": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "default": 1024,
+                    "description": "Estimated prompt tokens (characters / 4) below which no marker is added.",
+                },
+                "cacheMessageOffset": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "default": 0,
+                    "description": "Move the message marker this many messages further back.",
+                },
+            },
+        ),
+    }
+
+
+def ai_policies_schema() -> Schema:
+    return obj(
+        "AI policies: model aliases, request field defaults and overrides, prompts, caching.",
+        {
+            **ai_transforms_properties(),
+        },
+    )
+
+
 def policies_schema(description: str) -> Schema:
     return obj(
         description,
         {
+            "ai": ai_policies_schema(),
             "auth": auth_schema(),
             "tls": tls_schema(),
             "http": obj(

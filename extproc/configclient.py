@@ -12,7 +12,7 @@ import logging
 
 import grpc
 
-from extproc import credentials, wire
+from extproc import credentials, metrics, wire
 from extproc.contract import EMPTY, ExtprocConfig
 
 log = logging.getLogger("llmgw.extproc.config")
@@ -28,9 +28,11 @@ class ConfigHolder:
             config = ExtprocConfig.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("rejected extproc config, keeping version %r: %s", self.current.version, exc)
+            metrics.EXTPROC_CONFIG_REJECTED.inc()
             return False
         self.current = config
         self.ready.set()
+        metrics.EXTPROC_CONFIG_APPLIED.set_to_current_time()
         credentials.prefetch(config.providers.values())
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
         return True

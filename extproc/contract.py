@@ -49,6 +49,43 @@ class AuthConfig:
         return f"{self.prefix}{self.value}"
 
 
+# --- AI request transforms (policies.ai: aliases, defaults, overrides, prompts, CEL, caching) ----
+
+
+@dataclass(frozen=True)
+class PromptCachingConfig:
+    """`promptCaching`: where the gateway puts cache markers (Anthropic `cache_control`, Bedrock `cachePoint`)."""
+
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int = 1024  # estimated prompt tokens below which no marker is added (0: always)
+    cache_message_offset: int = 0  # 0: the second-to-last message; N: N messages earlier
+
+
+@dataclass(frozen=True)
+class TransformsConfig:
+    """One provider's effective `policies.ai` request transforms (backend-level merged with its own).
+
+    Values are JSON data from the manifest; the extproc compiles the CEL once per config
+    (extproc/policies/transforms.py). Applied in the order agentgateway documents.
+    """
+
+    aliases: dict[str, str] = field(default_factory=dict)  # friendly name or `*` pattern -> model
+    defaults: dict[str, Any] = field(default_factory=dict)  # body field -> value, set when absent
+    overrides: dict[str, Any] = field(default_factory=dict)  # body field -> value, always set
+    transformations: dict[str, str] = field(default_factory=dict)  # body field -> CEL (client schema)
+    final_transformations: dict[str, str] = field(default_factory=dict)  # body field -> CEL (provider schema)
+    prepend: list[dict[str, str]] = field(default_factory=list)  # [{role, content}] before the client's
+    append: list[dict[str, str]] = field(default_factory=list)  # [{role, content}] after the client's
+    prompt_caching: PromptCachingConfig | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TransformsConfig:
+        caching = raw.get("prompt_caching")
+        return cls(**{**raw, "prompt_caching": PromptCachingConfig(**caching) if caching else None})
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """One upstream provider as the extproc sees it (an endpoint of a backend cluster)."""
@@ -64,6 +101,7 @@ class ProviderConfig:
     # Provider-kind settings from the manifest (region, projectId, deploymentName,
     # apiVersion, resourceName, ...), keyed by their manifest field names.
     settings: dict[str, str] = field(default_factory=dict)
+    transforms: TransformsConfig | None = None  # policies.ai request transforms (None: none)
     # --- cost (extproc/cost.py): the manifest's `pricing`, USD per million tokens; wins over the catalog
     pricing: tuple[PriceConfig, ...] = ()
 
@@ -136,6 +174,9 @@ class AuthnConfig:
     id: str
     api_key: ApiKeyPolicyConfig | None = None
     jwt: JwtPolicyConfig | None = None
+    # traffic.callerIdentity: identity field -> upstream request header; fields allowed as metric labels
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    metric_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -153,6 +194,9 @@ class ExtprocConfig:
     # caller against all of them: model routing may move the request to another route).
     authn: dict[str, AuthnConfig] = field(default_factory=dict)
     gateway_authn: dict[str, list[str]] = field(default_factory=dict)
+    # gateway -> model alias -> target, resolved before routing (x-gateway-model-name): the aliases of
+    # the backends the gateway's AI routes reach, where they agree (extproc/policies/transforms.py).
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
     # --- limits: Envoy route name -> its limits and budgets (extproc/policies/limits.py)
     limits: dict[str, tuple[LimitRuleConfig, ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
@@ -175,8 +219,9 @@ class ExtprocConfig:
             raise ValueError("providers must be an object of objects")
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
+            transforms = TransformsConfig.from_dict(p["transforms"]) if p.get("transforms") else None
             pricing = tuple(PriceConfig(**x) for x in p.get("pricing") or ())
-            providers[pid] = ProviderConfig(**{**p, "auth": auth, "pricing": pricing})
+            providers[pid] = ProviderConfig(**{**p, "auth": auth, "transforms": transforms, "pricing": pricing})
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
@@ -190,7 +235,13 @@ class ExtprocConfig:
                 ApiKeyPolicyConfig(**{**key, "keys": [ApiKeyEntry(**e) for e in key.get("keys", [])]}) if key else None
             )
             jwt = JwtPolicyConfig(**a["jwt"]) if a.get("jwt") else None
-            authn[str(aid)] = AuthnConfig(id=str(a.get("id", aid)), api_key=api_key, jwt=jwt)
+            authn[str(aid)] = AuthnConfig(
+                id=str(a.get("id", aid)),
+                api_key=api_key,
+                jwt=jwt,
+                upstream_headers={str(k): str(v) for k, v in (a.get("upstream_headers") or {}).items()},
+                metric_labels=[str(f) for f in a.get("metric_labels") or []],
+            )
         return cls(
             version=str(raw["version"]),
             authn=authn,
@@ -198,6 +249,7 @@ class ExtprocConfig:
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
             limits={
                 str(route): tuple(LimitRuleConfig(**{**r, "keys": tuple(r.get("keys", ()))}) for r in rules)
                 for route, rules in (raw.get("limits") or {}).items()

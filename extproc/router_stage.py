@@ -1,8 +1,9 @@
 """Router stage: the HCM ext_proc filter on AI routes.
 
 Request: reads the buffered body once, sets `x-gateway-model-name` and clears
-the route cache so HTTPRoute header matches can route on the body's model,
-and rejects bad input in the client's schema. Response: extracts usage (JSON
+the route cache so HTTPRoute header matches can route on the body's model
+(a Gateway-wide model alias is resolved first, and only then is the body
+rewritten here), and rejects bad input in the client's schema. Response: extracts usage (JSON
 or SSE), hides the usage-only chunk the gateway asked for on the client's
 behalf, records metrics and writes usage to Envoy dynamic metadata for the
 access log.
@@ -33,18 +34,18 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import cost, errors, metrics, validation, wire
+from extproc import cost, errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import ExtprocConfig, LimitRuleConfig, ProviderConfig
+from extproc.contract import AuthnConfig, ExtprocConfig, LimitRuleConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
-from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
-from extproc.policies import authn, jwt_claims, limits
+from extproc.policies import authn, jwt_claims, limits, transforms
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.store import FAIL_CLOSED, Store
 from extproc.translate import pair_for
-from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
+from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError, encode
 from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc")
@@ -85,8 +86,18 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # --- failure metrics (extproc/metrics.py: every request counted once, with its error.type)
+    error_type: str = ""  # the gateway's own error code, when it answered itself
+    code_details: str = ""  # Envoy's response code details (via_upstream, upstream_reset..., ...)
+    recorded: bool = False  # counted in the metrics
+    recorded_error_type: str = ""  # what the metrics said (also the span's and access log's error.type)
+    # --- trace content (extproc/trace_content.py), only with the operator's opt-in
+    record_content: bool = False
+    input_messages: str | None = None
+    output_messages: str | None = None
     # --- policies (extproc/policies/): who is calling, set on the request headers
     identity: Identity | None = None  # None: anonymous (or no API key policy)
+    authn: AuthnConfig | None = None  # the authentication of the route matched on the headers
     # --- limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------------------
     store: Store | None = None  # the limits store (None: this worker enforces no limits)
     failure_mode: str = FAIL_CLOSED  # when the store is unreachable
@@ -99,6 +110,7 @@ class RouterRequest:
     estimated_tokens: int = 0  # this request's token reservation (limits.estimate_tokens)
     cost_usd: float | None = None
     pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
+    body_aliased: bool = False  # the body's model was an alias: the body is rewritten (parse -> forward)
 
     # --- request ---------------------------------------------------------------------------
 
@@ -109,10 +121,21 @@ class RouterRequest:
         route_name: object = None,
         jwt_found: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ep.ProcessingResponse:
+        return self.note_immediate(self._on_request_headers(msg, route_name=route_name, jwt_found=jwt_found))
+
+    def _on_request_headers(
+        self, msg: ep.HttpHeaders, *, route_name: object, jwt_found: Mapping[str, Mapping[str, Any]] | None
+    ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
         authn_mutation: ep.HeaderMutation | None = None
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        if own is not None and own not in self.config.authn and self.latest_config is not None:
+            self.config = self.latest_config()  # a route newer than this request's config snapshot
+        if own is not None and own not in self.config.authn:
+            # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
+            return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
         if self.config.gateway_authn.get(self.gateway):
             refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
@@ -147,14 +170,19 @@ class RouterRequest:
             self.direct = AttemptRequest(config=self.config)
             started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
             if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
-                # The route cannot change: no guard header needed, only the client's key headers go.
-                started.request_headers.response.header_mutation.remove_headers.extend(
-                    h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER
-                )
+                # The route cannot change: no guard header needed; the client's key headers go.
+                theirs = started.request_headers.response.header_mutation
+                theirs.remove_headers.extend(h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER)
+                theirs.set_headers.extend(h for h in authn_mutation.set_headers if h.header.key != wire.AUTHN_HEADER)
             return started
         if authn_mutation is not None:
+            # On a guard route (the first lookup of a route that authenticates), match again now that
+            # the request carries what it was authenticated for (controlplane/xds/route.py authn_guard).
+            guarded = isinstance(route_name, str) and route_name.endswith(wire.AUTHN_GUARD_SUFFIX)
             return ep.ProcessingResponse(
-                request_headers=ep.HeadersResponse(response=ep.CommonResponse(header_mutation=authn_mutation))
+                request_headers=ep.HeadersResponse(
+                    response=ep.CommonResponse(header_mutation=authn_mutation, clear_route_cache=guarded)
+                )
             )
         return _CONTINUE
 
@@ -180,7 +208,13 @@ class RouterRequest:
             ok, ident = True, None
             if cfg.api_key is not None:
                 policy = authn.compile_policy(cfg.api_key)
-                remove.update(authn.credential_headers(policy))
+                # The key was for the gateway: it goes no further. The SDK headers only on the route that
+                # consumed them (a passthrough route elsewhere forwards its client's own key); a custom
+                # location header never (the attempt stage strips the SDK headers on every route anyway).
+                if aid == own:
+                    remove.update(authn.credential_headers(policy))
+                elif policy.header is not None:
+                    remove.add(policy.header)
                 outcome = authn.authenticate(policy=policy, headers=headers)
                 if outcome.refused and aid == own:
                     self.done = True
@@ -190,7 +224,8 @@ class RouterRequest:
                     ), ep.HeaderMutation()
                 ok, ident = not outcome.refused, outcome.identity
             if cfg.jwt is not None:
-                remove.add(cfg.jwt.header)
+                if aid == own or cfg.jwt.header not in authn.DEFAULT_HEADERS:
+                    remove.add(cfg.jwt.header)
                 jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
                 if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
                     self.done = True
@@ -207,8 +242,23 @@ class RouterRequest:
             elif first_identity is None:
                 first_identity = ident
         self.identity = own_identity if own is not None else first_identity
+        self.authn = self.config.authn.get(own) if own is not None else None
         mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
         mutation.remove_headers.extend(sorted(remove))
+        # traffic.callerIdentity.upstreamHeaders: the identity (never the key) to the provider; a
+        # client's own copy of any such header of this Gateway is removed.
+        exported: set[str] = set()
+        if self.authn is not None and self.identity is not None:
+            for name, header in sorted(self.authn.upstream_headers.items()):
+                value = self.identity.field(name)
+                if value is not None and header_value_ok(value):
+                    mutation.set_headers.append(set_header(header, value))
+                    exported.add(header)
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            for header in cfg.upstream_headers.values() if cfg is not None else ():
+                if header not in exported and header not in mutation.remove_headers:
+                    mutation.remove_headers.append(header)
         return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
@@ -227,17 +277,38 @@ class RouterRequest:
             return parsed
         refused = await self._limit()
         if refused is not None:
-            return refused
+            return self.note_immediate(refused)
         return self._guarded(self._forward_body, msg, parsed)
 
     def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
         try:
-            return step(*args)
+            out = step(*args)
         except TranslationError as exc:  # the client's mistake: a 400 in its schema, nothing to log
-            return self._error(exc.status, exc.message, exc.code, param=exc.param)
+            out = self._error(exc.status, exc.message, exc.code, param=exc.param)
         except Exception:  # our bug: visible in the log, a 500 in the client's schema (never "retry shortly")
             log.exception("router stage failed on the request body (%s)", self.op.name if self.op else "no operation")
-            return self._error(500, "The gateway failed to process the request.", "gateway_error")
+            out = self._error(500, "The gateway failed to process the request.", "gateway_error")
+        if not isinstance(out, ep.ProcessingResponse):
+            return out
+        if out.HasField("immediate_response") and self.applied_limits:
+            self._settle_limits()  # refused after the limit check: its token reservation goes back
+        return self.note_immediate(out)
+
+    def note_immediate(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """Count an answer this stage gives itself (its errors, `/models`, a direct route's refusal).
+
+        Envoy does not pass an immediate response back through the filter that sent it, so
+        this is the only place such a request is seen. Returns `resp` unchanged.
+        """
+        if resp.HasField("immediate_response") and not self.recorded:
+            imm = resp.immediate_response
+            self.status = int(imm.status.code)
+            details = imm.details.removeprefix("llmgw_")
+            self.error_type = details if self.status >= 400 else ""
+            self.attempts = 0  # answered here: no upstream attempt
+            self._record(now=time.monotonic())
+            resp.dynamic_metadata.CopyFrom(self._metadata())  # the access log and the trace see it too
+        return resp
 
     # --- limits --------------------------------------------------------------------------------
 
@@ -333,10 +404,24 @@ class RouterRequest:
             validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
+        aliased = False
+        if op is not None and isinstance(model, str) and model and self.config.aliases:
+            # A gateway-wide model alias routes like its target, and every backend the route may
+            # reach receives the target (extproc/policies/transforms.py; docs/ai-transforms.md).
+            target = transforms.resolve_alias(model, self.config.aliases.get(self.gateway) or {})
+            if target is not None and target != model:
+                model = body["model"] = target
+                aliased = True
+                if self.direct is not None:
+                    self.direct.routed_model = target
+                    self.direct.body_changed = True
         self.request_model = model if isinstance(model, str) else ""
+        self.body_aliased = aliased
         if self.limit_rules:
             bound = next((body[k] for k in _MAX_OUTPUT_FIELDS if isinstance(body.get(k), int)), None)
             self.estimated_tokens = limits.estimate_tokens(body_bytes=len(msg.body), max_output=bound)
+        if self.record_content and op is not None:
+            self.input_messages = trace_content.input_messages(body)
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
         if op is not None and op.streams and body.get("stream") is True:
@@ -356,6 +441,10 @@ class RouterRequest:
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
         common.clear_route_cache = True
+        if self.body_aliased:  # the one body this stage rewrites: the model, before any provider sees it
+            new_body = encode(body)
+            common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
+            common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
     def _models(self) -> ep.ProcessingResponse:
@@ -376,6 +465,9 @@ class RouterRequest:
     # --- response --------------------------------------------------------------------------
 
     def on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        return self.note_immediate(self._on_response_headers(req))
+
+    def _on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         msg = req.response_headers
         headers = header_dict(msg)
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
@@ -389,9 +481,14 @@ class RouterRequest:
             mutation.remove_headers.append(wire.UPSTREAM_STATUS_HEADER)
         if headers.pop(wire.IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
             resp.response_headers.response.header_mutation.remove_headers.append(wire.IMMEDIATE_HC_FAIL_HEADER)
-        answered = headers.pop(wire.ANSWERED_HEADER, None) is not None  # the attempt stage's own error
+        answered_code = headers.pop(wire.ANSWERED_HEADER, None)  # the attempt stage's own error (its code)
+        answered = answered_code is not None
         if answered:
             resp.response_headers.response.header_mutation.remove_headers.append(wire.ANSWERED_HEADER)
+            self.error_type = _bounded_code(answered_code or "")
+        details = attribute(req, "response.code_details")
+        if isinstance(details, str):
+            self.code_details = details
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -452,6 +549,7 @@ class RouterRequest:
         """
         seconds = max(1, math.ceil(pause))
         self.status = 429
+        self.error_type = "providers_paused"
         self.replacement_body = errors.error_body(
             status=429,
             message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
@@ -521,6 +619,9 @@ class RouterRequest:
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
         if msg.end_of_stream and not self.done:
+            if self.record_content and tr is not None and not tr.streaming and 200 <= self.status < 300:
+                mutated = resp.response_body.response.body_mutation.body
+                self.output_messages = trace_content.output_messages(mutated or msg.body)
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
 
@@ -529,6 +630,12 @@ class RouterRequest:
 
         Its metadata is already in Envoy; the metrics get the usage counted so far.
         """
+        if self.status == 0 and not self.recorded and self.op is not None:
+            # No response ever reached this stage: the client went away or the request failed
+            # before any answer (counted, so that error rates include it).
+            self.error_type = "no_response"
+            self._record(now=time.monotonic())
+            return
         if self.done or self.status == 0 or self.replacement_body is not None:
             return
         self._finish(interrupted=True)
@@ -541,7 +648,12 @@ class RouterRequest:
         )
 
     def _labels(self) -> metrics.RequestLabels:
+        caller = ("",) * len(metrics.CALLER_FIELDS)
+        if self.identity is not None and self.authn is not None and self.authn.metric_labels:
+            allowed = self.authn.metric_labels
+            caller = tuple((self.identity.field(f) or "") if f in allowed else "" for f in metrics.CALLER_FIELDS)
         return metrics.RequestLabels(
+            caller=caller,
             operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
@@ -552,25 +664,45 @@ class RouterRequest:
         )
 
     def _finish(self, *, interrupted: bool = False) -> struct_pb2.Struct:
-        """Metrics (2xx) and the final dynamic metadata, once; `interrupted`: the response was cut."""
+        """Metrics (every status) and the final dynamic metadata, once; `interrupted`: the response was cut."""
         self.done = True
         if self.translation is not None:
             self.usage = self.translation.usage
             self.response_model = self.translation.response_model
         self._settle_limits(interrupted=interrupted)
-        now = time.monotonic()
-        if 200 <= self.status < 300:
-            metrics.record(
-                cost_usd=self.cost_usd,
-                labels=self._labels(),
-                usage=self.usage,
-                duration_s=now - self.started,
-                attempts=self.attempts,
-                ttft_s=self.first_chunk_at - self.started if self.first_chunk_at else None,
-                streamed_for_s=now - self.first_chunk_at if self.first_chunk_at else None,
-                interrupted=interrupted,
-            )
+        self._record(now=time.monotonic(), interrupted=interrupted)
         return self._metadata()
+
+    def _record(self, *, now: float, interrupted: bool = False) -> None:
+        """Count this request once, whatever its outcome (extproc/metrics.py)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        ok = 200 <= self.status < 300
+        error_type = "" if ok and not interrupted else (self.error_type or self._envoy_error_type())
+        if interrupted:
+            error_type = "interrupted"
+        self.recorded_error_type = error_type
+        if self.direct is not None and self.direct.provider is not None and self.attempts > 1:
+            p = self.direct.provider  # a direct route's retries never reach the attempt stage
+            for _ in range(self.attempts - 1):
+                metrics.record_attempt(backend=p.backend, provider=p.id, kind=p.kind)
+        metrics.record(
+            labels=self._labels(),
+            usage=self.usage if ok else None,
+            duration_s=now - self.started,
+            attempts=self.attempts if self.status else 0,
+            ttft_s=self.first_chunk_at - self.started if ok and self.first_chunk_at else None,
+            streamed_for_s=now - self.first_chunk_at if ok and self.first_chunk_at else None,
+            interrupted=interrupted,
+            status=self.status,
+            error_type=error_type,
+            cost_usd=self.cost_usd if ok else None,
+        )
+
+    def _envoy_error_type(self) -> str:
+        """error.type of a response this stage did not make: the provider's status, or why Envoy answered."""
+        return envoy_error_type(self.status, self.code_details)
 
     def _metadata(self) -> struct_pb2.Struct:
         """The access log's view of this request so far (Envoy merges it under `llmgw`)."""
@@ -596,6 +728,12 @@ class RouterRequest:
             meta[wire.RLS_TOKEN_HITS_KEY] = str(max(0, (self.usage.input or 0) + (self.usage.output or 0) - 1))
         if self.cost_usd is not None:
             meta["cost_usd"] = round(self.cost_usd, 9)
+        if self.recorded_error_type:
+            meta["error.type"] = self.recorded_error_type
+        if self.input_messages is not None:
+            meta[wire.INPUT_MESSAGES_KEY] = self.input_messages
+        if self.output_messages is not None:
+            meta[wire.OUTPUT_MESSAGES_KEY] = self.output_messages
         if self.identity is not None:
             for name in ("key_id", "user", "team", "tenant"):
                 known = self.identity.field(name)
@@ -606,3 +744,34 @@ class RouterRequest:
         out = struct_pb2.Struct()
         out.update({wire.METADATA_NAMESPACE: meta})
         return out
+
+
+def _bounded_code(code: str) -> str:
+    """An error code from a response header, kept only if it looks like one of ours (bounded labels)."""
+    if 0 < len(code) <= 40 and code.replace("_", "").isalnum() and code.islower():
+        return code
+    return "_OTHER"
+
+
+# Envoy's response code details -> error.type, first match wins (bounded label values).
+_DETAILS_ERROR_TYPES = (
+    ("timeout", "timeout"),
+    ("upstream_reset", "upstream_reset"),
+    ("no_healthy_upstream", "no_healthy_upstream"),
+    ("route_not_found", "route_not_found"),
+    ("cluster_not_found", "cluster_not_found"),
+    ("overflow", "upstream_overflow"),
+    ("ext_proc", "extproc_error"),
+    ("llmgw_", ""),
+)
+
+
+def envoy_error_type(status: int, details: str) -> str:
+    """The semconv `error.type` of a failed response: the HTTP status when the provider sent it,
+    Envoy's reason when Envoy answered (a reset, a timeout, no healthy provider), `_OTHER` else."""
+    if not details or details == "via_upstream":
+        return str(status) if status else "no_response"
+    for needle, error_type in _DETAILS_ERROR_TYPES:
+        if needle in details:
+            return error_type or _bounded_code(details.removeprefix("llmgw_"))
+    return "_OTHER"

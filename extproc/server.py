@@ -8,6 +8,7 @@ request may land on any worker.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -40,6 +41,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
         self.store = store  # limits and budgets (extproc/store); None: no limits enforced
         self.failure_mode = failure_mode
+        # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
+        self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -53,19 +56,22 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         config = self.holder.current
         if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
-            async for req in request_iterator:
-                which = req.WhichOneof("request")
-                try:
-                    if which == "request_headers":
-                        yield attempt.on_request_headers(req)
-                    elif which == "request_body":
-                        yield attempt.on_request_body(req.request_body)
-                    elif which == "response_headers":
-                        yield attempt.on_response_headers(req)
-                    else:
-                        yield _passthrough(which)
-                except Exception:
-                    yield _failed("attempt", which, attempt.op)
+            try:
+                async for req in request_iterator:
+                    which = req.WhichOneof("request")
+                    try:
+                        if which == "request_headers":
+                            yield attempt.on_request_headers(req)
+                        elif which == "request_body":
+                            yield attempt.on_request_body(req.request_body)
+                        elif which == "response_headers":
+                            yield attempt.on_response_headers(req)
+                        else:
+                            yield _passthrough(which)
+                    except Exception:
+                        yield _failed("attempt", which, attempt.op)
+            finally:
+                attempt.on_stream_closed()  # a failover attempt that got no answer counts as failed
             return
         holder = self.holder
         router = RouterRequest(
@@ -75,6 +81,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             latest_config=lambda: holder.current,
             store=self.store,
             failure_mode=self.failure_mode,
+            record_content=self.record_content,
         )
         try:
             async for req in request_iterator:
@@ -95,7 +102,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     else:
                         yield _passthrough(which)
                 except Exception:
-                    yield _failed("router", which, router.op)
+                    yield router.note_immediate(_failed("router", which, router.op))
                 if router.pending is not None:
                     await _settle(router)
         finally:

@@ -48,6 +48,13 @@ PROVIDER_METADATA_KEY = "provider"
 # Envoy's ratelimit filter sends it at stream end (controlplane/xds/ratelimit.py).
 RLS_TOKEN_HITS_KEY = "rls_token_hits"
 
+# Set to "1" in the workers' environment when traces may carry prompts and completions
+# (`llmgw run --trace-content`): the router stage then writes them as dynamic metadata.
+TRACE_CONTENT_ENV = "LLMGW_TRACE_CONTENT"
+# Dynamic metadata keys of that content (OpenTelemetry GenAI attribute names).
+INPUT_MESSAGES_KEY = "gen_ai.input.messages"
+OUTPUT_MESSAGES_KEY = "gen_ai.output.messages"
+
 # --- the config channel (control plane -> extproc workers) --------------------------------------
 
 CONFIG_SERVICE = "llmgw.config.v1.ExtprocConfig"

@@ -144,3 +144,24 @@ def test_router_stage_without_a_matched_route_checks_every_policy_and_refuses_no
     resp = rr.on_request_headers(_headers("/v1/chat/completions"), route_name=None)
     assert header_sets(resp.request_headers.response.header_mutation) == {wire.AUTHN_HEADER: ",,"}
     assert rr.identity is None
+
+
+def test_router_stage_on_a_guard_route_has_envoy_match_again_after_setting_the_header() -> None:
+    rr = RouterRequest(gateway=GATEWAY, config=_router_config())
+    guard = ROUTE + wire.AUTHN_GUARD_SUFFIX
+    resp = rr.on_request_headers(_headers("/v1/chat/completions", **{"x-api-key": ALICE}), route_name=guard)
+    common = resp.request_headers.response
+    assert common.clear_route_cache
+    assert header_sets(common.header_mutation) == {wire.AUTHN_HEADER: ",strict1,"}
+    rr = RouterRequest(gateway=GATEWAY, config=_router_config())
+    status, _ = immediate_json(rr.on_request_headers(_headers("/v1/chat/completions"), route_name=guard))
+    assert status == 401  # the guarded route's own policy refuses at once
+
+
+def test_a_route_whose_authentication_the_worker_does_not_know_is_refused_not_passed() -> None:
+    rr = RouterRequest(gateway=GATEWAY, config=make_config())  # a config from before the policy
+    unknown = wire.authn_route_name("httproute/ns/r/rule/0/match/0", "newer")
+    status, doc = immediate_json(
+        rr.on_request_headers(_headers("/v1/chat/completions", **{"x-api-key": ALICE}), route_name=unknown)
+    )
+    assert (status, doc["error"]["code"]) == (503, "not_ready")

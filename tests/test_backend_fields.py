@@ -78,7 +78,11 @@ def test_provider_level_auth_forms(tmp_path: Path, kind: str, provider: str, spe
 P = "spec.ai.groups[0].providers[0]"
 UNSUPPORTED_CASES = [
     ("openai: {}", "policies: {ai: {promptGuard: {request: []}}}", [("spec.policies.ai.promptGuard", "yet")]),
-    ("openai: {}", "policies: {ai: {modelAliases: {a: b}}}", [("spec.policies.ai.modelAliases", "yet")]),
+    (
+        "openai: {}",
+        "policies: {ai: {promptCaching: {cacheTTL: 5m}}}",
+        [("spec.policies.ai.promptCaching.cacheTTL", "")],
+    ),
     ("openai: {}\npolicies: {ai: {promptGuard: {}}}", "", [(f"{P}.policies.ai.promptGuard", "yet")]),
     (
         "openai: {}",
@@ -214,6 +218,15 @@ SCHEMA_AGREEMENT = {
     "unknown-provider-field": ("openai: {}\nbogus: 1", "", False),
     "host-override": ("openai: {}\nhostOverride: {host: h, port: 1}", "", False),
     "unknown-policy": ("openai: {}", "policies: {ai: {promptGuard: {}}}", False),
+    "ai-transforms": (
+        "openai: {}\npolicies: {ai: {defaults: [{field: temperature, value: 0.5}]}}",
+        "policies: {ai: {modelAliases: {fast: gpt-4o-mini}, overrides: [{field: stop, value: [a, b]}], "
+        "transformations: [{field: user, expression: \"'x'\"}], prompt: {append: [{role: USER, content: hi}]}, "
+        "promptCaching: {cacheTools: true, minTokens: 0}}}",
+        True,
+    ),
+    "ai-transforms-bad-value": ("openai: {}", "policies: {ai: {promptCaching: {minTokens: -1}}}", False),
+    "ai-transforms-unknown": ("openai: {}", "policies: {ai: {prompt: {middle: []}}}", False),
     "unknown-setting": ("openai: {modle: x}", "", False),
     "unknown-tls-field": ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", False),
     "unknown-secretref-field": ("openai: {}\nauth: {secretRef: {name: openai-api-key, namespace: o}}", "", False),

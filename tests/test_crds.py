@@ -185,6 +185,10 @@ def test_schema_is_structural(schema: Schema) -> None:
     assert schema["properties"]["metadata"] == {"type": "object"}
     for path, node in walk(schema):
         where = path or "<root>"
+        if node.get("x-kubernetes-preserve-unknown-fields") is True and "type" not in node:
+            # Any JSON value (agentgateway's apiextensionsv1.JSON: defaults/overrides `value`): no more rules.
+            assert node.get("description") and set(node) == {"description", "x-kubernetes-preserve-unknown-fields"}
+            continue
         assert node.get("type") in SCALAR_TYPES | {"object", "array"}, where
         assert "$ref" not in node and "anyOf" not in node and "oneOf" not in node, where
         assert "x-kubernetes-preserve-unknown-fields" not in node, where
@@ -192,7 +196,10 @@ def test_schema_is_structural(schema: Schema) -> None:
         if path not in ("", ".metadata"):
             assert node.get("description"), f"{where} has no description"
         if node["type"] == "object":
-            assert "additionalProperties" not in node, where
+            if "additionalProperties" in node:  # a map (modelAliases): string values, bounded for CEL cost
+                assert "properties" not in node and "maxProperties" in node, where
+                assert node["additionalProperties"]["type"] == "string", where
+                assert "maxLength" in node["additionalProperties"], where
             assert set(node.get("required", [])) <= set(node.get("properties", {})), where
         else:
             assert "properties" not in node and "required" not in node, where
@@ -210,6 +217,9 @@ def test_schema_is_structural(schema: Schema) -> None:
             assert isinstance(value, str) and node["type"] == "string", where
         if "default" in node:
             default = node["default"]
+            if node["type"] in ("boolean", "integer"):  # promptCaching's flags and counts
+                assert type(default) is {"boolean": bool, "integer": int}[node["type"]], where
+                continue
             assert node["type"] == "string" and isinstance(default, str), where
             assert default in node.get("enum", [default]), where
             assert re.search(node.get("pattern", ""), default), where

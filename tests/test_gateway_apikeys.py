@@ -88,6 +88,16 @@ spec:
   traffic:
     apiKeyAuthentication: {secretRef: {name: vip-keys}}
 ---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: identity-export}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  traffic:
+    callerIdentity:
+      upstreamHeaders: {user: x-llmgw-user, team: x-llmgw-team}
+      metricLabels: [team]
+---
 apiVersion: v1
 kind: Secret
 metadata: {name: vip-keys}
@@ -202,6 +212,28 @@ def test_valid_keys_pass_and_the_provider_gets_only_the_gateway_credential(
     assert ALICE not in dump and BOB not in dump
 
 
+def test_identity_goes_upstream_and_to_allowlisted_metric_labels_only(
+    setup: tuple[GatewayProcess, FakeProviderThread],
+) -> None:
+    """Route `r` has `callerIdentity` (field by field beside the Gateway's apiKeyAuthentication)."""
+    gw, fp = setup
+    fp.clear()
+    spoof = {"x-llmgw-user": "mallory", "x-llmgw-team": "admins"}
+    for key in (ALICE, BOB):
+        resp = httpx.post(
+            f"{gw.url}/openai/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}", **spoof},
+            json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+    alice, bob = fp.requests
+    assert (alice.headers["x-llmgw-user"], alice.headers["x-llmgw-team"]) == ("alice", "search")
+    assert "x-llmgw-user" not in bob.headers and "x-llmgw-team" not in bob.headers  # bob's key has no metadata
+    metrics = wait_until(lambda: gw.metrics() if 'caller_team="search"' in gw.metrics() else None, "team label")
+    assert 'caller_user="alice"' not in metrics and "mallory" not in metrics
+
+
 def test_optional_mode_lets_anonymous_callers_through_but_not_wrong_keys(
     setup: tuple[GatewayProcess, FakeProviderThread],
 ) -> None:
@@ -221,7 +253,7 @@ def test_model_routing_to_a_stricter_rule_needs_its_key(setup: tuple[GatewayProc
     assert chat(gw, "/routed", ALICE, model="gpt-4o-mini")  # the `everyone` rule: team keys
     with pytest.raises(openai.AuthenticationError) as err:
         chat(gw, "/routed", ALICE, model="vip-model")
-    assert "needs another API key" in str(err.value)
+    assert "not authenticated for this route" in str(err.value)
     assert chat(gw, "/routed", VIP, model="vip-model")
     anthropic_path = httpx.post(
         f"{gw.url}/routed/v1/messages",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from controlplane.gatewayapi import ai_transforms
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
 from controlplane.gatewayapi.direct import mark_direct_routes
@@ -95,6 +96,7 @@ def translate(
         ports.setdefault((lst.gateway.key, lst.port), []).append(lst)
     attached: dict[tuple[str, int], list[Attached]] = {key: [] for key in ports}
     route_models: dict[str, set[str]] = {}
+    route_aliases: dict[str, list[tuple[tuple[str, str], ...]]] = {}  # gateway -> modelAliases tables
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
         rt = RouteTranslator(route_res, clusters, grants)
@@ -112,6 +114,7 @@ def translate(
                 )
                 for wb in rule.backends:
                     models.update(_backend_models(backends, wb.cluster))
+                    route_aliases.setdefault(lst.gateway.key, []).extend(_backend_aliases(backends, wb.cluster))
 
     built: list[ListenerIR] = [
         build_listener(
@@ -125,10 +128,14 @@ def translate(
         for (gw, port), routes in sorted(attached.items())
     ]
     sorted_backends = tuple(sorted(backends, key=lambda b: b.key))
+    aliases = {gw: ai_transforms.gateway_aliases(tables) for gw, tables in route_aliases.items()}
+    for gw, table in aliases.items():  # an exact alias is a model the gateway serves: listed on /models
+        route_models.setdefault(gw, set()).update(alias for alias, _ in table if "*" not in alias)
     ir = IR(
         listeners=mark_direct_routes(tuple(built), sorted_backends),
         backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
+        aliases=tuple(sorted((gw, table) for gw, table in aliases.items() if table)),
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
@@ -227,6 +234,18 @@ def _backend_request_timeout(
 
 def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:
     return {p.model for b in backends if b.cluster == cluster for p in b.providers if p.model}
+
+
+def _backend_aliases(backends: list[BackendIR], cluster: str) -> list[tuple[tuple[str, str], ...]]:
+    """The modelAliases of each provider of the backend behind `cluster` (backend-level merged under its own)."""
+    tables = []
+    for b in backends:
+        if b.cluster != cluster:
+            continue
+        for p in b.providers:
+            t = b.transforms.merged(p.transforms) if b.transforms else p.transforms
+            tables.append(t.aliases if t else ())
+    return tables
 
 
 def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[Problem]) -> dict[str, list[Resource]]:

@@ -12,11 +12,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from controlplane.gatewayapi import ai_transforms
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.pricing import parse_pricing
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.gatewayapi.routes import parse_duration
-from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
+from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR, TransformsIR
 from controlplane.resources import Problem, Resource, header_value_problem
 
 AI_BACKEND_KINDS = {
@@ -61,6 +62,7 @@ class _Ctx:
         self.configmaps = configmaps
         self.problems: list[Problem] = []
         self.timeouts: dict[str, list[tuple[float | None, str]]] = {"tcp": [], "http": []}
+        self.transforms: dict[str, TransformsIR | None] = {}  # "<policies field>" -> its ai transforms
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
         self.problems.append(Problem(self.res.file, self.res.ref, fld, message, reason))
@@ -135,6 +137,7 @@ def translate_backend(
             providers=tuple(providers),
             connect_timeout_s=connect_s,
             request_timeout_s=request_s,
+            transforms=ctx.transforms.get("spec.policies"),
         ),
         [],
     )
@@ -243,17 +246,18 @@ def _provider(
         auth=auth,
         settings=tuple(sorted(kind_settings.items())),
         pricing=parse_pricing(ctx, f"{where}.pricing", block.get("pricing")),
+        transforms=ctx.transforms.get(f"{where}.policies"),
     )
 
 
 def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
     ctx.unknown(where, policies, _POLICY_FIELDS | {"ai"})
     if "ai" in policies:
-        # Each AI policy (promptGuard, modelAliases, ...) named, so a user sees which one is inactive.
-        ai = policies["ai"]
-        for key in ai if isinstance(ai, Mapping) and ai else [""]:
-            fld = f"{where}.ai.{key}" if key else f"{where}.ai"
-            ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
+        # Each AI policy llmgw does not act on is named, so a user sees which one is inactive.
+        ctx.transforms[where] = ai_transforms.parse(policies["ai"], where=f"{where}.ai", fail=ctx.fail)
+        ai, known = policies["ai"], ai_transforms.FIELDS | set(ai_transforms.UNSUPPORTED)
+        for key in [k for k in ai if k not in known] if isinstance(ai, Mapping) else []:
+            ctx.fail(f"{where}.ai.{key}", "is not supported by llmgw yet", "Unsupported")
     ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)
     for policy, fld in _TIMEOUTS.items():
         block = policies.get(policy)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from controlplane.gatewayapi import policy_ai, policy_ratelimit
+from controlplane.gatewayapi.filters import header_name_problem
 from controlplane.gatewayapi.listeners import GATEWAY_API
 from controlplane.gatewayapi.policy_apikey import parse_api_key_authentication
 from controlplane.gatewayapi.policy_jwt import parse_jwt_authentication
-from controlplane.ir import BackendPolicyIR, RoutePolicyIR
+from controlplane.ir import BackendPolicyIR, CallerExportIR, RoutePolicyIR
 from controlplane.resources import Problem, Resource
 
 POLICY_KINDS = {
@@ -61,7 +62,8 @@ _TRAFFIC_UNSUPPORTED = {
     "buffer",
     "delay",
 }
-_TRAFFIC_SUPPORTED = {"phase", "apiKeyAuthentication", "jwtAuthentication", "rateLimit"}
+_TRAFFIC_SUPPORTED = {"phase", "apiKeyAuthentication", "jwtAuthentication", "rateLimit", "callerIdentity"}
+CALLER_FIELDS = ("user", "team", "tenant", "key_id")  # extproc.metrics.CALLER_FIELDS
 _BACKEND_UNSUPPORTED = {"tcp", "tls", "http", "tunnel", "auth", "mcp", "transformation", "health", "extAuth"}
 
 
@@ -238,11 +240,43 @@ def _traffic(
         )
         out.problems.extend(problems)
         policy = replace(policy, jwt=jwt)
+    if "callerIdentity" in raw:
+        if res.kind != "AIPolicy":
+            fail("spec.traffic.callerIdentity", f"is an llmgw extension: use an AIPolicy, not {res.kind}")
+        else:
+            policy = replace(policy, caller_export=_caller_export(raw["callerIdentity"], fail))
     if "rateLimit" in raw:
         part, problems = policy_ratelimit.parse_rate_limit(raw["rateLimit"], policy=res, fld="spec.traffic.rateLimit")
         out.problems.extend(problems)
         policy = overlay(policy, part)
     return policy
+
+
+def _caller_export(raw: Any, fail: Any) -> CallerExportIR | None:
+    """`traffic.callerIdentity` {upstreamHeaders: {field: header}, metricLabels: [field]} (llmgw extension)."""
+    fld = "spec.traffic.callerIdentity"
+    if not isinstance(raw, Mapping):
+        fail(fld, "must be a mapping (upstreamHeaders, metricLabels)")
+        return None
+    for key in set(raw) - {"upstreamHeaders", "metricLabels"}:
+        fail(f"{fld}.{key}", "is not a field of callerIdentity")
+    headers: list[tuple[str, str]] = []
+    raw_headers = raw.get("upstreamHeaders", {})
+    if not isinstance(raw_headers, Mapping):
+        fail(f"{fld}.upstreamHeaders", "must map identity fields (user, team, tenant, key_id) to header names")
+        raw_headers = {}
+    for name, header in raw_headers.items():
+        if name not in CALLER_FIELDS:
+            fail(f"{fld}.upstreamHeaders.{name}", f"must be one of {', '.join(CALLER_FIELDS)}")
+        elif why := header_name_problem(header):
+            fail(f"{fld}.upstreamHeaders.{name}", why)
+        else:
+            headers.append((str(name), str(header).lower()))
+    labels = raw.get("metricLabels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) and x in CALLER_FIELDS for x in labels):
+        fail(f"{fld}.metricLabels", f"must be a list of {', '.join(CALLER_FIELDS)}")
+        labels = []
+    return CallerExportIR(upstream_headers=tuple(sorted(headers)), metric_labels=tuple(dict.fromkeys(labels)))
 
 
 def _backend(out: ParsedPolicy, raw: Any, fail: Any) -> BackendPolicyIR:

@@ -207,8 +207,10 @@ def authn_id(policy: RoutePolicyIR | None) -> str | None:
     """The id of a route's authentication (API key and JWT parts), None when it has none."""
     if policy is None or not policy.authenticates:
         return None
+    export = policy.caller_export
     parts = [
         api_key_policy_id(policy.api_key) if policy.api_key else "",
         jwt_policy_id(policy.jwt) if policy.jwt else "",
+        repr((export.upstream_headers, export.metric_labels)) if export else "",
     ]
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16]

@@ -94,7 +94,7 @@ class RouteTranslator:
         backends, ai = self._backends(ri, rule.get("backendRefs"))
         filters = parse_filters(rule.get("filters"), fld=fld, fail=self.fail)
         error = f"rule {ri} {filters.error}" if filters.error else ""
-        if error:
+        if error or filters.redirect is not None:  # a redirect rule is answered by Envoy: no backend
             backends, ai = (), False
         timeout = self._timeout(fld, rule.get("timeouts"))
         retry = self._retry(fld, rule.get("retry"), rule.get("timeouts"))
@@ -107,7 +107,10 @@ class RouteTranslator:
             match = self._match(f"{fld}.matches[{mi}]", raw)
             if match is None:
                 continue
-            if filters.rewrite and filters.rewrite.prefix is not None and match.path_type != "PathPrefix":
+            prefix_rewrite = (filters.rewrite and filters.rewrite.prefix is not None) or (
+                filters.redirect and filters.redirect.prefix is not None
+            )
+            if prefix_rewrite and match.path_type != "PathPrefix":
                 self.fail(f"{fld}.filters", "ReplacePrefixMatch needs a PathPrefix match")
                 continue
             out.append(
@@ -122,6 +125,7 @@ class RouteTranslator:
                     rewrite=filters.rewrite,
                     request_headers=filters.request_headers,
                     response_headers=filters.response_headers,
+                    redirect=None if error else filters.redirect,
                     sort_key=_precedence(match, self.route, ri, mi),
                     error=f"route {self.route.key} {error}" if error else "",
                 )

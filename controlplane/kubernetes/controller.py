@@ -13,10 +13,10 @@ cache and then performs the Plan:
 
 Secrets and ConfigMaps are cached only when an AIBackend, a Gateway or a
 policy (AIPolicy, AgentgatewayPolicy: API key Secrets by name) refers to
-them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated or revoked key reaches new requests within
-the debounce plus one config push. (Keys chosen by `secretSelector` or
-`configMapSelector` are not followed in Kubernetes mode yet.)
+them, by name or by a policy's `secretSelector` / `configMapSelector`; a
+newly referenced one is fetched at once, and updates arrive by watch, so a
+rotated or revoked key reaches new requests within the debounce plus one
+config push.
 """
 
 from __future__ import annotations
@@ -35,15 +35,18 @@ import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
 from controlplane.kubernetes import provision
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
 from controlplane.kubernetes.leader import LeaderElector
-from controlplane.kubernetes.reconcile import Plan, ours, reconcile, referenced
+from controlplane.kubernetes.reconcile import Plan, Selector, ours, reconcile, referenced, selected
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import to_protos
 from controlplane.xds.translate import translate as translate_ir
 
@@ -80,6 +83,7 @@ class Options:
     lease_name: str = "llmgw-controller"
     resync_s: float = 600.0
     debounce_s: float = 0.1
+    tracing: TracingSettings | None = None  # every data plane's Envoy traces to this collector
 
 
 def to_resource(obj: Obj) -> Resource:
@@ -107,6 +111,7 @@ class Controller:
         self.channels = GatewayChannels()
         self.informers: dict[str, Informer] = {}
         self.referenced: set[tuple[str, str, str]] = set()
+        self.selected: set[Selector] = set()  # API key policies' secretSelector / configMapSelector
         self.leader = not opts.leader_election
         self.provision_errors: dict[str, str] = {}
         self.plan: Plan | None = None
@@ -122,6 +127,7 @@ class Controller:
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._elector: LeaderElector | None = None
+        self.health = ConfigHealth()  # served on the health port's /metrics (controlplane/health_metrics.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,7 +199,11 @@ class Controller:
 
     def _keep(self, obj: Obj) -> bool:
         meta = obj.get("metadata") or {}
-        return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))) in self.referenced
+        kind, ns = str(obj.get("kind")), str(meta.get("namespace") or "")
+        if (kind, ns, str(meta.get("name"))) in self.referenced:
+            return True
+        labels = meta.get("labels") or {}
+        return any(k == kind and n == ns and all(labels.get(a) == b for a, b in want) for k, n, want in self.selected)
 
     async def _run(self) -> None:
         while True:
@@ -234,12 +244,23 @@ class Controller:
         return plan
 
     async def _follow_references(self, resources: list[Resource]) -> bool:
-        """Cache exactly the referenced Secrets/ConfigMaps; fetch the newly referenced ones now."""
-        refs = referenced(resources)
-        if refs == self.referenced:
+        """Cache exactly the referenced (and policy-selected) Secrets/ConfigMaps; fetch new ones now."""
+        refs, sels = referenced(resources), selected(resources)
+        if refs == self.referenced and sels == self.selected:
             return False
         added = refs - self.referenced
-        self.referenced = refs
+        new_selectors = sels - self.selected
+        self.referenced, self.selected = refs, sels
+        for kind, ns, labels in sorted(new_selectors):
+            try:
+                objs, _ = await asyncio.to_thread(
+                    self.kube.list, kind, namespace=ns, label_selector=",".join(f"{k}={v}" for k, v in labels)
+                )
+            except KubeError as exc:
+                log.warning("cannot list %s in %s by labels: %s", kind, ns, exc)
+                continue
+            for item in objs:
+                self.informers[kind].put({**item, "kind": kind, "apiVersion": "v1"})
         for kind in REFERENCED_ONLY:
             self.informers[kind].prune()
         for kind, ns, name in sorted(added):
@@ -258,9 +279,10 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing))
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
+                self.health.refused()
                 continue
             if self._extproc_versions.get(key) != gp.extproc.version:
                 await self.channels.publish(key, gp.extproc)
@@ -272,6 +294,7 @@ class Controller:
                 t: v.version for t, v in snap.types.items()
             }:
                 await self.ads.set_snapshot(key, snap)
+                self.health.applied(serial=self._serial)
                 log.info("Gateway %s: new data plane config (snapshot %d)", key, self._serial)
 
     def _forget(self, gateways: set[str]) -> None:
@@ -372,9 +395,18 @@ class Controller:
             ok = self.synced() and self.reconciles > 0
             return web.Response(status=200 if ok else 503, text="ready\n" if ok else "informers not synced\n")
 
+        collector = ControlPlaneCollector(health=self.health, servers=lambda: list(self.ads.servers.values()))
+
+        async def metrics(_: web.Request) -> web.Response:
+            """Control-plane health over every Gateway's ADS server (acks, NACKs, snapshot served)."""
+            registry = CollectorRegistry()
+            registry.register(collector)
+            return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

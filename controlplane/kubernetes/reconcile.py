@@ -219,6 +219,30 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
     return out
 
 
+Selector = tuple[str, str, tuple[tuple[str, str], ...]]  # (Secret | ConfigMap, namespace, matchLabels)
+
+
+def selected(resources: Iterable[Resource]) -> set[Selector]:
+    """The label selectors of API key policies (`secretSelector`, `configMapSelector`), in their namespaces.
+
+    Like `referenced`, so the controller caches the Secrets/ConfigMaps they select and no others.
+    """
+    out: set[Selector] = set()
+    for res in resources:
+        if res.kind not in status.POLICY_KINDS:
+            continue
+        traffic = res.spec.get("traffic")
+        auth = traffic.get("apiKeyAuthentication") if isinstance(traffic, Mapping) else None
+        if not isinstance(auth, Mapping):
+            continue
+        for key, kind in (("secretSelector", "Secret"), ("configMapSelector", "ConfigMap")):
+            sel = auth.get(key)
+            labels = sel.get("matchLabels") if isinstance(sel, Mapping) else None
+            if isinstance(labels, Mapping) and labels and all(isinstance(v, str) for v in labels.values()):
+                out.add((kind, res.namespace, tuple(sorted((str(k), v) for k, v in labels.items()))))
+    return out
+
+
 def _attached_routes(gw: Resource, gc: Resource, items: list[Resource]) -> dict[str, int]:
     """Routes attached per listener name (Gateway status `attachedRoutes`)."""
     listeners, _ = gateway_listeners([gw], {gc.name: gc})

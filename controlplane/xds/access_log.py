@@ -33,6 +33,7 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "user": "%DYNAMIC_METADATA(llmgw:user)%",
     "team": "%DYNAMIC_METADATA(llmgw:team)%",
     "tenant": "%DYNAMIC_METADATA(llmgw:tenant)%",
+    "error.type": "%DYNAMIC_METADATA(llmgw:error.type)%",
 }
 
 

@@ -76,6 +76,7 @@ def router_stage_filter(gateway: str, *, jwt: bool = False) -> dict[str, Any]:
                 "xds.cluster_name",
                 "xds.upstream_host_metadata",
                 "upstream.request_attempt_count",
+                "response.code_details",  # why Envoy answered itself: error.type (extproc/metrics.py)
             ],
             "metadata_options": metadata,
         },

@@ -25,7 +25,6 @@ from controlplane.gatewayapi.policy_jwt import policy_id, provider_names
 from controlplane.ir import JwtAuthIR, ListenerIR, RouteIR
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
-from extproc import wire
 
 FILTER_NAME = "envoy.filters.http.jwt_authn"
 JWKS_FETCH_TIMEOUT_S = 5.0
@@ -154,6 +153,3 @@ def jwks_clusters(listeners: tuple[ListenerIR, ...], *, system_ca_file: str) -> 
                     }
                 out[name] = cluster
     return [out[k] for k in sorted(out)]
-
-
-FORWARDED_NAMESPACE = wire.JWT_METADATA_NAMESPACE

@@ -13,6 +13,7 @@ from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
 from controlplane.xds.jwt_authn import jwt_authn_filter
 from controlplane.xds.local_reply import local_reply_config
+from controlplane.xds.tracing import TracingSettings, hcm_tracing
 from extproc import wire
 
 
@@ -35,8 +36,10 @@ def early_header_mutation() -> list[dict[str, Any]]:
     ]
 
 
-def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
-    hcm = {
+def listener_resource(
+    listener: ListenerIR, limits: Limits, *, tracing: TracingSettings | None = None
+) -> dict[str, Any]:
+    hcm: dict[str, Any] = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": listener.name.replace("/", "_"),
         "codec_type": "AUTO",
@@ -68,6 +71,8 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
             "initial_connection_window_size": H2_CONNECTION_WINDOW,
         },
     }
+    if tracing is not None:
+        hcm["tracing"] = hcm_tracing(tracing, gateway=listener.gateway)
     return {
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},

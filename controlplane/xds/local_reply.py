@@ -174,9 +174,9 @@ def local_reply_config() -> dict[str, Any]:
                 None,
                 401,
                 _openai_error(
-                    "This route needs another API key than the one this request was authenticated with.",
+                    "This request is not authenticated for this route (a missing or wrong API key or token).",
                     "authentication_error",
-                    "invalid_api_key",
+                    "unauthenticated",
                 ),
             ),
             *_mappers(

@@ -12,6 +12,7 @@ ROUTER_STAGE_FILTER = "llmgw.router_stage"
 ATTEMPT_STAGE_FILTER = "llmgw.attempt_stage"
 # Shared with the extproc: defined in its wire module (extproc never imports controlplane).
 METADATA_NAMESPACE = wire.METADATA_NAMESPACE
+PROVIDER_KEY = wire.PROVIDER_METADATA_KEY
 STAGE_HEADER = wire.STAGE_METADATA_KEY
 GATEWAY_HEADER = wire.GATEWAY_METADATA_KEY
 MODEL_HEADER = wire.MODEL_HEADER

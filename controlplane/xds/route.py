@@ -81,8 +81,13 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
         return {"regex_rewrite": {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}}
     if rw.prefix is None:
         return {}
-    replacement = rw.prefix.rstrip("/")
-    prefix = r.match.path  # normalized: no trailing slash unless "/"
+    return _replace_prefix(r.match.path, rw.prefix)
+
+
+def _replace_prefix(prefix: str, replacement: str) -> dict[str, Any]:
+    """ReplacePrefixMatch of the matched `prefix` by `replacement`: route and redirect actions share the fields."""
+    replacement = replacement.rstrip("/")
+    # `prefix` is normalized: no trailing slash unless "/"
     if prefix == "/":
         return {"prefix_rewrite": replacement + "/"}
     if not replacement:
@@ -94,9 +99,38 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
+_REDIRECT_CODES = {
+    301: "MOVED_PERMANENTLY",
+    302: "FOUND",
+    303: "SEE_OTHER",
+    307: "TEMPORARY_REDIRECT",
+    308: "PERMANENT_REDIRECT",
+}
+
+
+def _redirect(r: RouteIR) -> dict[str, Any]:
+    """RequestRedirect as Envoy's redirect action (Envoy answers; no cluster, no extproc)."""
+    rd = r.redirect
+    assert rd is not None
+    out: dict[str, Any] = {"response_code": _REDIRECT_CODES[rd.status]}
+    if rd.scheme:
+        out["scheme_redirect"] = rd.scheme
+    if rd.hostname:
+        out["host_redirect"] = rd.hostname
+    if rd.port is not None:
+        out["port_redirect"] = rd.port
+    if rd.full_path is not None:
+        out["path_redirect"] = rd.full_path
+    elif rd.prefix is not None:
+        out.update(_replace_prefix(r.match.path, rd.prefix))
+    return out
+
+
 def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
-    if not r.backends:
+    if r.redirect is not None:
+        out["redirect"] = _redirect(r)
+    elif not r.backends:
         out["direct_response"] = {
             "status": 500,
             "body": {
@@ -164,47 +198,51 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
     return out
 
 
-def authn_guard(r: RouteIR) -> list[dict[str, Any]]:
-    """A 401 in front of a route with an API key policy, for callers who did not satisfy that policy.
+GUARD_MESSAGE = "This request is not authenticated for this route (a missing or wrong API key or token)."
 
-    The router stage authenticates on the request headers, against every API key
-    policy of the Gateway, and sets `x-llmgw-authn` to the ids of those the caller
-    satisfied. Model routing picks the final route only after the body, so a
-    request can land on a route other than the one it was authenticated for;
-    this guard (same match, plus: the header is present and lacks this route's
-    id) turns that into a 401. Before the extproc runs the header is absent (it
-    is stripped first), so the guard never matches on the first route lookup.
+
+def authn_guard(r: RouteIR) -> list[dict[str, Any]]:
+    """A 401 in front of a route that authenticates, for requests not authenticated for it.
+
+    The guard has the route's match plus: `x-llmgw-authn` (missing counts as
+    empty) does not list the route's authentication id. The router stage
+    authenticates on the request headers against every authentication of the
+    Gateway and sets that header to the ids the caller satisfies:
+    - on the first route lookup the header is absent (stripped before routing),
+      so the guard matches; the router stage sees the guard's name, knows which
+      route it guards, authenticates, sets the header and has Envoy match again;
+    - model routing picks the final route only after the body: a request moved
+      to a route it was not authenticated for meets that route's guard;
+    - a worker without this authentication in its config sets no header: 401.
+    So no request reaches the route without the router stage's check (fail
+    closed). Direct routes (gatewayapi/direct.py) cannot change after the
+    headers; the router stage checks them itself and they need no guard.
     """
-    pid = wire.authn_of_route_name(r.name)
-    if pid is None or not r.backends or not r.ai or r.direct_provider:
+    aid = wire.authn_of_route_name(r.name)
+    if aid is None or not r.backends or not r.ai or r.direct_provider:
         return []
     match = _match(r.match)
     match["headers"] = [
         *match.get("headers", []),
-        {"name": wire.AUTHN_HEADER, "present_match": True},
-        {"name": wire.AUTHN_HEADER, "string_match": {"contains": f",{pid},"}, "invert_match": True},
+        {
+            "name": wire.AUTHN_HEADER,
+            "string_match": {"contains": f",{aid},"},
+            "invert_match": True,
+            "treat_missing_header_as_empty": True,
+        },
     ]
     body = {
-        "error": {
-            "message": "This route needs another API key than the one this request was authenticated with.",
-            "type": "authentication_error",
-            "code": "invalid_api_key",
-            "param": None,
-        }
+        "error": {"message": GUARD_MESSAGE, "type": "authentication_error", "code": "unauthenticated", "param": None}
     }
-    return [
-        {
-            "name": r.name + wire.AUTHN_GUARD_SUFFIX,
-            "match": match,
-            "direct_response": {"status": 401, "body": {"inline_string": orjson.dumps(body).decode()}},
-            "typed_per_filter_config": {
-                names.ROUTER_STAGE_FILTER: {
-                    "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
-                    "disabled": True,
-                }
-            },
-        }
-    ]
+    guard: dict[str, Any] = {
+        "name": r.name + wire.AUTHN_GUARD_SUFFIX,
+        "match": match,
+        "direct_response": {"status": 401, "body": {"inline_string": orjson.dumps(body).decode()}},
+    }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:  # on the first lookup Envoy checks the token for the guarded route
+        guard["typed_per_filter_config"] = {jwt_authn.FILTER_NAME: jwt}
+    return [guard]
 
 
 def _re_escape(path: str) -> str:

@@ -23,6 +23,7 @@ import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
 import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
+import envoy.config.trace.v3.opentelemetry_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
@@ -46,6 +47,7 @@ from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
 from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.route import route_config_resource
+from controlplane.xds.tracing import TracingSettings, collector_cluster
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def translate(
     system_ca_file: str = SYSTEM_CA_FILE,
     pause_oracle: tuple[str, int] | None = None,
     limits: Limits | None = None,
+    tracing: TracingSettings | None = None,
 ) -> EnvoyResources:
     """`pause_oracle`: the gateway's pause oracle (host, port), which ends Retry-After pauses
     (extproc/cooldown.py); without it a failover cluster has no health check and a 429 counts
@@ -96,7 +99,7 @@ def translate(
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
     for listener in ir.listeners:
-        res.listeners.append(listener_resource(listener, limits or Limits()))
+        res.listeners.append(listener_resource(listener, limits or Limits(), tracing=tracing))
         res.routes.append(route_config_resource(listener, providers))
     direct = {
         r.backends[0].cluster
@@ -119,6 +122,8 @@ def translate(
                 res.endpoints.append(cla)
     res.clusters.extend(ratelimit.clusters(ir.listeners))  # rate-limit services (traffic.rateLimit.global)
     res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
+    if tracing is not None:
+        res.clusters.append(collector_cluster(tracing))
     return res
 
 

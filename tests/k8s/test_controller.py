@@ -4,6 +4,7 @@ the in-process API server, through the official client. No Envoy here; `test_e2e
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -389,3 +390,50 @@ def test_policy_status_keys_secret_followed_and_revocation_reaches_the_extproc(
     assert "sk-alice" not in repr(ctl.controller.plan)
     apiserver.apply({**keys, "stringData": {"alice": "sk-alice"}})  # bob is revoked
     wait_until(lambda: key_ids() == {"default/keys/alice"}, "the revoked key gone")
+
+
+def test_api_keys_selected_by_label_are_cached_and_followed(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """agentgateway's configMapSelector (keyHash entries) and secretSelector in Kubernetes mode."""
+    apply_all(apiserver, m.quickstart())
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "hashed", "namespace": "default", "labels": {"llmgw.dev/keys": "team-a"}},
+            "data": {"dave": json.dumps({"keyHash": f"sha256:{digest}", "metadata": {"user": "dave"}})},
+        }
+    )
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "unrelated", "namespace": "default", "labels": {"llmgw.dev/keys": "team-b"}},
+            "data": {"x": "y"},
+        }
+    )
+    policy = _policy("hashed", GATEWAY_TARGET, "unused", "2026-01-01T00:00:00Z")
+    policy["spec"]["traffic"]["apiKeyAuthentication"] = {
+        "configMapSelector": {"matchLabels": {"llmgw.dev/keys": "team-a"}}
+    }
+    apiserver.apply(policy)
+    ctl = run_controller()
+
+    def key_ids() -> set[str]:
+        plan = ctl.controller.plan
+        gp = plan.gateways.get("default/llmgw") if plan else None
+        return {k.key_id for a in gp.extproc.authn.values() if a.api_key for k in a.api_key.keys} if gp else set()
+
+    wait_until(lambda: key_ids() == {"default/hashed/dave"}, "the selected ConfigMap's key")
+    assert [o["metadata"]["name"] for o in ctl.controller.informers["ConfigMap"].items()] == ["hashed"]
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "more", "namespace": "default", "labels": {"llmgw.dev/keys": "team-a"}},
+            "data": {"erin": json.dumps({"keyHash": "sha256:" + "0" * 64})},
+        }
+    )
+    wait_until(lambda: key_ids() == {"default/hashed/dave", "default/more/erin"}, "a new ConfigMap by watch")
