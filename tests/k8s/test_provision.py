@@ -240,3 +240,14 @@ def test_observe(service: dict[str, Any], addresses: tuple[tuple[str, str], ...]
     dep = {"spec": {"replicas": 2}, "status": {"availableReplicas": 1}}
     dp = provision.observe(dep, service)
     assert (dp.replicas, dp.available_replicas, dp.addresses, dp.address_pending) == (2, 1, addresses, pending)
+
+
+def test_replicas_point_at_one_redis_through_a_secret() -> None:
+    spec = {"replicas": 2, "extproc": {"limits": {"storeSecretRef": {"name": "redis"}, "failureMode": "FailOpen"}}}
+    _, extproc = objects(gateway(), spec)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert extproc["env"] == [
+        {"name": "LLMGW_STORE", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}},
+        {"name": "LLMGW_STORE_FAILURE_MODE", "value": "FailOpen"},
+    ]
+    _, plain = objects(gateway())["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "env" not in plain  # the pod's own SQLite store (dataplane.py)
