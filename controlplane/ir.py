@@ -68,6 +68,36 @@ class BackendIR:
         return len(self.providers) > 1
 
 
+# --- Inference pools (Gateway API Inference Extension, inference.networking.k8s.io/v1) ---------
+
+
+@dataclass(frozen=True)
+class EndpointPickerIR:
+    """An InferencePool's `endpointPickerRef`: the EPP's address and what to do when it fails."""
+
+    host: str  # an IP or a DNS name Envoy resolves
+    port: int
+    fail_open: bool = False  # FailOpen: any ready pod when the EPP cannot answer; FailClose: 503
+
+
+@dataclass(frozen=True)
+class PoolIR:
+    """One InferencePool: its ready pods' endpoints (pod IP x targetPort) and its picker."""
+
+    key: str  # "<ns>/<name>"
+    endpoints: tuple[tuple[str, int], ...]  # (ip, port) of every ready pod and target port, sorted
+    picker: EndpointPickerIR | None  # None: no endpointPickerRef, Envoy balances over the ready pods
+    h2c: bool = False  # appProtocol kubernetes.io/h2c: HTTP/2 without TLS to the model servers
+
+    @property
+    def cluster(self) -> str:
+        return wire.pool_cluster(self.key)
+
+    @property
+    def picker_cluster(self) -> str:
+        return wire.epp_cluster(self.key)
+
+
 @dataclass(frozen=True)
 class StringMatchIR:
     kind: str  # Exact | RegularExpression
@@ -159,11 +189,12 @@ class IR:
     listeners: tuple[ListenerIR, ...] = ()
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+    pools: tuple[PoolIR, ...] = ()  # InferencePools some route sends to
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""
         errors: list[str] = []
-        clusters = {b.cluster for b in self.backends}
+        clusters = {b.cluster for b in self.backends} | {p.cluster for p in self.pools}
         ports: dict[tuple[str, int], str] = {}
         for listener in self.listeners:
             addr = (listener.address, listener.port)

@@ -18,14 +18,16 @@ from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
+from controlplane.gatewayapi.pools import is_pool, translate_pool
 from controlplane.gatewayapi.routes import RouteTranslator
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, RetryIR, RouteIR
+from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, PoolIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
 
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
-_CORE_KINDS = {"Secret", "ConfigMap", "Namespace"}
+# Pods and Services: an InferencePool's model servers and endpoint picker (gatewayapi/pools.py).
+_CORE_KINDS = {"Secret", "ConfigMap", "Namespace", "Pod", "Service"}
 # Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
 _OTHER_MODES = {
     ("llmgw.dev/v1alpha1", "GatewayParameters"),
@@ -79,6 +81,15 @@ def translate(
             backends.append(backend)
             clusters[res.key] = backend.cluster
 
+    pools: dict[str, PoolIR] = {}
+    services = {s.key: s for s in by_kind.get("Service", [])}
+    for res in by_kind.get("InferencePool", []):
+        pool, pool_problems, pool_notes = translate_pool(res, pods=by_kind.get("Pod", []), services=services)
+        problems.extend(pool_problems)
+        notes.extend(pool_notes)
+        if pool is not None:
+            pools[res.key] = pool
+
     grants, grant_problems = read_grants(by_kind.get("ReferenceGrant", []))
     problems.extend(grant_problems)
     classes = {c.name: c for c in by_kind.get("GatewayClass", [])}
@@ -92,7 +103,7 @@ def translate(
     route_models: dict[str, set[str]] = {}
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
-        rt = RouteTranslator(route_res, clusters, grants)
+        rt = RouteTranslator(route_res, clusters, grants, pool_clusters={k: p.cluster for k, p in pools.items()})
         rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
         problems.extend(attach_problems)
         problems.extend(rt.problems)
@@ -118,10 +129,12 @@ def translate(
         for (gw, port), routes in sorted(attached.items())
     ]
     sorted_backends = tuple(sorted(backends, key=lambda b: b.key))
+    routed = {wb.cluster for lst in built for vh in lst.virtual_hosts for r in vh.routes for wb in r.backends}
     ir = IR(
         listeners=mark_direct_routes(tuple(built), sorted_backends),
         backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
+        pools=tuple(p for _, p in sorted(pools.items()) if p.cluster in routed),
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
@@ -174,6 +187,7 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
             (group == GATEWAY_API and res.kind in _GATEWAY_KINDS)
             or (res.api_version == "v1" and res.kind in _CORE_KINDS)
             or is_ai_backend(res)
+            or is_pool(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
             notes.append(

@@ -27,6 +27,7 @@ from extproc import wire
 _DURATION = re.compile(r"^(?:(\d{1,5})h)?(?:(\d{1,5})m(?!s))?(?:(\d{1,5})s)?(?:(\d{1,5})ms)?$")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 BACKEND_KINDS = (("llmgw.dev", "AIBackend"), ("agentgateway.dev", "AgentgatewayBackend"))
+POOL_KIND = ("inference.networking.k8s.io", "InferencePool")
 MAX_WEIGHT = 1_000_000
 # Python-only regex syntax that RE2 (Envoy) rejects: lookaround, backreferences, atomic and
 # conditional groups, possessive quantifiers, \Z.
@@ -63,12 +64,15 @@ class RouteTranslator:
         route: Resource,
         backend_clusters: Mapping[str, str],
         grants: ReferenceGrants | None = None,
+        *,
+        pool_clusters: Mapping[str, str] | None = None,
     ) -> None:
         self.route = route
         # "<ns>/<name>" of AI backends -> cluster. The two AI backend kinds share one identity
         # (a duplicate across kinds is refused), so a ref of either kind finds a backend of either.
         self.backend_clusters = backend_clusters
         self.grants = grants or ReferenceGrants()
+        self.pool_clusters = pool_clusters or {}  # "<ns>/<name>" of valid InferencePools -> cluster
         self.problems: list[Problem] = []
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
@@ -267,10 +271,12 @@ class RouteTranslator:
             self.fail(f"{rf}.name", "is required (a string)")
             return None
         group, kind = ref.get("group", ""), ref.get("kind", "Service")
-        if not any(group == g and kind == k for g, k in BACKEND_KINDS):
+        pool = (group, kind) == POOL_KIND
+        if not pool and not any(group == g and kind == k for g, k in BACKEND_KINDS):
             self.fail(
                 f"{rf}.kind",
-                f"{group or 'core'}/{kind} backends are not supported in standalone mode (use an AIBackend)",
+                f"{group or 'core'}/{kind} backends are not supported in standalone mode "
+                "(use an AIBackend or an InferencePool)",
                 "InvalidKind",
             )
             return None
@@ -294,7 +300,8 @@ class RouteTranslator:
                 "RefNotPermitted",
             )
             return None
-        cluster = self.backend_clusters.get(f"{ns}/{name}")
+        # An InferencePool's backendRef port is ignored: the pool's targetPorts say where its pods listen.
+        cluster = (self.pool_clusters if pool else self.backend_clusters).get(f"{ns}/{name}")
         if cluster is None:
             self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
         return cluster

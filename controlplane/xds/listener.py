@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.ir import ListenerIR
+from controlplane.ir import ListenerIR, PoolIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import names
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
+from controlplane.xds.inference_pool import picker_filter
 from controlplane.xds.local_reply import local_reply_config
+from extproc import wire
 
 
 def early_header_mutation() -> list[dict[str, Any]]:
@@ -19,21 +21,23 @@ def early_header_mutation() -> list[dict[str, Any]]:
 
     `x-gateway-model-name` selects backends; a client's copy would otherwise pick
     a backend (and its key) on any request the extproc does not rewrite, such as
-    a GET or a non-JSON body. Early header mutation runs before routing and
-    before any filter, on every route.
+    a GET or a non-JSON body. `x-gateway-destination-endpoint` picks an
+    InferencePool's endpoint; a client's copy would pick any pod (and, with a
+    FailOpen picker down, any host). Early header mutation runs before routing
+    and before any filter, on every route.
     """
     return [
         {
             "name": "llmgw.strip_gateway_headers",
             "typed_config": {
                 "@type": _T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": [{"remove": names.MODEL_HEADER}],
+                "mutations": [{"remove": names.MODEL_HEADER}, {"remove": wire.DESTINATION_ENDPOINT_HEADER}],
             },
         }
     ]
 
 
-def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
+def listener_resource(listener: ListenerIR, limits: Limits, *, pools: tuple[PoolIR, ...] = ()) -> dict[str, Any]:
     hcm = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": listener.name.replace("/", "_"),
@@ -44,6 +48,7 @@ def listener_resource(listener: ListenerIR, limits: Limits) -> dict[str, Any]:
         },
         "http_filters": [
             router_stage_filter(listener.gateway),
+            *picker_filter(pools),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},

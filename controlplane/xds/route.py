@@ -6,14 +6,20 @@ from typing import Any
 
 import orjson
 
-from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
+from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, PoolIR, RouteIR
 from controlplane.xds import names
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
+from controlplane.xds.inference_pool import PICKER_FILTER, picker_route_config, pool_retry_policy, served_header
 from extproc import wire
 
 
-def route_config_resource(listener: ListenerIR, providers: dict[str, int]) -> dict[str, Any]:
+def route_config_resource(
+    listener: ListenerIR, providers: dict[str, int], pools: dict[str, PoolIR] | None = None
+) -> dict[str, Any]:
+    """`pools`: the InferencePools by cluster name (routes to them call their endpoint picker)."""
+    pools = pools or {}
+    pickers = any(p.picker is not None for p in pools.values())
     return {
         "name": listener.name,
         # Gateway API hostnames never carry a port; "host:8080" must match "host" and "*.example.com".
@@ -24,7 +30,10 @@ def route_config_resource(listener: ListenerIR, providers: dict[str, int]) -> di
             {
                 "name": vh.name,
                 "domains": list(vh.domains),
-                "routes": [_route(r, providers, body_limit=listener.max_body_bytes) for r in vh.routes],
+                "routes": [
+                    _pool_route(_route(r, providers, body_limit=listener.max_body_bytes), r, pools, pickers)
+                    for r in vh.routes
+                ],
             }
             for vh in listener.virtual_hosts
         ],
@@ -150,6 +159,28 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
                 "disabled": True,
             }
         }
+    return out
+
+
+def _pool_route(out: dict[str, Any], r: RouteIR, pools: dict[str, PoolIR], pickers: bool) -> dict[str, Any]:
+    """Routes to InferencePools: the picker per pool (per weighted cluster), the served endpoint, retries."""
+    targets = [pools.get(b.cluster) for b in r.backends]
+    action = out.get("route")
+    if action is None or not any(targets):
+        if pickers:
+            out.setdefault("typed_per_filter_config", {})[PICKER_FILTER] = picker_route_config(None)
+        return out
+    action.pop("auto_host_rewrite", None)  # the client's Host goes to the model server, as for a Service
+    if "retry_policy" not in action:
+        action["retry_policy"] = pool_retry_policy()
+    out["response_headers_to_add"] = [*out.get("response_headers_to_add", []), served_header()]
+    if pickers:
+        weighted = action.get("weighted_clusters")
+        if weighted is None:
+            out.setdefault("typed_per_filter_config", {})[PICKER_FILTER] = picker_route_config(targets[0])
+        else:
+            for entry, pool in zip(weighted["clusters"], targets, strict=True):
+                entry["typed_per_filter_config"] = {PICKER_FILTER: picker_route_config(pool)}
     return out
 
 

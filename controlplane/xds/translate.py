@@ -25,10 +25,13 @@ import envoy.config.route.v3.route_pb2 as route_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.header_to_metadata.v3.header_to_metadata_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
 import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.load_balancing_policies.least_request.v3.least_request_pb2
+import envoy.extensions.load_balancing_policies.override_host.v3.override_host_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
@@ -40,6 +43,7 @@ from controlplane.ir import IR
 from controlplane.limits import Limits
 from controlplane.xds import names
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
+from controlplane.xds.inference_pool import pool_clusters
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.route import route_config_resource
 
@@ -91,9 +95,10 @@ def translate(
     towards outlier detection whatever its Retry-After."""
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
+    pools = {p.cluster: p for p in ir.pools}
     for listener in ir.listeners:
-        res.listeners.append(listener_resource(listener, limits or Limits()))
-        res.routes.append(route_config_resource(listener, providers))
+        res.listeners.append(listener_resource(listener, limits or Limits(), pools=ir.pools))
+        res.routes.append(route_config_resource(listener, providers, pools))
     direct = {
         r.backends[0].cluster
         for lst in ir.listeners
@@ -113,6 +118,8 @@ def translate(
             res.clusters.append(cluster)
             if cla is not None:
                 res.endpoints.append(cla)
+    for pool in ir.pools:
+        res.clusters.extend(pool_clusters(pool, listener_limit=_max_body(ir)))
     return res
 
 
