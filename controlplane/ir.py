@@ -88,6 +88,8 @@ class PoolIR:
     endpoints: tuple[tuple[str, int], ...]  # (ip, port) of every ready pod and target port, sorted
     picker: EndpointPickerIR | None  # None: no endpointPickerRef, Envoy balances over the ready pods
     h2c: bool = False  # appProtocol kubernetes.io/h2c: HTTP/2 without TLS to the model servers
+    engine: str = "vllm"  # label inference.networking.k8s.io/engine-type: the metric names llmgw's picker reads
+    objectives: tuple[tuple[str, int], ...] = ()  # InferenceObjectives on it: (name, priority), for llmgw's picker
 
     @property
     def cluster(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 
@@ -22,6 +23,8 @@ class ConfigHolder:
     def __init__(self) -> None:
         self.current: ExtprocConfig = EMPTY
         self.ready = asyncio.Event()
+        # Called with each accepted config, on the event loop (e.g. the picker's scraping starts).
+        self.listeners: list[Callable[[ExtprocConfig], None]] = []
 
     def accept(self, raw: bytes) -> bool:
         try:
@@ -32,6 +35,8 @@ class ConfigHolder:
         self.current = config
         self.ready.set()
         credentials.prefetch(config.providers.values())
+        for listener in self.listeners:
+            listener(config)
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
         return True
 

@@ -67,6 +67,15 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class PoolPickConfig:
+    """An InferencePool whose endpoint llmgw picks itself (it has no endpointPickerRef)."""
+
+    endpoints: list[str] = field(default_factory=list)  # "ip:port" of its ready pods x targetPorts
+    engine: str = "vllm"  # which metric names its model servers expose (extproc.picker.engines)
+    objectives: dict[str, int] = field(default_factory=dict)  # InferenceObjective name -> priority
+
+
+@dataclass(frozen=True)
 class ExtprocConfig:
     """Everything a worker needs; replaced atomically as a whole."""
 
@@ -77,6 +86,12 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # InferencePools llmgw picks for (pool key -> its endpoints and objectives), the Envoy routes
+    # to them (route name -> pool key) and, per gateway, the models whose exact model-header
+    # match routes to one (model -> pool key): the route after the body's model is known.
+    pools: dict[str, PoolPickConfig] = field(default_factory=dict)
+    pool_routes: dict[str, str] = field(default_factory=dict)
+    pool_models: dict[str, dict[str, str]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -106,6 +121,9 @@ class ExtprocConfig:
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            pools={str(k): PoolPickConfig(**v) for k, v in raw.get("pools", {}).items()},
+            pool_routes={str(k): str(v) for k, v in raw.get("pool_routes", {}).items()},
+            pool_models={str(g): {str(m): str(p) for m, p in v.items()} for g, v in raw.get("pool_models", {}).items()},
         )
 
 

@@ -38,6 +38,8 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
+from extproc.picker.pools import OBJECTIVE_HEADER, pick_for, pool_of
+from extproc.picker.scraper import LoadBoard
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
@@ -79,6 +81,11 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # InferencePools llmgw picks for (extproc/picker): the worker's load board, the route matched
+    # on the headers and the InferenceObjective the client named.
+    loads: LoadBoard | None = None
+    route_name: str | None = None
+    objective: str = ""
 
     # --- request ---------------------------------------------------------------------------
 
@@ -86,6 +93,8 @@ class RouterRequest:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
         self.op = operation_of(self.path)
+        self.route_name = route_name if isinstance(route_name, str) else None
+        self.objective = headers.get(OBJECTIVE_HEADER, "")
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
@@ -161,8 +170,33 @@ class RouterRequest:
             common.header_mutation.set_headers.append(set_header(wire.MODEL_HEADER, self.request_model))
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
+        refused = self._pick_endpoint(common)
+        if refused is not None:
+            return refused
         common.clear_route_cache = True
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    def _pick_endpoint(self, common: ep.CommonResponse) -> ep.ProcessingResponse | None:
+        """InferencePools without a picker of their own: llmgw picks (extproc/picker); None: go on."""
+        if self.loads is None or not self.config.pools:
+            return None
+        pool = pool_of(self.config, gateway=self.gateway, route_name=self.route_name, model=self.request_model)
+        if pool is None:
+            return None
+        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective)
+        decision = picked.decision
+        if decision.shed:
+            return self._error(
+                429,
+                f"The model servers of InferencePool {pool} are saturated; this request's priority is shed. "
+                "Retry later.",
+                "pool_saturated",
+            )
+        if not decision.endpoints:
+            return self._error(503, f"InferencePool {pool} has no ready endpoint.", "no_ready_endpoint")
+        value = ",".join(decision.endpoints)
+        common.header_mutation.set_headers.append(set_header(wire.DESTINATION_ENDPOINT_HEADER, value))
+        return None
 
     def _models(self) -> ep.ProcessingResponse:
         ids = self.config.models.get(self.gateway, [])

@@ -20,15 +20,19 @@ from extproc.configclient import ConfigHolder
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
+from extproc.picker.scraper import LoadBoard
 from extproc.router_stage import RouterRequest
 
 log = logging.getLogger("llmgw.extproc")
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
+    def __init__(
+        self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None, loads: LoadBoard | None = None
+    ) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
+        self.loads = loads if loads is not None else LoadBoard()  # InferencePools llmgw picks for
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -58,7 +62,11 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             return
         holder = self.holder
         router = RouterRequest(
-            gateway=gateway, config=config, cooldowns=self.cooldowns, latest_config=lambda: holder.current
+            gateway=gateway,
+            config=config,
+            cooldowns=self.cooldowns,
+            latest_config=lambda: holder.current,
+            loads=self.loads,
         )
         try:
             async for req in request_iterator:

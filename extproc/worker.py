@@ -36,6 +36,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         ]
     )
     processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env())
+    holder.listeners.append(processor.loads.want_pools)  # scrape the model servers before the first pick
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
@@ -77,6 +78,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
                     await task
         if started:
             await server.stop(grace=2)
+        await processor.loads.close()  # the endpoint picker's metrics scraping
 
 
 def run(*, listen: str, config_target: str, name: str) -> int:

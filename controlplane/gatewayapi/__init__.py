@@ -18,7 +18,7 @@ from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
-from controlplane.gatewayapi.pools import is_pool, translate_pool
+from controlplane.gatewayapi.pools import attach_objectives, is_objective, is_pool, translate_pool
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, PoolIR, RetryIR, RouteIR
 from controlplane.resources import Problem, Resource, secret_data
@@ -89,6 +89,9 @@ def translate(
         notes.extend(pool_notes)
         if pool is not None:
             pools[res.key] = pool
+    pools, objective_problems, objective_notes = attach_objectives(pools, by_kind.get("InferenceObjective", []))
+    problems.extend(objective_problems)
+    notes.extend(objective_notes)
 
     grants, grant_problems = read_grants(by_kind.get("ReferenceGrant", []))
     problems.extend(grant_problems)
@@ -188,6 +191,7 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
             or (res.api_version == "v1" and res.kind in _CORE_KINDS)
             or is_ai_backend(res)
             or is_pool(res)
+            or is_objective(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
             notes.append(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from controlplane.ir import EndpointPickerIR, PoolIR
@@ -36,10 +37,68 @@ _SELECTOR_FIELDS = {"matchLabels"}
 _PICKER_FIELDS = {"group", "kind", "name", "port", "failureMode"}
 _FAILURE_MODES = ("FailOpen", "FailClose")
 MAX_TARGET_PORTS = 8
+OBJECTIVE_KINDS = {
+    ("inference.networking.x-k8s.io/v1alpha2", "InferenceObjective"),
+    ("llm-d.ai/v1alpha2", "InferenceObjective"),
+}
+ENGINE_LABEL = "inference.networking.k8s.io/engine-type"
+ENGINES = ("vllm", "sglang", "tgi")
 
 
 def is_pool(res: Resource) -> bool:
     return res.api_version == POOL_API_VERSION and res.kind == POOL_KIND
+
+
+def is_objective(res: Resource) -> bool:
+    return (res.api_version, res.kind) in OBJECTIVE_KINDS
+
+
+def attach_objectives(
+    pools: dict[str, PoolIR], objectives: Iterable[Resource]
+) -> tuple[dict[str, PoolIR], list[Problem], list[Problem]]:
+    """InferenceObjectives (`priority`, `poolRef`) onto their pools: (pools, problems, notes).
+
+    llmgw's own picker acts on them (priority under saturation); a pool with an
+    endpoint picker of its own has that picker read them, which is a note here.
+    """
+    problems: list[Problem] = []
+    notes: list[Problem] = []
+    found: dict[str, list[tuple[str, int]]] = {}
+    for res in objectives:
+        spec = res.spec
+        for key in spec:
+            if key not in ("priority", "poolRef"):
+                problems.append(Problem(res.file, res.ref, f"spec.{key}", "is not supported by llmgw", "Unsupported"))
+        priority = spec.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            problems.append(Problem(res.file, res.ref, "spec.priority", "must be an integer"))
+            continue
+        ref = spec.get("poolRef")
+        name = ref.get("name") if isinstance(ref, Mapping) else None
+        kind = ref.get("kind", POOL_KIND) if isinstance(ref, Mapping) else None
+        if not isinstance(name, str) or kind != POOL_KIND:
+            problems.append(Problem(res.file, res.ref, "spec.poolRef", "must name an InferencePool (name)"))
+            continue
+        key = f"{res.namespace}/{name}"
+        pool = pools.get(key)
+        if pool is None:
+            problems.append(
+                Problem(res.file, res.ref, "spec.poolRef", f"InferencePool {key} not found or invalid", "NotFound")
+            )
+            continue
+        if pool.picker is not None:
+            notes.append(
+                Problem(
+                    res.file,
+                    res.ref,
+                    "",
+                    f"InferencePool {key} has its own endpoint picker, which reads this objective (llmgw does not)",
+                    "Ignored",
+                )
+            )
+        found.setdefault(key, []).append((res.name, priority))
+    out = {k: replace(p, objectives=tuple(sorted(found.get(k, [])))) for k, p in pools.items()}
+    return out, problems, notes
 
 
 class _Ctx:
@@ -69,8 +128,13 @@ def translate_pool(
     picker = _picker(ctx, spec.get("endpointPickerRef"), services)
     if ctx.problems or labels is None or ports is None:
         return None, ctx.problems, ctx.notes
-    endpoints = sorted({(ip, port) for ip in _ready_pod_ips(res.namespace, labels, pods) for port in ports})
-    pool = PoolIR(key=res.key, endpoints=tuple(endpoints), picker=picker, h2c=app == APP_PROTOCOL_H2C)
+    members = _ready_pods(res.namespace, labels, pods)
+    endpoints = sorted({(ip, port) for ip, _ in members for port in ports})
+    engine = res.labels.get(ENGINE_LABEL) or next((e for _, e in members if e), None) or "vllm"
+    if engine not in ENGINES:
+        ctx.fail(f"metadata.labels.{ENGINE_LABEL}", f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+        return None, ctx.problems, ctx.notes
+    pool = PoolIR(key=res.key, endpoints=tuple(endpoints), picker=picker, h2c=app == APP_PROTOCOL_H2C, engine=engine)
     return pool, [], ctx.notes
 
 
@@ -174,9 +238,9 @@ def _service_host(service: Resource) -> str | None:
     return None
 
 
-def _ready_pod_ips(namespace: str, labels: Mapping[str, str], pods: Iterable[Resource]) -> list[str]:
-    """IPs of the pods in `namespace` carrying every label, with an IP, not terminating, Ready unless unknown."""
-    out: list[str] = []
+def _ready_pods(namespace: str, labels: Mapping[str, str], pods: Iterable[Resource]) -> list[tuple[str, str | None]]:
+    """(IP, engine label) of the pods in `namespace` with every label, an IP, not terminating, Ready unless unknown."""
+    out: list[tuple[str, str | None]] = []
     for pod in pods:
         if pod.namespace != namespace or any(pod.labels.get(k) != v for k, v in labels.items()):
             continue
@@ -198,5 +262,5 @@ def _ready_pod_ips(namespace: str, labels: Mapping[str, str], pods: Iterable[Res
             ready = [c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"]
             if ready and ready[0].get("status") != "True":
                 continue
-        out.append(ip)
+        out.append((ip, pod.labels.get(ENGINE_LABEL)))
     return out

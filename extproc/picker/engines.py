@@ -1,0 +1,73 @@
+"""Model-server load from a Prometheus scrape: queue depth, running requests, KV-cache utilization.
+
+Metric names per engine (chosen by the pool's `inference.networking.k8s.io/engine-type`
+label value, vLLM by default), the same the GIE reference picker reads:
+vLLM `vllm:num_requests_waiting`, `vllm:num_requests_running`,
+`vllm:kv_cache_usage_perc` (older vLLM: `vllm:gpu_cache_usage_perc`); SGLang
+`sglang:num_queue_reqs`, `sglang:num_running_reqs`, `sglang:token_usage`; TGI
+`tgi_queue_size`, `tgi_batch_current_size` (no KV gauge: 0). A gauge with
+several series (one per model or LoRA adapter) is summed (queues) or maxed
+(utilization).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+ENGINE_LABEL = "inference.networking.k8s.io/engine-type"
+
+
+@dataclass(frozen=True)
+class EngineMetrics:
+    waiting: tuple[str, ...]
+    running: tuple[str, ...]
+    kv_usage: tuple[str, ...]
+
+
+ENGINES: dict[str, EngineMetrics] = {
+    "vllm": EngineMetrics(
+        waiting=("vllm:num_requests_waiting",),
+        running=("vllm:num_requests_running",),
+        kv_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    ),
+    "sglang": EngineMetrics(
+        waiting=("sglang:num_queue_reqs",), running=("sglang:num_running_reqs",), kv_usage=("sglang:token_usage",)
+    ),
+    "tgi": EngineMetrics(waiting=("tgi_queue_size",), running=("tgi_batch_current_size",), kv_usage=()),
+}
+DEFAULT_ENGINE = "vllm"
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """One endpoint's load as last scraped; `at` is time.monotonic() of the scrape."""
+
+    waiting: float = 0.0
+    running: float = 0.0
+    kv_usage: float = 0.0  # 0..1
+    at: float = 0.0
+
+
+def parse_load(text: str, *, engine: str = DEFAULT_ENGINE, at: float = 0.0) -> PodLoad:
+    """The load in a Prometheus text exposition; raises ValueError on text that is not one."""
+    names = ENGINES.get(engine, ENGINES[DEFAULT_ENGINE])
+    samples: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(float(sample.value))
+
+    def first(candidates: tuple[str, ...], combine: str) -> float:
+        for name in candidates:
+            values = samples.get(name)
+            if values:
+                return sum(values) if combine == "sum" else max(values)
+        return 0.0
+
+    return PodLoad(
+        waiting=first(names.waiting, "sum"),
+        running=first(names.running, "sum"),
+        kv_usage=min(max(first(names.kv_usage, "max"), 0.0), 1.0),
+        at=at,
+    )

@@ -1,0 +1,73 @@
+"""Pure picking: least-loaded endpoints first, saturation, and which priorities are shed.
+
+Score (lower is better) = queue weight x waiting requests (normalized by the
+queue threshold) + KV weight x KV-cache utilization, plus what this picker sent
+since the last scrape (so a burst between scrapes spreads instead of piling on
+the endpoint that looked idle). Stale or missing metrics score as "busy but not
+full" so a pod that stops answering /metrics is used last, not never.
+
+Saturation follows the GIE reference defaults: every candidate has at least
+`queue_threshold` waiting requests or KV utilization at or above
+`kv_threshold`. Under saturation a request whose InferenceObjective priority
+is below the pool's highest is shed (429 in the client's schema); the highest
+priority (and every request when the pool has no objectives) still goes to the
+least-loaded endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from extproc.picker.engines import PodLoad
+
+QUEUE_THRESHOLD = 5.0
+KV_THRESHOLD = 0.8
+QUEUE_WEIGHT = 1.0
+KV_WEIGHT = 1.0
+FALLBACKS = 2  # endpoints listed after the best one, for Envoy to retry on
+
+
+@dataclass(frozen=True)
+class Decision:
+    endpoints: tuple[str, ...] = ()  # best first; empty: shed or none
+    shed: bool = False
+    saturated: bool = False
+    reason: str = ""
+
+
+def _fresh(load: PodLoad | None, now: float, stale_after: float) -> PodLoad | None:
+    return load if load is not None and now - load.at <= stale_after else None
+
+
+def score(load: PodLoad | None, *, sent_since_scrape: int = 0) -> float:
+    if load is None:
+        return QUEUE_WEIGHT * 0.5 + KV_WEIGHT * 0.5 + sent_since_scrape / QUEUE_THRESHOLD
+    waiting = load.waiting + sent_since_scrape
+    return QUEUE_WEIGHT * waiting / QUEUE_THRESHOLD + KV_WEIGHT * load.kv_usage + load.running / 1000
+
+
+def is_saturated(load: PodLoad | None) -> bool:
+    return load is not None and (load.waiting >= QUEUE_THRESHOLD or load.kv_usage >= KV_THRESHOLD)
+
+
+def pick(
+    candidates: list[str],
+    loads: Mapping[str, PodLoad],
+    *,
+    now: float,
+    stale_after: float,
+    priority: int = 0,
+    top_priority: int = 0,
+    sent: Mapping[str, int] | None = None,
+) -> Decision:
+    """Endpoints to try (best first) or a shed decision, for one request of `priority`."""
+    if not candidates:
+        return Decision(reason="the pool has no ready endpoint")
+    sent = sent or {}
+    fresh = {c: _fresh(loads.get(c), now, stale_after) for c in candidates}
+    saturated = all(is_saturated(fresh[c]) for c in candidates)
+    if saturated and priority < top_priority:
+        return Decision(shed=True, saturated=True, reason=f"pool saturated; priority {priority} < {top_priority}")
+    ranked = sorted(candidates, key=lambda c: (score(fresh[c], sent_since_scrape=sent.get(c, 0)), c))
+    return Decision(endpoints=tuple(ranked[: 1 + FALLBACKS]), saturated=saturated)
