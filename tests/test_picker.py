@@ -1,0 +1,103 @@
+"""The picker's pure core: metric names per engine, least-loaded order, saturation and shedding."""
+
+from __future__ import annotations
+
+import pytest
+
+from extproc.contract import ExtprocConfig, PoolPickConfig
+from extproc.picker.engines import PodLoad, parse_load
+from extproc.picker.pools import pool_of
+from extproc.picker.scheduler import FALLBACKS, pick
+
+VLLM = """# HELP vllm:num_requests_waiting Number of requests waiting.
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{model_name="a"} 3.0
+vllm:num_requests_waiting{model_name="lora-1"} 2.0
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{model_name="a"} 7.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{model_name="a"} 0.42
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1"} 4.0
+vllm:time_to_first_token_seconds_bucket{le="+Inf"} 5.0
+vllm:time_to_first_token_seconds_count 5.0
+vllm:time_to_first_token_seconds_sum 0.7
+"""
+
+
+def test_vllm_gauges_summed_and_maxed() -> None:
+    load = parse_load(VLLM, engine="vllm", at=1.0)
+    assert load == PodLoad(waiting=5.0, running=7.0, kv_usage=0.42, at=1.0)
+
+
+def test_older_vllm_and_other_engines() -> None:
+    assert parse_load("vllm:gpu_cache_usage_perc 0.5\n").kv_usage == 0.5
+    sglang = "sglang:num_queue_reqs 4\nsglang:num_running_reqs 2\nsglang:token_usage 0.9\n"
+    assert parse_load(sglang, engine="sglang") == PodLoad(waiting=4, running=2, kv_usage=0.9)
+    assert parse_load("tgi_queue_size 6\ntgi_batch_current_size 3\n", engine="tgi") == PodLoad(waiting=6, running=3)
+
+
+def test_not_prometheus_text_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        parse_load("{not metrics")
+
+
+def _loads(**by_ep: tuple[float, float]) -> dict[str, PodLoad]:
+    return {ep.replace("_", "."): PodLoad(waiting=w, kv_usage=kv, at=10.0) for ep, (w, kv) in by_ep.items()}
+
+
+EPS = ["a", "b", "c", "d"]
+
+
+def test_least_loaded_first_with_fallbacks() -> None:
+    loads = _loads(a=(10, 0.9), b=(0, 0.1), c=(3, 0.2), d=(0, 0.6))
+    decision = pick(EPS, loads, now=10.0, stale_after=2.0)
+    assert decision.endpoints == ("b", "d", "c")[: 1 + FALLBACKS]
+    assert not decision.shed and not decision.saturated
+
+
+def test_picks_since_the_scrape_spread_a_burst() -> None:
+    loads = _loads(a=(0, 0.1), b=(0, 0.1), c=(9, 0.9), d=(9, 0.9))
+    decision = pick(EPS, loads, now=10.0, stale_after=2.0, sent={"a": 3})
+    assert decision.endpoints[0] == "b"
+
+
+def test_stale_metrics_rank_after_fresh_idle_pods() -> None:
+    loads = _loads(a=(0, 0.0), b=(0, 0.0))
+    loads["a"] = PodLoad(at=1.0)  # scraped long ago
+    decision = pick(["a", "b"], loads, now=10.0, stale_after=2.0)
+    assert decision.endpoints[0] == "b"
+
+
+def test_saturation_sheds_lower_priorities_only() -> None:
+    loads = _loads(a=(6, 0.5), b=(0, 0.85), c=(9, 0.95), d=(5, 0.1))
+    low = pick(EPS, loads, now=10.0, stale_after=2.0, priority=0, top_priority=10)
+    assert low.shed and low.saturated and not low.endpoints
+    high = pick(EPS, loads, now=10.0, stale_after=2.0, priority=10, top_priority=10)
+    assert not high.shed and high.saturated and high.endpoints
+    no_objectives = pick(EPS, loads, now=10.0, stale_after=2.0)
+    assert not no_objectives.shed
+
+
+def test_one_unsaturated_pod_means_no_shedding() -> None:
+    loads = _loads(a=(6, 0.5), b=(0, 0.2))
+    decision = pick(["a", "b"], loads, now=10.0, stale_after=2.0, priority=-1, top_priority=0)
+    assert decision.endpoints[0] == "b" and not decision.shed
+
+
+def test_empty_pool() -> None:
+    decision = pick([], {}, now=0.0, stale_after=1.0)
+    assert not decision.endpoints and not decision.shed
+
+
+def test_pool_of_prefers_the_models_route() -> None:
+    config = ExtprocConfig(
+        version="v",
+        pools={"ns/a": PoolPickConfig(endpoints=["1.1.1.1:8000"]), "ns/b": PoolPickConfig()},
+        pool_routes={"route-a": "ns/a"},
+        pool_models={"ns/gw": {"m-b": "ns/b"}},
+    )
+    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="m-b") == "ns/b"
+    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="other") == "ns/a"
+    assert pool_of(config, gateway="ns/other", route_name="x", model="m-b") is None
+    assert ExtprocConfig.from_json(config.to_json()) == config
