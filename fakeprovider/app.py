@@ -59,7 +59,7 @@ class FakeProvider:
         # kv_cache_usage_perc).
         self.in_flight = 0
         self.load_override: dict[str, float] | None = None
-        self.metrics_scrapes = 0
+        self.metrics_scrapes: dict[str, int] = {}  # GET /metrics per User-Agent (one per scraper)
         self.app = self._build_app()
 
     @property
@@ -145,7 +145,8 @@ class FakeProvider:
         return respond.json_response(b"{}")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        self.metrics_scrapes += 1
+        agent = request.headers.get("User-Agent", "")
+        self.metrics_scrapes[agent] = self.metrics_scrapes.get(agent, 0) + 1
         load = self.load_override or {}
         running = load.get("running", float(self.in_flight))
         waiting = load.get("waiting", 0.0)

@@ -11,6 +11,9 @@ every server was scraped after the change (no timing assumption).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -19,7 +22,7 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, free_port, gateway_yaml, wait_until
+from tests.harness import REPO, GatewayProcess, free_port, gateway_yaml, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +55,31 @@ spec:
   poolRef: {{group: inference.networking.k8s.io, name: qwen-pool}}
 """
 
+EPP_POOL = """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: via-epp, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /epp}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}}}}]
+      backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: qwen-epp}}]
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: qwen-epp, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: qwen}}}}
+  targetPorts: [{{number: {port}}}]
+  endpointPickerRef: {{name: llmgw-epp, port: {{number: {epp_port}}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: llmgw-epp, namespace: default}}
+spec: {{clusterIP: 127.0.0.1}}
+"""
+
 POD = """---
 apiVersion: v1
 kind: Pod
@@ -64,20 +92,49 @@ class Stack:
     def __init__(self) -> None:
         self.port = free_port()
         self.servers = {ip: FakeProviderThread(host=ip, port=self.port, name=f"pod-{ip}").start() for ip in PODS}
+        # llmgw's picker as a separate EPP (as in Kubernetes), for the pool qwen-epp.
+        self.epp_port = free_port()
+        self.epp = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controlplane.cli",
+                "epp",
+                "--listen",
+                f"127.0.0.1:{self.epp_port}",
+                "--pool",
+                "default/qwen-epp",
+                "--endpoints",
+                ",".join(f"{ip}:{self.port}" for ip in PODS),
+                "--objective",
+                "interactive=10",
+            ],
+            cwd=REPO,
+        )
         self.gw = GatewayProcess(workers=2)
         pods = "".join(POD.format(i=i, ip=ip) for i, ip in enumerate(PODS))
-        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + MANIFESTS.format(port=self.port) + pods)
+        manifests = MANIFESTS.format(port=self.port) + EPP_POOL.format(port=self.port, epp_port=self.epp_port)
+        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + manifests + pods)
         self.gw.start()
 
     def set_loads(self, loads: dict[str, dict[str, float]]) -> None:
-        """Set each server's reported load, then wait until every worker could have scraped it."""
-        before = {ip: s.provider.metrics_scrapes for ip, s in self.servers.items()}
+        """Set each server's reported load, then wait until every scraper (2 workers, the EPP) read it."""
+        scrapers = 3
+        wait_until(
+            lambda: all(len(s.provider.metrics_scrapes) >= scrapers for s in self.servers.values()),
+            "every scraper scraping every model server",
+        )
+        before = {ip: dict(s.provider.metrics_scrapes) for ip, s in self.servers.items()}
         for ip, load in loads.items():
             httpx.put(f"http://{ip}:{self.port}/_fake/load", json=load).raise_for_status()
-        # Two workers scrape each server; 4 scrapes after the change include one per worker.
+        # A scrape that started after the change: two more by each scraper.
         wait_until(
-            lambda: all(s.provider.metrics_scrapes >= before[ip] + 4 for ip, s in self.servers.items()),
-            "every model server scraped after the load change",
+            lambda: all(
+                n >= before[ip].get(agent, 0) + 2
+                for ip, s in self.servers.items()
+                for agent, n in dict(s.provider.metrics_scrapes).items()
+            ),
+            "every scraper scraped every model server after the load change",
         )
 
     def served_by(self) -> Counter[str]:
@@ -90,6 +147,8 @@ class Stack:
     def close(self) -> None:
         self.gw.stop()
         self.gw.cleanup()
+        self.epp.send_signal(signal.SIGTERM)
+        assert self.epp.wait(20) == 0
         for s in self.servers.values():
             s.stop()
 
@@ -103,13 +162,15 @@ def stack() -> Iterator[Stack]:
         s.close()
 
 
-def _client(stack: Stack, objective: str | None = None) -> openai.OpenAI:
+def _client(stack: Stack, objective: str | None = None, prefix: str = "/v1") -> openai.OpenAI:
     headers = {"x-gateway-inference-objective": objective} if objective else {}
-    return openai.OpenAI(base_url=stack.gw.url + "/v1", api_key="unused", max_retries=0, default_headers=headers)
+    return openai.OpenAI(base_url=stack.gw.url + prefix, api_key="unused", max_retries=0, default_headers=headers)
 
 
-def _ask(stack: Stack, objective: str | None = None) -> str:
-    resp = _client(stack, objective).chat.completions.create(model="qwen", messages=[{"role": "user", "content": "hi"}])
+def _ask(stack: Stack, objective: str | None = None, prefix: str = "/v1") -> str:
+    resp = _client(stack, objective, prefix).chat.completions.create(
+        model="qwen", messages=[{"role": "user", "content": "hi"}]
+    )
     return resp.choices[0].message.content or ""
 
 
@@ -149,3 +210,23 @@ def test_model_header_routes_to_the_pool_and_others_do_not_match(stack: Stack) -
     with pytest.raises(openai.NotFoundError):
         _client(stack).chat.completions.create(model="other", messages=[{"role": "user", "content": "hi"}])
     assert "pod-" in _ask(stack)
+
+
+def test_llmgw_epp_picks_least_loaded_and_sheds(stack: Stack) -> None:
+    """`llmgw epp` as the pool's endpoint picker: the same picks and shedding, over the GIE protocol."""
+    stack.clear()
+    stack.set_loads(
+        {
+            PODS[0]: {"waiting": 40, "kv_cache_usage_perc": 0.95},
+            PODS[1]: {"waiting": 40, "kv_cache_usage_perc": 0.95},
+            PODS[2]: {"waiting": 0, "kv_cache_usage_perc": 0.1},
+        }
+    )
+    for _ in range(4):
+        assert f"pod-{PODS[2]}" in _ask(stack, prefix="/epp")
+    stack.set_loads({ip: {"waiting": 9, "kv_cache_usage_perc": 0.99} for ip in PODS})
+    with pytest.raises(openai.RateLimitError) as info:
+        _ask(stack, prefix="/epp")
+    assert info.value.response.json()["error"]["code"] == "pool_saturated"
+    assert "pod-" in _ask(stack, objective="interactive", prefix="/epp")
+    assert sum(stack.served_by().values()) == 5

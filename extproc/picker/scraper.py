@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterable
 
@@ -86,7 +87,11 @@ class LoadBoard:
             await self._updated.wait()
 
     async def _run(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S))
+        # One User-Agent per process: a model server's logs tell the scrapers apart.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S),
+            headers={"User-Agent": f"llmgw-picker/{os.getpid()}"},
+        )
         try:
             while True:
                 now = time.monotonic()
