@@ -57,8 +57,15 @@ TRANSLATED = (
     "Namespace",
     "Secret",
     "ConfigMap",
+    # InferencePools, their objectives and model-server pods (every Pod: a pool selects by label).
+    "InferencePool",
+    "InferenceObjective",
+    "Pod",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# Services an InferencePool names as its endpoint picker: cached by reference, in an informer of
+# their own beside the one holding the Services llmgw provisions.
+PICKER_SERVICES = "Service/endpoint-picker"
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -131,6 +138,9 @@ class Controller:
             self.informers[kind] = Informer(
                 self.kube, kind, on_change=self.mark_dirty, keep=keep, resync_s=self.opts.resync_s
             ).start()
+        self.informers[PICKER_SERVICES] = Informer(
+            self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
+        ).start()
         for kind in MANAGED:
             self.informers[kind] = Informer(
                 self.kube, kind, on_change=self.mark_dirty, label_selector=MANAGED_SELECTOR, resync_s=self.opts.resync_s
@@ -201,7 +211,11 @@ class Controller:
     # ------------------------------------------------------------------ one reconcile
 
     def resources(self) -> list[Resource]:
-        return [to_resource(o) for kind in TRANSLATED for o in self.informers[kind].items()]
+        return [
+            to_resource({"apiVersion": "v1", "kind": "Service", **o}) if kind == PICKER_SERVICES else to_resource(o)
+            for kind in (*TRANSLATED, PICKER_SERVICES)
+            for o in self.informers[kind].items()
+        ]
 
     async def reconcile_once(self) -> Plan:
         resources = self.resources()
@@ -229,17 +243,18 @@ class Controller:
             return False
         added = refs - self.referenced
         self.referenced = refs
-        for kind in REFERENCED_ONLY:
+        for kind in (*REFERENCED_ONLY, PICKER_SERVICES):
             self.informers[kind].prune()
         for kind, ns, name in sorted(added):
-            if self.informers[kind].get(ns, name) is None:
+            informer = self.informers[PICKER_SERVICES if kind == "Service" else kind]
+            if informer.get(ns, name) is None:
                 try:
                     obj = await asyncio.to_thread(self.kube.get, kind, name, namespace=ns)
                 except KubeError as exc:
                     log.warning("cannot read %s %s/%s: %s", kind, ns, name, exc)
                     continue
                 if obj is not None:
-                    self.informers[kind].put({**obj, "kind": kind, "apiVersion": "v1"})
+                    informer.put({**obj, "kind": kind, "apiVersion": "v1"})
         return True
 
     async def _publish(self, plan: Plan) -> None:

@@ -25,6 +25,7 @@ from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
 from controlplane.kubernetes import provision, status
+from controlplane.kubernetes.pool_status import inferencepool_status, pool_parents
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
@@ -86,6 +87,9 @@ def reconcile(
     plan = Plan()
 
     base = translate(shared, environ={})
+    base_notes: dict[str, list[Problem]] = {}
+    for n in base.notes:
+        base_notes.setdefault(n.obj, []).append(n)
     plan.problems.extend(p for p in base.problems if not _attachment(p))
     by_obj: dict[str, list[Problem]] = {}
     for p in base.problems:
@@ -143,6 +147,16 @@ def reconcile(
             )
             if parents or _has_our_parent_entry(res):
                 plan.statuses[_key(res)] = status.merge_route_parents(_status(res), parents)
+        elif res.kind == "InferencePool":
+            pool_status = inferencepool_status(
+                res,
+                parents=pool_parents(res, routes.values(), gateway_keys),
+                problems=by_obj.get(res.ref, []),
+                notes=base_notes.get(res.ref, []),
+                now=now,
+            )
+            if pool_status is not None:
+                plan.statuses[_key(res)] = pool_status
         elif res.kind == "AIBackend":
             plan.statuses[_key(res)] = status.aibackend_status(
                 res,
@@ -167,12 +181,14 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
         ir,
         listeners=listeners,
         backends=tuple(b for b in ir.backends if b.cluster in used),
+        pools=tuple(p for p in ir.pools if p.cluster in used),
         models=tuple((gw, m) for gw, m in ir.models if gw == gateway),
     )
 
 
 def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
-    """(kind, namespace, name) of the Secrets and ConfigMaps the AIBackends (and Gateways) refer to.
+    """(kind, namespace, name) of the Secrets and ConfigMaps the AIBackends (and Gateways) refer to,
+    and of the Services InferencePools name as their endpoint pickers.
 
     The controller keeps only these in its cache: it must not hold every
     Secret of the cluster, and what it holds is what may reach an extproc.
@@ -197,6 +213,14 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
     for res in resources:
         if res.kind in ("AIBackend", "Gateway"):
             walk(res.spec, res.namespace)
+        elif res.kind == "InferencePool":  # its endpoint picker's Service
+            ref = res.spec.get("endpointPickerRef")
+            if (
+                isinstance(ref, Mapping)
+                and isinstance(ref.get("name"), str)
+                and ref.get("kind", "Service") == "Service"
+            ):
+                out.add(("Service", res.namespace, ref["name"]))
     return out
 
 

@@ -74,7 +74,7 @@ def test_rbac_covers_what_the_controller_does_and_no_more() -> None:
         needed |= {(*resource(kind), v) for v in ("get", "list", "watch")}
     for kind in controller.MANAGED:
         needed |= {(*resource(kind), v) for v in ("get", "list", "watch", "create", "update", "delete")}
-    for kind in ("GatewayClass", "Gateway", "HTTPRoute", "AIBackend"):
+    for kind in ("GatewayClass", "Gateway", "HTTPRoute", "AIBackend", "InferencePool"):
         group, plural = resource(kind)
         needed.add((group, f"{plural}/status", "update"))
     assert needed <= cluster, needed - cluster
