@@ -84,12 +84,49 @@ spec:
 """
 
 
+SECOND_GATEWAY = """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw2, namespace: default}}
+spec:
+  gatewayClassName: llmgw
+  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: second, namespace: default}}
+spec:
+  parentRefs: [{{name: gw2}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /a}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}}}}]
+      backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: pool-b}}]
+    - matches: [{{path: {{type: PathPrefix, value: /dp}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}}}}]
+      backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: pool-dp}}]
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: pool-dp, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: a}}}}
+  targetPorts: [{{number: {rank0}}}, {{number: {rank1}}}]
+  endpointPickerRef: {{name: epp-a, port: {{number: {epp}}}}}
+"""
+
+
 class Stack:
     def __init__(self) -> None:
         self.port = free_port()
         self.servers = {
             ip: FakeProviderThread(host=ip, port=self.port, name=f"pod-{ip}").start() for ip in (*PODS_A, POD_B)
         }
+        # A second data-parallel rank on each pod of pool A (pool-dp lists both ports).
+        self.rank1 = free_port()
+        self.rank1_servers = {
+            ip: FakeProviderThread(host=ip, port=self.rank1, name=f"rank1-{ip}").start() for ip in PODS_A
+        }
+        self.gw2_port = free_port()
         self.epp_a = FakeEpp(endpoints=[f"{ip}:{self.port}" for ip in PODS_A]).start()
         self.epp_b = FakeEpp(endpoints=[f"{POD_B}:{self.port}"]).start()
         self.dead_picker_port = free_port()  # no EPP listens here
@@ -110,15 +147,19 @@ class Stack:
             .replace("PICKER_PORT_epp-b", str(self.epp_b.port))
             .replace("PICKER_PORT_epp-dead", str(self.dead_picker_port))
         )
+        second = SECOND_GATEWAY.format(port=self.gw2_port, rank0=self.port, rank1=self.rank1, epp=self.epp_a.port)
         self.gw = GatewayProcess(workers=1)
-        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + ROUTES + manifests)
+        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + ROUTES + manifests + second)
         self.gw.start()
 
     def served_by(self) -> Counter[str]:
         return Counter({ip: len(s.provider.requests) for ip, s in self.servers.items()})
 
+    def rank1_served_by(self) -> Counter[str]:
+        return Counter({ip: len(s.provider.requests) for ip, s in self.rank1_servers.items()})
+
     def clear(self) -> None:
-        for s in self.servers.values():
+        for s in (*self.servers.values(), *self.rank1_servers.values()):
             s.provider.clear_requests()
         self.epp_a.clear()
         self.epp_b.clear()
@@ -126,7 +167,7 @@ class Stack:
     def close(self) -> None:
         self.gw.stop()
         self.gw.cleanup()
-        for s in self.servers.values():
+        for s in (*self.servers.values(), *self.rank1_servers.values()):
             s.stop()
         self.epp_a.stop()
         self.epp_b.stop()
@@ -146,12 +187,14 @@ def _clean(stack: Stack) -> None:
     stack.clear()
 
 
-def _client(stack: Stack, prefix: str, headers: dict[str, str] | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.gw.url + prefix, api_key="unused", max_retries=0, default_headers=headers or {})
+def _client(stack: Stack, prefix: str, headers: dict[str, str] | None = None, *, base: str = "") -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=(base or stack.gw.url) + prefix, api_key="unused", max_retries=0, default_headers=headers or {}
+    )
 
 
-def _chat(stack: Stack, prefix: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    resp = _client(stack, prefix, headers).chat.completions.with_raw_response.create(
+def _chat(stack: Stack, prefix: str, headers: dict[str, str] | None = None, *, base: str = "") -> httpx.Response:
+    resp = _client(stack, prefix, headers, base=base).chat.completions.with_raw_response.create(
         model="qwen", messages=[{"role": "user", "content": "hi"}]
     )
     return resp.http_response
@@ -169,6 +212,7 @@ def test_following_epp_routing_each_pod(stack: Stack) -> None:
         assert call.picked == f"{ip}:{stack.port}"
         assert call.served == f"{ip}:{stack.port}"
         assert b'"model":"qwen"' in call.body.replace(b" ", b"")
+        assert call.response_ended and b"chat.completion" in call.response_body
         # The subset hint: every ready endpoint of the pool, and no unready pod.
         assert sorted(call.subset or []) == sorted(f"{p}:{stack.port}" for p in (*PODS_A, DEAD_POD))
         assert "x-gateway-destination-endpoint-served" not in resp.headers
@@ -249,3 +293,28 @@ def test_streaming_through_picker(stack: Stack) -> None:
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text
     assert stack.served_by()[PODS_A[0]] == 1
+
+
+def test_multiple_gateways_different_pools(stack: Stack) -> None:
+    """MultipleGatewaysDifferentPools: the same path on two Gateways reaches each Gateway's own pool."""
+    gw2 = f"http://127.0.0.1:{stack.gw2_port}"
+    assert _chat(stack, "/a", {SELECTION_HEADER: PODS_A[0]}).status_code == 200
+    assert _chat(stack, "/a", base=gw2).status_code == 200
+    assert stack.served_by() == Counter({PODS_A[0]: 1, PODS_A[1]: 0, POD_B: 1})
+    assert len(stack.epp_b.calls) == 1
+
+
+def test_following_epp_routing_with_data_parallelism(stack: Stack) -> None:
+    """FollowingEPPRoutingWithDataParallelism: two target ports per pod; the picker may pin the rank."""
+    gw2 = f"http://127.0.0.1:{stack.gw2_port}"
+    for _ in range(2):
+        assert _chat(stack, "/dp", {SELECTION_HEADER: f"{PODS_A[1]}:{stack.rank1}"}, base=gw2).status_code == 200
+    assert stack.rank1_served_by() == Counter({PODS_A[0]: 0, PODS_A[1]: 2})
+    assert sum(stack.served_by().values()) == 0
+    # An IP alone: any rank of that pod, never another pod.
+    for _ in range(4):
+        assert _chat(stack, "/dp", {SELECTION_HEADER: PODS_A[0]}, base=gw2).status_code == 200
+    assert stack.served_by()[PODS_A[0]] + stack.rank1_served_by()[PODS_A[0]] == 4
+    assert stack.served_by()[PODS_A[1]] == 0
+    subset = stack.epp_a.calls[-1].subset or []
+    assert f"{PODS_A[0]}:{stack.port}" in subset and f"{PODS_A[0]}:{stack.rank1}" in subset

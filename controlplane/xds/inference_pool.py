@@ -70,8 +70,10 @@ def picker_filter(pools: tuple[PoolIR, ...]) -> list[dict[str, Any]]:
                     "request_body_mode": "FULL_DUPLEX_STREAMED",
                     "request_trailer_mode": "SEND",
                     "response_header_mode": "SEND",
-                    "response_body_mode": "NONE",
-                    "response_trailer_mode": "SKIP",
+                    # The reference EPP tracks each request to its end (and reads usage) on the
+                    # response body, which it streams back.
+                    "response_body_mode": "FULL_DUPLEX_STREAMED",
+                    "response_trailer_mode": "SEND",
                 },
                 "metadata_options": {
                     "forwarding_namespaces": {"untyped": [wire.LB_METADATA_NAMESPACE]},

@@ -46,6 +46,8 @@ class EppCall:
     subset: list[str] | None = None  # envoy.lb.subset_hint, as the gateway sent it
     picked: str = ""
     served: str | None = None  # envoy.lb x-gateway-destination-endpoint-served on the response
+    response_body: bytes = b""  # the response body as streamed to it
+    response_ended: bool = False  # it saw the end of the response (body end or trailers)
 
 
 def _headers(msg: ep.HttpHeaders) -> dict[str, str]:
@@ -97,8 +99,11 @@ class _Servicer(ep_grpc.ExternalProcessorServicer):
                 streamed = resp.response_body.response.body_mutation.streamed_response
                 streamed.body = req.response_body.body
                 streamed.end_of_stream = req.response_body.end_of_stream
+                call.response_body += req.response_body.body
+                call.response_ended = call.response_ended or req.response_body.end_of_stream
                 yield resp
             elif kind == "response_trailers":
+                call.response_ended = True
                 yield ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
     def _answer(self, call: EppCall, *, with_body: bool) -> Iterator[ep.ProcessingResponse]:
