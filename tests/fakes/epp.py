@@ -157,7 +157,8 @@ class FakeEpp:
         return alive[next(self._rr) % len(alive)] if alive else ""
 
     def start(self, port: int = 0) -> FakeEpp:
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        # One thread per open stream (each lives as long as its request): room for a benchmark's load.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=512))
         ep_grpc.add_ExternalProcessorServicer_to_server(_Servicer(self), self._server)
         checks = health.HealthServicer()
         for service in ("", "liveness", "readiness", "envoy.service.ext_proc.v3.ExternalProcessor"):
