@@ -39,6 +39,7 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
 from extproc.picker.pools import OBJECTIVE_HEADER, pick_for, pool_of
+from extproc.picker.prefix import blocks, prompt_text
 from extproc.picker.scraper import LoadBoard
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
@@ -170,20 +171,21 @@ class RouterRequest:
             common.header_mutation.set_headers.append(set_header(wire.MODEL_HEADER, self.request_model))
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
-        refused = self._pick_endpoint(common)
+        refused = self._pick_endpoint(common, body)
         if refused is not None:
             return refused
         common.clear_route_cache = True
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
-    def _pick_endpoint(self, common: ep.CommonResponse) -> ep.ProcessingResponse | None:
+    def _pick_endpoint(self, common: ep.CommonResponse, body: dict[str, object]) -> ep.ProcessingResponse | None:
         """InferencePools without a picker of their own: llmgw picks (extproc/picker); None: go on."""
         if self.loads is None or not self.config.pools:
             return None
         pool = pool_of(self.config, gateway=self.gateway, route_name=self.route_name, model=self.request_model)
         if pool is None:
             return None
-        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective)
+        prefix = blocks(prompt_text(body))
+        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix)
         decision = picked.decision
         if decision.shed:
             return self._error(

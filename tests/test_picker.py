@@ -101,3 +101,27 @@ def test_pool_of_prefers_the_models_route() -> None:
     assert pool_of(config, gateway="ns/gw", route_name="route-a", model="other") == "ns/a"
     assert pool_of(config, gateway="ns/other", route_name="x", model="m-b") is None
     assert ExtprocConfig.from_json(config.to_json()) == config
+
+
+def test_prefix_blocks_chain_and_affinity() -> None:
+    from extproc.picker.prefix import BLOCK_CHARS, PrefixIndex, blocks, prompt_text
+
+    system = "s" * (BLOCK_CHARS * 3)
+    body_a = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "a" * BLOCK_CHARS}]}
+    body_b = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "b" * BLOCK_CHARS}]}
+    a, b = blocks(prompt_text(body_a)), blocks(prompt_text(body_b))
+    assert len(a) == 4 and a[:3] == b[:3] and a[3] != b[3]
+    assert blocks("x" * (BLOCK_CHARS - 1)) == []
+    index = PrefixIndex()
+    index.record(a, "pod-1")
+    assert index.affinity(b, ["pod-1", "pod-2"]) == {"pod-1": 0.75}
+    assert index.affinity(a, ["pod-1"]) == {"pod-1": 1.0}
+    # The same block text after a different prefix is a different block.
+    assert index.affinity(blocks("t" * BLOCK_CHARS + system), ["pod-1"]) == {}
+
+
+def test_affinity_wins_ties_but_not_a_queue() -> None:
+    idle = _loads(a=(0, 0.1), b=(0, 0.1))
+    assert pick(["a", "b"], idle, now=10.0, stale_after=2.0, affinity={"b": 1.0}).endpoints[0] == "b"
+    busy_b = _loads(a=(0, 0.1), b=(9, 0.5))
+    assert pick(["a", "b"], busy_b, now=10.0, stale_after=2.0, affinity={"b": 1.0}).endpoints[0] == "a"

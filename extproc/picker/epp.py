@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import orjson
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from google.protobuf import json_format, struct_pb2
@@ -34,6 +35,7 @@ from extproc import errors, wire
 from extproc.contract import ExtprocConfig, PoolPickConfig
 from extproc.headers import header_dict, set_header
 from extproc.picker.pools import OBJECTIVE_HEADER, pick_for
+from extproc.picker.prefix import blocks, prompt_text
 from extproc.picker.scraper import LoadBoard
 
 log = logging.getLogger("llmgw.epp")
@@ -69,11 +71,11 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
                 objective = header_dict(req.request_headers).get(OBJECTIVE_HEADER, "")
                 subset = _subset(req)
                 if req.request_headers.end_of_stream:
-                    yield self._pick(objective, subset)
+                    yield self._pick(objective, subset, b"")
             elif which == "request_body":
                 body += req.request_body.body
                 if req.request_body.end_of_stream:
-                    answer = self._pick(objective, subset)
+                    answer = self._pick(objective, subset, body)
                     yield answer
                     if answer.WhichOneof("response") == "immediate_response":
                         return
@@ -92,11 +94,16 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
             elif which == "response_trailers":
                 yield ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
-    def _pick(self, objective: str, subset: list[str] | None) -> ep.ProcessingResponse:
+    def _pick(self, objective: str, subset: list[str] | None, body: bytes) -> ep.ProcessingResponse:
         endpoints = subset if subset is not None else list(self.base.endpoints)
         spec = PoolPickConfig(endpoints=endpoints, engine=self.base.engine, objectives=self.base.objectives)
         config = ExtprocConfig(version="epp", pools={self.pool: spec})
-        decision = pick_for(self.loads, config, pool=self.pool, objective=objective).decision
+        try:
+            parsed = orjson.loads(body) if body else {}
+        except orjson.JSONDecodeError:
+            parsed = {}
+        prefix = blocks(prompt_text(parsed)) if isinstance(parsed, dict) else None
+        decision = pick_for(self.loads, config, pool=self.pool, objective=objective, prefix=prefix).decision
         if decision.shed:
             return errors.immediate(
                 status=429,

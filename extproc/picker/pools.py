@@ -47,14 +47,18 @@ def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, mode
     return config.pool_routes.get(route_name) if route_name else None
 
 
-def pick_for(board: LoadBoard, config: ExtprocConfig, *, pool: str, objective: str) -> PoolPick:
+def pick_for(
+    board: LoadBoard, config: ExtprocConfig, *, pool: str, objective: str, prefix: list[bytes] | None = None
+) -> PoolPick:
     spec = config.pools.get(pool)
     if spec is None:
         return PoolPick(pool, Decision(reason=f"InferencePool {pool} is not configured"))
     known = objective if objective in spec.objectives else ""
     priority = spec.objectives.get(objective, 0)
     top = max(spec.objectives.values(), default=0)
-    decision = board.pick(list(spec.endpoints), priority=priority, top_priority=max(top, 0), engine=spec.engine)
+    decision = board.pick(
+        list(spec.endpoints), priority=priority, top_priority=max(top, 0), engine=spec.engine, prefix=prefix
+    )
     if decision.shed:
         SHEDS.labels(pool, known).inc()
     elif decision.endpoints:

@@ -1,7 +1,8 @@
 """Pure picking: least-loaded endpoints first, saturation, and which priorities are shed.
 
 Score (lower is better) = queue weight x waiting requests (normalized by the
-queue threshold) + KV weight x KV-cache utilization, plus what this picker sent
+queue threshold) + KV weight x KV-cache utilization - prefix weight x the share
+of the prompt's leading blocks last sent there (prefix.py), plus what this picker sent
 since the last scrape (so a burst between scrapes spreads instead of piling on
 the endpoint that looked idle). Stale or missing metrics score as "busy but not
 full" so a pod that stops answering /metrics is used last, not never.
@@ -25,6 +26,7 @@ QUEUE_THRESHOLD = 5.0
 KV_THRESHOLD = 0.8
 QUEUE_WEIGHT = 1.0
 KV_WEIGHT = 1.0
+PREFIX_WEIGHT = 0.5  # a full prefix match is worth 2.5 waiting requests
 FALLBACKS = 2  # endpoints listed after the best one, for Envoy to retry on
 
 
@@ -60,14 +62,19 @@ def pick(
     priority: int = 0,
     top_priority: int = 0,
     sent: Mapping[str, int] | None = None,
+    affinity: Mapping[str, float] | None = None,
 ) -> Decision:
     """Endpoints to try (best first) or a shed decision, for one request of `priority`."""
     if not candidates:
         return Decision(reason="the pool has no ready endpoint")
     sent = sent or {}
+    affinity = affinity or {}
     fresh = {c: _fresh(loads.get(c), now, stale_after) for c in candidates}
     saturated = all(is_saturated(fresh[c]) for c in candidates)
     if saturated and priority < top_priority:
         return Decision(shed=True, saturated=True, reason=f"pool saturated; priority {priority} < {top_priority}")
-    ranked = sorted(candidates, key=lambda c: (score(fresh[c], sent_since_scrape=sent.get(c, 0)), c))
+    ranked = sorted(
+        candidates,
+        key=lambda c: (score(fresh[c], sent_since_scrape=sent.get(c, 0)) - PREFIX_WEIGHT * affinity.get(c, 0.0), c),
+    )
     return Decision(endpoints=tuple(ranked[: 1 + FALLBACKS]), saturated=saturated)

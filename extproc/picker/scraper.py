@@ -22,6 +22,7 @@ import aiohttp
 
 from extproc.contract import ExtprocConfig
 from extproc.picker.engines import DEFAULT_ENGINE, PodLoad, parse_load
+from extproc.picker.prefix import PrefixIndex
 from extproc.picker.scheduler import Decision, pick
 
 log = logging.getLogger("llmgw.picker")
@@ -44,6 +45,7 @@ class LoadBoard:
         self.wanted: dict[str, float] = {}  # endpoint -> last time a pick considered it
         self.sent: dict[str, int] = {}  # picks since that endpoint's last scrape
         self.scrapes = 0  # completed scrape rounds
+        self.prefixes = PrefixIndex()  # where each prompt prefix was sent (affinity)
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._updated = asyncio.Event()
@@ -62,8 +64,15 @@ class LoadBoard:
             self.want(pool.endpoints, engine=pool.engine)
 
     def pick(
-        self, endpoints: list[str], *, priority: int = 0, top_priority: int = 0, engine: str = DEFAULT_ENGINE
+        self,
+        endpoints: list[str],
+        *,
+        priority: int = 0,
+        top_priority: int = 0,
+        engine: str = DEFAULT_ENGINE,
+        prefix: list[bytes] | None = None,
     ) -> Decision:
+        """`prefix`: the prompt's block hashes (prefix.blocks); the pick is remembered for them."""
         self.want(endpoints, engine=engine)
         decision = pick(
             endpoints,
@@ -73,10 +82,13 @@ class LoadBoard:
             priority=priority,
             top_priority=top_priority,
             sent=self.sent,
+            affinity=self.prefixes.affinity(prefix, endpoints) if prefix else None,
         )
         if decision.endpoints:
             first = decision.endpoints[0]
             self.sent[first] = self.sent.get(first, 0) + 1
+            if prefix:
+                self.prefixes.record(prefix, first)
         return decision
 
     async def wait_scraped(self, rounds: int = 1) -> None:
