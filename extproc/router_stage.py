@@ -38,7 +38,7 @@ from extproc.contract import ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
 from extproc.operations import Operation, operation_of, refusal
-from extproc.picker.pools import OBJECTIVE_HEADER, pick_for, pool_of
+from extproc.picker.pools import OBJECTIVE_HEADER, PoolPick, pick_for, pick_queued, pool_of, record_pick
 from extproc.picker.prefix import blocks, prompt_text
 from extproc.picker.scraper import LoadBoard
 from extproc.providers import default_model, fixed_model, operations_of
@@ -87,6 +87,7 @@ class RouterRequest:
     loads: LoadBoard | None = None
     route_name: str | None = None
     objective: str = ""
+    queued: tuple[str, list[bytes]] | None = None  # (pool, prompt prefix) of a pick waiting for room
 
     # --- request ---------------------------------------------------------------------------
 
@@ -185,20 +186,37 @@ class RouterRequest:
         if pool is None:
             return None
         prefix = blocks(prompt_text(body))
-        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix)
+        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix, record=False)
+        if picked.decision.shed:
+            # Saturated and a lower priority: the server awaits `finish_queued` (a short wait for room).
+            self.queued = (pool, prefix)
+            return None
+        record_pick(picked)
+        return self._apply_pick(common, picked)
+
+    def _apply_pick(self, common: ep.CommonResponse, picked: PoolPick) -> ep.ProcessingResponse | None:
         decision = picked.decision
         if decision.shed:
             return self._error(
                 429,
-                f"The model servers of InferencePool {pool} are saturated; this request's priority is shed. "
+                f"The model servers of InferencePool {picked.pool} are saturated; this request's priority is shed. "
                 "Retry later.",
                 "pool_saturated",
             )
         if not decision.endpoints:
-            return self._error(503, f"InferencePool {pool} has no ready endpoint.", "no_ready_endpoint")
+            return self._error(503, f"InferencePool {picked.pool} has no ready endpoint.", "no_ready_endpoint")
         value = ",".join(decision.endpoints)
         common.header_mutation.set_headers.append(set_header(wire.DESTINATION_ENDPOINT_HEADER, value))
         return None
+
+    async def finish_queued(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """A request shed at first: wait briefly for room, then send it to its endpoint or refuse it (429)."""
+        assert self.queued is not None and self.loads is not None
+        pool, prefix = self.queued
+        self.queued = None
+        picked = await pick_queued(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix)
+        refused = self._apply_pick(resp.request_body.response, picked)
+        return refused if refused is not None else resp
 
     def _models(self) -> ep.ProcessingResponse:
         ids = self.config.models.get(self.gateway, [])

@@ -77,7 +77,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             req.request_headers, route_name=attribute(req, "xds.route_name")
                         )
                     elif which == "request_body":
-                        yield router.on_request_body(req.request_body)
+                        resp = router.on_request_body(req.request_body)
+                        if router.queued is not None:  # an InferencePool was saturated (extproc/picker)
+                            resp = await router.finish_queued(resp)
+                        yield resp
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":

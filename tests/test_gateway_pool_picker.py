@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -111,7 +112,9 @@ class Stack:
             ],
             cwd=REPO,
         )
-        self.gw = GatewayProcess(workers=2)
+        # A shed request waits up to 3 s (the most llmgw allows) for room before its 429: the test
+        # that frees the pool meanwhile must not depend much on how fast this machine scrapes.
+        self.gw = GatewayProcess(workers=2, env={"LLMGW_PICKER_QUEUE_SECONDS": "3"})
         pods = "".join(POD.format(i=i, ip=ip) for i, ip in enumerate(PODS))
         manifests = MANIFESTS.format(port=self.port) + EPP_POOL.format(port=self.port, epp_port=self.epp_port)
         self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + manifests + pods)
@@ -162,6 +165,11 @@ def stack() -> Iterator[Stack]:
         s.close()
 
 
+def _active_requests(stack: Stack) -> int:
+    stats = stack.gw.admin("/stats?filter=downstream_rq_active$").text
+    return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if line.startswith("http.default_gw"))
+
+
 def _client(stack: Stack, objective: str | None = None, prefix: str = "/v1") -> openai.OpenAI:
     headers = {"x-gateway-inference-objective": objective} if objective else {}
     return openai.OpenAI(base_url=stack.gw.url + prefix, api_key="unused", max_retries=0, default_headers=headers)
@@ -203,6 +211,27 @@ def test_saturated_pool_sheds_low_priority_and_serves_high(stack: Stack) -> None
     assert 'llmgw_inference_pool_picks_total{objective="interactive",pool="default/qwen-pool",saturated="true"}' in (
         metrics
     )
+
+
+def test_shed_priority_waits_for_room_and_is_served(stack: Stack) -> None:
+    """Under saturation a low priority queues briefly; when the pool frees up in time it is served."""
+    stack.clear()
+    stack.set_loads({ip: {"waiting": 9, "running": 16, "kv_cache_usage_perc": 0.99} for ip in PODS})
+    answers: list[str] = []
+    waiting = threading.Thread(target=lambda: answers.append(_ask(stack)))
+    waiting.start()
+    wait_until(
+        lambda: (
+            'llmgw_inference_pool_queue_seconds_count{objective="",outcome="picked",pool="default/qwen-pool"}'
+            in stack.gw.metrics()
+            or stack.gw.metrics().count("llmgw_inference_pool_queue_seconds_bucket") > 0
+        ),
+        "the request queued",
+    )
+    stack.set_loads({ip: {"waiting": 0, "kv_cache_usage_perc": 0.1} for ip in PODS})
+    waiting.join(30)
+    assert answers and "pod-" in answers[0]
+    assert 'outcome="picked",pool="default/qwen-pool"' in stack.gw.metrics()
 
 
 def test_model_header_routes_to_the_pool_and_others_do_not_match(stack: Stack) -> None:

@@ -34,7 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc import errors, wire
 from extproc.contract import ExtprocConfig, PoolPickConfig
 from extproc.headers import header_dict, set_header
-from extproc.picker.pools import OBJECTIVE_HEADER, pick_for
+from extproc.picker.pools import OBJECTIVE_HEADER, pick_for, pick_queued, record_pick
 from extproc.picker.prefix import blocks, prompt_text
 from extproc.picker.scraper import LoadBoard
 
@@ -71,11 +71,11 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
                 objective = header_dict(req.request_headers).get(OBJECTIVE_HEADER, "")
                 subset = _subset(req)
                 if req.request_headers.end_of_stream:
-                    yield self._pick(objective, subset, b"")
+                    yield await self._pick(objective, subset, b"")
             elif which == "request_body":
                 body += req.request_body.body
                 if req.request_body.end_of_stream:
-                    answer = self._pick(objective, subset, body)
+                    answer = await self._pick(objective, subset, body)
                     yield answer
                     if answer.WhichOneof("response") == "immediate_response":
                         return
@@ -94,7 +94,7 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
             elif which == "response_trailers":
                 yield ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
-    def _pick(self, objective: str, subset: list[str] | None, body: bytes) -> ep.ProcessingResponse:
+    async def _pick(self, objective: str, subset: list[str] | None, body: bytes) -> ep.ProcessingResponse:
         endpoints = subset if subset is not None else list(self.base.endpoints)
         spec = PoolPickConfig(endpoints=endpoints, engine=self.base.engine, objectives=self.base.objectives)
         config = ExtprocConfig(version="epp", pools={self.pool: spec})
@@ -103,7 +103,12 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
         except orjson.JSONDecodeError:
             parsed = {}
         prefix = blocks(prompt_text(parsed)) if isinstance(parsed, dict) else None
-        decision = pick_for(self.loads, config, pool=self.pool, objective=objective, prefix=prefix).decision
+        picked = pick_for(self.loads, config, pool=self.pool, objective=objective, prefix=prefix, record=False)
+        if picked.decision.shed:  # saturated, a lower priority: wait briefly for room
+            picked = await pick_queued(self.loads, config, pool=self.pool, objective=objective, prefix=prefix)
+        else:
+            record_pick(picked)
+        decision = picked.decision
         if decision.shed:
             return errors.immediate(
                 status=429,

@@ -11,15 +11,23 @@ which the pool's cluster obeys (controlplane/xds/inference_pool.py).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from dataclasses import dataclass
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from extproc.contract import ExtprocConfig
 from extproc.picker.scheduler import Decision
 from extproc.picker.scraper import LoadBoard
 
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
+# How long a request whose priority is shed under saturation waits for the pool to have room
+# (re-picked after each scrape) before it is refused; 0 refuses at once. At most 3 s: the
+# router stage's ext_proc message timeout is 5 s (controlplane/xds/extproc_filters.py).
+MAX_QUEUE_SECONDS = 3.0
+QUEUE_SECONDS = min(float(os.environ.get("LLMGW_PICKER_QUEUE_SECONDS", "1.0")), MAX_QUEUE_SECONDS)
 
 PICKS = Counter(
     "llmgw_inference_pool_picks",
@@ -33,10 +41,19 @@ SHEDS = Counter(
 )
 
 
+QUEUED = Histogram(
+    "llmgw_inference_pool_queue_seconds",
+    "Time a low-priority request waited in llmgw's picker for a saturated pool, by outcome (picked or shed)",
+    ("pool", "objective", "outcome"),
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
 @dataclass(frozen=True)
 class PoolPick:
     pool: str
     decision: Decision
+    objective: str = ""  # the objective label: the request's, if the pool knows it
 
 
 def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, model: str) -> str | None:
@@ -48,8 +65,15 @@ def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, mode
 
 
 def pick_for(
-    board: LoadBoard, config: ExtprocConfig, *, pool: str, objective: str, prefix: list[bytes] | None = None
+    board: LoadBoard,
+    config: ExtprocConfig,
+    *,
+    pool: str,
+    objective: str,
+    prefix: list[bytes] | None = None,
+    record: bool = True,
 ) -> PoolPick:
+    """One pick; `record`: count it in the metrics now (False when a shed request may still queue)."""
     spec = config.pools.get(pool)
     if spec is None:
         return PoolPick(pool, Decision(reason=f"InferencePool {pool} is not configured"))
@@ -59,8 +83,45 @@ def pick_for(
     decision = board.pick(
         list(spec.endpoints), priority=priority, top_priority=max(top, 0), engine=spec.engine, prefix=prefix
     )
-    if decision.shed:
-        SHEDS.labels(pool, known).inc()
-    elif decision.endpoints:
-        PICKS.labels(pool, known, "true" if decision.saturated else "false").inc()
-    return PoolPick(pool, decision)
+    picked = PoolPick(pool, decision, known)
+    if record:
+        record_pick(picked)
+    return picked
+
+
+def record_pick(picked: PoolPick) -> None:
+    if picked.decision.shed:
+        SHEDS.labels(picked.pool, picked.objective).inc()
+    elif picked.decision.endpoints:
+        PICKS.labels(picked.pool, picked.objective, "true" if picked.decision.saturated else "false").inc()
+
+
+async def pick_queued(
+    board: LoadBoard,
+    config: ExtprocConfig,
+    *,
+    pool: str,
+    objective: str,
+    prefix: list[bytes] | None = None,
+    wait_s: float | None = None,
+) -> PoolPick:
+    """For a request just shed: wait for room (a new scrape each round) up to `wait_s`, then pick or shed.
+
+    A higher priority arriving meanwhile is picked at once, so it goes first.
+    """
+    wait = QUEUE_SECONDS if wait_s is None else wait_s
+    started = time.monotonic()
+    picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False)
+    while picked.decision.shed:
+        left = wait - (time.monotonic() - started)
+        if left <= 0:
+            break
+        try:
+            await asyncio.wait_for(board.wait_scraped(1), left)
+        except TimeoutError:
+            break
+        picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False)
+    outcome = "shed" if picked.decision.shed else "picked"
+    QUEUED.labels(pool, picked.objective, outcome).observe(time.monotonic() - started)
+    record_pick(picked)
+    return picked
