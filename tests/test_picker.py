@@ -125,3 +125,10 @@ def test_affinity_wins_ties_but_not_a_queue() -> None:
     assert pick(["a", "b"], idle, now=10.0, stale_after=2.0, affinity={"b": 1.0}).endpoints[0] == "b"
     busy_b = _loads(a=(0, 0.1), b=(9, 0.5))
     assert pick(["a", "b"], busy_b, now=10.0, stale_after=2.0, affinity={"b": 1.0}).endpoints[0] == "a"
+
+
+def test_picks_since_the_scrape_count_towards_saturation() -> None:
+    loads = _loads(a=(3, 0.5), b=(9, 0.9))
+    assert not pick(["a", "b"], loads, now=10.0, stale_after=2.0, priority=0, top_priority=10).shed
+    flooded = pick(["a", "b"], loads, now=10.0, stale_after=2.0, priority=0, top_priority=10, sent={"a": 2})
+    assert flooded.shed

@@ -233,14 +233,16 @@ def pool_clusters(pool: PoolIR, *, listener_limit: int) -> list[dict[str, Any]]:
                         "explicit_http_config": {"http2_protocol_options": {}},
                     }
                 },
-                # The picker's gRPC health (GIE 004 requires it). A picker found down fails its
-                # ext_proc stream before any byte is sent, which FailOpen can skip (a stream
-                # that fails after the body was streamed to it cannot be skipped in Envoy 1.40);
-                # no panic routing to a picker known to be down.
-                "health_checks": [picker_health_check()],
-                "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
             }
         )
+        if pool.picker.fail_open:
+            # The picker's gRPC health (GIE 004 requires it). A picker found down fails its
+            # ext_proc stream before any byte is sent, which FailOpen can skip (a stream that
+            # fails after the body was streamed to it cannot be skipped in Envoy 1.40); no
+            # panic routing to a picker known to be down. FailClose needs none: a failed
+            # stream is its 503 either way, and a missed check must not fail good requests.
+            out[-1]["health_checks"] = [picker_health_check()]
+            out[-1]["common_lb_config"] = {"healthy_panic_threshold": {"value": 0}}
     return out
 
 

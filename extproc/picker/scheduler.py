@@ -49,8 +49,12 @@ def score(load: PodLoad | None, *, sent_since_scrape: int = 0) -> float:
     return QUEUE_WEIGHT * waiting / QUEUE_THRESHOLD + KV_WEIGHT * load.kv_usage + load.running / 1000
 
 
-def is_saturated(load: PodLoad | None) -> bool:
-    return load is not None and (load.waiting >= QUEUE_THRESHOLD or load.kv_usage >= KV_THRESHOLD)
+def is_saturated(load: PodLoad | None, *, sent_since_scrape: int = 0) -> bool:
+    """What this picker sent since the scrape counts as waiting: a pool that just got room is not
+    flooded by every request that waited for it before the next scrape shows the result."""
+    if load is None:
+        return False
+    return load.waiting + sent_since_scrape >= QUEUE_THRESHOLD or load.kv_usage >= KV_THRESHOLD
 
 
 def pick(
@@ -70,7 +74,7 @@ def pick(
     sent = sent or {}
     affinity = affinity or {}
     fresh = {c: _fresh(loads.get(c), now, stale_after) for c in candidates}
-    saturated = all(is_saturated(fresh[c]) for c in candidates)
+    saturated = all(is_saturated(fresh[c], sent_since_scrape=sent.get(c, 0)) for c in candidates)
     if saturated and priority < top_priority:
         return Decision(shed=True, saturated=True, reason=f"pool saturated; priority {priority} < {top_priority}")
     ranked = sorted(
