@@ -233,7 +233,7 @@ def _service_host(service: Resource) -> str | None:
         except ValueError:
             return None
         return ip
-    if ip == "None" or service.body.get("status") is not None:
+    if ip == "None":
         return f"{service.name}.{service.namespace}.svc.cluster.local"  # headless: the pods' DNS records
     return None
 
