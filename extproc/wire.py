@@ -30,6 +30,8 @@ DESTINATION_ENDPOINT_HEADER = "x-gateway-destination-endpoint"
 DESTINATION_ENDPOINT_SERVED = "x-gateway-destination-endpoint-served"
 DESTINATION_ENDPOINT_SUBSET = "x-gateway-destination-endpoint-subset"
 LB_METADATA_NAMESPACE = "envoy.lb"
+# The InferenceObjective a client names for its request (GIE): its priority under saturation.
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
 GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, DESTINATION_ENDPOINT_HEADER)

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
+from extproc import wire
 from extproc.contract import ExtprocConfig
 from extproc.picker.scheduler import Decision
 from extproc.picker.scraper import LoadBoard
 
-OBJECTIVE_HEADER = "x-gateway-inference-objective"
+OBJECTIVE_HEADER = wire.OBJECTIVE_HEADER
 # How long a request whose priority is shed under saturation waits for the pool to have room
 # (re-picked after each scrape) before it is refused; 0 refuses at once. At most 3 s: the
 # router stage's ext_proc message timeout is 5 s (controlplane/xds/extproc_filters.py).
