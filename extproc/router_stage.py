@@ -186,7 +186,15 @@ class RouterRequest:
         if pool is None:
             return None
         prefix = blocks(prompt_text(body))
-        picked = pick_for(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix, record=False)
+        picked = pick_for(
+            self.loads,
+            self.config,
+            pool=pool,
+            objective=self.objective,
+            prefix=prefix,
+            record=False,
+            model=self.request_model,
+        )
         if picked.decision.shed:
             # Saturated and a lower priority: the server awaits `finish_queued` (a short wait for room).
             self.queued = (pool, prefix)
@@ -214,7 +222,9 @@ class RouterRequest:
         assert self.queued is not None and self.loads is not None
         pool, prefix = self.queued
         self.queued = None
-        picked = await pick_queued(self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix)
+        picked = await pick_queued(
+            self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix, model=self.request_model
+        )
         refused = self._apply_pick(resp.request_body.response, picked)
         return refused if refused is not None else resp
 

@@ -132,3 +132,28 @@ def test_picks_since_the_scrape_count_towards_saturation() -> None:
     assert not pick(["a", "b"], loads, now=10.0, stale_after=2.0, priority=0, top_priority=10).shed
     flooded = pick(["a", "b"], loads, now=10.0, stale_after=2.0, priority=0, top_priority=10, sent={"a": 2})
     assert flooded.shed
+
+
+LORA = """# TYPE vllm:lora_requests_info gauge
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="sql-lora,chat-lora",waiting_lora_adapters=""} 1.7e9
+vllm:lora_requests_info{max_lora="2",running_lora_adapters="old",waiting_lora_adapters=""} 1.6e9
+"""
+
+
+def test_lora_adapters_from_the_newest_sample() -> None:
+    load = parse_load(LORA)
+    assert load.lora_running == frozenset({"sql-lora", "chat-lora"})
+    assert load.lora_waiting == frozenset()
+    assert load.max_lora == 2
+
+
+def test_lora_affinity_prefers_the_pod_with_the_adapter_and_avoids_evictions() -> None:
+    full = PodLoad(at=10.0, lora_running=frozenset({"x", "y"}), max_lora=2)
+    has_it = PodLoad(at=10.0, lora_running=frozenset({"sql-lora"}), max_lora=2)
+    free = PodLoad(at=10.0, lora_running=frozenset(), max_lora=2)
+    loads = {"full": full, "has": has_it, "free": free}
+    order = pick(["full", "free", "has"], loads, now=10.0, stale_after=2.0, model="sql-lora").endpoints
+    assert order == ("has", "free", "full")
+    # A model no pod reports as an adapter (the base model) needs no adapter slot: no LoRA term.
+    assert pick(["full", "free"], loads, now=10.0, stale_after=2.0, model="base").endpoints[0] == "free"
+    assert pick(["full", "has"], loads, now=10.0, stale_after=2.0, model="base").endpoints[0] == "full"

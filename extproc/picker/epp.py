@@ -103,9 +103,15 @@ class EndpointPicker(ep_grpc.ExternalProcessorServicer):
         except orjson.JSONDecodeError:
             parsed = {}
         prefix = blocks(prompt_text(parsed)) if isinstance(parsed, dict) else None
-        picked = pick_for(self.loads, config, pool=self.pool, objective=objective, prefix=prefix, record=False)
+        model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = model if isinstance(model, str) else ""
+        picked = pick_for(
+            self.loads, config, pool=self.pool, objective=objective, prefix=prefix, record=False, model=model
+        )
         if picked.decision.shed:  # saturated, a lower priority: wait briefly for room
-            picked = await pick_queued(self.loads, config, pool=self.pool, objective=objective, prefix=prefix)
+            picked = await pick_queued(
+                self.loads, config, pool=self.pool, objective=objective, prefix=prefix, model=model
+            )
         else:
             record_pick(picked)
         decision = picked.decision

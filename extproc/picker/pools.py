@@ -73,6 +73,7 @@ def pick_for(
     objective: str,
     prefix: list[bytes] | None = None,
     record: bool = True,
+    model: str = "",
 ) -> PoolPick:
     """One pick; `record`: count it in the metrics now (False when a shed request may still queue)."""
     spec = config.pools.get(pool)
@@ -82,7 +83,12 @@ def pick_for(
     priority = spec.objectives.get(objective, 0)
     top = max(spec.objectives.values(), default=0)
     decision = board.pick(
-        list(spec.endpoints), priority=priority, top_priority=max(top, 0), engine=spec.engine, prefix=prefix
+        list(spec.endpoints),
+        priority=priority,
+        top_priority=max(top, 0),
+        engine=spec.engine,
+        prefix=prefix,
+        model=model,
     )
     picked = PoolPick(pool, decision, known)
     if record:
@@ -105,6 +111,7 @@ async def pick_queued(
     objective: str,
     prefix: list[bytes] | None = None,
     wait_s: float | None = None,
+    model: str = "",
 ) -> PoolPick:
     """For a request just shed: wait for room (a new scrape each round) up to `wait_s`, then pick or shed.
 
@@ -112,7 +119,7 @@ async def pick_queued(
     """
     wait = QUEUE_SECONDS if wait_s is None else wait_s
     started = time.monotonic()
-    picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False)
+    picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False, model=model)
     while picked.decision.shed:
         left = wait - (time.monotonic() - started)
         if left <= 0:
@@ -121,7 +128,7 @@ async def pick_queued(
             await asyncio.wait_for(board.wait_scraped(1), left)
         except TimeoutError:
             break
-        picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False)
+        picked = pick_for(board, config, pool=pool, objective=objective, prefix=prefix, record=False, model=model)
     outcome = "shed" if picked.decision.shed else "picked"
     QUEUED.labels(pool, picked.objective, outcome).observe(time.monotonic() - started)
     record_pick(picked)

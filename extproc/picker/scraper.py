@@ -71,6 +71,7 @@ class LoadBoard:
         top_priority: int = 0,
         engine: str = DEFAULT_ENGINE,
         prefix: list[bytes] | None = None,
+        model: str = "",
     ) -> Decision:
         """`prefix`: the prompt's block hashes (prefix.blocks); the pick is remembered for them."""
         self.want(endpoints, engine=engine)
@@ -83,6 +84,7 @@ class LoadBoard:
             top_priority=top_priority,
             sent=self.sent,
             affinity=self.prefixes.affinity(prefix, endpoints) if prefix else None,
+            model=model,
         )
         if decision.endpoints:
             first = decision.endpoints[0]
