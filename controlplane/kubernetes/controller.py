@@ -63,6 +63,8 @@ TRANSLATED = (
     "Pod",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
+# Kinds whose CRDs a cluster may not have (the Inference Extension's): absent means none.
+OPTIONAL = ("InferencePool", "InferenceObjective")
 # Services an InferencePool names as its endpoint picker: cached by reference, in an informer of
 # their own beside the one holding the Services llmgw provisions.
 PICKER_SERVICES = "Service/endpoint-picker"
@@ -136,7 +138,12 @@ class Controller:
         for kind in TRANSLATED:
             keep = self._keep if kind in REFERENCED_ONLY else None
             self.informers[kind] = Informer(
-                self.kube, kind, on_change=self.mark_dirty, keep=keep, resync_s=self.opts.resync_s
+                self.kube,
+                kind,
+                on_change=self.mark_dirty,
+                keep=keep,
+                resync_s=self.opts.resync_s,
+                optional=kind in OPTIONAL,
             ).start()
         self.informers[PICKER_SERVICES] = Informer(
             self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.kubernetes.client import Gone, Kube, WatchHandle
+from controlplane.kubernetes.client import Gone, Kube, KubeError, WatchHandle
 
 log = logging.getLogger("llmgw.kubernetes.informer")
 Obj = dict[str, Any]
@@ -55,7 +55,13 @@ class Informer:
         resync_s: float = 600.0,
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
+        optional: bool = False,
+        absent_retry_s: float = 30.0,
     ) -> None:
+        # `optional`: a kind whose CRD may not be installed (the API answers 404 for its type): the
+        # cache is empty and synced, and the type is looked for again every `absent_retry_s`.
+        self.optional = optional
+        self.absent_retry_s = absent_retry_s
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
@@ -158,6 +164,14 @@ class Informer:
             except Exception as exc:  # any failure: keep the cache, back off, list again
                 if self._stop.is_set():
                     return
+                if self.optional and isinstance(exc, KubeError) and exc.status == 404:
+                    if not self.synced.is_set():
+                        log.info(
+                            "%s: not served by this API server (CRD not installed?); looking again later", self.kind
+                        )
+                    self._replace([])
+                    self._stop.wait(self.absent_retry_s)
+                    continue
                 self.stats["errors"] += 1
                 self.last_error = str(exc)
                 log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)

@@ -191,3 +191,37 @@ def test_pool_without_picker_is_accepted(apiserver: ApiServer, run_controller: C
     extproc = plan.gateways["default/llmgw"].extproc
     assert extproc.pools["default/qwen"].endpoints == ["10.4.0.9:8000"]
     assert set(extproc.pool_routes.values()) == {"default/qwen"}
+
+
+def test_a_cluster_without_the_inference_crds_still_reconciles(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """The API server answers 404 for InferencePool and InferenceObjective (CRDs not installed)."""
+    for _ in range(50):  # every list for as long as the test runs (a retrying informer would never sync)
+        apiserver.inject("GET", "inferencepools", 404, "NotFound")
+        apiserver.inject("GET", "inferenceobjectives", 404, "NotFound")
+    apply_all(apiserver, [*m.quickstart()])
+    ctl = run_controller()
+    wait_until(
+        lambda: m.condition(apiserver.get("Gateway", "llmgw"), "Accepted") == ("True", "Accepted"),
+        "the Gateway reconciled",
+    )
+    assert ctl.controller.informers["InferencePool"].synced.is_set()
+    assert ctl.controller.informers["InferencePool"].items() == []
+
+
+def test_optional_informer_finds_the_kind_once_it_is_served(apiserver: ApiServer) -> None:
+    from controlplane.kubernetes.client import Kube
+    from controlplane.kubernetes.informer import Informer
+    from tests.k8s.conftest import configuration
+
+    apiserver.inject("GET", "inferencepools", 404, "NotFound")
+    apiserver.apply(pool("qwen"))
+    kube = Kube.for_configuration(configuration(apiserver))
+    informer = Informer(kube, "InferencePool", on_change=lambda: None, optional=True, absent_retry_s=0.05).start()
+    try:
+        wait_until(lambda: [o["metadata"]["name"] for o in informer.items()] == ["qwen"], "the pool after the 404")
+        assert informer.stats["errors"] == 0
+    finally:
+        informer.stop()
+        kube.close()
