@@ -19,6 +19,7 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from tests.fakes.epp import SELECTION_HEADER, SERVED_ECHO_HEADER, STATUS_HEADER, FakeEpp
+from tests.fakes.h2c_server import H2cModelServer
 from tests.harness import GatewayProcess, free_port, gateway_yaml
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.integration
 PODS_A = ("127.0.0.2", "127.0.0.3")
 POD_B = "127.0.0.4"
 DEAD_POD = "127.0.0.5"  # in pool A, nothing listens there
+H2C_POD = "127.0.0.8"  # the pool with appProtocol kubernetes.io/h2c
 
 
 def _pool(name: str, app: str, port: int, picker: str | None, mode: str = "FailClose") -> str:
@@ -104,6 +106,22 @@ spec:
     - matches: [{{path: {{type: PathPrefix, value: /dp}}}}]
       filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}}}}]
       backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: pool-dp}}]
+    - matches: [{{path: {{type: PathPrefix, value: /h2c}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}}}}]
+      backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: pool-h2c}}]
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: pool-h2c, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: h2c}}}}
+  targetPorts: [{{number: {rank0}}}]
+  appProtocol: kubernetes.io/h2c
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: h2c-0, namespace: default, labels: {{app: h2c}}}}
+status: {{podIP: {h2c_ip}}}
 ---
 apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
@@ -127,6 +145,7 @@ class Stack:
             ip: FakeProviderThread(host=ip, port=self.rank1, name=f"rank1-{ip}").start() for ip in PODS_A
         }
         self.gw2_port = free_port()
+        self.h2c = H2cModelServer(host=H2C_POD, port=self.port, name="h2c-0").start()
         self.epp_a = FakeEpp(endpoints=[f"{ip}:{self.port}" for ip in PODS_A]).start()
         self.epp_b = FakeEpp(endpoints=[f"{POD_B}:{self.port}"]).start()
         self.dead_picker_port = free_port()  # no EPP listens here
@@ -147,7 +166,9 @@ class Stack:
             .replace("PICKER_PORT_epp-b", str(self.epp_b.port))
             .replace("PICKER_PORT_epp-dead", str(self.dead_picker_port))
         )
-        second = SECOND_GATEWAY.format(port=self.gw2_port, rank0=self.port, rank1=self.rank1, epp=self.epp_a.port)
+        second = SECOND_GATEWAY.format(
+            port=self.gw2_port, rank0=self.port, rank1=self.rank1, epp=self.epp_a.port, h2c_ip=H2C_POD
+        )
         self.gw = GatewayProcess(workers=1)
         self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + ROUTES + manifests + second)
         self.gw.start()
@@ -169,6 +190,7 @@ class Stack:
         self.gw.cleanup()
         for s in (*self.servers.values(), *self.rank1_servers.values()):
             s.stop()
+        self.h2c.stop()
         self.epp_a.stop()
         self.epp_b.stop()
 
@@ -318,3 +340,12 @@ def test_following_epp_routing_with_data_parallelism(stack: Stack) -> None:
     assert stack.served_by()[PODS_A[1]] == 0
     subset = stack.epp_a.calls[-1].subset or []
     assert f"{PODS_A[0]}:{stack.port}" in subset and f"{PODS_A[0]}:{stack.rank1}" in subset
+
+
+def test_app_protocol_h2c(stack: Stack) -> None:
+    """InferencePoolAppProtocol: appProtocol kubernetes.io/h2c makes Envoy speak HTTP/2 cleartext to the pods."""
+    gw2 = f"http://127.0.0.1:{stack.gw2_port}"
+    resp = _chat(stack, "/h2c", base=gw2)
+    assert resp.status_code == 200
+    assert resp.json()["choices"][0]["message"]["content"] == "h2c h2c-0"
+    assert stack.h2c.versions == ["2"]
