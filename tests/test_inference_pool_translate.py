@@ -188,3 +188,15 @@ def _http_filters(envoy: object) -> list[dict]:
     listener = envoy.listeners[0]  # type: ignore[attr-defined]
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     return list(hcm["http_filters"])
+
+
+def test_a_rule_mixing_pools_and_ai_backends_is_a_problem() -> None:
+    backend = _res(
+        "llmgw.dev/v1alpha1",
+        "AIBackend",
+        "ai",
+        {"spec": {"ai": {"provider": {"openai": {}, "host": "127.0.0.1", "port": 9}}}},
+    )
+    route = _route(_pool_ref("p"), {"group": "llmgw.dev", "kind": "AIBackend", "name": "ai"})
+    t = translate([*GATEWAY, route, backend, _pool("p", SPEC), EPP])
+    assert [(p.field, p.reason) for p in t.problems] == [("spec.rules[0].backendRefs", "Unsupported")]

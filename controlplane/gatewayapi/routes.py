@@ -260,6 +260,17 @@ class RouteTranslator:
                 out.append(WeightedBackendIR(f"invalid/{self.route.key}/rule/{ri}/backend/{i}", weight, invalid=True))
             else:
                 out.append(WeightedBackendIR(cluster, weight))
+        pools = set(self.pool_clusters.values())
+        kinds = {b.cluster in pools for b in out if not b.invalid}
+        if len(kinds) > 1:
+            # The two need different routes in Envoy (host rewrite, retries, the endpoint picker).
+            self.fail(
+                fld,
+                "mixes InferencePools with AI backends in one rule; llmgw cannot split one rule across both "
+                "(use two rules, or two HTTPRoutes)",
+                "Unsupported",
+            )
+            return (), False
         if not any(b.weight and not b.invalid for b in out):
             return (), False  # every request of this rule gets the 500
         return tuple(b for b in out if b.weight), True
