@@ -14,6 +14,9 @@ same request bytes: what differs is only what sits in between.
   accounting (the product as the quickstart configures it);
 - llmgw-anthropic: the same, but the AIBackend is an `anthropic` provider, so
   the extproc translates OpenAI -> Anthropic Messages and back;
+- llmgw-policies: llmgw with a Gateway-wide AgentgatewayPolicy on: the client's
+  API key checked (Strict, a Secret of keys; the load generators' key is one of
+  them). Limits join this system's policy as they land (`POLICY_TRAFFIC`);
 - litellm: the LiteLLM proxy with two uvicorn workers and an `openai/` model.
 
 `classify` names the role of each process of a system (for CPU and RSS per
@@ -217,7 +220,31 @@ def plain_envoy_config(*, port: int, admin_port: int, up: Upstreams) -> dict[str
     }
 
 
-def llmgw_manifests(*, port: int, up: Upstreams, provider: str) -> str:
+# `traffic` of the llmgw-policies system's Gateway-wide policy (what "policies on" costs).
+POLICY_TRAFFIC = """    apiKeyAuthentication: {{mode: Strict, secretRef: {{name: bench-client-keys}}}}
+"""
+
+
+def policy_manifests() -> str:
+    """A Gateway-wide AgentgatewayPolicy (POLICY_TRAFFIC) and the Secret of client keys (200 keys)."""
+    keys = "".join(f"  client-{i}: sk-bench-other-{i:04d}\n" for i in range(199))
+    return f"""---
+apiVersion: agentgateway.dev/v1alpha1
+kind: AgentgatewayPolicy
+metadata: {{name: bench, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: bench}}]
+  traffic:
+{POLICY_TRAFFIC.format()}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: bench-client-keys, namespace: default}}
+stringData:
+  bench: '{{"key": "{CLIENT_KEY}", "metadata": {{"user": "bench", "team": "perf"}}}}'
+{keys}"""
+
+
+def llmgw_manifests(*, port: int, up: Upstreams, provider: str, policies: bool = False) -> str:
     """Gateway + HTTPRoute + two AIBackends (replay for JSON, fake for streams) + Secret.
 
     The same shape as examples/quickstart/gateway.yaml: an OpenAI route with the
@@ -282,11 +309,12 @@ kind: Secret
 metadata: {{name: bench-key, namespace: default}}
 stringData:
   {key_name}: sk-bench-injected-key
-"""
+""" + (policy_manifests() if policies else "")
 
 
 class Llmgw(System):
     provider = "openai"
+    policies = False
 
     def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
         self.port = free_port()
@@ -294,7 +322,9 @@ class Llmgw(System):
         base = work / self.key
         shutil.rmtree(base, ignore_errors=True)
         (base / "manifests").mkdir(parents=True)
-        (base / "manifests" / "gateway.yaml").write_text(llmgw_manifests(port=self.port, up=up, provider=self.provider))
+        (base / "manifests" / "gateway.yaml").write_text(
+            llmgw_manifests(port=self.port, up=up, provider=self.provider, policies=self.policies)
+        )
         if not self._validate(base / "manifests", py=py, repo=repo):
             return
         ready = free_port()
@@ -341,6 +371,10 @@ class LlmgwFailover(Llmgw):
     """OpenAI -> OpenAI through a two-group failover backend (the attempt stage, no translation)."""
 
     provider = "openai-failover"
+
+
+class LlmgwPolicies(Llmgw):
+    policies = True
 
 
 class LlmgwAnthropic(Llmgw):
@@ -434,5 +468,6 @@ def all_systems(*, litellm_bin: str) -> list[System]:
         PlainEnvoy("envoy", "plain Envoy"),
         Llmgw("llmgw", "llmgw (OpenAI route)"),
         LlmgwAnthropic("llmgw-anthropic", "llmgw (OpenAI -> Anthropic)"),
+        LlmgwPolicies("llmgw-policies", "llmgw, API key policy on"),
         litellm,
     ]

@@ -19,6 +19,7 @@ from controlplane.envoy_admin import DRAIN_TIMEOUT_S
 from controlplane.limits import Limits
 from controlplane.standalone import Options
 from controlplane.standalone import run as run_standalone
+from controlplane.xds.tracing import TracingSettings
 
 # Envoy levels at which it logs whole header maps: the ext_proc filter's responses and the
 # router's upstream request, i.e. the provider key the gateway injects.
@@ -62,8 +63,14 @@ def _run(args: argparse.Namespace) -> int:
             f"limit ({soft}); Envoy may run out of descriptors for upstream connections first (raise ulimit -n)",
             file=sys.stderr,
         )
+    try:
+        tracing = _tracing(args)
+    except ValueError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
     opts = Options(
         paths=args.file,
+        tracing=tracing,
         workers=args.workers,
         listen_address=args.listen_address,
         limits=limits,
@@ -127,9 +134,48 @@ def _epp(args: argparse.Namespace) -> int:
     return run(listen=args.listen, pool=args.pool, endpoints=endpoints, engine=args.engine, objectives=args.objective)
 
 
+def _tracing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("LLMGW_OTLP_ENDPOINT") or None,
+        metavar="HOST:PORT",
+        help="send OpenTelemetry traces (OTLP/gRPC) to this collector (default: $LLMGW_OTLP_ENDPOINT; none: no traces)",
+    )
+    parser.add_argument(
+        "--trace-sampling",
+        action="append",
+        default=None,
+        metavar="[NAMESPACE/GATEWAY=]PERCENT",
+        help="percentage of requests traced, for all Gateways or one (repeatable; default 100)",
+    )
+    parser.add_argument(
+        "--trace-content",
+        action="store_true",
+        help="put prompts and completions (truncated) on spans: they then reach your trace store",
+    )
+
+
+def _tracing(args: argparse.Namespace) -> TracingSettings | None:
+    """The tracing options as settings (None: no collector); ValueError names the bad option."""
+    if args.otlp_endpoint:
+        return TracingSettings.parse(
+            endpoint=args.otlp_endpoint, sampling=args.trace_sampling, record_content=args.trace_content
+        )
+    for given, option in ((args.trace_sampling, "--trace-sampling"), (args.trace_content, "--trace-content")):
+        if given:
+            raise ValueError(f"{option} needs --otlp-endpoint (where the traces go)")
+    return None
+
+
 def _controller(args: argparse.Namespace) -> int:
     from controlplane.kubernetes import controller, provision
     from controlplane.kubernetes.client import Kube
+
+    try:
+        tracing = _tracing(args)
+    except ValueError as exc:
+        print(f"llmgw: {exc}", file=sys.stderr)
+        return 2
 
     namespace = args.namespace or os.environ.get("POD_NAMESPACE") or "llmgw-system"
     host, _, port = args.xds_address.rpartition(":")
@@ -148,6 +194,7 @@ def _controller(args: argparse.Namespace) -> int:
         leader_election=not args.no_leader_election,
         lease_name=args.lease_name,
         resync_s=args.resync,
+        tracing=tracing,
     )
     return uvloop.run(controller.run(kube, opts))
 
@@ -234,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.connection_buffer_bytes,
         help="what Envoy reads ahead per client connection (AI routes still buffer up to --max-body-bytes)",
     )
+    _tracing_arguments(run)
     run.add_argument("--run-dir", default=None, help="where sockets and the bootstrap go (default: a temp dir)")
     run.add_argument("--no-watch", action="store_true", help="do not reload on file changes")
     run.add_argument(
@@ -266,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, else KUBECONFIG/~/.kube)"
     )
     ctl.add_argument("--context", default=None, help="kubeconfig context")
+    _tracing_arguments(ctl)
     ctl.add_argument(
         "--namespace", default=None, help="the controller's namespace, for its Lease (default: POD_NAMESPACE)"
     )

@@ -15,10 +15,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from controlplane import extproc_config
+from controlplane.agwlocal import relocate
 from controlplane.gatewayapi import translate as translate_resources
 from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR
 from controlplane.limits import Limits
 from controlplane.resources import Problem, load_files
+from controlplane.xds.cluster import SYSTEM_CA_FILE
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import EnvoyResources, to_protos
 from controlplane.xds.translate import translate as translate_ir
 from extproc.contract import ExtprocConfig
@@ -46,6 +49,7 @@ def compile_paths(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     limits: Limits | None = None,
     pause_oracle: tuple[str, int] | None = None,
+    tracing: TracingSettings | None = None,
 ) -> Compiled:
     """`pause_oracle`: where the running gateway answers Retry-After pause checks (xds.translate)."""
     resources, problems = load_files(paths)
@@ -54,11 +58,17 @@ def compile_paths(
         resources, environ=environ, listen_address=listen_address, max_body_bytes=max_body_bytes
     )
     out.problems.extend(translation.problems)
+    # Problems on objects generated from agentgateway's config name the user's field instead.
+    out.problems = relocate(out.problems, resources)
     out.notes.extend(translation.notes)
     out.ir = translation.ir
-    out.envoy = translate_ir(translation.ir, limits=limits, pause_oracle=pause_oracle)
+    # Envoy reads no SSL_CERT_FILE of its own: honour the usual OpenSSL variable for the trust store.
+    ca_file = (os.environ if environ is None else environ).get("SSL_CERT_FILE") or SYSTEM_CA_FILE
+    out.envoy = translate_ir(
+        translation.ir, limits=limits, pause_oracle=pause_oracle, system_ca_file=ca_file, tracing=tracing
+    )
     try:
-        out.protos = to_protos(out.envoy)
+        out.protos = to_protos(out.envoy, ir=translation.ir)
     except json_format.ParseError as exc:  # a bug in our translation, not the user's input
         out.problems.append(Problem("", "configuration", "", f"internal: generated invalid Envoy config: {exc}"))
         return out

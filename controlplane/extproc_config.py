@@ -5,9 +5,58 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-from controlplane.ir import IR
+from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
+from controlplane.gatewayapi.policy_attach import authn_id
+from controlplane.gatewayapi.policy_jwt import provider_names
+from controlplane.ir import IR, ApiKeyAuthIR, AuthIR, GuardIR, JwtAuthIR, TransformsIR
 from extproc import wire
-from extproc.contract import AuthConfig, ExtprocConfig, PoolPickConfig, ProviderConfig
+from extproc.contract import (
+    ApiKeyEntry,
+    ApiKeyPolicyConfig,
+    AuthConfig,
+    AuthnConfig,
+    ExtprocConfig,
+    JwtPolicyConfig,
+    PoolPickConfig,
+    PromptCachingConfig,
+    ProviderConfig,
+    TransformsConfig,
+)
+from extproc.policies.guards.config import GuardConfig, HeaderMatchConfig, PromptGuardConfig
+
+
+def _auth(auth: AuthIR | None) -> AuthConfig | None:
+    if auth is None:
+        return None
+    return AuthConfig(
+        header=auth.header,
+        prefix=auth.prefix,
+        value=auth.value,
+        source=auth.source,
+        kind=auth.kind,
+        params=dict(auth.params),
+    )
+
+
+def _guard(g: GuardIR) -> GuardConfig:
+    return GuardConfig(
+        kind=g.kind,
+        message=g.message,
+        status=g.status,
+        scope=g.scope,
+        action=g.action,
+        builtins=g.builtins,
+        patterns=g.patterns,
+        url=g.url,
+        verify_tls=g.verify_tls,
+        sni=g.sni,
+        timeout_s=g.timeout_s,
+        connect_timeout_s=g.connect_timeout_s,
+        failure_mode=g.failure_mode,
+        forward_headers=tuple(HeaderMatchConfig(kind=m.kind, name=m.name, value=m.value) for m in g.forward_headers),
+        settings=dict(g.settings),
+        auth=_auth(g.auth),
+    )
 
 
 def build(ir: IR) -> ExtprocConfig:
@@ -36,6 +85,8 @@ def build(ir: IR) -> ExtprocConfig:
                 path_prefix=p.path_prefix,
                 auth=auth,
                 settings=dict(p.settings),
+                transforms=_transforms(backend.transforms.merged(p.transforms) if backend.transforms else p.transforms),
+                routes=backend.routes,
             )
     direct = {
         r.name: r.direct_provider
@@ -67,7 +118,45 @@ def build(ir: IR) -> ExtprocConfig:
                 pool_routes[r.name] = pool
                 for h in r.match.headers:
                     if h.name.lower() == wire.MODEL_HEADER and h.kind == "Exact":
-                        pool_models.setdefault(lst.gateway, {}).setdefault(h.value, pool)
+                        pool_models.setdefault(lst.gateway, {}).setdefault(h.value, r.name)
+    # A route's backends share one routes map (gatewayapi refuses a rule whose backends disagree).
+    routes_of = {b.cluster: b.routes for b in ir.backends if b.routes}
+    route_types = {
+        r.name: routes_of[r.backends[0].cluster]
+        for lst in ir.listeners
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        if r.ai and r.backends and r.backends[0].cluster in routes_of
+    }
+    guards = {
+        b.key: PromptGuardConfig(
+            request=tuple(_guard(g) for g in b.prompt_guard.request),
+            response=tuple(_guard(g) for g in b.prompt_guard.response),
+            streaming=b.prompt_guard.streaming,
+        )
+        for b in ir.backends
+        if b.prompt_guard is not None
+    }
+    authn: dict[str, AuthnConfig] = {}
+    gateway_authn: dict[str, list[str]] = {}
+    for lst in ir.listeners:
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                aid = authn_id(r.policy)
+                if aid is None or r.policy is None:
+                    continue
+                if aid not in authn:
+                    export = r.policy.caller_export
+                    authn[aid] = AuthnConfig(
+                        id=aid,
+                        api_key=_api_key(r.policy.api_key) if r.policy.api_key else None,
+                        jwt=_jwt(r.policy.jwt) if r.policy.jwt else None,
+                        upstream_headers=dict(export.upstream_headers) if export else {},
+                        metric_labels=list(export.metric_labels) if export else [],
+                    )
+                ids = gateway_authn.setdefault(lst.gateway, [])
+                if aid not in ids:
+                    ids.append(aid)
     config = ExtprocConfig(
         version="",
         providers=providers,
@@ -76,6 +165,11 @@ def build(ir: IR) -> ExtprocConfig:
         pools=pools,
         pool_routes=pool_routes,
         pool_models=pool_models,
+        authn=authn,
+        gateway_authn=gateway_authn,
+        aliases={gw: dict(table) for gw, table in ir.aliases},
+        route_types=route_types,
+        guards=guards,
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
@@ -83,3 +177,54 @@ def build(ir: IR) -> ExtprocConfig:
 
 def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _api_key(auth: ApiKeyAuthIR) -> ApiKeyPolicyConfig:
+    return ApiKeyPolicyConfig(
+        id=api_key_policy_id(auth),
+        mode=auth.mode,
+        keys=[
+            ApiKeyEntry(
+                key_id=k.key_id,
+                sha256=k.sha256,
+                user=k.user,
+                team=k.team,
+                tenant=k.tenant,
+                labels=[list(kv) for kv in k.labels],
+            )
+            for k in auth.keys
+        ],
+        header=auth.header,
+        prefix=auth.prefix,
+        source=auth.source,
+    )
+
+
+def _jwt(auth: JwtAuthIR) -> JwtPolicyConfig:
+    return JwtPolicyConfig(
+        mode=auth.mode, providers=provider_names(auth), header=auth.header, prefix=auth.prefix, source=auth.source
+    )
+
+
+def _transforms(t: TransformsIR | None) -> TransformsConfig | None:
+    if t is None:
+        return None
+    caching = t.prompt_caching
+    return TransformsConfig(
+        aliases=dict(t.aliases),
+        defaults=dict(t.defaults),
+        overrides=dict(t.overrides),
+        transformations=dict(t.transformations),
+        final_transformations=dict(t.final_transformations),
+        prepend=[{"role": r, "content": c} for r, c in t.prepend],
+        append=[{"role": r, "content": c} for r, c in t.append],
+        prompt_caching=PromptCachingConfig(
+            cache_system=caching.cache_system,
+            cache_messages=caching.cache_messages,
+            cache_tools=caching.cache_tools,
+            min_tokens=caching.min_tokens,
+            cache_message_offset=caching.cache_message_offset,
+        )
+        if caching
+        else None,
+    )

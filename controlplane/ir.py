@@ -9,11 +9,95 @@ through the extproc config channel, never into Envoy resources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc import wire
 
 DEFAULT_REQUEST_TIMEOUT_S = 300.0
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+# --- Policies (AIPolicy / AgentgatewayPolicy, resolved by gatewayapi/policy_attach.py) -----------
+# Nothing downstream reads targetRefs: each RouteIR carries its effective traffic policy and each
+# BackendIR its backend policy. Fields are whole units: a more specific policy replaces a field,
+# it never merges inside one (agentgateway's rule).
+
+
+@dataclass(frozen=True)
+class ApiKeyIR:
+    """One accepted API key: never the key itself, only its SHA-256 (hex) and who it belongs to."""
+
+    key_id: str  # "<namespace>/<Secret or ConfigMap>/<entry>": logged and labelled, never secret
+    sha256: str = field(repr=False)
+    user: str | None = None
+    team: str | None = None
+    tenant: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # further metadata (strings), sorted by name
+
+
+@dataclass(frozen=True)
+class ApiKeyAuthIR:
+    """`traffic.apiKeyAuthentication`: Strict rejects, Optional lets no key through, Permissive never rejects."""
+
+    mode: str  # Strict | Optional | Permissive
+    keys: tuple[ApiKeyIR, ...]
+    # location.header: read the key only there (prefix stripped); None: Authorization Bearer, x-api-key, api-key
+    header: str | None = None
+    prefix: str = ""
+    source: str = ""  # "<Kind> <ns>/<name>" of the policy
+
+
+@dataclass(frozen=True)
+class JwtProviderIR:
+    issuer: str
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    jwks_inline: str | None = None  # a JSON Web Key Set (public keys)
+    jwks_uri: str | None = None  # remote JWKS (http:// or https://)
+    cache_duration_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class JwtAuthIR:
+    """`traffic.jwtAuthentication`, enforced by Envoy's jwt_authn filter (controlplane/xds/jwt_authn.py)."""
+
+    mode: str  # Strict | Optional | Permissive
+    providers: tuple[JwtProviderIR, ...]
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CallerExportIR:
+    """`traffic.callerIdentity` (llmgw extension): where the caller's identity may go besides the access log."""
+
+    upstream_headers: tuple[tuple[str, str], ...] = ()  # (identity field, request header to the provider)
+    metric_labels: tuple[str, ...] = ()  # identity fields allowed as metric labels (caller_<field>)
+
+
+@dataclass(frozen=True)
+class RoutePolicyIR:
+    """The effective `traffic` policy of one route on one listener (None fields: not set)."""
+
+    # metadata "manifest": the field's name under `traffic` (problems and status name it)
+    api_key: ApiKeyAuthIR | None = field(default=None, metadata={"manifest": "apiKeyAuthentication"})
+    jwt: JwtAuthIR | None = field(default=None, metadata={"manifest": "jwtAuthentication"})
+    caller_export: CallerExportIR | None = field(default=None, metadata={"manifest": "callerIdentity"})
+    sources: tuple[str, ...] = ()  # "<Kind> <ns>/<name>" of every policy that contributed, most specific first
+
+    @property
+    def authenticates(self) -> bool:
+        return self.api_key is not None or self.jwt is not None
+
+
+@dataclass(frozen=True)
+class BackendPolicyIR:
+    """The effective `backend` policy of one AI backend (parts llmgw acts on; see policy_ai.py)."""
+
+    # metadata "manifest": the field's name under `backend` (problems and status name it)
+    transforms: TransformsIR | None = field(default=None, metadata={"manifest": "ai"})
+    prompt_guard: PromptGuardIR | None = field(default=None, metadata={"manifest": "ai.promptGuard"})
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -22,7 +106,7 @@ class AuthIR:
     prefix: str
     value: str = field(repr=False)
     source: str
-    kind: str = "header"  # header | aws | gcp | azure (extproc.credentials)
+    kind: str = "header"  # header | aws | gcp | azure | passthrough (extproc.credentials)
     params: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # resolved secret fields
 
 
@@ -32,6 +116,42 @@ class TLSIR:
     ca_pem: str | None = None  # None: the system trust store
     insecure_skip_verify: bool = False  # insecureSkipVerify: All (no verification at all)
     skip_hostname_verify: bool = False  # insecureSkipVerify: Hostname (CA checked, SAN not)
+
+
+# --- policies.ai request transforms (controlplane/gatewayapi/ai_transforms.py) -------------------
+
+
+@dataclass(frozen=True)
+class PromptCachingIR:
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int = 1024
+    cache_message_offset: int = 0
+
+
+@dataclass(frozen=True)
+class TransformsIR:
+    """`policies.ai` modelAliases, defaults, overrides, prompt, transformations, promptCaching.
+
+    Written at backend level (BackendIR.transforms) and per provider (ProviderIR.transforms);
+    the effective one is the two merged field by field, the provider's winning (`merged`).
+    """
+
+    aliases: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()  # JSON values
+    overrides: tuple[tuple[str, Any], ...] = ()
+    transformations: tuple[tuple[str, str], ...] = ()  # field -> CEL
+    final_transformations: tuple[tuple[str, str], ...] = ()
+    prepend: tuple[tuple[str, str], ...] = ()  # (role, content)
+    append: tuple[tuple[str, str], ...] = ()
+    prompt_caching: PromptCachingIR | None = None
+
+    def merged(self, own: TransformsIR | None) -> TransformsIR:
+        """These (backend-level) transforms with a provider's `own` written over them, field by field."""
+        if own is None:
+            return self
+        return TransformsIR(**{name: getattr(own, name) or getattr(self, name) for name in self.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -48,6 +168,46 @@ class ProviderIR:
     auth: AuthIR | None
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
+    transforms: TransformsIR | None = None  # its own policies.ai transforms (BackendIR's merged under them)
+
+
+# --- prompt guards (controlplane/gatewayapi/ai_guards.py builds them) --------------------------
+
+
+@dataclass(frozen=True)
+class GuardIR:
+    """One prompt guard of `policies.ai.promptGuard.request[]` or `.response[]`.
+
+    `kind` is the agentgateway field name (regex, webhook, openAIModeration, bedrockGuardrails,
+    googleModelArmor, azureContentSafety); the fields after `scope` apply to some kinds only.
+    """
+
+    kind: str
+    message: str  # response.message: the rejection's message
+    status: int  # response.statusCode
+    scope: tuple[str, ...] = ("SystemPrompt", "Messages")
+    action: str = "Mask"  # regex: Mask | Reject
+    builtins: tuple[str, ...] = ()  # regex: Ssn, CreditCard, PhoneNumber, Email, CaSin
+    patterns: tuple[str, ...] = ()  # regex: RE2 patterns
+    url: str = ""  # remote kinds: scheme://host:port of the service
+    verify_tls: bool = True
+    sni: str = ""  # policies.tls.sni ("": the host)
+    timeout_s: float = 3.0  # policies.http.requestTimeout (webhook: timeout)
+    connect_timeout_s: float | None = None  # policies.tcp.connectTimeout
+    failure_mode: str = "FailClosed"  # webhook: FailOpen | FailClosed
+    forward_headers: tuple[StringMatchIR, ...] = ()  # webhook: forwardHeaderMatches
+    settings: tuple[tuple[str, str], ...] = ()  # model, identifier, version, region, templateId, ...
+    auth: AuthIR | None = None
+
+
+@dataclass(frozen=True)
+class PromptGuardIR:
+    request: tuple[GuardIR, ...] = ()
+    response: tuple[GuardIR, ...] = ()
+    streaming: bool = False  # promptGuard.streaming: Enabled (guards on streamed responses)
+
+
+# --- end prompt guards -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -57,6 +217,11 @@ class BackendIR:
     # policies.tcp.connectTimeout / policies.http.requestTimeout; one cluster, so one value per backend
     connect_timeout_s: float | None = None
     request_timeout_s: float | None = None  # per attempt: the route's per-try timeout
+    policy: BackendPolicyIR | None = None  # attached `backend` policies (gatewayapi/policy_attach.py)
+    transforms: TransformsIR | None = None  # spec.policies.ai request transforms (every provider)
+    # policies.ai.routes: (path suffix or "*", operation name or "passthrough"), extproc.operations
+    routes: tuple[tuple[str, str], ...] = ()
+    prompt_guard: PromptGuardIR | None = None  # policies.ai.promptGuard
 
     @property
     def cluster(self) -> str:
@@ -100,6 +265,30 @@ class PoolIR:
         return wire.epp_cluster(self.key)
 
 
+# --- plain (non-AI) backends: AgentgatewayBackend spec.static and Service backendRefs -------------
+
+
+@dataclass(frozen=True)
+class PlainBackendIR:
+    """A plain HTTP upstream: Envoy proxies it alone, no extproc on its routes or its cluster.
+
+    `auth` (a static header credential) is injected by Envoy's credential_injector
+    filter from an SDS secret (controlplane/xds/credential_injector.py), never written
+    into the cluster or route config.
+    """
+
+    key: str  # "<ns>/<name>" (a Service: "<ns>/<name>:<port>")
+    cluster: str
+    host: str
+    port: int
+    tls: TLSIR | None = None
+    auth: AuthIR | None = None
+    rewrite_host: bool = True  # Host becomes `host` (hostname-based backends; not Services or IPs)
+    connect_timeout_s: float | None = None
+    request_timeout_s: float | None = None
+    source: str = ""  # how it resolved, for `llmgw run`'s summary ("static", "Service via cluster DNS", ...)
+
+
 @dataclass(frozen=True)
 class StringMatchIR:
     kind: str  # Exact | RegularExpression
@@ -128,6 +317,18 @@ class RewriteIR:
     prefix: str | None = None  # ReplacePrefixMatch
     full_path: str | None = None  # ReplaceFullPath
     hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class RedirectIR:
+    """HTTPRoute RequestRedirect: Envoy answers the redirect itself (no backend)."""
+
+    scheme: str | None = None
+    hostname: str | None = None
+    port: int | None = None
+    prefix: str | None = None  # ReplacePrefixMatch
+    full_path: str | None = None  # ReplaceFullPath
+    status: int = 302
 
 
 @dataclass(frozen=True)
@@ -167,6 +368,8 @@ class RouteIR:
     # Set when the router stage can do the attempt stage's work itself (see gatewayapi/direct.py):
     # the provider this route always reaches, through the backend's cluster without an attempt stage.
     direct_provider: str | None = None
+    policy: RoutePolicyIR | None = None  # effective `traffic` policy (gatewayapi/policy_attach.py)
+    redirect: RedirectIR | None = None  # RequestRedirect: answered by Envoy, backends ignored
 
 
 @dataclass(frozen=True)
@@ -192,11 +395,18 @@ class IR:
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
     pools: tuple[PoolIR, ...] = ()  # InferencePools some route sends to
+    # gateway -> (alias, target): modelAliases resolved before routing (gatewayapi/ai_transforms.py)
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    plain_backends: tuple[PlainBackendIR, ...] = ()
 
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""
         errors: list[str] = []
-        clusters = {b.cluster for b in self.backends} | {p.cluster for p in self.pools}
+        clusters = (
+            {b.cluster for b in self.backends}
+            | {p.cluster for p in self.pools}
+            | {b.cluster for b in self.plain_backends}
+        )
         ports: dict[tuple[str, int], str] = {}
         for listener in self.listeners:
             addr = (listener.address, listener.port)

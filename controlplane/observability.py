@@ -10,11 +10,12 @@ otherwise; extproc/cooldown.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from extproc.cooldown import ORACLE_PATH, CooldownBoard
 
@@ -27,10 +28,15 @@ async def start_http(
     multiproc_dir: str,
     is_ready: Callable[[], Awaitable[tuple[bool, str]]],
     state_dir: str | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> web.AppRunner:
+    """`collectors`: this process's own metrics (control-plane health), beside the workers'."""
+
     async def metrics(_: web.Request) -> web.Response:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=multiproc_dir)
+        for collector in collectors:
+            registry.register(collector)
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def ready(_: web.Request) -> web.Response:

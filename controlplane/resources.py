@@ -61,6 +61,9 @@ class Resource:
     file: str = ""
     creation: str = ""  # metadata.creationTimestamp if given (precedence tie-break)
     document: int = 0  # 1-based position of the document in its file (0: not from a file)
+    # Generated from another format (agentgateway's standalone config): (field prefix here, where it
+    # was written there), so a problem found on this object names the user's field (agwlocal.relocate).
+    origin: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     @property
     def where(self) -> str:
@@ -122,6 +125,14 @@ def load_files(
         for index, doc in enumerate(docs, start=1):
             if doc is None:
                 continue
+            if is_local_config(doc):
+                # agentgateway's own config file: read by its translator (imported here, it imports us).
+                from controlplane.agwlocal import translate_local_config
+
+                generated, local_problems = translate_local_config(doc, file=str(path), document=index)
+                resources.extend(generated)
+                problems.extend(local_problems)
+                continue
             res, problem = _to_resource(doc, file=str(path), index=index, ns=default_namespace)
             if problem:
                 problems.append(problem)
@@ -155,6 +166,26 @@ def yaml_error(exc: yaml.YAMLError) -> str:
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
             parts.append(scrub(str(what)) + where)
     return "invalid YAML: " + ": ".join(parts) if parts else "invalid YAML"
+
+
+# Top-level keys of agentgateway's standalone config file (its `LocalConfig`); a Kubernetes
+# manifest has `kind` and `apiVersion` instead.
+LOCAL_CONFIG_KEYS = frozenset(
+    {
+        "binds", "gateways", "routes", "llm", "backends", "policies", "config", "frontendPolicies",
+        "workloads", "services", "routeGroups", "tcpRoutes", "mcp", "ui",
+    }
+)  # fmt: skip
+
+
+def is_local_config(doc: Any) -> bool:
+    """Whether a YAML document is agentgateway's standalone config rather than a manifest."""
+    return (
+        isinstance(doc, Mapping)
+        and "kind" not in doc
+        and "apiVersion" not in doc
+        and any(k in doc for k in ("binds", "gateways", "routes", "llm"))
+    )
 
 
 def _to_resource(doc: Any, *, file: str, index: int, ns: str) -> tuple[Resource | None, Problem | None]:

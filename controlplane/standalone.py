@@ -30,11 +30,13 @@ from controlplane.children import Child, accepting
 from controlplane.compile import Compiled, compile_paths
 from controlplane.configchannel import ConfigChannel
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S, EnvoyAdmin
+from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
 from controlplane.limits import Limits
 from controlplane.observability import start_http
 from controlplane.resources import expand_paths
 from controlplane.xds.ads import AdsServer
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from extproc import wire
 
 log = logging.getLogger("llmgw")
@@ -60,6 +62,7 @@ class Options:
     # SIGTERM: in-flight requests and streams get this long to finish (Kubernetes' grace period is 30 s).
     drain_timeout_s: float = DRAIN_TIMEOUT_S
     limits: Limits = field(default_factory=Limits)
+    tracing: TracingSettings | None = None  # OpenTelemetry traces (controlplane/xds/tracing.py)
 
 
 def envoy_binary() -> str:
@@ -86,6 +89,7 @@ class Standalone:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.ads = AdsServer()
+        self.health = ConfigHealth()  # served on :15020/metrics (controlplane/health_metrics.py)
         self.channel = ConfigChannel()
         self.serial = 0
         self.children: list[Child] = []
@@ -105,6 +109,7 @@ class Standalone:
             listen_address=self.opts.listen_address,
             max_body_bytes=self.opts.max_body_bytes,
             limits=self.opts.limits,
+            tracing=self.opts.tracing,
             pause_oracle=self.pause_oracle,
         )
 
@@ -120,10 +125,12 @@ class Standalone:
         await self.channel.publish(compiled.extproc)  # credentials first, so new routes find them
         await self.ads.set_snapshot(Snapshot.build(serial=self.serial, protos=compiled.protos))
         self.applied = compiled
+        self.health.applied(serial=self.serial)
 
     async def reload(self) -> None:
         compiled = self.compile()
         if not compiled.ok:
+            self.health.refused()
             log.error(
                 "configuration change rejected; still serving the last good config:\n  %s",
                 "\n  ".join(str(p) for p in compiled.problems),
@@ -167,8 +174,10 @@ class Standalone:
             multiproc_dir=str(self.multiproc_dir),
             is_ready=self.is_ready,
             state_dir=str(state_dir),
+            collectors=[ControlPlaneCollector(health=self.health, servers=lambda: [self.ads])],
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
+        env[wire.TRACE_CONTENT_ENV] = "1" if opts.tracing is not None and opts.tracing.record_content else "0"
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):
             argv = [
@@ -319,6 +328,9 @@ def describe(compiled: Compiled) -> str:
             lines.append(
                 f"backend {b.key}: {p.kind} {scheme}://{p.host}:{p.port}" + (f" model={p.model}" if p.model else "")
             )
+    for plain in compiled.ir.plain_backends:
+        scheme = "https" if plain.tls else "http"
+        lines.append(f"backend {plain.key}: plain ({plain.source}) {scheme}://{plain.host}:{plain.port}")
     return "\n".join(lines)
 
 

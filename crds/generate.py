@@ -249,7 +249,11 @@ def auth_schema() -> Schema:
                     )
                 },
             ),
-            "passthrough": obj("Forward the credential the client sent, unchanged. Takes no fields."),
+            "passthrough": obj(
+                "Forward the credential the client sent (its `Authorization: Bearer` token, else its "
+                "`x-api-key`/`api-key`/`x-goog-api-key`) to the provider, at the provider's header "
+                "(or `location`), instead of a key the gateway holds. Takes no fields."
+            ),
             "location": obj(
                 "Where the credential of `key`, `secretRef` or `passthrough` is written. "
                 "Default: the `Authorization` header with prefix `Bearer `.",
@@ -338,10 +342,126 @@ def duration(description: str) -> Schema:
     )
 
 
-def policies_schema(description: str) -> Schema:
+# --------------------------------------------------------------------------- policies.ai: request transforms
+
+
+def field_values(description: str) -> Schema:
+    item = obj(
+        "A request body field and its value.",
+        {
+            "field": string("Top-level field of the JSON request body, such as `temperature`."),
+            "value": {
+                "description": "The value: any JSON (number, string, boolean, list, object or null).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+        required=["field", "value"],
+    )
+    return array(description, item, min_items=1, max_items=64)
+
+
+def field_expressions(description: str) -> Schema:
+    item = obj(
+        "A request body field and the CEL expression computing it.",
+        {
+            "field": string("Top-level field of the JSON request body to set."),
+            "expression": string(
+                "CEL expression. Variables: `llmRequest` (the JSON body) and `request` (`method`, `path`, "
+                "`pathAndQuery`, `host`, `scheme`, `headers`). A failing expression removes the field.",
+                max_length=16384,
+            ),
+        },
+        required=["field", "expression"],
+    )
+    return array(description, item, min_items=1, max_items=64)
+
+
+def prompt_messages(description: str) -> Schema:
+    item = obj(
+        "A message added to every chat request.",
+        {
+            "role": string("`SYSTEM`, `DEVELOPER`, `USER` or `ASSISTANT` (any case).", max_length=32),
+            "content": string("Text of the message.", max_length=65536),
+        },
+        required=["role", "content"],
+    )
+    return array(description, item, max_items=64)
+
+
+def ai_transforms_properties() -> dict[str, Schema]:
+    """The request-transform fields of agentgateway's `BackendAI` (`promptGuard` is the guards' block)."""
+    return {
+        "modelAliases": {
+            "type": "object",
+            "description": "Friendly model name (or a pattern with `*`) to the model sent upstream, such as "
+            "`{fast: gpt-4o-mini}`. Exact names win over patterns, longer patterns over shorter.",
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        "defaults": field_values("Body fields set when the request does not have them."),
+        "overrides": field_values("Body fields set on every request, replacing the client's value."),
+        "transformations": field_expressions(
+            "Body fields computed by CEL from the request (client schema); they win over `overrides`."
+        ),
+        "finalTransformations": field_expressions(
+            "Body fields computed by CEL after translation to the provider's schema."
+        ),
+        "prompt": obj(
+            "Prompt enrichment: messages added before and after the client's (chat completions and messages).",
+            {
+                "prepend": prompt_messages("Messages put before the client's."),
+                "append": prompt_messages("Messages put after the client's."),
+            },
+        ),
+        "promptCaching": obj(
+            "Cache markers for Anthropic (`cache_control`) and Bedrock Converse (`cachePoint`).",
+            {
+                "cacheSystem": {"type": "boolean", "description": "Mark the system prompt.", "default": True},
+                "cacheMessages": {
+                    "type": "boolean",
+                    "description": "Mark the conversation before the current turn.",
+                    "default": True,
+                },
+                "cacheTools": {"type": "boolean", "description": "Mark the tool definitions.", "default": False},
+                "minTokens": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "default": 1024,
+                    "description": "Estimated prompt tokens (characters / 4) below which no marker is added.",
+                },
+                "cacheMessageOffset": {
+                    "type": "integer",
+                    "format": "int32",
+                    "minimum": 0,
+                    "default": 0,
+                    "description": "Move the message marker this many messages further back.",
+                },
+            },
+        ),
+    }
+
+
+ROUTE_TYPES = ["Completions", "Messages", "Models", "Responses", "AnthropicTokenCount", "Embeddings", "Passthrough"]
+
+
+def ai_policies_schema(*, backend_level: bool) -> Schema:
+    """agentgateway's `policies.ai`: request transforms everywhere, `routes` on the backend only."""
+    backend_only: dict[str, Schema] = (
+        {"routes": ROUTES_SCHEMA, "promptGuard": prompt_guard_schema()} if backend_level else {}
+    )
+    return obj(
+        "AI policies: model aliases, request field defaults and overrides, prompts, caching"
+        + (", prompt guards, and how paths are processed (`routes`)." if backend_level else "."),
+        {**ai_transforms_properties(), **backend_only},
+    )
+
+
+def policies_schema(description: str, *, backend_level: bool = False) -> Schema:
     return obj(
         description,
         {
+            "ai": ai_policies_schema(backend_level=backend_level),
             "auth": auth_schema(),
             "tls": tls_schema(),
             "http": obj(
@@ -354,6 +474,285 @@ def policies_schema(description: str) -> Schema:
             ),
         },
     )
+
+
+ROUTES_SCHEMA: Schema = {
+    "type": "object",
+    "description": (
+        "How a path is processed, by path suffix (`/v1/models`) or `*` for any other path. "
+        "`Passthrough` sends the request upstream as is, with the backend's credential and "
+        "untranslated (an explicit opt-in past the operation allowlist); the other types "
+        "process it as that operation. Unset: the operation is read from the path suffix "
+        "and unknown paths get 404."
+    ),
+    "maxProperties": 64,
+    "additionalProperties": {"type": "string", "enum": ROUTE_TYPES},
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.all(k, k == '*' || k.startsWith('/') || k.startsWith(':'))",
+            "message": "keys must be path suffixes starting with / (or *)",
+        }
+    ],
+}
+
+
+# --------------------------------------------------------------------------- AI policies
+
+
+GUARD_BUILTINS = ["Ssn", "CreditCard", "PhoneNumber", "Email", "CaSin"]
+GUARD_SCOPES = ["SystemPrompt", "Messages", "ToolInput", "ToolOutput"]
+REQUEST_GUARDS = ["regex", "webhook", "openAIModeration", "bedrockGuardrails", "googleModelArmor", "azureContentSafety"]
+RESPONSE_GUARDS = ["regex", "webhook", "bedrockGuardrails", "googleModelArmor", "azureContentSafety"]
+
+
+def _guard_endpoint() -> dict[str, Schema]:
+    return {
+        "host": string(
+            "Send the guard calls to this host instead of the service's public endpoint (llmgw extension); "
+            "plain HTTP unless `policies.tls` is set.",
+            max_length=253,
+        ),
+        "port": {
+            "type": "integer",
+            "format": "int32",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "Port of `host` (llmgw extension).",
+        },
+    }
+
+
+def _guard_policies(auth: Schema) -> Schema:
+    return obj(
+        "Connection policies for calls to the guard service.",
+        {
+            "auth": auth,
+            "tls": obj(
+                "TLS to the guard service.",
+                {
+                    "insecureSkipVerify": string("Skip certificate verification. Insecure.", enum=["All"]),
+                    "sni": string("Server name for the handshake.", max_length=253, pattern=DNS_SUBDOMAIN),
+                },
+            ),
+            "http": obj(
+                "HTTP settings of guard calls.",
+                {"requestTimeout": duration("Deadline of one guard call (at most 4s, default 3s).")},
+            ),
+            "tcp": obj("TCP settings.", {"connectTimeout": duration("Deadline for connecting.")}),
+        },
+    )
+
+
+def _key_auth(extra: dict[str, Schema], description: str) -> Schema:
+    kinds = ["key", "secretRef", *extra]
+    return obj(
+        description,
+        {
+            "key": inline_key(),
+            "secretRef": api_key_secret_ref(),
+            "location": obj(
+                "Where the key goes. Default: `Authorization: Bearer <key>`.",
+                {
+                    "header": obj(
+                        "Header carrying the key.",
+                        {
+                            "name": string("Header name.", max_length=253),
+                            "prefix": string("Text before the key.", min_length=None, max_length=64),
+                        },
+                    )
+                },
+            ),
+            **extra,
+        },
+        rules=[(exactly_one(kinds), f"exactly one of {', '.join(kinds)} must be set")],
+    )
+
+
+def _rejection(default_message: str) -> Schema:
+    return obj(
+        "What the client gets when this guard rejects (in its own API's error schema).",
+        {
+            "message": string("Error message.", max_length=1024, default=default_message),
+            "statusCode": {
+                "type": "integer",
+                "format": "int32",
+                "minimum": 200,
+                "maximum": 599,
+                "description": "HTTP status. Default 403.",
+            },
+        },
+    )
+
+
+def guard_kinds(*, request: bool) -> dict[str, Schema]:
+    auth = auth_schema()["properties"]
+    kinds: dict[str, Schema] = {
+        "regex": obj(
+            "Regular expressions (RE2 syntax) and built-in PII recognizers; matches are masked or rejected.",
+            {
+                "matches": array(
+                    "Custom patterns; a match is masked as `<masked>`.",
+                    string("An RE2 regular expression.", max_length=1024),
+                    max_items=64,
+                ),
+                "builtins": array(
+                    "Built-in recognizers (masked as `<SSN>`, `<CREDIT_CARD>`, ...).",
+                    string("A built-in.", enum=GUARD_BUILTINS),
+                    max_items=5,
+                ),
+                "action": string("Mask (default) or Reject on a match.", enum=["Mask", "Reject"], default="Mask"),
+            },
+        ),
+        "webhook": obj(
+            "agentgateway's guardrail webhook protocol (`POST /request`, `POST /response`).",
+            {
+                "backendRef": obj(
+                    "The webhook's Service.",
+                    {
+                        "group": string("Empty (core).", min_length=None, max_length=253),
+                        "kind": string("Service.", enum=["Service"], default="Service"),
+                        "name": string("Service name.", max_length=253, pattern=DNS_SUBDOMAIN),
+                        "namespace": string("Namespace (default: the AIBackend's).", max_length=63),
+                        "port": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 1,
+                            "maximum": 65535,
+                            "description": "Service port.",
+                        },
+                    },
+                    required=["name", "port"],
+                ),
+                "forwardHeaderMatches": array(
+                    "Client headers to forward to the webhook (none by default).",
+                    obj(
+                        "An HTTP header match.",
+                        {
+                            "type": string("Match type.", enum=["Exact", "RegularExpression"], default="Exact"),
+                            "name": string("Header name.", max_length=256),
+                            "value": string("Value or RE2 pattern.", max_length=4096, min_length=None),
+                        },
+                        required=["name", "value"],
+                    ),
+                    max_items=16,
+                ),
+                "failureMode": string(
+                    "When the webhook is unreachable or fails: FailClosed (default: 503) or FailOpen (let it through).",
+                    enum=["FailOpen", "FailClosed"],
+                ),
+                "timeout": duration("Deadline of one webhook call, at most 4s (llmgw extension; default 3s)."),
+                **_guard_endpoint(),
+            },
+            rules=[(exactly_one(["backendRef", "host"]), "set exactly one of backendRef or host")],
+        ),
+        "bedrockGuardrails": obj(
+            "AWS Bedrock Guardrails (ApplyGuardrail, SigV4).",
+            {
+                "identifier": string("Guardrail identifier.", max_length=256),
+                "version": string("Guardrail version, such as `1` or `DRAFT`.", max_length=64),
+                "region": string("AWS region of the guardrail.", max_length=64),
+                "policies": _guard_policies(
+                    _key_auth({"aws": auth["aws"]}, "Credential: `aws` (SigV4; `{}` for the default chain) or a key.")
+                ),
+                **_guard_endpoint(),
+            },
+            required=["identifier", "version", "region"],
+        ),
+        "googleModelArmor": obj(
+            "Google Model Armor (sanitizeUserPrompt / sanitizeModelResponse).",
+            {
+                "templateId": string("Template ID.", max_length=256),
+                "projectId": string("Google Cloud project ID.", max_length=256),
+                "location": string("Location.", max_length=64, default="us-central1"),
+                "policies": _guard_policies(
+                    obj("Credential: `gcp` (`{}` for the default chain).", {"gcp": auth["gcp"]}, required=["gcp"])
+                ),
+                **_guard_endpoint(),
+            },
+            required=["templateId", "projectId"],
+        ),
+        "azureContentSafety": obj(
+            "Azure AI Content Safety (text:analyze, text:detectJailbreak), from agentgateway's standalone config.",
+            {
+                "endpoint": string("The resource's host, such as `NAME.cognitiveservices.azure.com`.", max_length=253),
+                "analyzeText": obj(
+                    "Harm categories and blocklists.",
+                    {
+                        "severityThreshold": {
+                            "type": "integer",
+                            "format": "int32",
+                            "minimum": 0,
+                            "maximum": 7,
+                            "description": "Reject at or above this severity (default 2).",
+                        },
+                        "apiVersion": string("API version (default 2024-09-01).", max_length=32),
+                        "blocklistNames": array(
+                            "Blocklists to check.", string("A blocklist.", max_length=64), max_items=16
+                        ),
+                        "haltOnBlocklistHit": {"type": "boolean", "description": "Stop at the first blocklist hit."},
+                    },
+                ),
+                "detectJailbreak": obj(
+                    "Jailbreak detection (requests only).",
+                    {"apiVersion": string("API version (default 2024-02-15-preview).", max_length=32)},
+                ),
+                "policies": _guard_policies(
+                    _key_auth({"azure": auth["azure"]}, "Credential: `azure` (Entra ID) or a resource key.")
+                ),
+                **_guard_endpoint(),
+            },
+            required=["endpoint"],
+        ),
+    }
+    if request:
+        kinds["openAIModeration"] = obj(
+            "The OpenAI moderations API; a flagged prompt is rejected.",
+            {
+                "model": string("Moderation model (default omni-moderation-latest).", max_length=128),
+                "policies": _guard_policies(_key_auth({}, "The OpenAI API key.")),
+                **_guard_endpoint(),
+            },
+        )
+    return kinds
+
+
+def prompt_guard_schema() -> Schema:
+    def guard(request: bool) -> Schema:
+        names = REQUEST_GUARDS if request else RESPONSE_GUARDS
+        props: dict[str, Schema] = {
+            "response": _rejection(
+                f"The {'request' if request else 'response'} was rejected due to inappropriate content"
+            ),
+            **guard_kinds(request=request),
+        }
+        if request:
+            props["scope"] = array(
+                "What the guard reads (default SystemPrompt and Messages; other scopes: regex and "
+                "bedrockGuardrails only).",
+                string("A scope.", enum=GUARD_SCOPES),
+                min_items=1,
+                max_items=4,
+            )
+        return obj(
+            f"One {'request' if request else 'response'} guard: exactly one of {', '.join(names)}.",
+            props,
+            rules=[(exactly_one(names), f"exactly one of {', '.join(names)} must be set")],
+        )
+
+    out = obj(
+        "Prompt guards (agentgateway's `promptGuard`): requests are guarded before translation, "
+        "responses after it, in the order written.",
+        {
+            "streaming": string(
+                "Enabled: guard streamed responses too (regex masks hold back a bounded tail). Default Disabled.",
+                enum=["Enabled", "Disabled"],
+            ),
+            "request": array("Guards on the client's request.", guard(True), min_items=1, max_items=8),
+            "response": array("Guards on the provider's response.", guard(False), min_items=1, max_items=8),
+        },
+    )
+    out["minProperties"] = 1
+    return out
 
 
 # --------------------------------------------------------------------------- providers
@@ -444,35 +843,6 @@ def provider_kinds() -> dict[str, Schema]:
             "Any self-hosted or third-party server, reached at `host`:`port` (required).",
             {
                 "model": model("llama3.1:8b"),
-                "formats": array(
-                    "Provider-native API formats the server accepts, each with an optional "
-                    "upstream path. Unset: the server is OpenAI-compatible.",
-                    obj(
-                        "One API format.",
-                        {
-                            "type": string(
-                                "API format.",
-                                enum=[
-                                    "Completions",
-                                    "Messages",
-                                    "Responses",
-                                    "Embeddings",
-                                    "AnthropicTokenCount",
-                                    "Realtime",
-                                ],
-                            ),
-                            "path": string(
-                                "Upstream path for this format. Default: the format's standard path.",
-                                max_length=1024,
-                                pattern=r"^/",
-                            ),
-                        },
-                        required=["type"],
-                    ),
-                    min_items=1,
-                    max_items=6,
-                    map_keys=["type"],
-                ),
             },
         ),
     }
@@ -635,7 +1005,9 @@ def spec_schema() -> Schema:
                 ],
             ),
             "policies": policies_schema(
-                "Policies for every provider of this backend; a provider's own `policies` override them field by field."
+                "Policies for every provider of this backend; a provider's own `policies` override them "
+                "field by field.",
+                backend_level=True,
             ),
         },
         required=["ai"],
@@ -919,7 +1291,268 @@ def render_params() -> str:
     return PARAMS_HEADER + "---\n" + body
 
 
-OUTPUTS = ((OUTPUT, render), (PARAMS_OUTPUT, render_params))
+# --------------------------------------------------------------------------- AIPolicy
+
+POLICY_KIND = "AIPolicy"
+POLICY_PLURAL = "aipolicies"
+POLICY_OUTPUT = Path(__file__).with_name(f"{GROUP}_{POLICY_PLURAL}.yaml")
+POLICY_HEADER = (
+    "# Generated by crds/generate.py; edit that file and run `python crds/generate.py`.\n"
+    "# AIPolicy: caller authentication (API keys, JWT) and limits attached to Gateways,\n"
+    "# listeners, HTTPRoutes, rules and AI backends. Field-compatible with the parts of\n"
+    "# agentgateway's AgentgatewayPolicy that llmgw supports.\n"
+)
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+POLICY_TARGET_KINDS = [
+    (GATEWAY_GROUP, "Gateway"),
+    (GATEWAY_GROUP, "HTTPRoute"),
+    (GROUP, "AIBackend"),
+    ("agentgateway.dev", "AgentgatewayBackend"),
+]
+_TARGET_RULE = " || ".join(f"(self.group == '{g}' && self.kind == '{k}')" for g, k in POLICY_TARGET_KINDS)
+_AUTH_MODES = ["Strict", "Optional", "Permissive"]
+
+
+def _target(selector: bool) -> Schema:
+    props: dict[str, Schema] = {
+        "group": string(
+            "API group of the target (gateway.networking.k8s.io, llmgw.dev, agentgateway.dev).",
+            min_length=0,
+            max_length=253,
+        ),
+        "kind": string("Kind of the target: Gateway, HTTPRoute, AIBackend or AgentgatewayBackend.", max_length=63),
+        "sectionName": string("A Gateway listener name, or an HTTPRoute rule name (`rules[].name`).", max_length=253),
+    }
+    if selector:
+        props["matchLabels"] = string_map("Labels every selected object (in the policy's namespace) has.")
+        required = ["group", "kind", "matchLabels"]
+    else:
+        props["name"] = string("Name of the target, in the policy's namespace.", max_length=253)
+        required = ["group", "kind", "name"]
+    return obj(
+        "A target in the policy's namespace." if not selector else "Targets in the policy's namespace, by label.",
+        props,
+        required=required,
+        rules=[(_TARGET_RULE, "targets must be a Gateway, HTTPRoute, AIBackend or AgentgatewayBackend")],
+    )
+
+
+def _header_location() -> Schema:
+    return obj(
+        "Where the credential is read from. Omitted: Authorization (Bearer), x-api-key and api-key "
+        "(API keys) or Authorization (Bearer) (JWT).",
+        {
+            "header": obj(
+                "A request header, with an optional prefix stripped from its value.",
+                {
+                    "name": string("Header name.", pattern=HEADER_NAME),
+                    "prefix": string("Prefix before the credential, e.g. `Bearer `.", min_length=None),
+                },
+                required=["name"],
+            )
+        },
+        required=["header"],
+    )
+
+
+def _api_key_authentication() -> Schema:
+    selector = obj(
+        "Every object of that kind in the policy's namespace with these labels.",
+        {"matchLabels": string_map("Labels the objects have.")},
+        required=["matchLabels"],
+    )
+    return obj(
+        'API keys ("virtual keys"). Each entry of the Secret(s)/ConfigMap(s) is one key: its name is '
+        "the key id; its value is the key, or JSON {key | keyHash: sha256:<hex>, metadata: {user, team, "
+        "tenant, ...}}. ConfigMap entries must use keyHash.",
+        {
+            "mode": string(
+                "Strict: a valid key is required (401). Optional: no key is anonymous, a wrong key 401. "
+                "Permissive: never rejects.",
+                enum=_AUTH_MODES,
+                default="Strict",
+            ),
+            "secretRef": obj(
+                "One Secret in the policy's namespace.",
+                {
+                    "name": string("Secret name.", max_length=253, pattern=DNS_SUBDOMAIN),
+                    "group": string("Empty (core).", min_length=0, max_length=0),
+                    "kind": string("Secret.", enum=["Secret"]),
+                },
+                required=["name"],
+            ),
+            "secretSelector": selector,
+            "configMapSelector": selector,
+            "location": _header_location(),
+        },
+        rules=[
+            (
+                exactly_one(["secretRef", "secretSelector", "configMapSelector"]),
+                "exactly one of secretRef, secretSelector, configMapSelector",
+            )
+        ],
+    )
+
+
+def _jwt_authentication() -> Schema:
+    provider = obj(
+        "One token issuer.",
+        {
+            "issuer": string("The `iss` claim.", max_length=256),
+            "audiences": array(
+                "Accepted `aud` values; omitted: any.",
+                string("An audience.", max_length=256),
+                min_items=1,
+                max_items=64,
+            ),
+            "jwks": obj(
+                "The issuer's public keys.",
+                {
+                    "inline": string("A JSON Web Key Set.", min_length=2, max_length=65536),
+                    "remote": obj(
+                        "Where to fetch the JSON Web Key Set.",
+                        {
+                            "url": string(
+                                "http:// or https:// URL of the JWKS.",
+                                max_length=1024,
+                                pattern=r"^https?://[^/?#@]+(/[^?#]*)?$",
+                            ),
+                            "cacheDuration": duration("How long a fetched JWKS is used (default 5m)."),
+                        },
+                        required=["url"],
+                    ),
+                },
+                rules=[(exactly_one(["inline", "remote"]), "exactly one of inline and remote")],
+            ),
+        },
+        required=["issuer", "jwks"],
+    )
+    return obj(
+        "JSON Web Tokens, validated by Envoy's jwt_authn filter; claims become the caller identity.",
+        {
+            "mode": string(
+                "Strict: a valid token is required. Optional: no token is anonymous. Permissive: never rejects.",
+                enum=_AUTH_MODES,
+                default="Strict",
+            ),
+            "providers": array("Token issuers.", provider, min_items=1, max_items=64),
+            "location": _header_location(),
+        },
+        required=["providers"],
+    )
+
+
+def policy_spec_schema() -> Schema:
+    open_object: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return obj(
+        "What the policy does and what it attaches to.",
+        {
+            "targetRefs": array("Targets by name.", _target(False), min_items=1, max_items=16),
+            "targetSelectors": array("Targets by label.", _target(True), min_items=1, max_items=16),
+            "strategy": obj(
+                "Merge strategy.",
+                {
+                    "inheritance": string(
+                        "Default: more specific policies override fields. Override: this policy keeps "
+                        "more specific traffic policies out.",
+                        enum=["Default", "Override"],
+                    )
+                },
+            ),
+            "traffic": obj(
+                "How requests are processed: who may call (authentication) and how much (limits). "
+                "Attaches to Gateways, listeners, HTTPRoutes and rules.",
+                {
+                    "phase": string(
+                        "PostRouting (the default); PreRouting is not supported by llmgw.",
+                        enum=["PreRouting", "PostRouting"],
+                    ),
+                    "apiKeyAuthentication": _api_key_authentication(),
+                    "jwtAuthentication": _jwt_authentication(),
+                    "rateLimit": {**open_object, "description": "Request and token limits (see docs/policies.md)."},
+                },
+            ),
+            "backend": obj(
+                "Settings for the AI backends the policy targets.",
+                {"ai": {**open_object, "description": "AI request processing (see docs/policies.md)."}},
+            ),
+        },
+        rules=[
+            (exactly_one(["targetRefs", "targetSelectors"]), "exactly one of targetRefs and targetSelectors"),
+            ("has(self.traffic) || has(self.backend)", "traffic or backend must be set"),
+        ],
+    )
+
+
+def policy_crd() -> Schema:
+    ancestor = obj(
+        "The policy's status for one ancestor (a Gateway) of its targets.",
+        {
+            "ancestorRef": {**obj("The ancestor."), "x-kubernetes-preserve-unknown-fields": True},
+            "controllerName": string("The controller that wrote this entry.", max_length=253),
+            "conditions": status_schema()["properties"]["conditions"],
+        },
+        required=["ancestorRef", "controllerName"],
+    )
+    schema = obj(
+        "AIPolicy attaches caller authentication and limits to Gateways, listeners, HTTPRoutes, rules and AI backends.",
+        {
+            "apiVersion": {"type": "string", "description": "APIVersion of this representation of an object."},
+            "kind": {"type": "string", "description": "The REST resource this object represents."},
+            "metadata": {"type": "object"},
+            "spec": policy_spec_schema(),
+            "status": obj(
+                "Observed state, written by the controller (Gateway API PolicyStatus).",
+                {"ancestors": array("One entry per ancestor.", ancestor, max_items=16)},
+            ),
+        },
+        required=["spec"],
+    )
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{POLICY_PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "llmgw", "gateway.networking.k8s.io/policy": "Direct"},
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": POLICY_KIND,
+                "listKind": f"{POLICY_KIND}List",
+                "plural": POLICY_PLURAL,
+                "singular": "aipolicy",
+                "shortNames": ["aipol"],
+                "categories": ["llmgw"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Accepted",
+                            "type": "string",
+                            "jsonPath": ".status.ancestors[*].conditions[?(@.type=='Accepted')].status",
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def render_policy() -> str:
+    body = yaml.safe_dump(policy_crd(), sort_keys=False, width=100, allow_unicode=False)
+    return POLICY_HEADER + "---\n" + body
+
+
+OUTPUTS = ((OUTPUT, render), (PARAMS_OUTPUT, render_params), (POLICY_OUTPUT, render_policy))
 
 
 def main(argv: list[str] | None = None) -> int:

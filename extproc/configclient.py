@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import grpc
 
-from extproc import credentials, wire
+from extproc import credentials, metrics, wire
 from extproc.contract import EMPTY, ExtprocConfig
+from extproc.policies.guards.remote import credential_views as guard_credentials
 
 log = logging.getLogger("llmgw.extproc.config")
 
@@ -31,10 +32,13 @@ class ConfigHolder:
             config = ExtprocConfig.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("rejected extproc config, keeping version %r: %s", self.current.version, exc)
+            metrics.EXTPROC_CONFIG_REJECTED.inc()
             return False
         self.current = config
         self.ready.set()
+        metrics.EXTPROC_CONFIG_APPLIED.set_to_current_time()
         credentials.prefetch(config.providers.values())
+        credentials.prefetch(guard_credentials(g for p in config.guards.values() for g in (*p.request, *p.response)))
         for listener in self.listeners:
             listener(config)
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))

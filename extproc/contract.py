@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from extproc.policies.guards.config import PromptGuardConfig
+
 CONTRACT_VERSION = 1
 
 
@@ -29,7 +31,9 @@ class AuthConfig:
     prefix: str = "Bearer "
     value: str = field(default="", repr=False)
     source: str = ""  # human-readable origin ("secret default/openai-key"), never the value
-    kind: str = "header"  # header | aws | gcp | azure: which module in extproc.credentials makes the headers
+    kind: str = (
+        "header"  # header | aws | gcp | azure | passthrough: which module in extproc.credentials makes the headers
+    )
     # Resolved inputs of that kind (secret fields, region).
     params: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -49,6 +53,43 @@ class AuthConfig:
         return f"{self.prefix}{self.value}"
 
 
+# --- AI request transforms (policies.ai: aliases, defaults, overrides, prompts, CEL, caching) ----
+
+
+@dataclass(frozen=True)
+class PromptCachingConfig:
+    """`promptCaching`: where the gateway puts cache markers (Anthropic `cache_control`, Bedrock `cachePoint`)."""
+
+    cache_system: bool = True
+    cache_messages: bool = True
+    cache_tools: bool = False
+    min_tokens: int = 1024  # estimated prompt tokens below which no marker is added (0: always)
+    cache_message_offset: int = 0  # 0: the second-to-last message; N: N messages earlier
+
+
+@dataclass(frozen=True)
+class TransformsConfig:
+    """One provider's effective `policies.ai` request transforms (backend-level merged with its own).
+
+    Values are JSON data from the manifest; the extproc compiles the CEL once per config
+    (extproc/policies/transforms.py). Applied in the order agentgateway documents.
+    """
+
+    aliases: dict[str, str] = field(default_factory=dict)  # friendly name or `*` pattern -> model
+    defaults: dict[str, Any] = field(default_factory=dict)  # body field -> value, set when absent
+    overrides: dict[str, Any] = field(default_factory=dict)  # body field -> value, always set
+    transformations: dict[str, str] = field(default_factory=dict)  # body field -> CEL (client schema)
+    final_transformations: dict[str, str] = field(default_factory=dict)  # body field -> CEL (provider schema)
+    prepend: list[dict[str, str]] = field(default_factory=list)  # [{role, content}] before the client's
+    append: list[dict[str, str]] = field(default_factory=list)  # [{role, content}] after the client's
+    prompt_caching: PromptCachingConfig | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TransformsConfig:
+        caching = raw.get("prompt_caching")
+        return cls(**{**raw, "prompt_caching": PromptCachingConfig(**caching) if caching else None})
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """One upstream provider as the extproc sees it (an endpoint of a backend cluster)."""
@@ -64,6 +105,56 @@ class ProviderConfig:
     # Provider-kind settings from the manifest (region, projectId, deploymentName,
     # apiVersion, resourceName, ...), keyed by their manifest field names.
     settings: dict[str, str] = field(default_factory=dict)
+    transforms: TransformsConfig | None = None  # policies.ai request transforms (None: none)
+    # The backend's `policies.ai.routes`: (path suffix or "*", operation name or "passthrough").
+    routes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ApiKeyEntry:
+    """One accepted API key: its SHA-256 digest (hex) and its owner; never the key itself."""
+
+    key_id: str
+    sha256: str = field(repr=False)
+    user: str | None = None
+    team: str | None = None
+    tenant: str | None = None
+    labels: list[list[str]] = field(default_factory=list)  # [[name, value], ...]
+
+
+@dataclass(frozen=True)
+class ApiKeyPolicyConfig:
+    """`traffic.apiKeyAuthentication` as the router stage enforces it (extproc/policies/authn.py)."""
+
+    id: str  # content digest: the Envoy route name carries it (wire.authn_route_name)
+    mode: str  # Strict | Optional | Permissive
+    keys: list[ApiKeyEntry] = field(default_factory=list, repr=False)
+    header: str | None = None  # None: authorization (Bearer), x-api-key, api-key
+    prefix: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class JwtPolicyConfig:
+    """`traffic.jwtAuthentication`: Envoy's jwt_authn validates; the router stage reads the payloads."""
+
+    mode: str  # Strict | Optional | Permissive
+    providers: list[str] = field(default_factory=list)  # jwt_authn provider names = their payload keys
+    header: str = "authorization"
+    prefix: str = "Bearer "
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class AuthnConfig:
+    """The authentication of a route (API key and/or JWT: both must pass); its id rides in the route name."""
+
+    id: str
+    api_key: ApiKeyPolicyConfig | None = None
+    jwt: JwtPolicyConfig | None = None
+    # traffic.callerIdentity: identity field -> upstream request header; fields allowed as metric labels
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    metric_labels: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,10 +179,22 @@ class ExtprocConfig:
     direct_routes: dict[str, str] = field(default_factory=dict)
     # InferencePools llmgw picks for (pool key -> its endpoints and objectives), the Envoy routes
     # to them (route name -> pool key) and, per gateway, the models whose exact model-header
-    # match routes to one (model -> pool key): the route after the body's model is known.
+    # match routes to one (model -> that route's name): the route after the body's model is known.
     pools: dict[str, PoolPickConfig] = field(default_factory=dict)
     pool_routes: dict[str, str] = field(default_factory=dict)
     pool_models: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Route authentication by id, and the ids each gateway's routes use (the router stage checks a
+    # caller against all of them: model routing may move the request to another route).
+    authn: dict[str, AuthnConfig] = field(default_factory=dict)
+    gateway_authn: dict[str, list[str]] = field(default_factory=dict)
+    # gateway -> model alias -> target, resolved before routing (x-gateway-model-name): the aliases of
+    # the backends the gateway's AI routes reach, where they agree (extproc/policies/transforms.py).
+    aliases: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Envoy route name -> its backends' `policies.ai.routes`, for the router stage (which does not
+    # know the provider yet): the operation, or passthrough, of a path on that route.
+    route_types: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # backend ("<namespace>/<name>") -> its policies.ai.promptGuard (extproc/policies/guards)
+    guards: dict[str, PromptGuardConfig] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -112,19 +215,55 @@ class ExtprocConfig:
             raise ValueError("providers must be an object of objects")
         for pid, p in raw_providers.items():
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
-            providers[pid] = ProviderConfig(**{**p, "auth": auth})
+            transforms = TransformsConfig.from_dict(p["transforms"]) if p.get("transforms") else None
+            routes = _route_types(p.get("routes", ()))
+            providers[pid] = ProviderConfig(**{**p, "auth": auth, "transforms": transforms, "routes": routes})
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
+        route_types = raw.get("route_types", {})
+        if not isinstance(route_types, dict):
+            raise ValueError("route_types must be an object")
+        guards = raw.get("guards", {})
+        if not isinstance(guards, dict) or not all(isinstance(g, dict) for g in guards.values()):
+            raise ValueError("guards must be an object of objects")
+        authn = {}
+        raw_authn = raw.get("authn", {})
+        if not isinstance(raw_authn, dict) or not all(isinstance(a, dict) for a in raw_authn.values()):
+            raise ValueError("authn must be an object of objects")
+        for aid, a in raw_authn.items():
+            key = a.get("api_key")
+            api_key = (
+                ApiKeyPolicyConfig(**{**key, "keys": [ApiKeyEntry(**e) for e in key.get("keys", [])]}) if key else None
+            )
+            jwt = JwtPolicyConfig(**a["jwt"]) if a.get("jwt") else None
+            authn[str(aid)] = AuthnConfig(
+                id=str(a.get("id", aid)),
+                api_key=api_key,
+                jwt=jwt,
+                upstream_headers={str(k): str(v) for k, v in (a.get("upstream_headers") or {}).items()},
+                metric_labels=[str(f) for f in a.get("metric_labels") or []],
+            )
         return cls(
             version=str(raw["version"]),
+            authn=authn,
+            gateway_authn={str(k): [str(i) for i in v] for k, v in raw.get("gateway_authn", {}).items()},
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
             pools={str(k): PoolPickConfig(**v) for k, v in raw.get("pools", {}).items()},
             pool_routes={str(k): str(v) for k, v in raw.get("pool_routes", {}).items()},
             pool_models={str(g): {str(m): str(p) for m, p in v.items()} for g, v in raw.get("pool_models", {}).items()},
+            aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
+            route_types={str(k): _route_types(v) for k, v in route_types.items()},
+            guards={str(k): PromptGuardConfig.from_dict(g) for k, g in guards.items()},
         )
+
+
+def _route_types(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(r, list | tuple) and len(r) == 2 for r in raw):
+        raise ValueError("routes must be a list of [suffix, type] pairs")
+    return tuple((str(suffix), str(kind)) for suffix, kind in raw)
 
 
 EMPTY = ExtprocConfig(version="")

@@ -27,10 +27,11 @@ _ANTHROPIC_TYPES = {
 
 
 def error_body(*, status: int, message: str, code: str, anthropic: bool = False, param: str | None = None) -> bytes:
+    client_error = 400 <= status < 500  # a status with no entry (a guard's 422, 451): still the client's side
     if anthropic:
-        etype = _ANTHROPIC_TYPES.get(status, "api_error")
+        etype = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if client_error else "api_error")
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
-    etype = _OPENAI_TYPES.get(status, "server_error")
+    etype = _OPENAI_TYPES.get(status, "invalid_request_error" if client_error else "server_error")
     return orjson.dumps({"error": {"message": message, "type": etype, "code": code, "param": param}})
 
 

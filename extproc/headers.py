@@ -80,3 +80,11 @@ def host_metadata_has(meta: object, key: str) -> bool:
         ours = fm.get("llmgw") if isinstance(fm, dict) else None
         return isinstance(ours, dict) and ours.get(key) is True
     return False
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_value_ok(value: str) -> bool:
+    """Whether `value` (an identity field, from a manifest or a token's claims) may be a header value."""
+    return len(value) <= 1024 and not _UNSAFE.search(value)

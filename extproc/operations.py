@@ -32,6 +32,27 @@ OPERATIONS = (
 
 OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
 
+# A backend's `policies.ai.routes` (agentgateway): path suffix -> an operation name, or PASSTHROUGH
+# (sent upstream as is, with the backend's credential, past the allowlist). "*" matches any path.
+PASSTHROUGH = "passthrough"
+WILDCARD = "*"
+RouteTypes = tuple[tuple[str, str], ...]
+
+
+def route_type(path: str, routes: RouteTypes) -> str | None:
+    """What a backend's routes map makes of `path`: an operation name, PASSTHROUGH, or None (no entry).
+
+    Longest suffix first, the wildcard last (as agentgateway resolves them).
+    """
+    bare = split_path(path)[0]
+    wildcard = None
+    for suffix, kind in sorted(routes, key=lambda r: (r[0] == WILDCARD, -len(r[0]))):
+        if suffix == WILDCARD:
+            wildcard = kind
+        elif bare.endswith(suffix):
+            return kind
+    return wildcard
+
 
 def split_path(path: str) -> tuple[str, str]:
     """(path without query, "?query" or "")."""
@@ -39,7 +60,11 @@ def split_path(path: str) -> tuple[str, str]:
     return (path, "") if i < 0 else (path[:i], path[i:])
 
 
-def operation_of(path: str) -> Operation | None:
+def operation_of(path: str, routes: RouteTypes = ()) -> Operation | None:
+    """The operation of `path`: the backend's routes map first, then the path suffix (None: not ours)."""
+    mapped = route_type(path, routes) if routes else None
+    if mapped is not None:
+        return OPERATIONS_BY_NAME.get(mapped)
     bare = split_path(path)[0].rstrip("/")
     for op in OPERATIONS:
         if bare.endswith(op.suffix):
@@ -57,18 +82,22 @@ class Refusal:
     anthropic: bool
 
 
-def refusal(method: str, path: str, supported: frozenset[str] | None = None, kind: str = "") -> Refusal | None:
+def refusal(
+    method: str, path: str, supported: frozenset[str] | None = None, kind: str = "", routes: RouteTypes = ()
+) -> Refusal | None:
     """The operation allowlist: None when the gateway may forward `method path`, else why not.
 
     The gateway forwards only the operations it knows, each with its method (DESIGN: a
     client must not reach the provider's other endpoints, files, fine-tuning, batches,
     admin, with the gateway's credential). `supported`: the operations the provider
     kind serves (None: the provider is not known yet, as in the router stage on a
-    model-routed request). A future raw-passthrough opt-in would skip this check for
-    the providers that enable it; nothing enables it today.
+    model-routed request). `routes`: the backend's `policies.ai.routes`; a path it maps
+    to Passthrough is the backend's explicit opt-in to raw passthrough, never refused.
     """
     bare = split_path(path)[0]
-    op = operation_of(bare)
+    if routes and route_type(bare, routes) == PASSTHROUGH:
+        return None
+    op = operation_of(bare, routes)
     anthropic = op.client_api == "anthropic" if op is not None else "/messages" in bare
     if op is None:
         return Refusal(404, "unknown_operation", f"The gateway does not serve {bare or '/'}.", anthropic)

@@ -1,8 +1,9 @@
 """Router stage: the HCM ext_proc filter on AI routes.
 
 Request: reads the buffered body once, sets `x-gateway-model-name` and clears
-the route cache so HTTPRoute header matches can route on the body's model,
-and rejects bad input in the client's schema. Response: extracts usage (JSON
+the route cache so HTTPRoute header matches can route on the body's model
+(a Gateway-wide model alias is resolved first, and only then is the body
+rewritten here), and rejects bad input in the client's schema. Response: extracts usage (JSON
 or SSE), hides the usage-only chunk the gateway asked for on the client's
 behalf, records metrics and writes usage to Envoy dynamic metadata for the
 access log.
@@ -24,32 +25,55 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics, validation, wire
+from extproc import errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import ExtprocConfig, ProviderConfig
+from extproc.contract import AuthnConfig, ExtprocConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
-from extproc.headers import attribute, header_dict, provider_from_host_metadata, set_header
+from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
+from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
 from extproc.picker.pools import OBJECTIVE_HEADER, PoolPick, pick_for, pick_queued, pool_of, record_pick
 from extproc.picker.prefix import blocks, prompt_text
 from extproc.picker.scraper import LoadBoard
+from extproc.policies import authn, jwt_claims, transforms
+from extproc.policies.guards import stages as guard_stages
+from extproc.policies.guards.config import GuardConfig
+from extproc.policies.guards.engine import record as record_guard
+from extproc.policies.guards.stream import StreamGuard
+from extproc.policies.guards.stream_hold import StreamHold, error_event
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.translate import pair_for
-from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError
+from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError, encode
 from extproc.usage import Usage
 
 log = logging.getLogger("llmgw.extproc")
 
 _CONTINUE = ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 _STREAMED = pm.ProcessingMode(response_body_mode=pm.ProcessingMode.STREAMED)
+_CONTINUE_BODY = ep.ProcessingResponse(request_body=ep.BodyResponse())
+# Headers by which the attempt stage's own replies tell the router stage about them; on a direct
+# route the router stage sends such a reply itself, so they must not reach the client.
+_INTERNAL_REPLY_HEADERS = frozenset((wire.ANSWERED_HEADER, wire.GUARD_HEADER))
+
+
+def _own_reply(resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+    """An attempt-stage reply the router stage answers itself, without the stage-to-stage headers."""
+    if resp.HasField("immediate_response"):
+        headers = resp.immediate_response.headers.set_headers
+        keep = [h for h in headers if h.header.key not in _INTERNAL_REPLY_HEADERS]
+        if len(keep) != len(headers):
+            del headers[:]
+            headers.extend(keep)
+    return resp
 
 
 @dataclass
@@ -88,21 +112,69 @@ class RouterRequest:
     route_name: str | None = None
     objective: str = ""
     queued: tuple[str, list[bytes]] | None = None  # (pool, prompt prefix) of a pick waiting for room
+    # --- failure metrics (extproc/metrics.py: every request counted once, with its error.type)
+    error_type: str = ""  # the gateway's own error code, when it answered itself
+    code_details: str = ""  # Envoy's response code details (via_upstream, upstream_reset..., ...)
+    recorded: bool = False  # counted in the metrics
+    recorded_error_type: str = ""  # what the metrics said (also the span's and access log's error.type)
+    # --- trace content (extproc/trace_content.py), only with the operator's opt-in
+    record_content: bool = False
+    input_messages: str | None = None
+    output_messages: str | None = None
+    # --- prompt guards (extproc/policies/guards) ---
+    defer_direct: bool = False  # a direct route's guarded body waits for on_request_body_async
+    deferred: tuple[ep.HttpBody, dict[str, Any]] | None = None
+    response_guards: tuple[GuardConfig, ...] = ()  # for a complete JSON response
+    stream_guard: StreamGuard | None = None  # regex guards on a streamed response
+    stream_hold: StreamHold | None = None  # remote guards on a streamed response
+    response_headers: dict[str, str] = field(default_factory=dict)
+    guard_request: str = ""  # decisions for the access log ("kind:action,...")
+    guard_response: str = ""
+    skipped_guards: tuple[str, ...] = ()  # response guards a stream does not run ("kind:not_applied")
+    # --- policies (extproc/policies/): who is calling, set on the request headers
+    identity: Identity | None = None  # None: anonymous (or no API key policy)
+    authn: AuthnConfig | None = None  # the authentication of the route matched on the headers
+    satisfied: frozenset[str] | None = None  # the route authentications the caller passed (None: none checked)
 
     # --- request ---------------------------------------------------------------------------
 
-    def on_request_headers(self, msg: ep.HttpHeaders, *, route_name: object = None) -> ep.ProcessingResponse:
+    def on_request_headers(
+        self,
+        msg: ep.HttpHeaders,
+        *,
+        route_name: object = None,
+        jwt_found: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ep.ProcessingResponse:
+        return self.note_immediate(self._on_request_headers(msg, route_name=route_name, jwt_found=jwt_found))
+
+    def _on_request_headers(
+        self, msg: ep.HttpHeaders, *, route_name: object, jwt_found: Mapping[str, Mapping[str, Any]] | None
+    ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
-        self.op = operation_of(self.path)
-        self.route_name = route_name if isinstance(route_name, str) else None
+        authn_mutation: ep.HeaderMutation | None = None
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        if own is not None and own not in self.config.authn and self.latest_config is not None:
+            self.config = self.latest_config()  # a route newer than this request's config snapshot
+        if own is not None and own not in self.config.authn:
+            # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
+            return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
+        if self.config.gateway_authn.get(self.gateway):
+            refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
+            if refused is not None:
+                return refused
+        # The route the request matched (the one a guard route stands in front of, on the first lookup).
+        self.route_name = route_name.removesuffix(wire.AUTHN_GUARD_SUFFIX) if isinstance(route_name, str) else None
         self.objective = headers.get(OBJECTIVE_HEADER, "")
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
+        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
+        routes = provider.routes if provider is not None else self.config.route_types.get(str(route_name), ())
+        self.op = operation_of(self.path, routes)
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
         # does not know never reaches a provider with its credential, and no provider is contacted.
         supported = operations_of(provider) | {"models"} if provider is not None else None
-        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "")
+        refused = refusal(headers.get(":method", ""), self.path, supported, provider.kind if provider else "", routes)
         if refused is not None:
             self.done = True
             return errors.immediate(
@@ -115,32 +187,148 @@ class RouterRequest:
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
-            self.direct = AttemptRequest(config=self.config)
-            return self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            self.direct = AttemptRequest(config=self.config, route=wire.route_of_route_name(str(route_name)) or "")
+            started = self.direct.start(provider, headers, end_of_stream=msg.end_of_stream)
+            if authn_mutation is not None and started.WhichOneof("response") == "request_headers":
+                # The route cannot change: no guard header needed; the client's key headers go.
+                theirs = started.request_headers.response.header_mutation
+                theirs.remove_headers.extend(h for h in authn_mutation.remove_headers if h != wire.AUTHN_HEADER)
+                theirs.set_headers.extend(h for h in authn_mutation.set_headers if h.header.key != wire.AUTHN_HEADER)
+            return _own_reply(started)
+        if authn_mutation is not None:
+            # On a guard route (the first lookup of a route that authenticates), match again now that
+            # the request carries what it was authenticated for (controlplane/xds/route.py authn_guard).
+            guarded = isinstance(route_name, str) and route_name.endswith(wire.AUTHN_GUARD_SUFFIX)
+            return ep.ProcessingResponse(
+                request_headers=ep.HeadersResponse(
+                    response=ep.CommonResponse(header_mutation=authn_mutation, clear_route_cache=guarded)
+                )
+            )
         return _CONTINUE
+
+    def _authenticate(
+        self, headers: dict[str, str], route_name: object, jwt_found: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[ep.ProcessingResponse | None, ep.HeaderMutation]:
+        """Check the caller against every route authentication of this Gateway (extproc/policies/).
+
+        The authentication of the route matched on the headers decides a refusal here (API
+        keys; Envoy's jwt_authn already enforced that route's JWT policy); the ids of those the
+        caller satisfies go in `x-llmgw-authn` for the route guard Envoy checks after model
+        routing (controlplane/xds/route.py `authn_guard`).
+        """
+        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+        satisfied: list[str] = []
+        remove: set[str] = set()
+        own_identity: Identity | None = None
+        first_identity: Identity | None = None
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            if cfg is None:
+                continue
+            ok, ident = True, None
+            if cfg.api_key is not None:
+                policy = authn.compile_policy(cfg.api_key)
+                # The key was for the gateway: it goes no further. The SDK headers only on the route that
+                # consumed them (a passthrough route elsewhere forwards its client's own key); a custom
+                # location header never (the attempt stage strips the SDK headers on every route anyway).
+                if aid == own:
+                    remove.update(authn.credential_headers(policy))
+                elif policy.header is not None:
+                    remove.add(policy.header)
+                outcome = authn.authenticate(policy=policy, headers=headers)
+                if outcome.refused and aid == own:
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message=outcome.message, code="invalid_api_key", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = not outcome.refused, outcome.identity
+            if cfg.jwt is not None:
+                if aid == own or cfg.jwt.header not in authn.DEFAULT_HEADERS:
+                    remove.add(cfg.jwt.header)
+                jwt_ok, jwt_ident = jwt_claims.check(policy=cfg.jwt, found=jwt_found, headers=headers)
+                if not jwt_ok and aid == own:  # Envoy enforced it already, unless the policy could not be read
+                    self.done = True
+                    anthropic = self.op is not None and self.op.client_api == "anthropic"
+                    return errors.immediate(
+                        status=401, message="Invalid or missing token.", code="invalid_token", anthropic=anthropic
+                    ), ep.HeaderMutation()
+                ok, ident = ok and jwt_ok, ident or jwt_ident
+            if not ok:
+                continue
+            satisfied.append(aid)
+            if aid == own:
+                own_identity = ident
+            elif first_identity is None:
+                first_identity = ident
+        self.identity = own_identity if own is not None else first_identity
+        self.satisfied = frozenset(satisfied)
+        self.authn = self.config.authn.get(own) if own is not None else None
+        mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
+        mutation.remove_headers.extend(sorted(remove))
+        # traffic.callerIdentity.upstreamHeaders: the identity (never the key) to the provider; a
+        # client's own copy of any such header of this Gateway is removed.
+        exported: set[str] = set()
+        if self.authn is not None and self.identity is not None:
+            for name, header in sorted(self.authn.upstream_headers.items()):
+                value = self.identity.field(name)
+                if value is not None and header_value_ok(value):
+                    mutation.set_headers.append(set_header(header, value))
+                    exported.add(header)
+        for aid in self.config.gateway_authn.get(self.gateway, ()):
+            cfg = self.config.authn.get(aid)
+            for header in cfg.upstream_headers.values() if cfg is not None else ():
+                if header not in exported and header not in mutation.remove_headers:
+                    mutation.remove_headers.append(header)
+        return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         try:
-            return self._on_request_body(msg)
+            resp = self._on_request_body(msg)
         except TranslationError as exc:  # the client's mistake: a 400 in its schema, nothing to log
-            return self._error(exc.status, exc.message, exc.code, param=exc.param)
+            resp = self._error(exc.status, exc.message, exc.code, param=exc.param)
         except Exception:  # our bug: visible in the log, a 500 in the client's schema (never "retry shortly")
             log.exception("router stage failed on the request body (%s)", self.op.name if self.op else "no operation")
-            return self._error(500, "The gateway failed to process the request.", "gateway_error")
+            resp = self._error(500, "The gateway failed to process the request.", "gateway_error")
+        return self.note_immediate(resp)
+
+    def note_immediate(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """Count an answer this stage gives itself (its errors, `/models`, a direct route's refusal).
+
+        Envoy does not pass an immediate response back through the filter that sent it, so
+        this is the only place such a request is seen. Returns `resp` unchanged.
+        """
+        if resp.HasField("immediate_response") and not self.recorded:
+            imm = resp.immediate_response
+            self.status = int(imm.status.code)
+            details = imm.details.removeprefix("llmgw_")
+            self.error_type = details if self.status >= 400 else ""
+            self.attempts = 0  # answered here: no upstream attempt
+            self._record(now=time.monotonic())
+            resp.dynamic_metadata.CopyFrom(self._metadata())  # the access log and the trace see it too
+        return resp
 
     def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
         op = self.op
         try:
             body = orjson.loads(msg.body)
         except orjson.JSONDecodeError as exc:
-            if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+            if op is None:  # not our API (a passthrough path): a direct route still gets its credential
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(
                 400, f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.", "invalid_json"
             )
         if not isinstance(body, dict):
             if op is None:
-                return ep.ProcessingResponse(request_body=ep.BodyResponse())
+                return (
+                    self.direct.on_request_body(msg)
+                    if self.direct
+                    else ep.ProcessingResponse(request_body=ep.BodyResponse())
+                )
             return self._error(400, "The request body must be a JSON object.", "invalid_body")
         model = body.get("model")
         if op is not None and op.needs_model and (not isinstance(model, str) or not model):
@@ -156,7 +344,20 @@ class RouterRequest:
             validation.check_routing_fields(body, streams=op.streams, stream_usage_option=op.stream_usage_option)
         elif isinstance(model, str) and validation.model_problem(model) is not None:
             model = None  # not our API: pass the request on, but never copy what is no header value
+        aliased = False
+        if op is not None and isinstance(model, str) and model and self.config.aliases:
+            # A gateway-wide model alias routes like its target, and every backend the route may
+            # reach receives the target (extproc/policies/transforms.py; docs/ai-transforms.md).
+            target = transforms.resolve_alias(model, self.config.aliases.get(self.gateway) or {})
+            if target is not None and target != model:
+                model = body["model"] = target
+                aliased = True
+                if self.direct is not None:
+                    self.direct.routed_model = target
+                    self.direct.body_changed = True
         self.request_model = model if isinstance(model, str) else ""
+        if self.record_content and op is not None:
+            self.input_messages = trace_content.input_messages(body)
         encoding = body.get("encoding_format")
         self.encoding_format = encoding if isinstance(encoding, str) else None
         if op is not None and op.streams and body.get("stream") is True:
@@ -166,6 +367,9 @@ class RouterRequest:
                 isinstance(options, dict) and options.get("include_usage") is True
             )
         if self.direct is not None:
+            if self.defer_direct:
+                self.deferred = (msg, body)
+                return _CONTINUE_BODY
             return self.direct.on_request_body(msg, parsed=body)
         common = ep.CommonResponse()
         if self.request_model:
@@ -176,14 +380,28 @@ class RouterRequest:
         if refused is not None:
             return refused
         common.clear_route_cache = True
+        if aliased:  # the one body this stage rewrites: the model, before any provider sees it
+            new_body = encode(body)
+            common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
+            common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
     def _pick_endpoint(self, common: ep.CommonResponse, body: dict[str, object]) -> ep.ProcessingResponse | None:
-        """InferencePools without a picker of their own: llmgw picks (extproc/picker); None: go on."""
+        """InferencePools without a picker of their own: llmgw picks (extproc/picker); None: go on.
+
+        Called last on the request body, after authentication (request headers) and the body's
+        checks, so a request refused by any of them never counts in the picker's state. A
+        request that model routing moves to a pool route it is not authenticated for is not
+        picked for either: Envoy's authentication guard answers it 401 (controlplane/xds/route.py).
+        """
         if self.loads is None or not self.config.pools:
             return None
-        pool = pool_of(self.config, gateway=self.gateway, route_name=self.route_name, model=self.request_model)
-        if pool is None:
+        found = pool_of(self.config, gateway=self.gateway, route_name=self.route_name, model=self.request_model)
+        if found is None:
+            return None
+        route, pool = found
+        aid = wire.authn_of_route_name(route)
+        if aid is not None and (self.satisfied is None or aid not in self.satisfied):
             return None
         prefix = blocks(prompt_text(body))
         picked = pick_for(
@@ -226,7 +444,24 @@ class RouterRequest:
             self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix, model=self.request_model
         )
         refused = self._apply_pick(resp.request_body.response, picked)
-        return refused if refused is not None else resp
+        return self.note_immediate(refused) if refused is not None else resp
+
+    async def on_request_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_request_body`; on a guarded direct route, the request guards run before the provider work."""
+        self.defer_direct = self.direct is not None and self.direct.guards() is not None
+        resp = self.on_request_body(msg)
+        if self.deferred is None:
+            return _own_reply(resp) if self.direct is not None else resp
+        body_msg, parsed = self.deferred
+        self.deferred = None
+        assert self.direct is not None
+        resp = _own_reply(await self.direct.on_request_body_async(body_msg, parsed=parsed))
+        if resp.HasField("immediate_response"):
+            self.done = True
+        ours = resp.dynamic_metadata.fields.get(wire.METADATA_NAMESPACE)
+        if ours is not None and wire.GUARD_REQUEST_METADATA_KEY in ours.struct_value.fields:
+            self.guard_request = ours.struct_value.fields[wire.GUARD_REQUEST_METADATA_KEY].string_value
+        return resp
 
     def _models(self) -> ep.ProcessingResponse:
         ids = self.config.models.get(self.gateway, [])
@@ -246,6 +481,9 @@ class RouterRequest:
     # --- response --------------------------------------------------------------------------
 
     def on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        return self.note_immediate(self._on_response_headers(req))
+
+    def _on_response_headers(self, req: ep.ProcessingRequest) -> ep.ProcessingResponse:
         msg = req.response_headers
         headers = header_dict(msg)
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
@@ -257,9 +495,18 @@ class RouterRequest:
             mutation.remove_headers.append(wire.UPSTREAM_STATUS_HEADER)
         if headers.pop(wire.IMMEDIATE_HC_FAIL_HEADER, None) is not None:  # the attempt stage paused the provider
             resp.response_headers.response.header_mutation.remove_headers.append(wire.IMMEDIATE_HC_FAIL_HEADER)
-        answered = headers.pop(wire.ANSWERED_HEADER, None) is not None  # the attempt stage's own error
+        answered_code = headers.pop(wire.ANSWERED_HEADER, None)  # the attempt stage's own error (its code)
+        answered = answered_code is not None
         if answered:
             resp.response_headers.response.header_mutation.remove_headers.append(wire.ANSWERED_HEADER)
+            self.error_type = _bounded_code(answered_code or "")
+        details = attribute(req, "response.code_details")
+        if isinstance(details, str):
+            self.code_details = details
+        guarded = headers.pop(wire.GUARD_HEADER, None)  # the attempt stage's guard rejection
+        if guarded is not None:
+            self.guard_request = guarded
+            resp.response_headers.response.header_mutation.remove_headers.append(wire.GUARD_HEADER)
         try:
             self.status = int(headers.get(":status", "0"))
         except ValueError:
@@ -298,6 +545,7 @@ class RouterRequest:
             for key, value in changes.set.items():
                 mutation.set_headers.append(set_header(key, value))
             mutation.remove_headers.extend(changes.remove)
+            self._arm_response_guards(headers, resp, answered=answered, end_of_stream=msg.end_of_stream)
             if self.translation.streaming and not msg.end_of_stream:
                 self.first_chunk_at = None
                 resp.mode_override.CopyFrom(_STREAMED)
@@ -305,6 +553,29 @@ class RouterRequest:
         if msg.end_of_stream:
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _arm_response_guards(
+        self, headers: dict[str, str], resp: ep.ProcessingResponse, *, answered: bool, end_of_stream: bool
+    ) -> None:
+        """The backend's response guards for this response, if any apply (guard after translate)."""
+        tr = self.translation
+        policy = self.config.guards.get(self.backend) if self.backend and not answered else None
+        guards = guard_stages.response_guards(policy, op=self.op, status=self.status)
+        if not guards or tr is None or self.op is None or end_of_stream or policy is None:
+            return
+        self.response_headers = headers
+        if tr.streaming:
+            self.stream_guard, self.stream_hold, skipped = guard_stages.stream_guards(
+                guards, op=self.op, streaming_enabled=policy.streaming
+            )
+            for kind in skipped:  # agentgateway's default: streamed responses are not guarded
+                record_guard(guard=kind, phase="response", action="not_applied", route=self.route)
+            self.skipped_guards = tuple(f"{k}:not_applied" for k in skipped)
+            self.guard_response = ",".join(self.skipped_guards)
+        else:
+            self.response_guards = guards
+        # The body may change length: Envoy recomputes it for the buffered body; a stream is chunked.
+        resp.response_headers.response.header_mutation.remove_headers.append("content-length")
 
     def _backend_pause(self) -> float:
         if self.cooldowns is None or not self.backend:
@@ -320,6 +591,7 @@ class RouterRequest:
         """
         seconds = max(1, math.ceil(pause))
         self.status = 429
+        self.error_type = "providers_paused"
         self.replacement_body = errors.error_body(
             status=429,
             message=f"Every provider of this backend asked the gateway to wait; retry after {seconds} s.",
@@ -383,22 +655,109 @@ class RouterRequest:
             if first:
                 self.first_chunk_at = time.monotonic()
             out = tr.on_body(msg.body, msg.end_of_stream)
+            guard_changed = False
+            if self.stream_guard is not None:
+                out = self.stream_guard.feed(msg.body if out is None else out, msg.end_of_stream)
+                guard_changed = self._note_stream_guard()
+            if self.stream_hold is not None:
+                out = self.stream_hold.hold(msg.body if out is None else out)
             if out is not None:
                 resp.response_body.response.body_mutation.body = out
-            if tr.streaming and not msg.end_of_stream and (first or tr.usage != self.reported_usage):
+            if tr.streaming and not msg.end_of_stream and (first or guard_changed or tr.usage != self.reported_usage):
                 self.usage, self.response_model = tr.usage, tr.response_model
                 resp.dynamic_metadata.CopyFrom(self._metadata())  # usage so far, for the access log
-        if msg.end_of_stream and not self.done:
+        if msg.end_of_stream and not self.done and not self.response_guards:
+            if self.record_content and tr is not None and not tr.streaming and 200 <= self.status < 300:
+                mutated = resp.response_body.response.body_mutation.body
+                self.output_messages = trace_content.output_messages(mutated or msg.body)
             resp.dynamic_metadata.CopyFrom(self._finish())
         return resp
+
+    def _note_stream_guard(self) -> bool:
+        """Update the streamed guards' access-log field; True when it changed (report it now)."""
+        sg = self.stream_guard
+        if sg is None:
+            return False
+        summary = ",".join(f"{k}:{a}" for k, a in sg.summary())
+        if self.skipped_guards:
+            summary = ",".join((summary, *self.skipped_guards))
+        changed = summary != self.guard_response
+        self.guard_response = summary
+        return changed
+
+    async def on_response_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """`on_response_body`, then the response guards on a complete JSON body (translate, then guard)."""
+        resp = self.on_response_body(msg)
+        guards, op = self.response_guards, self.op
+        if not guards or op is None or not msg.end_of_stream or self.replacement_body is not None:
+            if guards and msg.end_of_stream and not self.done:  # no guarding after all: finish as usual
+                resp.dynamic_metadata.CopyFrom(self._finish())
+            if self.stream_guard is not None and msg.end_of_stream:
+                self._record_stream_guard()
+            if self.stream_hold is not None and msg.end_of_stream:
+                return await self._release_stream(resp)
+            return resp
+        # The JSON answer is complete and translated: guard it, then finish (metrics see the final status).
+        mutation = resp.response_body.response
+        body = mutation.body_mutation.body if mutation.HasField("body_mutation") else msg.body
+        try:
+            new_body, outcome = await guard_stages.guard_response_json(
+                guards, op=op, body=body, headers=self.response_headers, route=self.route
+            )
+        except Exception:
+            log.exception("response guards failed (%s)", op.name)
+            self.status = 500
+            out = self._error(500, "The gateway failed to process the response.", "gateway_error")
+            out.dynamic_metadata.CopyFrom(self._finish())
+            return out
+        self.guard_response = outcome.summary()
+        if outcome.rejection is not None:
+            rejection = outcome.rejection
+            self.status = rejection.status
+            out = self._error(rejection.status, rejection.message, rejection.code)
+            out.dynamic_metadata.CopyFrom(self._finish())
+            return out
+        if new_body is not None:
+            mutation.body_mutation.body = new_body
+        resp.dynamic_metadata.CopyFrom(self._finish())
+        return resp
+
+    async def _release_stream(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """The end of a held stream: the remote guards' verdict decides what the client gets."""
+        hold = self.stream_hold
+        assert hold is not None
+        try:
+            out = await hold.release(headers=self.response_headers, route=self.route)
+        except Exception:
+            log.exception("response guards failed on a held stream")
+            out = error_event("The gateway failed to process the response.", anthropic=hold.anthropic)
+        resp.response_body.response.body_mutation.body = out
+        decisions = hold.outcome.summary() if hold.outcome is not None else ""
+        self.guard_response = ",".join(x for x in (self.guard_response, decisions) if x)
+        resp.dynamic_metadata.CopyFrom(self._metadata())
+        return resp
+
+    def _record_stream_guard(self) -> None:
+        sg = self.stream_guard
+        if sg is None:
+            return
+        for kind, action in sg.summary():
+            record_guard(guard=kind, phase="response", action=action, route=self.route)
 
     def on_stream_closed(self) -> None:
         """Envoy closed the ext_proc stream: if the response had started but not ended, it was cut.
 
         Its metadata is already in Envoy; the metrics get the usage counted so far.
         """
+        if self.status == 0 and not self.recorded and self.op is not None:
+            # No response ever reached this stage: the client went away or the request failed
+            # before any answer (counted, so that error rates include it).
+            self.error_type = "no_response"
+            self._record(now=time.monotonic())
+            return
         if self.done or self.status == 0 or self.replacement_body is not None:
             return
+        self._record_stream_guard()
         self._finish(interrupted=True)
         log.warning(
             "response cut after it started: route %s, backend %s, provider %s, usage so far %s",
@@ -409,7 +768,12 @@ class RouterRequest:
         )
 
     def _labels(self) -> metrics.RequestLabels:
+        caller = ("",) * len(metrics.CALLER_FIELDS)
+        if self.identity is not None and self.authn is not None and self.authn.metric_labels:
+            allowed = self.authn.metric_labels
+            caller = tuple((self.identity.field(f) or "") if f in allowed else "" for f in metrics.CALLER_FIELDS)
         return metrics.RequestLabels(
+            caller=caller,
             operation=self.op.semconv if self.op else "unknown",
             provider=self.provider,
             request_model=self.request_model,
@@ -420,23 +784,43 @@ class RouterRequest:
         )
 
     def _finish(self, *, interrupted: bool = False) -> struct_pb2.Struct:
-        """Metrics (2xx) and the final dynamic metadata, once; `interrupted`: the response was cut."""
+        """Metrics (every status) and the final dynamic metadata, once; `interrupted`: the response was cut."""
         self.done = True
         if self.translation is not None:
             self.usage = self.translation.usage
             self.response_model = self.translation.response_model
-        now = time.monotonic()
-        if 200 <= self.status < 300:
-            metrics.record(
-                labels=self._labels(),
-                usage=self.usage,
-                duration_s=now - self.started,
-                attempts=self.attempts,
-                ttft_s=self.first_chunk_at - self.started if self.first_chunk_at else None,
-                streamed_for_s=now - self.first_chunk_at if self.first_chunk_at else None,
-                interrupted=interrupted,
-            )
+        self._record(now=time.monotonic(), interrupted=interrupted)
         return self._metadata()
+
+    def _record(self, *, now: float, interrupted: bool = False) -> None:
+        """Count this request once, whatever its outcome (extproc/metrics.py)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        ok = 200 <= self.status < 300
+        error_type = "" if ok and not interrupted else (self.error_type or self._envoy_error_type())
+        if interrupted:
+            error_type = "interrupted"
+        self.recorded_error_type = error_type
+        if self.direct is not None and self.direct.provider is not None and self.attempts > 1:
+            p = self.direct.provider  # a direct route's retries never reach the attempt stage
+            for _ in range(self.attempts - 1):
+                metrics.record_attempt(backend=p.backend, provider=p.id, kind=p.kind)
+        metrics.record(
+            labels=self._labels(),
+            usage=self.usage if ok else None,
+            duration_s=now - self.started,
+            attempts=self.attempts if self.status else 0,
+            ttft_s=self.first_chunk_at - self.started if ok and self.first_chunk_at else None,
+            streamed_for_s=now - self.first_chunk_at if ok and self.first_chunk_at else None,
+            interrupted=interrupted,
+            status=self.status,
+            error_type=error_type,
+        )
+
+    def _envoy_error_type(self) -> str:
+        """error.type of a response this stage did not make: the provider's status, or why Envoy answered."""
+        return envoy_error_type(self.status, self.code_details)
 
     def _metadata(self) -> struct_pb2.Struct:
         """The access log's view of this request so far (Envoy merges it under `llmgw`)."""
@@ -458,8 +842,54 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+        if self.recorded_error_type:
+            meta["error.type"] = self.recorded_error_type
+        if self.input_messages is not None:
+            meta[wire.INPUT_MESSAGES_KEY] = self.input_messages
+        if self.output_messages is not None:
+            meta[wire.OUTPUT_MESSAGES_KEY] = self.output_messages
+        if self.guard_request:
+            meta[wire.GUARD_REQUEST_METADATA_KEY] = self.guard_request
+        if self.guard_response:
+            meta[wire.GUARD_RESPONSE_METADATA_KEY] = self.guard_response
+        if self.identity is not None:
+            for name in ("key_id", "user", "team", "tenant"):
+                known = self.identity.field(name)
+                if known is not None:
+                    meta[name] = known
         if self.first_chunk_at is not None:
             meta["gen_ai.server.time_to_first_token_ms"] = round((self.first_chunk_at - self.started) * 1000, 3)
         out = struct_pb2.Struct()
         out.update({wire.METADATA_NAMESPACE: meta})
         return out
+
+
+def _bounded_code(code: str) -> str:
+    """An error code from a response header, kept only if it looks like one of ours (bounded labels)."""
+    if 0 < len(code) <= 40 and code.replace("_", "").isalnum() and code.islower():
+        return code
+    return "_OTHER"
+
+
+# Envoy's response code details -> error.type, first match wins (bounded label values).
+_DETAILS_ERROR_TYPES = (
+    ("timeout", "timeout"),
+    ("upstream_reset", "upstream_reset"),
+    ("no_healthy_upstream", "no_healthy_upstream"),
+    ("route_not_found", "route_not_found"),
+    ("cluster_not_found", "cluster_not_found"),
+    ("overflow", "upstream_overflow"),
+    ("ext_proc", "extproc_error"),
+    ("llmgw_", ""),
+)
+
+
+def envoy_error_type(status: int, details: str) -> str:
+    """The semconv `error.type` of a failed response: the HTTP status when the provider sent it,
+    Envoy's reason when Envoy answered (a reset, a timeout, no healthy provider), `_OTHER` else."""
+    if not details or details == "via_upstream":
+        return str(status) if status else "no_response"
+    for needle, error_type in _DETAILS_ERROR_TYPES:
+        if needle in details:
+            return error_type or _bounded_code(details.removeprefix("llmgw_"))
+    return "_OTHER"

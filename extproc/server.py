@@ -8,6 +8,7 @@ request may land on any worker.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -21,6 +22,7 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
 from extproc.picker.scraper import LoadBoard
+from extproc.policies import jwt_claims
 from extproc.router_stage import RouterRequest
 
 log = logging.getLogger("llmgw.extproc")
@@ -33,6 +35,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
         self.loads = loads if loads is not None else LoadBoard()  # InferencePools llmgw picks for
+        # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
+        self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
     async def Process(
         self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -46,19 +50,22 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         config = self.holder.current
         if stage == wire.STAGE_ATTEMPT:
             attempt = AttemptRequest(config=config, cooldowns=self.cooldowns)
-            async for req in request_iterator:
-                which = req.WhichOneof("request")
-                try:
-                    if which == "request_headers":
-                        yield attempt.on_request_headers(req)
-                    elif which == "request_body":
-                        yield attempt.on_request_body(req.request_body)
-                    elif which == "response_headers":
-                        yield attempt.on_response_headers(req)
-                    else:
-                        yield _passthrough(which)
-                except Exception:
-                    yield _failed("attempt", which, attempt.op)
+            try:
+                async for req in request_iterator:
+                    which = req.WhichOneof("request")
+                    try:
+                        if which == "request_headers":
+                            yield attempt.on_request_headers(req)
+                        elif which == "request_body":
+                            yield await attempt.on_request_body_async(req.request_body)
+                        elif which == "response_headers":
+                            yield attempt.on_response_headers(req)
+                        else:
+                            yield _passthrough(which)
+                    except Exception:
+                        yield _failed("attempt", which, attempt.op)
+            finally:
+                attempt.on_stream_closed()  # a failover attempt that got no answer counts as failed
             return
         holder = self.holder
         router = RouterRequest(
@@ -66,6 +73,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             config=config,
             cooldowns=self.cooldowns,
             latest_config=lambda: holder.current,
+            record_content=self.record_content,
             loads=self.loads,
         )
         try:
@@ -74,21 +82,23 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 try:
                     if which == "request_headers":
                         yield router.on_request_headers(
-                            req.request_headers, route_name=attribute(req, "xds.route_name")
+                            req.request_headers,
+                            route_name=attribute(req, "xds.route_name"),
+                            jwt_found=jwt_claims.payloads(req),
                         )
                     elif which == "request_body":
-                        resp = router.on_request_body(req.request_body)
+                        resp = await router.on_request_body_async(req.request_body)
                         if router.queued is not None:  # an InferencePool was saturated (extproc/picker)
                             resp = await router.finish_queued(resp)
                         yield resp
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":
-                        yield router.on_response_body(req.response_body)
+                        yield await router.on_response_body_async(req.response_body)
                     else:
                         yield _passthrough(which)
                 except Exception:
-                    yield _failed("router", which, router.op)
+                    yield router.note_immediate(_failed("router", which, router.op))
         finally:
             try:
                 router.on_stream_closed()  # a response cut after it started still counts

@@ -33,8 +33,15 @@ LB_METADATA_NAMESPACE = "envoy.lb"
 # The InferenceObjective a client names for its request (GIE): its priority under saturation.
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
 SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
+# On the attempt stage's own rejection by a prompt guard: its guard decisions (`kind:action,...`),
+# which the router stage removes and writes to the access log.
+GUARD_HEADER = "x-llmgw-guard"
+# The route authentications (their ids: API key and/or JWT) the caller satisfied, set by the router stage on the request
+# headers; a route that requires another one answers 401 when model routing moves a request to it
+# (controlplane/xds/route.py, authentication guard). Removed before the request goes upstream.
+AUTHN_HEADER = "x-llmgw-authn"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
-GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, DESTINATION_ENDPOINT_HEADER)
+GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, DESTINATION_ENDPOINT_HEADER, AUTHN_HEADER)
 
 # --- ext_proc streams -------------------------------------------------------------------------
 
@@ -47,7 +54,20 @@ STAGE_ATTEMPT = "attempt"
 # Envoy metadata namespace: endpoint metadata (`provider`), and the dynamic metadata the
 # access log reads (`%DYNAMIC_METADATA(llmgw:...)%`).
 METADATA_NAMESPACE = "llmgw"
+# Envoy's jwt_authn filter writes each valid token's payload here, keyed by its provider name
+# (controlplane/xds/jwt_authn.py); the router stage's ext_proc filter forwards the namespace.
+JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
 PROVIDER_METADATA_KEY = "provider"
+# Access-log fields of the prompt guards' decisions (`kind:action,...`; never any text).
+GUARD_REQUEST_METADATA_KEY = "guardrail.request"
+GUARD_RESPONSE_METADATA_KEY = "guardrail.response"
+
+# Set to "1" in the workers' environment when traces may carry prompts and completions
+# (`llmgw run --trace-content`): the router stage then writes them as dynamic metadata.
+TRACE_CONTENT_ENV = "LLMGW_TRACE_CONTENT"
+# Dynamic metadata keys of that content (OpenTelemetry GenAI attribute names).
+INPUT_MESSAGES_KEY = "gen_ai.input.messages"
+OUTPUT_MESSAGES_KEY = "gen_ai.output.messages"
 
 # --- the config channel (control plane -> extproc workers) --------------------------------------
 
@@ -94,6 +114,31 @@ def epp_cluster(pool_key: str) -> str:
 def route_name(route_key: str, *, rule: int, match: int) -> str:
     """The Envoy route of one match of one rule of HTTPRoute `<namespace>/<name>`."""
     return f"{_ROUTE}{route_key}/rule/{rule}/match/{match}"
+
+
+_AUTHN = "/authn/"
+AUTHN_GUARD_SUFFIX = "/unauthenticated"
+
+
+def authn_route_name(name: str, policy_id: str) -> str:
+    """The Envoy route name of a route whose authentication is `policy_id` (the extproc reads it back)."""
+    return f"{name}{_AUTHN}{policy_id}"
+
+
+def authn_of_route_name(name: str) -> str | None:
+    """The authentication id a route name carries (`authn_route_name`), or None."""
+    at = name.rfind(_AUTHN)
+    if at < 0:
+        return None
+    return name[at + len(_AUTHN) :].split("/", 1)[0] or None
+
+
+def rule_of_route_name(name: str) -> int | None:
+    """The rule index of an Envoy route named by `route_name` (None if it is not one)."""
+    if not name.startswith(_ROUTE):
+        return None
+    parts = name[len(_ROUTE) :].split("/")
+    return int(parts[3]) if len(parts) >= 4 and parts[2] == "rule" and parts[3].isdigit() else None
 
 
 def route_of_route_name(name: str) -> str | None:

@@ -20,6 +20,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from extproc import memdiag
 from extproc.configclient import ConfigHolder, watch_config
 from extproc.cooldown import CooldownBoard
+from extproc.policies.guards import remote as guard_services
 from extproc.server import ExternalProcessor
 
 log = logging.getLogger("llmgw.extproc")
@@ -40,6 +41,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
+    await guard_services.open_shared()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -79,6 +81,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         if started:
             await server.stop(grace=2)
         await processor.loads.close()  # the endpoint picker's metrics scraping
+        await guard_services.close_shared()
 
 
 def run(*, listen: str, config_target: str, name: str) -> int:

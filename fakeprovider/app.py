@@ -123,6 +123,7 @@ class FakeProvider:
         app.router.add_delete("/_fake/load", self._delete_load)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{tail:.*}", self._counted)
+        app.on_response_prepare.append(self._extra_headers)
         return app
 
     async def _counted(self, request: web.Request) -> web.StreamResponse:
@@ -160,6 +161,20 @@ class FakeProvider:
             )
         )
         return web.Response(text=text, content_type="text/plain")
+
+    async def _extra_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """`response_headers` of the behaviour (shared or this request's override) on provider answers."""
+        if request.path.startswith("/_fake/"):
+            return
+        behaviour = self.behaviour
+        override = request.headers.get("x-fake-behaviour")
+        if override:
+            try:
+                behaviour = behaviour.merged(orjson.loads(override))
+            except (orjson.JSONDecodeError, BehaviourError):
+                return  # _handle answers the 400
+        for key, value in (behaviour.response_headers or {}).items():
+            response.headers[key] = value
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return respond.json_response(b'{"status":"ok"}')

@@ -66,6 +66,8 @@ class Behaviour:
     """Shared faults hit only requests for this model (body `model`, or the model in the path)."""
     require_auth: str | None = None
     """Expected key: `authorization: Bearer KEY`, `api-key: KEY` or `x-api-key: KEY`."""
+    response_headers: dict[str, str] | None = None
+    """Extra headers on every response (e.g. one only the gateway may set, to test it is removed)."""
 
     def merged(self, changes: Mapping[str, Any]) -> Behaviour:
         """Return a copy with `changes` applied (JSON merge: null resets a field).
@@ -103,6 +105,7 @@ _RULES: dict[str, tuple[str, bool, float | None, float | None]] = {
     "cut_cleanly": ("bool", False, None, None),
     "fault_model": ("str", True, None, None),
     "require_auth": ("str", True, None, None),
+    "response_headers": ("headers", True, None, None),
 }
 
 _DEFAULTS = Behaviour()
@@ -126,13 +129,15 @@ def _validated(changes: Mapping[str, Any]) -> dict[str, Any]:
             raise BehaviourError(f"behaviour field {name!r} must be >= {low}, got {value!r}")
         if high is not None and value > high:
             raise BehaviourError(f"behaviour field {name!r} must be <= {high}, got {value!r}")
-        out[name] = float(value) if kind == "number" else value
+        out[name] = float(value) if kind == "number" else dict(value) if kind == "headers" else value
     return out
 
 
 def _kind_ok(kind: str, value: object) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "headers":
+        return isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if isinstance(value, bool):
         return False
     if kind == "int":

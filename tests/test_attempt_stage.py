@@ -138,6 +138,14 @@ def test_attempt_missing_model_without_fixed_model_is_400() -> None:
     assert status == 400 and doc["error"]["code"] == "missing_model"
 
 
+def test_attempt_retry_without_the_model_header_reads_the_model_from_the_body() -> None:
+    """A retried attempt sees the headers as the previous attempt left them (the model header removed)."""
+    headers = {k: v for k, v in CLIENT_HEADERS.items() if k != MODEL_HEADER}
+    _, resp = attempt_headers(make_config(), headers, body=b'{"model": "app-model", "messages": []}')
+    assert resp.WhichOneof("response") == "request_headers"
+    assert header_sets(resp.request_headers.response.header_mutation)["authorization"].startswith("Bearer ")
+
+
 def test_attempt_missing_model_takes_the_fixed_model() -> None:
     headers = {k: v for k, v in CLIENT_HEADERS.items() if k != MODEL_HEADER}
     ar = AttemptRequest(config=make_config(model="gpt-4o-fixed"))

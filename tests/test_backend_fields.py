@@ -77,8 +77,16 @@ def test_provider_level_auth_forms(tmp_path: Path, kind: str, provider: str, spe
 # (provider block, spec extra, [(field, message)]) — the exact problems each field yields.
 P = "spec.ai.groups[0].providers[0]"
 UNSUPPORTED_CASES = [
-    ("openai: {}", "policies: {ai: {promptGuard: {request: []}}}", [("spec.policies.ai.promptGuard", "yet")]),
-    ("openai: {}", "policies: {ai: {modelAliases: {a: b}}}", [("spec.policies.ai.modelAliases", "yet")]),
+    (
+        "openai: {}",
+        "policies: {ai: {promptCaching: {cacheTTL: 5m}}}",
+        [("spec.policies.ai.promptCaching.cacheTTL", "")],
+    ),
+    (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {builtins: [Ssn]}, x: 1}]}}}",
+        [("spec.policies.ai.promptGuard.request[0].x", "")],
+    ),
     ("openai: {}\npolicies: {ai: {promptGuard: {}}}", "", [(f"{P}.policies.ai.promptGuard", "yet")]),
     (
         "openai: {}",
@@ -90,8 +98,6 @@ UNSUPPORTED_CASES = [
     ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", [("spec.policies.tls.alpnProtocols", "")]),
     ("openai: {}\nbogus: 1", "", [(f"{P}.bogus", "")]),
     ("openai: {modle: gpt-4o}", "", [(f"{P}.openai.modle", "")]),
-    ("openai: {}", "static: {host: h, port: 1}", [("spec.static", "")]),
-    ("openai: {}\nauth: {passthrough: {}}", "", [(f"{P}.auth.passthrough", "")]),
     (
         "openai: {}\nauth: {secretRef: {name: openai-api-key, key: api-key, namespace: other}}",
         "",
@@ -111,6 +117,26 @@ def test_each_unread_field_is_a_problem(
         (f"{kind} default/x", fld, "is not supported by llmgw" + (" yet" if later else "")) for fld, later in expected
     ]
     assert got == want
+
+
+def test_passthrough_forwards_the_client_credential(tmp_path: Path) -> None:
+    tr = _backend(tmp_path, "anthropic: {}\nauth: {passthrough: {}}")
+    assert not tr.problems, [str(p) for p in tr.problems]
+    (auth,) = [p.auth for b in tr.ir.backends for p in b.providers]
+    assert auth is not None and (auth.kind, auth.header, auth.value) == ("passthrough", "x-api-key", "")
+    bad = _backend(tmp_path, "openai: {}\nauth: {passthrough: {header: x}}")
+    assert [(p.field, p.message) for p in bad.problems] == [
+        (f"{P}.auth.passthrough", "takes no fields (write `passthrough: {}`)")
+    ]
+
+
+def test_static_is_agentgateway_kind_only_and_one_backend_type(tmp_path: Path) -> None:
+    ours = _backend(tmp_path, "openai: {}", kind="AIBackend", spec_extra="static: {host: h, port: 1}")
+    assert [(p.field, p.message) for p in ours.problems] == [("spec.static", "is not supported by llmgw")]
+    both = _backend(tmp_path, "openai: {}", kind="AgentgatewayBackend", spec_extra="static: {host: h, port: 1}")
+    assert [(p.field, p.message) for p in both.problems] == [
+        ("spec.ai", "cannot be set together with spec.static (one backend type per object)")
+    ]
 
 
 def test_host_and_path_override_become_host_port_path(tmp_path: Path) -> None:
@@ -141,8 +167,8 @@ def test_validate_prints_unsupported_field_with_file_object_field(tmp_path: Path
         check=False,
     )
     assert result.returncode == 1
-    line = f"{tmp_path / 'm.yaml'}: AgentgatewayBackend default/x: spec.policies.ai.promptGuard: "
-    assert line + "is not supported by llmgw yet" in result.stderr
+    line = f"{tmp_path / 'm.yaml'}: AgentgatewayBackend default/x: spec.policies.ai.promptGuard.request: "
+    assert line + "must be a non-empty list" in result.stderr
 
 
 ROUTED = """\
@@ -214,6 +240,26 @@ SCHEMA_AGREEMENT = {
     "unknown-provider-field": ("openai: {}\nbogus: 1", "", False),
     "host-override": ("openai: {}\nhostOverride: {host: h, port: 1}", "", False),
     "unknown-policy": ("openai: {}", "policies: {ai: {promptGuard: {}}}", False),
+    "ai-transforms": (
+        "openai: {}\npolicies: {ai: {defaults: [{field: temperature, value: 0.5}]}}",
+        "policies: {ai: {modelAliases: {fast: gpt-4o-mini}, overrides: [{field: stop, value: [a, b]}], "
+        "transformations: [{field: user, expression: \"'x'\"}], prompt: {append: [{role: USER, content: hi}]}, "
+        "promptCaching: {cacheTools: true, minTokens: 0}}}",
+        True,
+    ),
+    "ai-transforms-bad-value": ("openai: {}", "policies: {ai: {promptCaching: {minTokens: -1}}}", False),
+    "ai-transforms-unknown": ("openai: {}", "policies: {ai: {prompt: {middle: []}}}", False),
+    "prompt-guard": (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {builtins: [Ssn], action: Reject}, scope: [Messages]}], "
+        "response: [{webhook: {backendRef: {name: hook, port: 80}, failureMode: FailOpen}}]}}}",
+        True,
+    ),
+    "prompt-guard-bad-action": (
+        "openai: {}",
+        "policies: {ai: {promptGuard: {request: [{regex: {action: Drop}}]}}}",
+        False,
+    ),
     "unknown-setting": ("openai: {modle: x}", "", False),
     "unknown-tls-field": ("openai: {}", "policies: {tls: {alpnProtocols: [h2]}}", False),
     "unknown-secretref-field": ("openai: {}\nauth: {secretRef: {name: openai-api-key, namespace: o}}", "", False),

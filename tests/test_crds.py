@@ -185,6 +185,10 @@ def test_schema_is_structural(schema: Schema) -> None:
     assert schema["properties"]["metadata"] == {"type": "object"}
     for path, node in walk(schema):
         where = path or "<root>"
+        if node.get("x-kubernetes-preserve-unknown-fields") is True and "type" not in node:
+            # Any JSON value (agentgateway's apiextensionsv1.JSON: defaults/overrides `value`): no more rules.
+            assert node.get("description") and set(node) == {"description", "x-kubernetes-preserve-unknown-fields"}
+            continue
         assert node.get("type") in SCALAR_TYPES | {"object", "array"}, where
         assert "$ref" not in node and "anyOf" not in node and "oneOf" not in node, where
         assert "x-kubernetes-preserve-unknown-fields" not in node, where
@@ -192,7 +196,10 @@ def test_schema_is_structural(schema: Schema) -> None:
         if path not in ("", ".metadata"):
             assert node.get("description"), f"{where} has no description"
         if node["type"] == "object":
-            assert "additionalProperties" not in node, where
+            # A map (Kubernetes allows it): a value schema, never beside `properties`, bounded for CEL.
+            extra = node.get("additionalProperties")
+            assert extra is None or (isinstance(extra, dict) and "properties" not in node), where
+            assert extra is None or "maxProperties" in node, f"{where}: CEL cost needs maxProperties"
             assert set(node.get("required", [])) <= set(node.get("properties", {})), where
         else:
             assert "properties" not in node and "required" not in node, where
@@ -210,6 +217,9 @@ def test_schema_is_structural(schema: Schema) -> None:
             assert isinstance(value, str) and node["type"] == "string", where
         if "default" in node:
             default = node["default"]
+            if node["type"] in ("boolean", "integer"):  # promptCaching's flags and counts
+                assert type(default) is {"boolean": bool, "integer": int}[node["type"]], where
+                continue
             assert node["type"] == "string" and isinstance(default, str), where
             assert default in node.get("enum", [default]), where
             assert re.search(node.get("pattern", ""), default), where
@@ -336,6 +346,24 @@ def manifest(spec_yaml: str) -> Schema:
 
 
 VALID = {
+    "prompt-guards": """
+        ai: {provider: {openai: {}}}
+        policies:
+          ai:
+            promptGuard:
+              streaming: Enabled
+              request:
+                - regex: {action: Reject, builtins: [Ssn, CreditCard], matches: ["(?i)secret"]}
+                  response: {message: "no PII", statusCode: 422}
+                  scope: [SystemPrompt, Messages, ToolInput]
+                - webhook: {backendRef: {name: hook, port: 8000}, failureMode: FailOpen, timeout: 2s}
+                - openAIModeration: {policies: {auth: {secretRef: {name: openai-key}}}}
+                - bedrockGuardrails: {identifier: g, version: "1", region: us-east-1, policies: {auth: {aws: {}}}}
+              response:
+                - regex: {builtins: [CreditCard]}
+                - googleModelArmor: {templateId: t, projectId: p, policies: {auth: {gcp: {}}}}
+                - azureContentSafety: {endpoint: cs.cognitiveservices.azure.com, analyzeText: {severityThreshold: 4}}
+    """,
     "openai-secretref": """
         ai:
           provider:
@@ -480,17 +508,17 @@ AGENTGATEWAY_COMPATIBLE = {
                   secretRef:
                     name: azure-secret
     """,
-    "agw-custom-formats": """
+    "agw-ai-routes": """
         ai:
           provider:
-            custom:
-              model: gpt-oss
-              formats:
-              - type: Completions
-              - type: Messages
-                path: /anthropic/v1/messages
-            host: ollama.local
-            port: 11434
+            openai: {model: gpt-4o-mini}
+        policies:
+          auth: {secretRef: {name: openai-secret}}
+          ai:
+            routes:
+              /v1/chat/completions: Completions
+              /v1/models: Passthrough
+              "*": Passthrough
     """,
     "agw-tls-insecure-hostname": """
         ai:
@@ -506,6 +534,44 @@ AGENTGATEWAY_COMPATIBLE = {
 
 # Rejected by the openAPIV3Schema alone.
 INVALID_SCHEMA = {
+    "ai-routes-unknown-type": (
+        """
+        ai:
+          provider: {openai: {}}
+        policies:
+          ai: {routes: {/v1/realtime: Realtime}}
+        """,
+        "spec.policies.ai.routes./v1/realtime",
+    ),
+    # agentgateway's custom.formats is not in the AIBackend CRD: llmgw does not implement it (README).
+    "custom-formats": (
+        """
+        ai:
+          provider:
+            custom:
+              model: gpt-oss
+              formats:
+              - type: Messages
+                path: /anthropic/v1/messages
+            host: ollama.local
+            port: 11434
+        """,
+        "spec.ai.provider.custom",
+    ),
+    "guard-unknown-builtin": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {request: [{regex: {builtins: [Passport]}}]}}}
+        """,
+        "spec.policies.ai.promptGuard.request.0.regex.builtins.0",
+    ),
+    "guard-empty": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {}}}
+        """,
+        "spec.policies.ai.promptGuard",
+    ),
     "port-zero": (
         """
         ai:
@@ -606,6 +672,20 @@ INVALID_SCHEMA = {
 
 # Valid for the openAPIV3Schema, rejected by a CEL rule (message fragment).
 INVALID_CEL = {
+    "guard-two-kinds": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {response: [{regex: {builtins: [Email]}, webhook: {host: h, port: 80}}]}}}
+        """,
+        "exactly one of regex, webhook",
+    ),
+    "guard-webhook-nowhere": (
+        """
+        ai: {provider: {openai: {}}}
+        policies: {ai: {promptGuard: {request: [{webhook: {failureMode: FailOpen}}]}}}
+        """,
+        "exactly one of backendRef or host",
+    ),
     "provider-and-groups": (
         """
         ai:

@@ -105,5 +105,9 @@ def test_direct_routes_reach_the_extproc_config_and_a_twin_cluster(tmp_path: Pat
     clusters = {c["name"]: c for c in compiled.envoy.clusters}
     twin = clusters["aibackend-direct/default/one"]
     filters = twin["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-    assert [f["name"] for f in filters["http_filters"]] == ["envoy.filters.http.upstream_codec"]
+    # No attempt stage; only the removal of a provider's copy of the answered marker, then the codec.
+    assert [f["name"] for f in filters["http_filters"]] == [
+        "llmgw.strip_answered_marker",
+        "envoy.filters.http.upstream_codec",
+    ]
     assert "sk-one" not in str(compiled.envoy)

@@ -462,8 +462,8 @@ def test_header_values_are_literal_and_host_cannot_be_modified(tmp_path: Path) -
 def test_unsupported_filter_makes_the_rule_a_direct_500(tmp_path: Path) -> None:
     rules = f"""
     - filters:
-        - type: RequestRedirect
-          requestRedirect: {{scheme: https}}
+        - type: RequestMirror
+          requestMirror: {{backendRef: {{name: shadow, port: 80}}}}
       {BACKEND}
     """
     tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
@@ -472,8 +472,69 @@ def test_unsupported_filter_makes_the_rule_a_direct_500(tmp_path: Path) -> None:
     assert (route.backends, route.ai) == ((), False)
     (envoy_route,) = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
     assert envoy_route["direct_response"]["status"] == 500
-    assert "RequestRedirect" in envoy_route["direct_response"]["body"]["inline_string"]
+    assert "RequestMirror" in envoy_route["direct_response"]["body"]["inline_string"]
     assert envoy_route["typed_per_filter_config"]  # no extproc for a 500
+
+
+def test_request_redirect_is_answered_by_envoy(tmp_path: Path) -> None:
+    rules = """
+    - matches: [{path: {type: PathPrefix, value: /old}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: {scheme: https, hostname: new.example, port: 8443, statusCode: 301,
+                            path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}
+    - matches: [{path: {type: Exact, value: /moved}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /here}}
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert tr.problems == []
+    routes = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
+    to_protos(translate_ir(tr.ir))
+    by_path = {r["match"].get("path") or r["match"].get("path_separated_prefix"): r for r in routes}
+    old, moved = by_path["/old"], by_path["/moved"]
+    assert old["redirect"] == {
+        "response_code": "MOVED_PERMANENTLY",
+        "scheme_redirect": "https",
+        "host_redirect": "new.example",
+        "port_redirect": 8443,
+        "regex_rewrite": {"pattern": {"regex": "^/old(/.*)?$"}, "substitution": "/v2\\1"},
+    }
+    assert moved["redirect"] == {"response_code": "FOUND", "path_redirect": "/here"}
+    assert "route" not in old and "direct_response" not in old
+
+
+@pytest.mark.parametrize(
+    ("redirect", "field", "reason"),
+    [
+        ("{scheme: ftp}", "requestRedirect.scheme", "Invalid"),
+        ("{statusCode: 404}", "requestRedirect.statusCode", "UnsupportedValue"),
+        ("{port: 0}", "requestRedirect.port", "Invalid"),
+        ("{hostname: 'a b'}", "requestRedirect.hostname", "Invalid"),
+        ("{bogus: 1}", "requestRedirect.bogus", "Invalid"),
+    ],
+)
+def test_bad_request_redirect_is_a_problem_and_a_500(tmp_path: Path, redirect: str, field: str, reason: str) -> None:
+    rules = f"""
+    - filters: [{{type: RequestRedirect, requestRedirect: {redirect}}}]
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert [(p.field, p.reason) for p in tr.problems] == [(f"spec.rules[0].filters[0].{field}", reason)]
+    (envoy_route,) = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
+    assert envoy_route["direct_response"]["status"] == 500
+
+
+def test_request_redirect_and_url_rewrite_together_is_a_problem(tmp_path: Path) -> None:
+    rules = """
+    - filters:
+        - {type: RequestRedirect, requestRedirect: {scheme: https}}
+        - {type: URLRewrite, urlRewrite: {hostname: x.example}}
+    """
+    tr = _translate(tmp_path, GATEWAY + _route_yaml("r", rules))
+    assert [(p.field, p.reason) for p in tr.problems] == [("spec.rules[0].filters", "Invalid")]
+    (envoy_route,) = translate_ir(tr.ir).routes[0]["virtual_hosts"][0]["routes"]
+    assert envoy_route["direct_response"]["status"] == 500
 
 
 def test_rule_without_a_usable_backend_is_not_ai(tmp_path: Path) -> None:

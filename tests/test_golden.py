@@ -61,12 +61,17 @@ def _dump(data: Any) -> str:
 def _redacted_ir(ir: IR) -> dict[str, Any]:
     out = dataclasses.asdict(ir)
     for backend in out["backends"]:
-        for provider in backend["providers"]:
-            if provider["auth"] is not None:
-                provider["auth"]["value"] = REDACTED
-                provider["auth"]["params"] = [
-                    [k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in provider["auth"]["params"]
+        guards = backend.get("prompt_guard") or {}
+        holders = [*backend["providers"], *guards.get("request", ()), *guards.get("response", ())]
+        for holder in holders:
+            if holder["auth"] is not None:
+                holder["auth"]["value"] = REDACTED
+                holder["auth"]["params"] = [
+                    [k, v if k in PUBLIC_PARAMS else REDACTED] for k, v in holder["auth"]["params"]
                 ]
+    for plain in out["plain_backends"]:
+        if plain["auth"] is not None:
+            plain["auth"]["value"] = REDACTED
     return out
 
 
@@ -83,6 +88,9 @@ def _secret_values(resources: list[Resource], ir: IR) -> set[str]:
                     values.update(str(v) for v in raw.values() if v is not None)
         values.update(_inline_keys(res.body))
     values.update(p.auth.value for b in ir.backends for p in b.providers if p.auth)
+    values.update(b.auth.value for b in ir.plain_backends if b.auth)
+    guards = [g for b in ir.backends if b.prompt_guard for g in (*b.prompt_guard.request, *b.prompt_guard.response)]
+    values.update(g.auth.value for g in guards if g.auth)
     return {v.strip() for v in values if len(v.strip()) >= 6}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extproc.operations import OPERATIONS, operation_of, refusal
+from extproc.operations import OPERATIONS, PASSTHROUGH, operation_of, refusal, route_type
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,30 @@ def test_provider_model_applies_to_chat_like_operations_only() -> None:
         "count_tokens",
         "responses",
     }
+
+
+ROUTES = (
+    ("*", PASSTHROUGH),
+    ("/v1/models", PASSTHROUGH),
+    ("/openai/gpt-4o", "chat_completions"),
+    ("/v1/files", PASSTHROUGH),
+)
+
+
+def test_routes_map_longest_suffix_first_and_wildcard_last() -> None:
+    assert route_type("/v1/files?x=1", ROUTES) == PASSTHROUGH
+    assert route_type("/openai/gpt-4o", ROUTES) == "chat_completions"
+    assert route_type("/anything/else", ROUTES) == PASSTHROUGH  # the wildcard
+    assert route_type("/anything/else", ROUTES[1:]) is None
+    op = operation_of("/openai/gpt-4o", ROUTES)
+    assert op is not None and op.name == "chat_completions"
+    assert operation_of("/v1/models", ROUTES) is None  # passthrough: no operation of ours
+    assert operation_of("/v1/chat/completions", ROUTES[1:]) is not None  # unmapped: the suffix decides
+
+
+def test_passthrough_is_the_only_way_past_the_allowlist() -> None:
+    assert refusal("POST", "/v1/files", routes=ROUTES[1:]) is None
+    assert refusal("DELETE", "/v1/files/f-1", routes=ROUTES[1:]) is not None  # suffixes match the end only
+    refused = refusal("GET", "/v1/batches", routes=ROUTES[1:])
+    assert refused is not None and refused.status == 404
+    assert refusal("GET", "/openai/gpt-4o", routes=ROUTES) is not None  # mapped to chat: POST only

@@ -94,11 +94,11 @@ def test_pool_of_prefers_the_models_route() -> None:
     config = ExtprocConfig(
         version="v",
         pools={"ns/a": PoolPickConfig(endpoints=["1.1.1.1:8000"]), "ns/b": PoolPickConfig()},
-        pool_routes={"route-a": "ns/a"},
-        pool_models={"ns/gw": {"m-b": "ns/b"}},
+        pool_routes={"route-a": "ns/a", "route-b": "ns/b"},
+        pool_models={"ns/gw": {"m-b": "route-b"}},
     )
-    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="m-b") == "ns/b"
-    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="other") == "ns/a"
+    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="m-b") == ("route-b", "ns/b")
+    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="other") == ("route-a", "ns/a")
     assert pool_of(config, gateway="ns/other", route_name="x", model="m-b") is None
     assert ExtprocConfig.from_json(config.to_json()) == config
 

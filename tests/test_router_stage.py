@@ -8,6 +8,7 @@ import pytest
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
+from extproc import metrics
 from extproc.configclient import ConfigHolder
 from extproc.contract import ExtprocConfig
 from extproc.router_stage import RouterRequest
@@ -501,6 +502,7 @@ def test_router_stream_cut_after_it_started_keeps_its_metadata_and_counts_its_us
         "gateway": GATEWAY,
         "route": "default/openai",
         "backend": "default/b",
+        **{f"caller_{f}": "" for f in metrics.CALLER_FIELDS},  # no caller labels allowlisted
     }
     name = "llmgw_gen_ai_server_interrupted_streams_total"
     before = REGISTRY.get_sample_value(name, labels) or 0.0

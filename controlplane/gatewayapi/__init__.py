@@ -12,21 +12,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from controlplane.gatewayapi import ai_transforms
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
 from controlplane.gatewayapi.direct import mark_direct_routes
 from controlplane.gatewayapi.grants import read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
+from controlplane.gatewayapi.plain_backends import ServiceBackends, is_static_backend, translate_static
+from controlplane.gatewayapi.policies import is_policy, parse_policy
+from controlplane.gatewayapi.policy_attach import Attachments, authn_id, resolve, rule_name
 from controlplane.gatewayapi.pools import attach_objectives, is_objective, is_pool, translate_pool
 from controlplane.gatewayapi.routes import RouteTranslator
-from controlplane.ir import DEFAULT_MAX_BODY_BYTES, IR, BackendIR, ListenerIR, PoolIR, RetryIR, RouteIR
+from controlplane.ir import (
+    DEFAULT_MAX_BODY_BYTES,
+    IR,
+    BackendIR,
+    BackendPolicyIR,
+    ListenerIR,
+    PlainBackendIR,
+    PoolIR,
+    RetryIR,
+    RouteIR,
+)
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
 
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
-# Pods and Services: an InferencePool's model servers and endpoint picker (gatewayapi/pools.py).
+# Pods: an InferencePool's model servers; Services: backendRefs and an InferencePool's endpoint picker.
 _CORE_KINDS = {"Secret", "ConfigMap", "Namespace", "Pod", "Service"}
 # Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
 _OTHER_MODES = {
@@ -53,7 +67,10 @@ def translate(
     environ: Mapping[str, str] | None = None,
     listen_address: str = "0.0.0.0",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    services_known: bool = False,
 ) -> Translation:
+    """`services_known`: the resources hold every Service that exists (the controller's view),
+    so a Service backendRef to another is not found (plain_backends.ServiceBackends)."""
     problems: list[Problem] = []
     notes: list[Problem] = []
     by_kind = _select(resources, problems, notes)
@@ -74,7 +91,16 @@ def translate(
 
     backends: list[BackendIR] = []
     clusters: dict[str, str] = {}
+    plain: dict[str, PlainBackendIR] = {}  # by cluster
+    plain_clusters: dict[str, str] = {}  # "<ns>/<name>" of static AgentgatewayBackends -> cluster
     for res in by_kind.get("AIBackend", []) + by_kind.get("AgentgatewayBackend", []):
+        if is_static_backend(res):
+            static, static_problems = translate_static(res, secrets=secrets, configmaps=configmaps)
+            problems.extend(static_problems)
+            if static is not None:
+                plain[static.cluster] = static
+                plain_clusters[res.key] = static.cluster
+            continue
         backend, backend_problems = translate_backend(res, secrets=secrets, configmaps=configmaps)
         problems.extend(backend_problems)
         if backend is not None:
@@ -82,9 +108,9 @@ def translate(
             clusters[res.key] = backend.cluster
 
     pools: dict[str, PoolIR] = {}
-    services = {s.key: s for s in by_kind.get("Service", [])}
+    pool_services = {s.key: s for s in by_kind.get("Service", [])}  # endpoint pickers
     for res in by_kind.get("InferencePool", []):
-        pool, pool_problems, pool_notes = translate_pool(res, pods=by_kind.get("Pod", []), services=services)
+        pool, pool_problems, pool_notes = translate_pool(res, pods=by_kind.get("Pod", []), services=pool_services)
         problems.extend(pool_problems)
         notes.extend(pool_notes)
         if pool is not None:
@@ -99,19 +125,35 @@ def translate(
     listeners, listener_problems = gateway_listeners(by_kind.get("Gateway", []), classes)
     problems.extend(listener_problems)
 
+    attachments = _attachments(by_kind, listeners, secrets, configmaps, clusters, problems)
+    backends = [_with_backend_policy(b, attachments.backend.get(b.key)) for b in backends]
+
     ports: dict[tuple[str, int], list[GatewayListener]] = {}
     for lst in listeners:
         ports.setdefault((lst.gateway.key, lst.port), []).append(lst)
     attached: dict[tuple[str, int], list[Attached]] = {key: [] for key in ports}
     route_models: dict[str, set[str]] = {}
+    route_aliases: dict[str, list[tuple[tuple[str, str], ...]]] = {}  # gateway -> modelAliases tables
+    services = ServiceBackends(by_kind.get("Service", []), complete=services_known)
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
-        rt = RouteTranslator(route_res, clusters, grants, pool_clusters={k: p.cluster for k, p in pools.items()})
+        rt = RouteTranslator(
+            route_res,
+            clusters,
+            grants,
+            pool_clusters={k: p.cluster for k, p in pools.items()},
+            plain_clusters=plain_clusters,
+            services=services.resolver(route_res),
+        )
         rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
+        rules = [_plain_request_timeout(rule, plain) for rule in rules]
+        _routes_agree(route_res, rules, backends, problems)
         problems.extend(attach_problems)
         problems.extend(rt.problems)
         for lst, hosts in parents:
-            attached[(lst.gateway.key, lst.port)].extend(Attached(lst.hostname, rule, hosts) for rule in rules)
+            attached[(lst.gateway.key, lst.port)].extend(
+                Attached(lst.hostname, _with_policy(rule, route_res, lst, attachments), hosts) for rule in rules
+            )
             models = route_models.setdefault(lst.gateway.key, set())
             for rule in rules:
                 models.update(
@@ -119,6 +161,7 @@ def translate(
                 )
                 for wb in rule.backends:
                     models.update(_backend_models(backends, wb.cluster))
+                    route_aliases.setdefault(lst.gateway.key, []).extend(_backend_aliases(backends, wb.cluster))
 
     built: list[ListenerIR] = [
         build_listener(
@@ -133,15 +176,80 @@ def translate(
     ]
     sorted_backends = tuple(sorted(backends, key=lambda b: b.key))
     routed = {wb.cluster for lst in built for vh in lst.virtual_hosts for r in vh.routes for wb in r.backends}
+    aliases = {gw: ai_transforms.gateway_aliases(tables) for gw, tables in route_aliases.items()}
+    for gw, table in aliases.items():  # an exact alias is a model the gateway serves: listed on /models
+        route_models.setdefault(gw, set()).update(alias for alias, _ in table if "*" not in alias)
+    notes.extend(services.notes)
+    plain.update(services.backends)
     ir = IR(
         listeners=mark_direct_routes(tuple(built), sorted_backends),
         backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
         pools=tuple(p for _, p in sorted(pools.items()) if p.cluster in routed),
+        aliases=tuple(sorted((gw, table) for gw, table in aliases.items() if table)),
+        plain_backends=tuple(plain[c] for c in sorted(plain)),
     )
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
     return Translation(ir=ir, problems=problems, notes=notes)
+
+
+def _attachments(
+    by_kind: Mapping[str, list[Resource]],
+    listeners: list[GatewayListener],
+    secrets: Mapping[str, Mapping[str, str]],
+    configmaps: Mapping[str, Mapping[str, str]],
+    clusters: Mapping[str, str],
+    problems: list[Problem],
+) -> Attachments:
+    """AIPolicy / AgentgatewayPolicy objects parsed and their targets resolved (policy_attach.py)."""
+    ai_backends = by_kind.get("AIBackend", []) + by_kind.get("AgentgatewayBackend", [])
+    labelled = {
+        "Gateway": by_kind.get("Gateway", []),
+        "HTTPRoute": by_kind.get("HTTPRoute", []),
+        "Backend": ai_backends,
+    }
+    parsed = [
+        parse_policy(
+            res,
+            secrets=secrets,
+            secret_resources=by_kind.get("Secret", []),
+            configmaps=configmaps,
+            configmap_resources=by_kind.get("ConfigMap", []),
+            labelled=labelled,
+        )
+        for res in by_kind.get("AIPolicy", []) + by_kind.get("AgentgatewayPolicy", [])
+    ]
+    for p in parsed:
+        problems.extend(p.problems)
+    attachments = resolve(
+        parsed,
+        listeners=listeners,
+        gateways=by_kind.get("Gateway", []),
+        routes=by_kind.get("HTTPRoute", []),
+        backends=clusters,
+    )
+    problems.extend(attachments.problems)
+    return attachments
+
+
+def _with_policy(rule: RouteIR, route_res: Resource, lst: GatewayListener, attachments: Attachments) -> RouteIR:
+    """The rule with its effective traffic policy on this listener."""
+    index = wire.rule_of_route_name(rule.name)
+    policy = attachments.route_policy(
+        gateway=lst.gateway.key,
+        listener=lst.name,
+        route=route_res.key,
+        rule=rule_name(route_res, index) if index is not None else None,
+    )
+    if policy is None:
+        return rule
+    aid = authn_id(policy)
+    if aid is not None:
+        # The route name carries its authentication: the router stage finds it from the name (and
+        # routes on several listeners with different policies stay distinct).
+        return replace(rule, policy=policy, name=wire.authn_route_name(rule.name, aid))
+    return replace(rule, policy=policy)
 
 
 def _backend_request_timeout(
@@ -176,8 +284,48 @@ def _backend_request_timeout(
     return replace(rule, retry=replace(retry, per_try_timeout_s=per_try))
 
 
+def _routes_agree(
+    route_res: Resource, rules: list[RouteIR], backends: list[BackendIR], problems: list[Problem]
+) -> None:
+    """The router stage reads one `policies.ai.routes` map per route: a rule's backends must agree."""
+    by_cluster = {b.cluster: b.routes for b in backends}
+    for rule in rules:
+        maps = {by_cluster[wb.cluster] for wb in rule.backends if wb.cluster in by_cluster}
+        if len(maps) > 1:
+            problems.append(
+                Problem(
+                    route_res.file,
+                    route_res.ref,
+                    "spec.rules",
+                    f"route {rule.name} sends to backends with different policies.ai.routes; "
+                    "llmgw resolves a path's operation once per route (give them the same map, or split the rule)",
+                    "Unsupported",
+                )
+            )
+            return
+
+
+def _plain_request_timeout(rule: RouteIR, plain: Mapping[str, PlainBackendIR]) -> RouteIR:
+    """A static backend's `policies.http.requestTimeout` bounds the routes to it (the shortest wins)."""
+    seconds = [plain[wb.cluster].request_timeout_s for wb in rule.backends if wb.cluster in plain]
+    bounded = [s for s in seconds if s]
+    return replace(rule, timeout_s=min(rule.timeout_s, *bounded)) if bounded else rule
+
+
 def _backend_models(backends: list[BackendIR], cluster: str) -> set[str]:
     return {p.model for b in backends if b.cluster == cluster for p in b.providers if p.model}
+
+
+def _backend_aliases(backends: list[BackendIR], cluster: str) -> list[tuple[tuple[str, str], ...]]:
+    """The modelAliases of each provider of the backend behind `cluster` (backend-level merged under its own)."""
+    tables = []
+    for b in backends:
+        if b.cluster != cluster:
+            continue
+        for p in b.providers:
+            t = b.transforms.merged(p.transforms) if b.transforms else p.transforms
+            tables.append(t.aliases if t else ())
+    return tables
 
 
 def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[Problem]) -> dict[str, list[Resource]]:
@@ -192,6 +340,7 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
             or is_ai_backend(res)
             or is_pool(res)
             or is_objective(res)
+            or is_policy(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:
             notes.append(
@@ -226,3 +375,18 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
         seen[identity] = res
         by_kind.setdefault(res.kind, []).append(res)
     return by_kind
+
+
+def _with_backend_policy(backend: BackendIR, policy: BackendPolicyIR | None) -> BackendIR:
+    """A backend with its attached `backend` policy; its own `policies.ai` wins field by field."""
+    if policy is None:
+        return backend
+    transforms = backend.transforms
+    if policy.transforms is not None:
+        transforms = policy.transforms.merged(backend.transforms)
+    return replace(
+        backend,
+        policy=policy,
+        transforms=transforms,
+        prompt_guard=backend.prompt_guard if backend.prompt_guard is not None else policy.prompt_guard,
+    )

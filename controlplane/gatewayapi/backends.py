@@ -12,10 +12,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from controlplane.gatewayapi import ai_transforms
+from controlplane.gatewayapi.ai_guards import prompt_guard
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.gatewayapi.routes import parse_duration
-from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR
+from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR, TransformsIR
 from controlplane.resources import Problem, Resource, header_value_problem
 
 AI_BACKEND_KINDS = {
@@ -60,6 +62,7 @@ class _Ctx:
         self.configmaps = configmaps
         self.problems: list[Problem] = []
         self.timeouts: dict[str, list[tuple[float | None, str]]] = {"tcp": [], "http": []}
+        self.transforms: dict[str, TransformsIR | None] = {}  # "<policies field>" -> its ai transforms
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
         self.problems.append(Problem(self.res.file, self.res.ref, fld, message, reason))
@@ -92,7 +95,8 @@ def translate_backend(
     if not isinstance(backend_policies, Mapping):
         ctx.fail("spec.policies", "must be a mapping")
         backend_policies = {}
-    _check_policies(ctx, "spec.policies", backend_policies)
+    _check_policies(ctx, "spec.policies", backend_policies, backend_level=True)
+    routes = _ai_routes(ctx, backend_policies.get("ai"))
     has_provider, has_groups = "provider" in ai, "groups" in ai
     if has_provider == has_groups:
         ctx.fail("spec.ai", "set exactly one of `provider` or `groups`")
@@ -126,6 +130,9 @@ def translate_backend(
         providers.append(prov)
     connect_s = _one_timeout(ctx, "tcp")
     request_s = _one_timeout(ctx, "http")
+    ai_policies = backend_policies.get("ai")
+    guard_block = ai_policies.get("promptGuard") if isinstance(ai_policies, Mapping) else None
+    guards = prompt_guard(ctx, "spec.policies.ai.promptGuard", guard_block) if guard_block is not None else None
     if ctx.problems:
         return None, ctx.problems
     return (
@@ -134,9 +141,54 @@ def translate_backend(
             providers=tuple(providers),
             connect_timeout_s=connect_s,
             request_timeout_s=request_s,
+            transforms=ctx.transforms.get("spec.policies"),
+            routes=routes,
+            prompt_guard=guards,
         ),
         [],
     )
+
+
+# agentgateway's RouteType -> the operation llmgw processes it as (extproc.operations), or passthrough.
+ROUTE_TYPES = {
+    "Completions": "chat_completions",
+    "Messages": "messages",
+    "Models": "models",
+    "Responses": "responses",
+    "AnthropicTokenCount": "count_tokens",
+    "Embeddings": "embeddings",
+    "Passthrough": "passthrough",
+}
+# RouteTypes llmgw has no processing for (reported, never treated as something else).
+_UNSUPPORTED_ROUTE_TYPES = ("Detect", "Realtime", "Rerank", "GenerateContent", "GeminiCountTokens")
+
+
+def _ai_routes(ctx: _Ctx, ai: Any) -> tuple[tuple[str, str], ...]:
+    """`spec.policies.ai.routes`: path suffix (or `*`) -> RouteType, as (suffix, operation) pairs."""
+    raw = ai.get("routes") if isinstance(ai, Mapping) else None
+    if raw is None:
+        return ()
+    fld = "spec.policies.ai.routes"
+    if not isinstance(raw, Mapping):
+        ctx.fail(fld, "must be a mapping of path suffix (or *) to a route type such as Passthrough")
+        return ()
+    out: list[tuple[str, str]] = []
+    for suffix, kind in raw.items():
+        at = f"{fld}[{suffix!r}]"
+        if not isinstance(suffix, str) or not (suffix == "*" or suffix.startswith("/") or suffix.startswith(":")):
+            ctx.fail(at, "must be a path suffix such as /v1/models, or *")
+            continue
+        if not isinstance(kind, str):
+            ctx.fail(at, f"must be one of {', '.join(ROUTE_TYPES)}, got {kind!r}")
+            continue
+        if kind in _UNSUPPORTED_ROUTE_TYPES:
+            ctx.fail(at, f"route type {kind} is not supported by llmgw", "Unsupported")
+            continue
+        if kind not in ROUTE_TYPES:
+            ctx.fail(at, f"must be one of {', '.join(ROUTE_TYPES)}, got {kind!r}")
+            continue
+        out.append((suffix, ROUTE_TYPES[kind]))
+    return tuple(sorted(out))
 
 
 def _one_timeout(ctx: _Ctx, policy: str) -> float | None:
@@ -241,16 +293,25 @@ def _provider(
         path_prefix=prefix.rstrip("/"),
         auth=auth,
         settings=tuple(sorted(kind_settings.items())),
+        transforms=ctx.transforms.get(f"{where}.policies"),
     )
 
 
-def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any]) -> None:
+def _check_policies(ctx: _Ctx, where: str, policies: Mapping[str, Any], *, backend_level: bool = False) -> None:
     ctx.unknown(where, policies, _POLICY_FIELDS | {"ai"})
     if "ai" in policies:
-        # Each AI policy (promptGuard, modelAliases, ...) named, so a user sees which one is inactive.
+        # Each AI policy llmgw does not act on is named, so a user sees which one is inactive.
+        ctx.transforms[where] = ai_transforms.parse(policies["ai"], where=f"{where}.ai", fail=ctx.fail)
         ai = policies["ai"]
-        for key in ai if isinstance(ai, Mapping) and ai else [""]:
-            fld = f"{where}.ai.{key}" if key else f"{where}.ai"
+        for key in [k for k in ai if k not in ai_transforms.FIELDS] if isinstance(ai, Mapping) else []:
+            if key == "promptGuard" and where == "spec.policies":
+                continue  # read by ai_guards.prompt_guard (translate_backend)
+            fld = f"{where}.ai.{key}"
+            if key == "routes" and backend_level:
+                continue  # read by _ai_routes
+            if key == "routes":
+                ctx.fail(fld, "is read per backend by llmgw: set it in spec.policies.ai.routes", "Unsupported")
+                continue
             ctx.fail(fld, "is not supported by llmgw yet", "Unsupported")
     ctx.unknown(f"{where}.tls", policies.get("tls"), _TLS_FIELDS)
     for policy, fld in _TIMEOUTS.items():
@@ -464,10 +525,16 @@ def _auth(ctx: _Ctx, fld: str, auth: Any, defaults: ProviderKind, settings: Mapp
     for kind in ("aws", "gcp", "azure"):
         if kind in auth:
             return cloud_auth(ctx, f"{fld}.{kind}", kind, auth[kind], settings)
-    if not [k for k in auth if k in _AUTH_FIELDS and k != "location"] and "passthrough" not in auth:
-        ctx.fail(fld, "set one of `key`, `secretRef`, `apiKey`, `aws`, `gcp` or `azure`")
-    elif "passthrough" in auth:
-        ctx.fail(f"{fld}.passthrough", "is not supported by llmgw", "Unsupported")
+    if "passthrough" in auth:
+        # agentgateway: reuse the client's own token; the provider gets the credential the client
+        # sent, at the provider's header (or `location`), instead of one the gateway holds.
+        passthrough = auth["passthrough"]
+        if passthrough is not None and (not isinstance(passthrough, Mapping) or passthrough):
+            ctx.fail(f"{fld}.passthrough", "takes no fields (write `passthrough: {}`)")
+            return None
+        return AuthIR(header=header, prefix=prefix, value="", source="the client's own credential", kind="passthrough")
+    if not [k for k in auth if k in _AUTH_FIELDS and k != "location"]:
+        ctx.fail(fld, "set one of `key`, `secretRef`, `apiKey`, `aws`, `gcp`, `azure` or `passthrough`")
     return None
 
 
@@ -477,3 +544,43 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- the same checks for plain backends (plain_backends.py), each with its own problem list ----------
+
+
+def check_policies(
+    res: Resource, where: str, policies: Mapping[str, Any], *, known: Collection[str], ai: bool
+) -> list[Problem]:
+    """Problems of a `policies` block: fields outside `known`, malformed tls/tcp/http blocks."""
+    ctx = _Ctx(res, {}, {})
+    if ai:
+        _check_policies(ctx, where, policies)
+        return ctx.problems
+    ctx.unknown(where, policies, known)
+    trimmed = {k: v for k, v in policies.items() if k in known}
+    _check_policies(ctx, where, trimmed)
+    return ctx.problems
+
+
+def tls_policy(
+    res: Resource,
+    fld: str,
+    policy: Any,
+    host: str,
+    *,
+    secrets: Mapping[str, Mapping[str, str]],
+    configmaps: Mapping[str, Mapping[str, str]],
+) -> tuple[TLSIR | None, list[Problem]]:
+    ctx = _Ctx(res, secrets, configmaps)
+    tls = _tls(ctx, fld, policy, host)
+    return tls, ctx.problems
+
+
+def secret_auth(
+    res: Resource, fld: str, auth: Any, defaults: ProviderKind, *, secrets: Mapping[str, Mapping[str, str]]
+) -> tuple[AuthIR | None, list[Problem]]:
+    """A `key`/`secretRef`/`apiKey`/`passthrough` credential, resolved (no cloud kinds)."""
+    ctx = _Ctx(res, secrets, {})
+    auth_ir = _auth(ctx, fld, auth, defaults, {})
+    return auth_ir, ctx.problems

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.gatewayapi.hostnames import hostname_problem
-from controlplane.ir import HeaderModIR, RewriteIR
+from controlplane.ir import HeaderModIR, RedirectIR, RewriteIR
 
 Fail = Callable[[str, str, str], None]  # (field, message, reason)
 
 # Gateway API HTTPPathMatch / HTTPPathModifier values (its CEL rules).
 _PATH = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")
-_UNSUPPORTED = ("RequestRedirect", "RequestMirror", "CORS", "ExtensionRef", "ExternalAuth")
+_UNSUPPORTED = ("RequestMirror", "CORS", "ExtensionRef", "ExternalAuth")
+# Gateway API HTTPRequestRedirectFilter.statusCode values.
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
 def path_problem(value: Any) -> str | None:
@@ -46,6 +48,7 @@ class RuleFilters:
     rewrite: RewriteIR | None = None
     request_headers: HeaderModIR | None = None
     response_headers: HeaderModIR | None = None
+    redirect: RedirectIR | None = None
     error: str = ""  # non-empty: the rule cannot be served as written and answers 500
 
 
@@ -56,6 +59,7 @@ def parse_filters(raw: Any, *, fld: str, fail: Fail) -> RuleFilters:
         fail(f"{fld}.filters", "must be a list", "Invalid")
         return RuleFilters(error="has invalid filters")
     rewrite: RewriteIR | None = None
+    redirect: RedirectIR | None = None
     mods: dict[str, HeaderModIR] = {}
     errors: list[str] = []
     seen: set[str] = set()
@@ -76,6 +80,10 @@ def parse_filters(raw: Any, *, fld: str, fail: Fail) -> RuleFilters:
             rewrite = _url_rewrite(flt.get("urlRewrite"), f"{ff}.urlRewrite", fail)
             if rewrite is None:
                 errors.append("has an invalid URLRewrite filter")
+        elif ftype == "RequestRedirect":
+            redirect = _redirect(flt.get("requestRedirect"), f"{ff}.requestRedirect", fail)
+            if redirect is None:
+                errors.append("has an invalid RequestRedirect filter")
         elif ftype in ("RequestHeaderModifier", "ResponseHeaderModifier"):
             key = ftype[0].lower() + ftype[1:]
             mod = _header_mod(flt.get(key), f"{ff}.{key}", fail)
@@ -87,11 +95,56 @@ def parse_filters(raw: Any, *, fld: str, fail: Fail) -> RuleFilters:
             known = "is not supported by this build" if ftype in _UNSUPPORTED else "is not a known filter type"
             fail(f"{ff}.type", f"filter {ftype!r} {known}", "UnsupportedValue")
             errors.append(f"uses filter {ftype}, which this gateway does not support")
+    if redirect is not None and rewrite is not None:
+        fail(f"{fld}.filters", "RequestRedirect and URLRewrite cannot be used in the same rule", "Invalid")
+        errors.append("has both RequestRedirect and URLRewrite")
     return RuleFilters(
         rewrite=rewrite,
+        redirect=redirect,
         request_headers=mods.get("RequestHeaderModifier"),
         response_headers=mods.get("ResponseHeaderModifier"),
         error=errors[0] if errors else "",
+    )
+
+
+def _redirect(spec: Any, fld: str, fail: Fail) -> RedirectIR | None:
+    """HTTPRequestRedirectFilter: scheme, hostname, path, port, statusCode (all optional)."""
+    if not isinstance(spec, Mapping):
+        fail(fld, "is required (a mapping with scheme, hostname, path, port and/or statusCode)", "Invalid")
+        return None
+    for key in spec:
+        if key not in ("scheme", "hostname", "path", "port", "statusCode"):
+            fail(f"{fld}.{key}", "is not a RequestRedirect field", "Invalid")
+            return None
+    scheme = spec.get("scheme")
+    if scheme is not None and scheme not in ("http", "https"):
+        fail(f"{fld}.scheme", f"must be http or https, got {scheme!r}", "Invalid")
+        return None
+    hostname = spec.get("hostname")
+    if hostname is not None and (why := hostname_problem(hostname, wildcard=False)):
+        fail(f"{fld}.hostname", why, "Invalid")
+        return None
+    port = spec.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        fail(f"{fld}.port", "must be a port number (1-65535)", "Invalid")
+        return None
+    status = spec.get("statusCode", 302)
+    if status not in REDIRECT_STATUSES:
+        fail(f"{fld}.statusCode", f"must be one of {', '.join(map(str, REDIRECT_STATUSES))}", "UnsupportedValue")
+        return None
+    path = spec.get("path")
+    if path is None:
+        return RedirectIR(scheme=scheme, hostname=hostname, port=port, status=status)
+    rewrite = _url_rewrite({"path": path}, fld, fail)
+    if rewrite is None:
+        return None
+    return RedirectIR(
+        scheme=scheme,
+        hostname=hostname,
+        port=port,
+        prefix=rewrite.prefix,
+        full_path=rewrite.full_path,
+        status=status,
     )
 
 

@@ -13,7 +13,7 @@ cannot be applied, answers 500 without reaching the router stage.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlplane.gatewayapi.filters import header_name_problem, parse_filters, path_problem
@@ -32,6 +32,10 @@ MAX_WEIGHT = 1_000_000
 # Python-only regex syntax that RE2 (Envoy) rejects: lookaround, backreferences, atomic and
 # conditional groups, possessive quantifiers, \Z.
 _NOT_RE2 = re.compile(r"\(\?(?:[=!#>(]|<[=!]|P=)|\\[1-9Z]|[*+?}]\+")
+
+
+class ServiceRefError(ValueError):
+    """A Service backendRef that cannot be resolved (plain_backends.ServiceBackends); the message says why."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -65,12 +69,18 @@ class RouteTranslator:
         backend_clusters: Mapping[str, str],
         grants: ReferenceGrants | None = None,
         *,
+        plain_clusters: Mapping[str, str] | None = None,
+        services: Callable[[str, str, str, Any], str] | None = None,
         pool_clusters: Mapping[str, str] | None = None,
     ) -> None:
         self.route = route
         # "<ns>/<name>" of AI backends -> cluster. The two AI backend kinds share one identity
         # (a duplicate across kinds is refused), so a ref of either kind finds a backend of either.
         self.backend_clusters = backend_clusters
+        # Plain backends (no extproc): static AgentgatewayBackends by "<ns>/<name>", and the
+        # resolver of Service refs (plain_backends.ServiceBackends), which raises ServiceRefError.
+        self.plain_clusters = plain_clusters or {}
+        self.services = services
         self.grants = grants or ReferenceGrants()
         self.pool_clusters = pool_clusters or {}  # "<ns>/<name>" of valid InferencePools -> cluster
         self.problems: list[Problem] = []
@@ -98,7 +108,7 @@ class RouteTranslator:
         backends, ai = self._backends(ri, rule.get("backendRefs"))
         filters = parse_filters(rule.get("filters"), fld=fld, fail=self.fail)
         error = f"rule {ri} {filters.error}" if filters.error else ""
-        if error:
+        if error or filters.redirect is not None:  # a redirect rule is answered by Envoy: no backend
             backends, ai = (), False
         timeout = self._timeout(fld, rule.get("timeouts"))
         retry = self._retry(fld, rule.get("retry"), rule.get("timeouts"))
@@ -111,7 +121,10 @@ class RouteTranslator:
             match = self._match(f"{fld}.matches[{mi}]", raw)
             if match is None:
                 continue
-            if filters.rewrite and filters.rewrite.prefix is not None and match.path_type != "PathPrefix":
+            prefix_rewrite = (filters.rewrite and filters.rewrite.prefix is not None) or (
+                filters.redirect and filters.redirect.prefix is not None
+            )
+            if prefix_rewrite and match.path_type != "PathPrefix":
                 self.fail(f"{fld}.filters", "ReplacePrefixMatch needs a PathPrefix match")
                 continue
             out.append(
@@ -126,6 +139,7 @@ class RouteTranslator:
                     rewrite=filters.rewrite,
                     request_headers=filters.request_headers,
                     response_headers=filters.response_headers,
+                    redirect=None if error else filters.redirect,
                     sort_key=_precedence(match, self.route, ri, mi),
                     error=f"route {self.route.key} {error}" if error else "",
                 )
@@ -246,6 +260,7 @@ class RouteTranslator:
             self.fail(fld, "must be a list")
             return (), False
         out: list[WeightedBackendIR] = []
+        kinds: dict[int, str] = {}  # index in out -> "ai" (AI backend), "pool" (InferencePool) or "plain"
         for i, ref in enumerate(refs):
             rf = f"{fld}[{i}]"
             if not isinstance(ref, Mapping):
@@ -255,14 +270,23 @@ class RouteTranslator:
             if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
                 self.fail(f"{rf}.weight", f"must be an integer 0-{MAX_WEIGHT}")
                 continue
-            cluster = self._backend_cluster(rf, ref)
-            if cluster is None:
+            found = self._backend_cluster(rf, ref)
+            if found is None:
                 out.append(WeightedBackendIR(f"invalid/{self.route.key}/rule/{ri}/backend/{i}", weight, invalid=True))
             else:
-                out.append(WeightedBackendIR(cluster, weight))
-        pools = set(self.pool_clusters.values())
-        kinds = {b.cluster in pools for b in out if not b.invalid}
-        if len(kinds) > 1:
+                kinds[len(out)] = found[1]
+                out.append(WeightedBackendIR(found[0], weight))
+        live = {k: kind for k, kind in kinds.items() if out[k].weight}
+        mixed = set(live.values())
+        if "plain" in mixed and len(mixed) > 1:
+            # The router stage is on or off per route: a rule cannot send some requests through it.
+            self.fail(
+                fld,
+                "mixes AI backends and plain backends (static AgentgatewayBackend, Service) in one rule; "
+                "llmgw processes a route either as AI traffic or not at all: split the rule",
+            )
+            return (), False
+        if mixed == {"ai", "pool"}:
             # The two need different routes in Envoy (host rewrite, retries, the endpoint picker).
             self.fail(
                 fld,
@@ -273,21 +297,25 @@ class RouteTranslator:
             return (), False
         if not any(b.weight and not b.invalid for b in out):
             return (), False  # every request of this rule gets the 500
-        return tuple(b for b in out if b.weight), True
+        return tuple(b for b in out if b.weight), bool(mixed - {"plain"})
 
-    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> str | None:
-        """The cluster of a valid backendRef; None (and a Problem) for an invalid one."""
+    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(cluster, "ai" | "pool" | "plain") of a valid backendRef; None (and a Problem) for an invalid one.
+
+        AI backends and InferencePools are AI traffic (the router stage processes their routes);
+        plain backends are Envoy's alone."""
         name = ref.get("name")
         if not isinstance(name, str) or not name:
             self.fail(f"{rf}.name", "is required (a string)")
             return None
         group, kind = ref.get("group", ""), ref.get("kind", "Service")
         pool = (group, kind) == POOL_KIND
-        if not pool and not any(group == g and kind == k for g, k in BACKEND_KINDS):
+        service = group in ("", "core") and kind == "Service" and self.services is not None
+        if not pool and not service and not any(group == g and kind == k for g, k in BACKEND_KINDS):
             self.fail(
                 f"{rf}.kind",
-                f"{group or 'core'}/{kind} backends are not supported in standalone mode "
-                "(use an AIBackend or an InferencePool)",
+                f"{group or 'core'}/{kind} backends are not supported by llmgw "
+                "(use an AIBackend, an AgentgatewayBackend, a Service or an InferencePool)",
                 "InvalidKind",
             )
             return None
@@ -311,11 +339,28 @@ class RouteTranslator:
                 "RefNotPermitted",
             )
             return None
-        # An InferencePool's backendRef port is ignored: the pool's targetPorts say where its pods listen.
-        cluster = (self.pool_clusters if pool else self.backend_clusters).get(f"{ns}/{name}")
-        if cluster is None:
-            self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
-        return cluster
+        if pool:
+            # An InferencePool's backendRef port is ignored: the pool's targetPorts say where its pods listen.
+            cluster = self.pool_clusters.get(f"{ns}/{name}")
+            if cluster is None:
+                self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
+                return None
+            return cluster, "pool"
+        if service:
+            assert self.services is not None
+            try:
+                return self.services(rf, ns, name, ref.get("port")), "plain"
+            except ServiceRefError as exc:
+                self.fail(rf, str(exc), "BackendNotFound")
+                return None
+        cluster = self.backend_clusters.get(f"{ns}/{name}")
+        if cluster is not None:
+            return cluster, "ai"
+        plain = self.plain_clusters.get(f"{ns}/{name}") if kind == "AgentgatewayBackend" else None
+        if plain is not None:
+            return plain, "plain"
+        self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
+        return None
 
 
 _PATH_RANK = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}

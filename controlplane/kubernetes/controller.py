@@ -11,10 +11,13 @@ cache and then performs the Plan:
   Conflict is not retried blindly: the informer delivers the newer object,
   which triggers the next reconcile.
 
-Secrets and ConfigMaps are cached only when an AIBackend (or Gateway) refers
-to them; a newly referenced one is fetched at once, and updates of referenced
-ones arrive by watch, so a rotated key reaches new requests within the
-debounce plus one config push.
+Secrets and ConfigMaps are cached only when a backend (AIBackend, AgentgatewayBackend),
+a Gateway or a policy (AIPolicy, AgentgatewayPolicy: API key Secrets by name) refers to
+them, by name or by a policy's `secretSelector` / `configMapSelector`, and Services only
+when an HTTPRoute sends to them; a newly referenced one is fetched at once, and updates
+arrive by watch, so a rotated or revoked key reaches new requests within the debounce
+plus one config push. agentgateway's AgentgatewayBackend, AgentgatewayParameters and
+AgentgatewayPolicy are watched when their CRDs are installed.
 """
 
 from __future__ import annotations
@@ -33,15 +36,18 @@ import grpc
 from aiohttp import web
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
 from controlplane.kubernetes import provision
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
 from controlplane.kubernetes.leader import LeaderElector
-from controlplane.kubernetes.reconcile import Plan, ours, reconcile, referenced
+from controlplane.kubernetes.reconcile import Plan, Selector, ours, reconcile, referenced, selected
 from controlplane.kubernetes.xds import GatewayAds, GatewayChannels
 from controlplane.resources import Resource
 from controlplane.xds.snapshot import Snapshot
+from controlplane.xds.tracing import TracingSettings
 from controlplane.xds.translate import to_protos
 from controlplane.xds.translate import translate as translate_ir
 
@@ -54,6 +60,10 @@ TRANSLATED = (
     "ReferenceGrant",
     "AIBackend",
     "GatewayParameters",
+    "AgentgatewayBackend",
+    "AgentgatewayParameters",
+    "AIPolicy",
+    "AgentgatewayPolicy",
     "Namespace",
     "Secret",
     "ConfigMap",
@@ -63,11 +73,19 @@ TRANSLATED = (
     "Pod",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
-# Kinds whose CRDs a cluster may not have (the Inference Extension's): absent means none.
-OPTIONAL = ("InferencePool", "InferenceObjective")
-# Services an InferencePool names as its endpoint picker: cached by reference, in an informer of
-# their own beside the one holding the Services llmgw provisions.
-PICKER_SERVICES = "Service/endpoint-picker"
+# Services HTTPRoutes send to and InferencePools name as their endpoint pickers: cached only when
+# referenced (beside the MANAGED informer of our own).
+BACKEND_SERVICES = "BackendService"
+REFERENCED = {"Secret": "Secret", "ConfigMap": "ConfigMap", "Service": BACKEND_SERVICES}  # kind -> informer
+# Kinds whose CRDs a cluster may not have (agentgateway's, the Inference Extension's): watched when
+# their CRDs are installed, an empty cache when they are not.
+OPTIONAL = (
+    "AgentgatewayBackend",
+    "AgentgatewayParameters",
+    "AgentgatewayPolicy",
+    "InferencePool",
+    "InferenceObjective",
+)
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 
@@ -83,6 +101,7 @@ class Options:
     lease_name: str = "llmgw-controller"
     resync_s: float = 600.0
     debounce_s: float = 0.1
+    tracing: TracingSettings | None = None  # every data plane's Envoy traces to this collector
 
 
 def to_resource(obj: Obj) -> Resource:
@@ -110,6 +129,7 @@ class Controller:
         self.channels = GatewayChannels()
         self.informers: dict[str, Informer] = {}
         self.referenced: set[tuple[str, str, str]] = set()
+        self.selected: set[Selector] = set()  # API key policies' secretSelector / configMapSelector
         self.leader = not opts.leader_election
         self.provision_errors: dict[str, str] = {}
         self.plan: Plan | None = None
@@ -125,6 +145,7 @@ class Controller:
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._elector: LeaderElector | None = None
+        self.health = ConfigHealth()  # served on the health port's /metrics (controlplane/health_metrics.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,7 +166,7 @@ class Controller:
                 resync_s=self.opts.resync_s,
                 optional=kind in OPTIONAL,
             ).start()
-        self.informers[PICKER_SERVICES] = Informer(
+        self.informers[BACKEND_SERVICES] = Informer(
             self.kube, "Service", on_change=self.mark_dirty, keep=self._keep, resync_s=self.opts.resync_s
         ).start()
         for kind in MANAGED:
@@ -199,7 +220,11 @@ class Controller:
 
     def _keep(self, obj: Obj) -> bool:
         meta = obj.get("metadata") or {}
-        return (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))) in self.referenced
+        kind, ns = str(obj.get("kind")), str(meta.get("namespace") or "")
+        if (kind, ns, str(meta.get("name"))) in self.referenced:
+            return True
+        labels = meta.get("labels") or {}
+        return any(k == kind and n == ns and all(labels.get(a) == b for a, b in want) for k, n, want in self.selected)
 
     async def _run(self) -> None:
         while True:
@@ -218,11 +243,7 @@ class Controller:
     # ------------------------------------------------------------------ one reconcile
 
     def resources(self) -> list[Resource]:
-        return [
-            to_resource({"apiVersion": "v1", "kind": "Service", **o}) if kind == PICKER_SERVICES else to_resource(o)
-            for kind in (*TRANSLATED, PICKER_SERVICES)
-            for o in self.informers[kind].items()
-        ]
+        return [to_resource(o) for kind in (*TRANSLATED, BACKEND_SERVICES) for o in self.informers[kind].items()]
 
     async def reconcile_once(self) -> Plan:
         resources = self.resources()
@@ -244,24 +265,34 @@ class Controller:
         return plan
 
     async def _follow_references(self, resources: list[Resource]) -> bool:
-        """Cache exactly the referenced Secrets/ConfigMaps; fetch the newly referenced ones now."""
-        refs = referenced(resources)
-        if refs == self.referenced:
+        """Cache exactly the referenced (and policy-selected) Secrets/ConfigMaps; fetch new ones now."""
+        refs, sels = referenced(resources), selected(resources)
+        if refs == self.referenced and sels == self.selected:
             return False
         added = refs - self.referenced
-        self.referenced = refs
-        for kind in (*REFERENCED_ONLY, PICKER_SERVICES):
-            self.informers[kind].prune()
+        new_selectors = sels - self.selected
+        self.referenced, self.selected = refs, sels
+        for kind, ns, labels in sorted(new_selectors):
+            try:
+                objs, _ = await asyncio.to_thread(
+                    self.kube.list, kind, namespace=ns, label_selector=",".join(f"{k}={v}" for k, v in labels)
+                )
+            except KubeError as exc:
+                log.warning("cannot list %s in %s by labels: %s", kind, ns, exc)
+                continue
+            for item in objs:
+                self.informers[kind].put({**item, "kind": kind, "apiVersion": "v1"})
+        for informer in REFERENCED.values():
+            self.informers[informer].prune()
         for kind, ns, name in sorted(added):
-            informer = self.informers[PICKER_SERVICES if kind == "Service" else kind]
-            if informer.get(ns, name) is None:
+            if self.informers[REFERENCED[kind]].get(ns, name) is None:
                 try:
                     obj = await asyncio.to_thread(self.kube.get, kind, name, namespace=ns)
                 except KubeError as exc:
                     log.warning("cannot read %s %s/%s: %s", kind, ns, name, exc)
                     continue
                 if obj is not None:
-                    informer.put({**obj, "kind": kind, "apiVersion": "v1"})
+                    self.informers[REFERENCED[kind]].put({**obj, "kind": kind, "apiVersion": "v1"})
         return True
 
     async def _publish(self, plan: Plan) -> None:
@@ -269,9 +300,10 @@ class Controller:
             try:
                 # The data-plane sidecar serves the pause oracle next to Envoy (dataplane.py).
                 oracle = ("127.0.0.1", self.opts.settings.ready_port)
-                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle))
+                protos = to_protos(translate_ir(gp.ir, pause_oracle=oracle, tracing=self.opts.tracing), ir=gp.ir)
             except json_format.ParseError as exc:  # our bug, not the user's: keep the last good config
                 log.error("Gateway %s: generated invalid Envoy config, keeping the last good one: %s", key, exc)
+                self.health.refused()
                 continue
             if self._extproc_versions.get(key) != gp.extproc.version:
                 await self.channels.publish(key, gp.extproc)
@@ -283,6 +315,7 @@ class Controller:
                 t: v.version for t, v in snap.types.items()
             }:
                 await self.ads.set_snapshot(key, snap)
+                self.health.applied(serial=self._serial)
                 log.info("Gateway %s: new data plane config (snapshot %d)", key, self._serial)
 
     def _forget(self, gateways: set[str]) -> None:
@@ -383,9 +416,18 @@ class Controller:
             ok = self.synced() and self.reconciles > 0
             return web.Response(status=200 if ok else 503, text="ready\n" if ok else "informers not synced\n")
 
+        collector = ControlPlaneCollector(health=self.health, servers=lambda: list(self.ads.servers.values()))
+
+        async def metrics(_: web.Request) -> web.Response:
+            """Control-plane health over every Gateway's ADS server (acks, NACKs, snapshot served)."""
+            registry = CollectorRegistry()
+            registry.register(collector)
+            return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

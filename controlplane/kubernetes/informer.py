@@ -11,7 +11,11 @@ back off and retry; the cache keeps its last content meanwhile.
 
 `keep` filters what is cached (the controller keeps only referenced Secrets);
 `put` inserts an object fetched on demand (a Secret that became referenced).
-`on_change` is called after each change, from this thread.
+`on_change` is called after each change, from this thread. An `optional` kind
+(a CRD another project installs, such as agentgateway's AgentgatewayPolicy or
+the Inference Extension's InferencePool)
+that the API server does not know (404) counts as synced and empty, and is
+listed again after `optional_retry_s` (or `resync_s`, if sooner).
 """
 
 from __future__ import annotations
@@ -56,12 +60,8 @@ class Informer:
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
         optional: bool = False,
-        absent_retry_s: float = 30.0,
+        optional_retry_s: float = 30.0,
     ) -> None:
-        # `optional`: a kind whose CRD may not be installed (the API answers 404 for its type): the
-        # cache is empty and synced, and the type is looked for again every `absent_retry_s`.
-        self.optional = optional
-        self.absent_retry_s = absent_retry_s
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
@@ -71,6 +71,10 @@ class Informer:
         self.resync_s = resync_s
         self.watch_timeout_s = watch_timeout_s
         self.backoff_max_s = backoff_max_s
+        # A kind whose CRD may not be installed (agentgateway's, the Inference Extension's): a 404 list
+        # is an empty, synced cache, and the type is looked for again every `optional_retry_s`.
+        self.optional = optional
+        self.optional_retry_s = optional_retry_s
         self.synced = threading.Event()
         self.resource_version = ""
         self.stats = {"lists": 0, "watches": 0, "gone": 0, "bookmarks": 0, "errors": 0, "events": 0}
@@ -161,22 +165,30 @@ class Informer:
                 log.info(
                     "%s: resourceVersion %s is too old (410 Gone); listing again", self.kind, self.resource_version
                 )
+            except KubeError as exc:
+                if self._stop.is_set():
+                    return
+                if self.optional and exc.status == 404:
+                    # The kind's CRD is not installed: nothing of it exists; look again later.
+                    if not self.synced.is_set():
+                        log.info("%s: not served by this cluster (CRD not installed); looking again later", self.kind)
+                    self._replace([])
+                    self._stop.wait(min(self.optional_retry_s, self.resync_s))
+                    continue
+                self._failed(exc, delay)
+                delay = min(delay * 2, self.backoff_max_s)
             except Exception as exc:  # any failure: keep the cache, back off, list again
                 if self._stop.is_set():
                     return
-                if self.optional and isinstance(exc, KubeError) and exc.status == 404:
-                    if not self.synced.is_set():
-                        log.info(
-                            "%s: not served by this API server (CRD not installed?); looking again later", self.kind
-                        )
-                    self._replace([])
-                    self._stop.wait(self.absent_retry_s)
-                    continue
-                self.stats["errors"] += 1
-                self.last_error = str(exc)
-                log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
-                self._stop.wait(delay)
+                self._failed(exc, delay)
                 delay = min(delay * 2, self.backoff_max_s)
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        """Keep the cache, count and log the failure, and wait `delay` before listing again."""
+        self.stats["errors"] += 1
+        self.last_error = str(exc)
+        log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.kind, exc, delay)
+        self._stop.wait(delay)
 
     def _list_and_watch(self) -> None:
         items, rv = self.kube.list(self.kind, namespace=self.namespace, label_selector=self.label_selector)

@@ -35,6 +35,9 @@ from controlplane.resources import Resource
 
 GROUP = "llmgw.dev"
 PARAMS_KIND = "GatewayParameters"
+# agentgateway's parameters kind, also accepted in parametersRef (controlplane/kubernetes/agw_parameters.py)
+AGW_GROUP = "agentgateway.dev"
+AGW_PARAMS_KIND = "AgentgatewayParameters"
 HASH_ANNOTATION = "llmgw.dev/spec-hash"
 GATEWAY_LABEL = "gateway.networking.k8s.io/gateway-name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "llmgw"}
@@ -113,8 +116,13 @@ def _lookup(
 ) -> tuple[Mapping[str, Any], str]:
     if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
         return {}, f"{where} needs a name"
+    if ref.get("group") == AGW_GROUP and ref.get("kind") == AGW_PARAMS_KIND:
+        return {}, ""  # agentgateway's kind: applied as overlays (agw_parameters.py)
     if ref.get("group") != GROUP or ref.get("kind") != PARAMS_KIND:
-        return {}, f"{where} must reference {GROUP}/{PARAMS_KIND}, not {ref.get('group')}/{ref.get('kind')}"
+        return {}, (
+            f"{where} must reference {GROUP}/{PARAMS_KIND} or {AGW_GROUP}/{AGW_PARAMS_KIND}, "
+            f"not {ref.get('group')}/{ref.get('kind')}"
+        )
     ns = default_ns or ref.get("namespace")
     if not isinstance(ns, str) or not ns:
         return {}, f"{where} needs a namespace (GatewayParameters is namespaced)"

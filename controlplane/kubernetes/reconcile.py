@@ -24,12 +24,13 @@ from controlplane.gatewayapi import translate
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
-from controlplane.kubernetes import provision, status
+from controlplane.kubernetes import agw_parameters, provision, status
 from controlplane.kubernetes.pool_status import inferencepool_status, pool_parents
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
-GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND}
+GATEWAY_ONLY = {"GatewayClass", "Gateway", provision.PARAMS_KIND, provision.AGW_PARAMS_KIND}
+BACKEND_KINDS = ("AIBackend", "AgentgatewayBackend")
 ROUTE_PARENT_REASONS = ("NoMatchingListenerHostname",)
 
 
@@ -83,14 +84,18 @@ def reconcile(
     observed = observed or {}
     classes, gateways = ours(items)
     params = {r.key: r for r in items if r.kind == provision.PARAMS_KIND}
+    agw_params = {r.key: r for r in items if r.kind == provision.AGW_PARAMS_KIND}
     shared = [r for r in items if r.kind not in GATEWAY_ONLY]
     plan = Plan()
 
-    base = translate(shared, environ={})
-    base_notes: dict[str, list[Problem]] = {}
+    base = translate(shared, environ={}, services_known=True)
+    base_notes: dict[str, list[Problem]] = {}  # InferencePool status reports some notes
     for n in base.notes:
         base_notes.setdefault(n.obj, []).append(n)
-    plan.problems.extend(p for p in base.problems if not _attachment(p))
+    # A policy's problems depend on the Gateways it reaches: they come from each Gateway's translation.
+    plan.problems.extend(p for p in base.problems if not _attachment(p) and not _of_policy(p))
+    for res in agw_params.values():
+        plan.problems.extend(agw_parameters.problems(res))
     by_obj: dict[str, list[Problem]] = {}
     for p in base.problems:
         by_obj.setdefault(p.obj, []).append(p)
@@ -100,13 +105,24 @@ def reconcile(
         plan.statuses[_key(gc)] = status.gatewayclass_status(gc, problem=problem, previous=_status(gc), now=now)
 
     route_problems: dict[str, dict[str, list[Problem]]] = {}  # route ref -> gateway key -> problems
+    policy_problems: dict[str, dict[str, list[Problem]]] = {}  # policy ref -> gateway key -> problems
+    policy_ancestors: dict[str, set[str]] = {}  # policy ref -> Gateways it reaches
     routes = {r.ref: r for r in items if r.kind == "HTTPRoute"}
     for gw in gateways:
         gc = classes[str(gw.spec.get("gatewayClassName"))]
         spec, params_problem = provision.parameters_for(gw, gc, params)
-        result = translate([gc, gw, *shared], environ={})
+        overlays, overlay_problem = agw_parameters.overlays_for(gw, gc, agw_params)
+        params_problem = params_problem or overlay_problem
+        result = translate([gc, gw, *shared], environ={}, services_known=True)
         gw_problems = [p for p in result.problems if p.obj == gw.ref]
         plan.problems.extend(gw_problems)
+        reached = _policies_reached(result.ir, gw.key)
+        for p in result.problems:
+            if _of_policy(p) and p.obj in reached:
+                policy_problems.setdefault(p.obj, {}).setdefault(gw.key, []).append(p)
+                plan.problems.append(p)
+        for ref in reached:
+            policy_ancestors.setdefault(ref, set()).add(gw.key)
         for p in result.problems:
             if _attachment(p) and _names_gateway(routes.get(p.obj), p, gw.key):
                 route_problems.setdefault(p.obj, {}).setdefault(gw.key, []).append(p)
@@ -128,13 +144,15 @@ def reconcile(
             gateway=gw,
             ir=ir,
             extproc=extproc_config.build(ir),
-            objects=provision.desired_objects(gw, spec=spec, settings=settings),
-            backends={b.key for b in ir.backends},
+            objects=agw_parameters.apply_overlays(
+                provision.desired_objects(gw, spec=spec, settings=settings), overlays
+            ),
+            backends={b.key for b in ir.backends} | {b.key for b in ir.plain_backends},
         )
 
     gateway_keys = {g.key for g in gateways}
     served = {b for gp in plan.gateways.values() for b in gp.backends}
-    accepted_backends = {b.key for b in base.ir.backends}
+    accepted_backends = {b.key for b in base.ir.backends} | {b.key for b in base.ir.plain_backends}
     for res in items:
         if res.kind == "HTTPRoute":
             parents = status.route_status(
@@ -157,7 +175,16 @@ def reconcile(
             )
             if pool_status is not None:
                 plan.statuses[_key(res)] = pool_status
-        elif res.kind == "AIBackend":
+        elif res.kind in status.POLICY_KINDS:
+            plan.statuses[_key(res)] = status.policy_status(
+                res,
+                ancestors=sorted(policy_ancestors.get(res.ref, ())),
+                gateway_problems=policy_problems.get(res.ref, {}),
+                problems=by_obj.get(res.ref, []),
+                previous=_status(res),
+                now=now,
+            )
+        elif res.kind in BACKEND_KINDS:
             plan.statuses[_key(res)] = status.aibackend_status(
                 res,
                 problems=by_obj.get(res.ref, []),
@@ -182,13 +209,14 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
         listeners=listeners,
         backends=tuple(b for b in ir.backends if b.cluster in used),
         pools=tuple(p for p in ir.pools if p.cluster in used),
+        plain_backends=tuple(b for b in ir.plain_backends if b.cluster in used),
         models=tuple((gw, m) for gw, m in ir.models if gw == gateway),
     )
 
 
 def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
-    """(kind, namespace, name) of the Secrets and ConfigMaps the AIBackends (and Gateways) refer to,
-    and of the Services InferencePools name as their endpoint pickers.
+    """(kind, namespace, name) of the Secrets and ConfigMaps the backends (and Gateways) refer to,
+    and of the Services HTTPRoutes send to and InferencePools name as their endpoint pickers.
 
     The controller keeps only these in its cache: it must not hold every
     Secret of the cluster, and what it holds is what may reach an extproc.
@@ -211,7 +239,7 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 walk(value, ns)
 
     for res in resources:
-        if res.kind in ("AIBackend", "Gateway"):
+        if res.kind in (*BACKEND_KINDS, "Gateway", "AIPolicy", "AgentgatewayPolicy"):
             walk(res.spec, res.namespace)
         elif res.kind == "InferencePool":  # its endpoint picker's Service
             ref = res.spec.get("endpointPickerRef")
@@ -221,6 +249,47 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 and ref.get("kind", "Service") == "Service"
             ):
                 out.add(("Service", res.namespace, ref["name"]))
+        elif res.kind == "HTTPRoute":
+            out.update(_service_refs(res))
+    return out
+
+
+def _service_refs(route: Resource) -> set[tuple[str, str, str]]:
+    """("Service", namespace, name) of a route's Service backendRefs (kind defaults to Service)."""
+    out: set[tuple[str, str, str]] = set()
+    rules = route.spec.get("rules")
+    for rule in rules if isinstance(rules, list) else []:
+        refs = rule.get("backendRefs") if isinstance(rule, Mapping) else None
+        for ref in refs if isinstance(refs, list) else []:
+            if not isinstance(ref, Mapping) or ref.get("group", "") not in ("", "core"):
+                continue
+            if ref.get("kind", "Service") == "Service" and isinstance(ref.get("name"), str):
+                ns = ref.get("namespace")
+                out.add(("Service", ns if isinstance(ns, str) and ns else route.namespace, ref["name"]))
+    return out
+
+
+Selector = tuple[str, str, tuple[tuple[str, str], ...]]  # (Secret | ConfigMap, namespace, matchLabels)
+
+
+def selected(resources: Iterable[Resource]) -> set[Selector]:
+    """The label selectors of API key policies (`secretSelector`, `configMapSelector`), in their namespaces.
+
+    Like `referenced`, so the controller caches the Secrets/ConfigMaps they select and no others.
+    """
+    out: set[Selector] = set()
+    for res in resources:
+        if res.kind not in status.POLICY_KINDS:
+            continue
+        traffic = res.spec.get("traffic")
+        auth = traffic.get("apiKeyAuthentication") if isinstance(traffic, Mapping) else None
+        if not isinstance(auth, Mapping):
+            continue
+        for key, kind in (("secretSelector", "Secret"), ("configMapSelector", "ConfigMap")):
+            sel = auth.get(key)
+            labels = sel.get("matchLabels") if isinstance(sel, Mapping) else None
+            if isinstance(labels, Mapping) and labels and all(isinstance(v, str) for v in labels.values()):
+                out.add((kind, res.namespace, tuple(sorted((str(k), v) for k, v in labels.items()))))
     return out
 
 
@@ -236,6 +305,34 @@ def _attached_routes(gw: Resource, gc: Resource, items: list[Resource]) -> dict[
         for name in {lst.name for lst, _hosts in parents}:
             counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+def _of_policy(p: Problem) -> bool:
+    return p.obj.startswith(tuple(f"{k} " for k in status.POLICY_KINDS))
+
+
+def _policies_reached(ir: IR, gateway: str) -> set[str]:
+    """Refs ("<Kind> <ns>/<name>") of the policies on Gateway `gateway`'s routes and backends."""
+    out: set[str] = set()
+    for lst in ir.listeners:
+        if lst.gateway != gateway:
+            continue
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                if r.policy is not None:
+                    out.update(r.policy.sources)
+    used = {
+        wb.cluster
+        for lst in ir.listeners
+        if lst.gateway == gateway
+        for vh in lst.virtual_hosts
+        for r in vh.routes
+        for wb in r.backends
+    }
+    for b in ir.backends:
+        if b.policy is not None and b.cluster in used:
+            out.update(b.policy.sources)
+    return out
 
 
 def _attachment(p: Problem) -> bool:

@@ -397,7 +397,7 @@ def aibackend_status(
     else:
         accept = Condition("Accepted", False, resolved.reason if refs else "Invalid", explain(refs))
     if not accepted:
-        prog = Condition("Programmed", False, "Invalid", "the AIBackend is not accepted")
+        prog = Condition("Programmed", False, "Invalid", f"the {backend.kind} is not accepted")
     elif programmed:
         prog = Condition("Programmed", True, "Programmed", "")
     else:
@@ -408,3 +408,84 @@ def aibackend_status(
 
 def _is_ref_problem(p: Problem) -> bool:
     return "secretRef" in p.field or "CertificateRefs" in p.field or p.reason in ("RefNotPermitted",)
+
+
+# --------------------------------------------------------------------------- AIPolicy / AgentgatewayPolicy
+
+POLICY_KINDS = ("AIPolicy", "AgentgatewayPolicy")
+
+
+def policy_status(
+    policy: Resource,
+    *,
+    ancestors: Sequence[str],
+    gateway_problems: Mapping[str, Sequence[Problem]],
+    problems: Sequence[Problem],
+    previous: Any = None,
+    now: str,
+) -> dict[str, Any]:
+    """Gateway API PolicyStatus: one `ancestors` entry per Gateway of ours the policy reaches.
+
+    Accepted per ancestor: False `Conflicted` when another (older) policy at the
+    same attachment point wins a field of it there; otherwise True, its message
+    naming what llmgw does not act on (unsupported fields). A policy that reaches
+    no Gateway gets one entry for its first target: Accepted False `TargetNotFound`.
+    `gateway_problems[gw]` are the policy's problems from Gateway `gw`'s
+    translation; `problems` the rest (no Gateway), used when it reaches none.
+    """
+    gen = generation(policy)
+    previous_ancestors = previous_conditions(previous, "ancestors")
+    entries: list[tuple[dict[str, Any], Condition]] = []
+    for gw in ancestors:
+        found = gateway_problems.get(gw, ())
+        conflicted = [p for p in found if p.reason == "Conflicted"]
+        if conflicted:
+            accepted = Condition("Accepted", False, "Conflicted", explain(conflicted))
+        else:
+            accepted = Condition("Accepted", True, "Accepted", explain([p for p in found if p.reason != "Conflicted"]))
+        ns, name = gw.split("/", 1)
+        entries.append(({"group": GATEWAY_API, "kind": "Gateway", "namespace": ns, "name": name}, accepted))
+    if not entries:
+        missing = [p for p in problems if p.reason == "TargetNotFound"] or list(problems)
+        target = _first_target(policy)
+        why = explain(missing) or "no Gateway of llmgw serves any target of this policy"
+        entries.append((target, Condition("Accepted", False, "TargetNotFound", why)))
+    out = []
+    for ref, cond in entries:
+        prev = None
+        if isinstance(previous_ancestors, list):
+            prev = next(
+                (
+                    a.get("conditions")
+                    for a in previous_ancestors
+                    if isinstance(a, Mapping) and a.get("ancestorRef") == ref
+                ),
+                None,
+            )
+        out.append(
+            {
+                "ancestorRef": ref,
+                "controllerName": CONTROLLER_NAME,
+                "conditions": conditions([cond], previous=prev, generation=gen, now=now),
+            }
+        )
+    others = [
+        a
+        for a in (previous_ancestors if isinstance(previous_ancestors, list) else [])
+        if isinstance(a, Mapping) and a.get("controllerName") != CONTROLLER_NAME
+    ]
+    return {"ancestors": [*others, *out]}
+
+
+def _first_target(policy: Resource) -> dict[str, Any]:
+    for key in ("targetRefs", "targetSelectors"):
+        refs = policy.spec.get(key)
+        if isinstance(refs, list) and refs and isinstance(refs[0], Mapping):
+            ref = refs[0]
+            out = {"group": str(ref.get("group", "")), "kind": str(ref.get("kind", "")), "namespace": policy.namespace}
+            if isinstance(ref.get("name"), str):
+                out["name"] = ref["name"]
+            if isinstance(ref.get("sectionName"), str):
+                out["sectionName"] = ref["sectionName"]
+            return out
+    return {"group": "", "kind": "", "namespace": policy.namespace, "name": ""}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.xds.common import TYPE_PREFIX
+from extproc import wire
 
 ACCESS_LOG_FORMAT: dict[str, str] = {
     "time": "%START_TIME%",
@@ -27,6 +28,17 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "gen_ai.usage.output_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.output_tokens)%",
     "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
     "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
+    # The caller (extproc/identity.py), never the key: the key's id, its user, team and tenant.
+    "key_id": "%DYNAMIC_METADATA(llmgw:key_id)%",
+    "user": "%DYNAMIC_METADATA(llmgw:user)%",
+    "team": "%DYNAMIC_METADATA(llmgw:team)%",
+    "tenant": "%DYNAMIC_METADATA(llmgw:tenant)%",
+    "error.type": "%DYNAMIC_METADATA(llmgw:error.type)%",
+    # Prompt guard decisions, `kind:action,...` (extproc/policies/guards); never the text.
+    **{
+        key: f"%DYNAMIC_METADATA({wire.METADATA_NAMESPACE}:{key})%"
+        for key in (wire.GUARD_REQUEST_METADATA_KEY, wire.GUARD_RESPONSE_METADATA_KEY)
+    },
 }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from controlplane.ir import BackendIR, ProviderIR
+from controlplane.ir import TLSIR, BackendIR, ProviderIR
 from controlplane.xds import names
+from controlplane.xds.answered_marker import strip_answered_marker_filter
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import attempt_stage_filter
@@ -24,19 +25,19 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _tls_socket(p: ProviderIR, system_ca_file: str) -> dict[str, Any]:
-    assert p.tls is not None
+def tls_socket(tls_ir: TLSIR, system_ca_file: str) -> dict[str, Any]:
+    """Upstream TLS: the trust store or the given CA, SNI, and the SAN check unless skipped."""
     validation: dict[str, Any] = {}
-    if not p.tls.insecure_skip_verify:
-        validation["trusted_ca"] = {"inline_string": p.tls.ca_pem} if p.tls.ca_pem else {"filename": system_ca_file}
-        if p.tls.sni and not p.tls.skip_hostname_verify:
-            validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": p.tls.sni}}]
+    if not tls_ir.insecure_skip_verify:
+        validation["trusted_ca"] = {"inline_string": tls_ir.ca_pem} if tls_ir.ca_pem else {"filename": system_ca_file}
+        if tls_ir.sni and not tls_ir.skip_hostname_verify:
+            validation["match_typed_subject_alt_names"] = [{"san_type": "DNS", "matcher": {"exact": tls_ir.sni}}]
     tls: dict[str, Any] = {
         "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {"validation_context": validation},
     }
-    if p.tls.sni:
-        tls["sni"] = p.tls.sni
+    if tls_ir.sni:
+        tls["sni"] = tls_ir.sni
     return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
 
 
@@ -137,6 +138,7 @@ def cluster_resources(
                 "explicit_http_config": {"http_protocol_options": {}},
                 "http_filters": [
                     *upstream_filters,
+                    strip_answered_marker_filter(),
                     {
                         "name": "envoy.filters.http.upstream_codec",
                         "typed_config": {"@type": _T + "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
@@ -178,7 +180,7 @@ def cluster_resources(
         {
             "name": p.id,
             "match": {"provider": p.id},
-            "transport_socket": _tls_socket(p, system_ca_file),
+            "transport_socket": tls_socket(p.tls, system_ca_file),
         }
         for p in b.providers
         if p.tls is not None

@@ -6,6 +6,7 @@ from typing import Any
 
 from controlplane.xds import names
 from controlplane.xds.common import TYPE_PREFIX as _T
+from extproc import wire
 
 EXTPROC_MESSAGE_TIMEOUT = "5s"
 
@@ -42,8 +43,15 @@ def _extproc_service(stage: str, gateway: str | None) -> dict[str, Any]:
     }
 
 
-def router_stage_filter(gateway: str) -> dict[str, Any]:
-    """The HCM ext_proc filter: model from the body, response translation and usage."""
+def router_stage_filter(gateway: str, *, jwt: bool = False) -> dict[str, Any]:
+    """The HCM ext_proc filter: model from the body, response translation and usage.
+
+    `jwt`: the listener has a jwt_authn filter, whose token payloads (dynamic metadata) the
+    router stage receives on the request headers (caller identity, controlplane/xds/jwt_authn.py).
+    """
+    metadata: dict[str, Any] = {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}}
+    if jwt:
+        metadata["forwarding_namespaces"] = {"untyped": [wire.JWT_METADATA_NAMESPACE]}
     return {
         "name": names.ROUTER_STAGE_FILTER,
         "typed_config": {
@@ -68,8 +76,9 @@ def router_stage_filter(gateway: str) -> dict[str, Any]:
                 "xds.cluster_name",
                 "xds.upstream_host_metadata",
                 "upstream.request_attempt_count",
+                "response.code_details",  # why Envoy answered itself: error.type (extproc/metrics.py)
             ],
-            "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
+            "metadata_options": metadata,
         },
     }
 
@@ -97,7 +106,10 @@ def attempt_stage_filter(*, failover: bool = False) -> dict[str, Any]:
                 "request_trailer_mode": "SKIP",
                 "response_trailer_mode": "SKIP",
             },
-            "request_attributes": ["xds.upstream_host_metadata"],
+            # The route: guard decisions are counted per HTTPRoute (extproc/policies/guards).
+            "request_attributes": ["xds.upstream_host_metadata", "xds.route_name"],
+            # Request guard decisions for the access log (extproc/policies/guards).
+            "metadata_options": {"receiving_namespaces": {"untyped": [names.METADATA_NAMESPACE]}},
             # x-envoy-immediate-health-check-fail on a response pauses its provider (extproc/cooldown.py).
             **({"mutation_rules": {"allow_envoy": True}} if failover else {}),
         },

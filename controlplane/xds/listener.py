@@ -6,13 +6,14 @@ from typing import Any
 
 from controlplane.ir import ListenerIR, PoolIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
-from controlplane.xds import names
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
 from controlplane.xds.inference_pool import picker_filter
+from controlplane.xds.jwt_authn import jwt_authn_filter
 from controlplane.xds.local_reply import local_reply_config
+from controlplane.xds.tracing import TracingSettings, hcm_tracing
 from extproc import wire
 
 
@@ -31,14 +32,16 @@ def early_header_mutation() -> list[dict[str, Any]]:
             "name": "llmgw.strip_gateway_headers",
             "typed_config": {
                 "@type": _T + "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": [{"remove": names.MODEL_HEADER}, {"remove": wire.DESTINATION_ENDPOINT_HEADER}],
+                "mutations": [{"remove": h} for h in wire.GATEWAY_ONLY_HEADERS],
             },
         }
     ]
 
 
-def listener_resource(listener: ListenerIR, limits: Limits, *, pools: tuple[PoolIR, ...] = ()) -> dict[str, Any]:
-    hcm = {
+def listener_resource(
+    listener: ListenerIR, limits: Limits, *, tracing: TracingSettings | None = None, pools: tuple[PoolIR, ...] = ()
+) -> dict[str, Any]:
+    hcm: dict[str, Any] = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": listener.name.replace("/", "_"),
         "codec_type": "AUTO",
@@ -47,7 +50,8 @@ def listener_resource(listener: ListenerIR, limits: Limits, *, pools: tuple[Pool
             "config_source": {"ads": {}, "resource_api_version": "V3"},
         },
         "http_filters": [
-            router_stage_filter(listener.gateway),
+            *([jwt] if (jwt := jwt_authn_filter(listener)) else []),
+            router_stage_filter(listener.gateway, jwt=jwt is not None),
             *picker_filter(pools),
             {
                 "name": "envoy.filters.http.router",
@@ -69,6 +73,8 @@ def listener_resource(listener: ListenerIR, limits: Limits, *, pools: tuple[Pool
             "initial_connection_window_size": H2_CONNECTION_WINDOW,
         },
     }
+    if tracing is not None:
+        hcm["tracing"] = hcm_tracing(tracing, gateway=listener.gateway)
     return {
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},

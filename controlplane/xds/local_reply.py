@@ -17,6 +17,8 @@ def _openai_error(message: str, etype: str, code: str) -> dict[str, Any]:
 # OpenAI error type -> Anthropic's, for Envoy's own replies on /messages.
 _ANTHROPIC_TYPES = {
     "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "permission_error": "permission_error",
     "server_error": "api_error",
 }
 _ANTHROPIC_BY_CODE = {
@@ -51,11 +53,18 @@ def _cel(expression: str) -> dict[str, Any]:
 _ANTHROPIC_CLIENT = "request.url_path.endsWith('/messages')"
 
 
-def _mappers(flags: list[str] | None, status: int | None, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Two mappers: the Anthropic schema for Anthropic clients (/messages) first, then OpenAI's."""
+def _mappers(
+    flags: list[str] | None, status: int | None, body: dict[str, Any], *, details: str = ""
+) -> list[dict[str, Any]]:
+    """Two mappers: the Anthropic schema for Anthropic clients (/messages) first, then OpenAI's.
+
+    `details`: only replies whose response code details start with it (e.g. jwt_authn's).
+    """
     flt: dict[str, Any]
     if flags:
         flt = {"response_flag_filter": {"flags": flags}}
+    elif details:
+        flt = _cel(f"response.code == {status} && response.code_details.startsWith('{details}')")
     else:
         # Only replies Envoy made itself: the extproc's own errors carry details "llmgw_*".
         flt = _cel(f"response.code == {status} && !response.code_details.startsWith('llmgw_')")
@@ -107,6 +116,29 @@ def local_reply_config() -> dict[str, Any]:
                 413,
                 _openai_error(
                     "Request body is larger than this gateway accepts", "invalid_request_error", "request_too_large"
+                ),
+            ),
+            *_mappers(
+                None,
+                401,
+                _openai_error("Invalid or missing token: %LOCAL_REPLY_BODY%", "authentication_error", "invalid_token"),
+                details="jwt_authn",
+            ),
+            *_mappers(
+                None,
+                403,
+                _openai_error(
+                    "The token is not accepted here: %LOCAL_REPLY_BODY%", "permission_error", "invalid_token"
+                ),
+                details="jwt_authn",
+            ),
+            *_mappers(
+                None,
+                401,
+                _openai_error(
+                    "This request is not authenticated for this route (a missing or wrong API key or token).",
+                    "authentication_error",
+                    "unauthenticated",
                 ),
             ),
             *_mappers(

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, PoolIR, RouteIR
-from controlplane.xds import names
+from controlplane.xds import jwt_authn, names
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.inference_pool import PICKER_FILTER, picker_route_config, pool_retry_policy, served_header
@@ -15,9 +15,14 @@ from extproc import wire
 
 
 def route_config_resource(
-    listener: ListenerIR, providers: dict[str, int], pools: dict[str, PoolIR] | None = None
+    listener: ListenerIR,
+    providers: dict[str, int],
+    *,
+    pools: dict[str, PoolIR] | None = None,
+    host_rewrite: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """`pools`: the InferencePools by cluster name (routes to them call their endpoint picker)."""
+    """`pools`: the InferencePools by cluster name (routes to them call their endpoint picker);
+    `host_rewrite`: plain backend clusters whose host name becomes the Host header."""
     pools = pools or {}
     pickers = any(p.picker is not None for p in pools.values())
     return {
@@ -31,8 +36,13 @@ def route_config_resource(
                 "name": vh.name,
                 "domains": list(vh.domains),
                 "routes": [
-                    _pool_route(_route(r, providers, body_limit=listener.max_body_bytes), r, pools, pickers)
+                    # An authentication guard (a 401, no upstream) has the picker off like any route not to a pool.
+                    _pool_route(out, r, pools, pickers)
                     for r in vh.routes
+                    for out in (
+                        *authn_guard(r),
+                        _route(r, providers, body_limit=listener.max_body_bytes, host_rewrite=host_rewrite),
+                    )
                 ],
             }
             for vh in listener.virtual_hosts
@@ -86,8 +96,13 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
         return {"regex_rewrite": {"pattern": {"regex": "^/.*$"}, "substitution": rw.full_path}}
     if rw.prefix is None:
         return {}
-    replacement = rw.prefix.rstrip("/")
-    prefix = r.match.path  # normalized: no trailing slash unless "/"
+    return _replace_prefix(r.match.path, rw.prefix)
+
+
+def _replace_prefix(prefix: str, replacement: str) -> dict[str, Any]:
+    """ReplacePrefixMatch of the matched `prefix` by `replacement`: route and redirect actions share the fields."""
+    replacement = replacement.rstrip("/")
+    # `prefix` is normalized: no trailing slash unless "/"
     if prefix == "/":
         return {"prefix_rewrite": replacement + "/"}
     if not replacement:
@@ -99,9 +114,40 @@ def _rewrite(r: RouteIR) -> dict[str, Any]:
     return {"regex_rewrite": {"pattern": {"regex": pattern}, "substitution": substitution}}
 
 
-def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[str, Any]:
+_REDIRECT_CODES = {
+    301: "MOVED_PERMANENTLY",
+    302: "FOUND",
+    303: "SEE_OTHER",
+    307: "TEMPORARY_REDIRECT",
+    308: "PERMANENT_REDIRECT",
+}
+
+
+def _redirect(r: RouteIR) -> dict[str, Any]:
+    """RequestRedirect as Envoy's redirect action (Envoy answers; no cluster, no extproc)."""
+    rd = r.redirect
+    assert rd is not None
+    out: dict[str, Any] = {"response_code": _REDIRECT_CODES[rd.status]}
+    if rd.scheme:
+        out["scheme_redirect"] = rd.scheme
+    if rd.hostname:
+        out["host_redirect"] = rd.hostname
+    if rd.port is not None:
+        out["port_redirect"] = rd.port
+    if rd.full_path is not None:
+        out["path_redirect"] = rd.full_path
+    elif rd.prefix is not None:
+        out.update(_replace_prefix(r.match.path, rd.prefix))
+    return out
+
+
+def _route(
+    r: RouteIR, providers: dict[str, int], *, body_limit: int, host_rewrite: frozenset[str] | set[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "match": _match(r.match)}
-    if not r.backends:
+    if r.redirect is not None:
+        out["redirect"] = _redirect(r)
+    elif not r.backends:
         out["direct_response"] = {
             "status": 500,
             "body": {
@@ -135,7 +181,7 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
         rw = r.rewrite
         if rw and rw.hostname:
             action["host_rewrite_literal"] = rw.hostname
-        elif r.ai:
+        elif r.ai or any(b.cluster in host_rewrite for b in r.backends):
             action["auto_host_rewrite"] = True
         out["route"] = action
     if r.request_headers:
@@ -159,6 +205,9 @@ def _route(r: RouteIR, providers: dict[str, int], *, body_limit: int) -> dict[st
                 "disabled": True,
             }
         }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:
+        out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt
     return out
 
 
@@ -182,6 +231,53 @@ def _pool_route(out: dict[str, Any], r: RouteIR, pools: dict[str, PoolIR], picke
             for entry, pool in zip(weighted["clusters"], targets, strict=True):
                 entry["typed_per_filter_config"] = {PICKER_FILTER: picker_route_config(pool)}
     return out
+
+
+GUARD_MESSAGE = "This request is not authenticated for this route (a missing or wrong API key or token)."
+
+
+def authn_guard(r: RouteIR) -> list[dict[str, Any]]:
+    """A 401 in front of a route that authenticates, for requests not authenticated for it.
+
+    The guard has the route's match plus: `x-llmgw-authn` (missing counts as
+    empty) does not list the route's authentication id. The router stage
+    authenticates on the request headers against every authentication of the
+    Gateway and sets that header to the ids the caller satisfies:
+    - on the first route lookup the header is absent (stripped before routing),
+      so the guard matches; the router stage sees the guard's name, knows which
+      route it guards, authenticates, sets the header and has Envoy match again;
+    - model routing picks the final route only after the body: a request moved
+      to a route it was not authenticated for meets that route's guard;
+    - a worker without this authentication in its config sets no header: 401.
+    So no request reaches the route without the router stage's check (fail
+    closed). Direct routes (gatewayapi/direct.py) cannot change after the
+    headers; the router stage checks them itself and they need no guard.
+    """
+    aid = wire.authn_of_route_name(r.name)
+    if aid is None or not r.backends or not r.ai or r.direct_provider:
+        return []
+    match = _match(r.match)
+    match["headers"] = [
+        *match.get("headers", []),
+        {
+            "name": wire.AUTHN_HEADER,
+            "string_match": {"contains": f",{aid},"},
+            "invert_match": True,
+            "treat_missing_header_as_empty": True,
+        },
+    ]
+    body = {
+        "error": {"message": GUARD_MESSAGE, "type": "authentication_error", "code": "unauthenticated", "param": None}
+    }
+    guard: dict[str, Any] = {
+        "name": r.name + wire.AUTHN_GUARD_SUFFIX,
+        "match": match,
+        "direct_response": {"status": 401, "body": {"inline_string": orjson.dumps(body).decode()}},
+    }
+    jwt = jwt_authn.per_route(r)
+    if jwt is not None:  # on the first lookup Envoy checks the token for the guarded route
+        guard["typed_per_filter_config"] = {jwt_authn.FILTER_NAME: jwt}
+    return [guard]
 
 
 def _re_escape(path: str) -> str:

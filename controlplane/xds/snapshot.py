@@ -14,9 +14,10 @@ from google.protobuf.message import Message
 
 from controlplane.xds import names
 
-# Order in which a new snapshot is pushed: clusters before their endpoints,
-# listeners before their routes (Envoy's warming order).
-PUSH_ORDER = (names.TYPE_CLUSTER, names.TYPE_ENDPOINT, names.TYPE_LISTENER, names.TYPE_ROUTE)
+# Order in which a new snapshot is pushed: secrets (SDS credentials of plain backends) before
+# the clusters that name them, clusters before their endpoints, listeners before their routes
+# (Envoy's warming order).
+PUSH_ORDER = (names.TYPE_SECRET, names.TYPE_CLUSTER, names.TYPE_ENDPOINT, names.TYPE_LISTENER, names.TYPE_ROUTE)
 
 
 @dataclass(frozen=True)

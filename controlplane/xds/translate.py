@@ -5,11 +5,19 @@ Dicts keep the translation readable and make the golden files diffable; the
 name Envoy does not know. No secret is ever written here: credentials travel
 to the extproc over its own channel.
 
+Plain backends' credentials are the one exception: Envoy injects them itself
+(credential_injector.py), from SDS secrets that `to_protos` adds from the IR
+when asked; they are never part of `EnvoyResources` (the golden files), and
+Envoy's config dump redacts them.
+
 This module assembles one snapshot; each Envoy concern has its own module:
 listener.py (HCM, client limits), local_reply.py (error replies in the
 client's schema), access_log.py, extproc_filters.py (router and attempt
-stages), route.py (matches, rewrites, retry policy) and cluster.py
-(endpoints per provider, TLS, outlier detection, pause checks).
+stages), jwt_authn.py (JWT validation), route.py (matches, rewrites, retry
+policy, authentication guards), cluster.py (endpoints per provider, TLS,
+outlier detection, pause checks), plain_cluster.py (static backends and
+Services), credential_injector.py and answered_marker.py (upstream filters),
+inference_pool.py (InferencePool clusters and the endpoint picker filter).
 """
 
 from __future__ import annotations
@@ -22,18 +30,24 @@ import envoy.config.cluster.v3.cluster_pb2 as cluster_pb2
 import envoy.config.endpoint.v3.endpoint_pb2 as endpoint_pb2
 import envoy.config.listener.v3.listener_pb2 as listener_pb2
 import envoy.config.route.v3.route_pb2 as route_pb2
+import envoy.config.trace.v3.opentelemetry_pb2
 import envoy.extensions.access_loggers.filters.cel.v3.cel_pb2
 import envoy.extensions.access_loggers.stream.v3.stream_pb2
+import envoy.extensions.filters.http.credential_injector.v3.credential_injector_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
+import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.filters.http.header_to_metadata.v3.header_to_metadata_pb2
+import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
 import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.http.injected_credentials.generic.v3.generic_pb2
 import envoy.extensions.load_balancing_policies.least_request.v3.least_request_pb2
 import envoy.extensions.load_balancing_policies.override_host.v3.override_host_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
+import envoy.extensions.transport_sockets.tls.v3.secret_pb2 as secret_pb2
 import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
 from google.protobuf import json_format
@@ -43,9 +57,13 @@ from controlplane.ir import IR
 from controlplane.limits import Limits
 from controlplane.xds import names
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
+from controlplane.xds.credential_injector import sds_secrets
 from controlplane.xds.inference_pool import pool_clusters
+from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
+from controlplane.xds.plain_cluster import plain_cluster
 from controlplane.xds.route import route_config_resource
+from controlplane.xds.tracing import TracingSettings, collector_cluster
 
 
 @dataclass(frozen=True)
@@ -74,12 +92,18 @@ _PROTO_OF = {
 }
 
 
-def to_protos(resources: EnvoyResources) -> dict[str, list[Message]]:
-    """Parse every dict into its proto; raises json_format.ParseError on a bad field."""
+def to_protos(resources: EnvoyResources, *, ir: IR | None = None) -> dict[str, list[Message]]:
+    """Parse every dict into its proto; raises json_format.ParseError on a bad field.
+
+    `ir`: also the SDS secrets of its plain backends' credentials (what Envoy is served;
+    the golden files and `EnvoyResources` never hold them).
+    """
     out: dict[str, list[Message]] = {}
     for type_url, items in resources.by_type().items():
         cls = _PROTO_OF[type_url]
         out[type_url] = [json_format.ParseDict(item, cls()) for item in items]
+    if ir is not None:
+        out[names.TYPE_SECRET] = [json_format.ParseDict(s, secret_pb2.Secret()) for s in sds_secrets(ir)]
     return out
 
 
@@ -89,6 +113,7 @@ def translate(
     system_ca_file: str = SYSTEM_CA_FILE,
     pause_oracle: tuple[str, int] | None = None,
     limits: Limits | None = None,
+    tracing: TracingSettings | None = None,
 ) -> EnvoyResources:
     """`pause_oracle`: the gateway's pause oracle (host, port), which ends Retry-After pauses
     (extproc/cooldown.py); without it a failover cluster has no health check and a 429 counts
@@ -96,9 +121,10 @@ def translate(
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
     pools = {p.cluster: p for p in ir.pools}
+    host_rewrite = {b.cluster for b in ir.plain_backends if b.rewrite_host}
     for listener in ir.listeners:
-        res.listeners.append(listener_resource(listener, limits or Limits(), pools=ir.pools))
-        res.routes.append(route_config_resource(listener, providers, pools))
+        res.listeners.append(listener_resource(listener, limits or Limits(), tracing=tracing, pools=ir.pools))
+        res.routes.append(route_config_resource(listener, providers, pools=pools, host_rewrite=host_rewrite))
     direct = {
         r.backends[0].cluster
         for lst in ir.listeners
@@ -120,6 +146,11 @@ def translate(
                 res.endpoints.append(cla)
     for pool in ir.pools:
         res.clusters.extend(pool_clusters(pool, listener_limit=_max_body(ir)))
+    res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
+    if tracing is not None:
+        res.clusters.append(collector_cluster(tracing))
+    for plain in ir.plain_backends:
+        res.clusters.append(plain_cluster(plain, listener_limit=_max_body(ir), system_ca_file=system_ca_file))
     return res
 
 

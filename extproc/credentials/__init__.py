@@ -1,6 +1,8 @@
 """Provider credentials on the upstream request: which headers carry them, per auth kind.
 
-Static keys (`kind: header`) come resolved from the config channel. Other
+Static keys (`kind: header`) come resolved from the config channel;
+`passthrough` forwards the credential the client sent (agentgateway's
+`auth.passthrough`), moved to where the provider expects it. Other
 kinds live in their own modules, loaded on first use, each exposing
 `auth_headers(provider, request) -> dict[str, str]`: `aws` (SigV4 over the
 final body), `gcp` (OAuth access token), `azure` (Entra ID token). They must
@@ -11,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from extproc.contract import ProviderConfig
 
@@ -26,6 +28,24 @@ class SignedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_token: str = field(default="", repr=False)  # the client's own credential (passthrough only)
+
+
+# Where clients put their key, in the order a passthrough looks: a bearer token first.
+_CLIENT_KEY_HEADERS = ("x-api-key", "api-key", "x-goog-api-key")
+
+
+def client_token(headers: Mapping[str, str]) -> str:
+    """The credential the client sent: the token of `Authorization: Bearer`, else a key header's value."""
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else authorization
+    for name in _CLIENT_KEY_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            return value
+    return ""
 
 
 class CredentialError(Exception):
@@ -66,6 +86,9 @@ def auth_headers(provider: ProviderConfig, request: SignedRequest) -> dict[str, 
         return {}
     if auth.kind == "header":
         return {auth.header: auth.header_value()}
+    if auth.kind == "passthrough":
+        # No client credential: nothing to forward (the provider answers its own 401).
+        return {auth.header: f"{auth.prefix}{request.client_token}"} if request.client_token else {}
     maker = _loaded.get(auth.kind)
     if maker is None:
         module_name = _MODULES.get(auth.kind)

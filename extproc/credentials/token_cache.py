@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from extproc import metrics
 from extproc.credentials import CredentialError
 
 log = logging.getLogger("llmgw.extproc.credentials")
@@ -176,6 +177,7 @@ class TokenSource:
                     self._error = reason
                     self._attempts += 1
                     self.failures += 1
+                    metrics.CREDENTIAL_REFRESH_FAILURES.inc()
                     remaining = (self._token.expires_at - time.time()) if self._token else 0.0
                     self._cond.notify_all()
                 level = logging.WARNING if first_failure else logging.DEBUG

@@ -57,12 +57,16 @@ class PoolPick:
     objective: str = ""  # the objective label: the request's, if the pool knows it
 
 
-def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, model: str) -> str | None:
-    """The llmgw-picked pool this request goes to, if any."""
+def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, model: str) -> tuple[str, str] | None:
+    """(Envoy route, pool) of the llmgw-picked pool this request goes to, if any.
+
+    The route whose exact model-header match names the body's model wins over the route
+    matched on the headers (Envoy matches again once the router stage set the header).
+    """
     by_model = config.pool_models.get(gateway, {}).get(model) if model else None
-    if by_model is not None:
-        return by_model
-    return config.pool_routes.get(route_name) if route_name else None
+    route = by_model if by_model is not None else route_name
+    pool = config.pool_routes.get(route) if route else None
+    return (route, pool) if route and pool else None
 
 
 def pick_for(

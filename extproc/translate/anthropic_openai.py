@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from extproc.sse import SSEDecoder, SSEEvent
-from extproc.translate.base import HeaderChanges, RequestContext, Translating, UpstreamRequest, encode
+from extproc.translate.base import HeaderChanges, RequestContext, Translating, UpstreamRequest, encode, finalized
 from extproc.usage import Usage, from_openai
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
@@ -486,7 +486,8 @@ class AnthropicOpenAIPair(Translating):
 
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         # The provider module builds the path of its chat completions API (OpenAI, Azure deployments, ...).
-        return UpstreamRequest(body=encode(translate_request(body, model=ctx.model)), op="chat_completions")
+        out = finalized(translate_request(body, model=ctx.model), ctx)
+        return UpstreamRequest(body=encode(out), op="chat_completions")
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> MessagesFromOpenAI:
         return MessagesFromOpenAI()

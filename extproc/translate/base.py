@@ -9,6 +9,7 @@ stream state in an explicit object. Pairs are pure: no I/O, no credentials
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +26,9 @@ class RequestContext:
     model: str  # the model to send upstream (the override, else the client's)
     stream: bool
     encoding_format: str | None = None  # embeddings: what the client asked for (base64 | float)
+    # policies.ai steps on the body in the provider's schema before it is encoded (cache markers,
+    # finalTransformations: extproc/policies/transforms.py); pairs that rebuild the body call it.
+    finalize: Callable[[dict[str, Any]], object] | None = None
 
 
 class TranslationError(ValueError):
@@ -57,6 +61,13 @@ def encode(body: Any) -> bytes:
         f"The request is nested too deeply for the gateway to rewrite it (at most about {MAX_ENCODE_DEPTH} levels).",
         code="nesting_too_deep",
     )
+
+
+def finalized(out: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    """`out` (a request body in the provider's schema) after the request's `finalize` step, if any."""
+    if ctx.finalize is not None:
+        ctx.finalize(out)
+    return out
 
 
 @dataclass

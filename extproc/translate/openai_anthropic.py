@@ -33,7 +33,7 @@ import orjson
 
 from extproc.translate import stamps
 from extproc.translate.anthropic_wire import DEFAULT_API_VERSION, api_version
-from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
+from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode, finalized
 from extproc.translate.openai_anthropic_response import JSON_TOOL, ChatFromAnthropic
 
 DEFAULT_MAX_TOKENS = 4096
@@ -313,10 +313,10 @@ class OpenAIAnthropicPair(Translating):
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         if self.vertex:
             out = {"anthropic_version": VERTEX_VERSION, **build_messages_request(body, model=None)}
-            return UpstreamRequest(body=encode(out))
+            return UpstreamRequest(body=encode(finalized(out, ctx)))
         out = build_messages_request(body, model=ctx.model or str(body.get("model") or ""))
         headers = {"anthropic-version": api_version(ctx) or DEFAULT_API_VERSION}
-        return UpstreamRequest(body=encode(out), headers=headers)
+        return UpstreamRequest(body=encode(finalized(out, ctx)), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> ChatFromAnthropic:
         return ChatFromAnthropic(model=ctx.model, client_wants_usage=client_wants_usage, created=int(stamps.now()))

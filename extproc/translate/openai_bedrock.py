@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from extproc.providers.bedrock import guardrail_config
-from extproc.translate.base import RequestContext, Translating, TranslationError, UpstreamRequest, encode
+from extproc.translate.base import RequestContext, Translating, TranslationError, UpstreamRequest, encode, finalized
 from extproc.translate.openai_bedrock_response import BedrockChatResponse
 
 REASONING_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096}
@@ -289,7 +289,7 @@ class BedrockPair(Translating):
         headers = {"content-type": "application/json"}
         if ctx.stream:
             headers["accept"] = "application/vnd.amazon.eventstream"
-        return UpstreamRequest(body=encode(converse), headers=headers)
+        return UpstreamRequest(body=encode(finalized(converse, ctx)), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> BedrockChatResponse:
         return BedrockChatResponse(ctx, client_wants_usage=client_wants_usage)

@@ -26,7 +26,15 @@ from typing import Any
 import orjson
 
 from extproc import errors
-from extproc.translate.base import HeaderChanges, RequestContext, Translating, TranslationError, UpstreamRequest, encode
+from extproc.translate.base import (
+    HeaderChanges,
+    RequestContext,
+    Translating,
+    TranslationError,
+    UpstreamRequest,
+    encode,
+    finalized,
+)
 from extproc.translate.openai_bedrock_response import openai_error
 from extproc.usage import Usage
 
@@ -108,7 +116,7 @@ class TitanPair(Translating):
     def request(self, body: dict[str, Any], ctx: RequestContext) -> UpstreamRequest:
         converted = titan_request(body, ctx)
         headers = {"content-type": "application/json", "accept": "application/json"}
-        return UpstreamRequest(body=encode(converted), headers=headers)
+        return UpstreamRequest(body=encode(finalized(converted, ctx)), headers=headers)
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> TitanEmbeddingsResponse:
         # The response side knows only the RequestContext, which does not carry the

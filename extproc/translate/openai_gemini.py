@@ -40,7 +40,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import orjson
 
 from extproc.translate import gemini_schema
-from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode
+from extproc.translate.base import RequestContext, Translating, UpstreamRequest, encode, finalized
 from extproc.translate.openai_gemini_response import GeminiResponse
 
 PASSTHROUGH = ("safetySettings", "cachedContent", "labels")
@@ -356,7 +356,7 @@ class GeminiPair(Translating):
             out = completion_request(body, model=model)
         else:
             out = chat_request(body, model=model)
-        return UpstreamRequest(body=encode(out), headers={"content-type": "application/json"})
+        return UpstreamRequest(body=encode(finalized(out, ctx)), headers={"content-type": "application/json"})
 
     def response(self, ctx: RequestContext, *, client_wants_usage: bool) -> GeminiResponse:
         return GeminiResponse(ctx, client_wants_usage=client_wants_usage, vertex=_is_vertex(ctx))

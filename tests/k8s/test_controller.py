@@ -4,6 +4,7 @@ the in-process API server, through the official client. No Envoy here; `test_e2e
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -335,3 +336,104 @@ def test_only_the_leader_writes(apiserver: ApiServer, run_controller: Callable[.
     assert [c.controller.leader for c in (a, b)].count(True) == 1
     follower = a if not a.controller.leader else b
     assert follower.controller.status_writes == 0
+
+
+def _policy(name: str, target: dict[str, str], secret: str, created: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "llmgw.dev/v1alpha1",
+        "kind": "AIPolicy",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created},
+        "spec": {"targetRefs": [target], "traffic": {"apiKeyAuthentication": {"secretRef": {"name": secret}}}},
+    }
+
+
+GATEWAY_TARGET = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "llmgw"}
+
+
+def test_policy_status_keys_secret_followed_and_revocation_reaches_the_extproc(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """AIPolicy is watched; its API key Secret is cached by reference; status says Accepted, Conflicted,
+    TargetNotFound per Gateway ancestor; a revoked key leaves the Gateway's extproc config."""
+    apply_all(apiserver, m.quickstart())
+    keys = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "default"}}
+    apiserver.apply({**keys, "stringData": {"alice": "sk-alice", "bob": "sk-bob"}})
+    apiserver.apply(_policy("keys", GATEWAY_TARGET, "keys", "2026-01-01T00:00:00Z"))
+    apiserver.apply(_policy("younger", GATEWAY_TARGET, "keys", "2026-02-01T00:00:00Z"))
+    missing = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "nope"}
+    apiserver.apply(_policy("lost", missing, "keys", "2026-01-01T00:00:00Z"))
+    ctl = run_controller()
+
+    def accepted(name: str) -> Any:
+        return status_of(apiserver, "AIPolicy", name, "Accepted", "ancestors", 0)
+
+    wait_until(lambda: accepted("keys") == ("True", "Accepted"), "policy Accepted")
+    wait_until(lambda: accepted("younger") == ("False", "Conflicted"), "the younger policy Conflicted")
+    wait_until(lambda: accepted("lost") == ("False", "TargetNotFound"), "TargetNotFound")
+    policy = apiserver.get("AIPolicy", "keys")
+    assert policy is not None
+    assert policy["status"]["ancestors"][0]["ancestorRef"] == {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "namespace": "default",
+        "name": "llmgw",
+    }
+
+    def key_ids() -> set[str]:
+        plan = ctl.controller.plan
+        gp = plan.gateways.get("default/llmgw") if plan else None
+        if gp is None:
+            return set()
+        return {k.key_id for a in gp.extproc.authn.values() if a.api_key for k in a.api_key.keys}
+
+    wait_until(lambda: key_ids() == {"default/keys/alice", "default/keys/bob"}, "both keys in the extproc config")
+    assert "sk-alice" not in repr(ctl.controller.plan)
+    apiserver.apply({**keys, "stringData": {"alice": "sk-alice"}})  # bob is revoked
+    wait_until(lambda: key_ids() == {"default/keys/alice"}, "the revoked key gone")
+
+
+def test_api_keys_selected_by_label_are_cached_and_followed(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """agentgateway's configMapSelector (keyHash entries) and secretSelector in Kubernetes mode."""
+    apply_all(apiserver, m.quickstart())
+    digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "hashed", "namespace": "default", "labels": {"llmgw.dev/keys": "team-a"}},
+            "data": {"dave": json.dumps({"keyHash": f"sha256:{digest}", "metadata": {"user": "dave"}})},
+        }
+    )
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "unrelated", "namespace": "default", "labels": {"llmgw.dev/keys": "team-b"}},
+            "data": {"x": "y"},
+        }
+    )
+    policy = _policy("hashed", GATEWAY_TARGET, "unused", "2026-01-01T00:00:00Z")
+    policy["spec"]["traffic"]["apiKeyAuthentication"] = {
+        "configMapSelector": {"matchLabels": {"llmgw.dev/keys": "team-a"}}
+    }
+    apiserver.apply(policy)
+    ctl = run_controller()
+
+    def key_ids() -> set[str]:
+        plan = ctl.controller.plan
+        gp = plan.gateways.get("default/llmgw") if plan else None
+        return {k.key_id for a in gp.extproc.authn.values() if a.api_key for k in a.api_key.keys} if gp else set()
+
+    wait_until(lambda: key_ids() == {"default/hashed/dave"}, "the selected ConfigMap's key")
+    assert [o["metadata"]["name"] for o in ctl.controller.informers["ConfigMap"].items()] == ["hashed"]
+    apiserver.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "more", "namespace": "default", "labels": {"llmgw.dev/keys": "team-a"}},
+            "data": {"erin": json.dumps({"keyHash": "sha256:" + "0" * 64})},
+        }
+    )
+    wait_until(lambda: key_ids() == {"default/hashed/dave", "default/more/erin"}, "a new ConfigMap by watch")

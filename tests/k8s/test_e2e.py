@@ -152,6 +152,10 @@ def test_controller_drives_a_real_data_plane(apiserver: ApiServer, fake: FakePro
         assert fake.requests[-1].headers["authorization"] == "Bearer sk-one"
         dump = pod.config_dump()
         assert "sk-one" not in dump and "llmgw" in dump
+        # The controller's /metrics: the snapshot it serves, acknowledged by the pod's Envoy.
+        metrics = httpx.get(f"http://127.0.0.1:{controller.health_port}/metrics", timeout=5).text
+        assert 'llmgw_xds_acked{type="Listener"} 1.0' in metrics and "llmgw_xds_connected 1.0" in metrics
+        assert 'llmgw_xds_nacks_total{type="Listener"} 0.0' in metrics
 
         # Rotating the Secret reaches new requests within seconds, without a restart.
         apiserver.apply(m.secret(key="sk-two"))

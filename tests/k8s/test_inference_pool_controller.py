@@ -218,7 +218,7 @@ def test_optional_informer_finds_the_kind_once_it_is_served(apiserver: ApiServer
     apiserver.inject("GET", "inferencepools", 404, "NotFound")
     apiserver.apply(pool("qwen"))
     kube = Kube.for_configuration(configuration(apiserver))
-    informer = Informer(kube, "InferencePool", on_change=lambda: None, optional=True, absent_retry_s=0.05).start()
+    informer = Informer(kube, "InferencePool", on_change=lambda: None, optional=True, optional_retry_s=0.05).start()
     try:
         wait_until(lambda: [o["metadata"]["name"] for o in informer.items()] == ["qwen"], "the pool after the 404")
         assert informer.stats["errors"] == 0

@@ -92,7 +92,7 @@ def test_attached_routes_and_supported_kinds(statuses: dict[StatusKey, Any]) -> 
         ("missing-backend", "gw", "ResolvedRefs", ("False", "BackendNotFound")),
         ("missing-backend", "gw2", "Accepted", ("True", "Accepted")),
         ("cross-namespace", "gw", "ResolvedRefs", ("False", "RefNotPermitted")),
-        ("service-backend", "gw", "ResolvedRefs", ("False", "InvalidKind")),
+        ("service-backend", "gw", "ResolvedRefs", ("False", "BackendNotFound")),  # no such Service
         ("wrong-section", "gw", "Accepted", ("False", "NoMatchingParent")),
         ("wrong-section", "gw2", "Accepted", ("True", "Accepted")),
         ("other-namespace", "gw", "Accepted", ("False", "NotAllowedByListeners")),

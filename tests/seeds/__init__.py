@@ -1,0 +1,1 @@
+"""Seed tests: agentgateway tutorials' manifests as printed, through the real gateway with the official SDKs."""
