@@ -5,6 +5,7 @@ from __future__ import annotations
 from controlplane.gatewayapi import translate
 from controlplane.resources import Resource
 from controlplane.xds.inference_pool import PICKER_FILTER
+from controlplane.xds.names import ROUTER_STAGE_FILTER
 from controlplane.xds.translate import to_protos
 from controlplane.xds.translate import translate as to_envoy
 
@@ -200,3 +201,40 @@ def test_a_rule_mixing_pools_and_ai_backends_is_a_problem() -> None:
     route = _route(_pool_ref("p"), {"group": "llmgw.dev", "kind": "AIBackend", "name": "ai"})
     t = translate([*GATEWAY, route, backend, _pool("p", SPEC), EPP])
     assert [(p.field, p.reason) for p in t.problems] == [("spec.rules[0].backendRefs", "Unsupported")]
+
+
+def test_an_authenticated_pool_route_has_its_guard_and_the_picker_after_the_router_stage() -> None:
+    """The 401 guard in front of a pool route never calls the pool's picker; the picker filter comes
+    after jwt_authn and the router stage (which authenticates), so a refused request never reaches it."""
+    policy = _res(
+        "llmgw.dev/v1alpha1",
+        "AIPolicy",
+        "keys",
+        {
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}],
+                "traffic": {"apiKeyAuthentication": {"mode": "Strict", "secretRef": {"name": "keys"}}},
+            }
+        },
+    )
+    secret = _res("v1", "Secret", "keys", {"stringData": {"alice": '{"key": "sk-alice"}'}})
+    t = translate([*GATEWAY, _route(_pool_ref("p")), _pool("p", SPEC), EPP, policy, secret])
+    assert t.problems == []
+    envoy = to_envoy(t.ir)
+    to_protos(envoy)
+    guard, route = [r for vh in envoy.routes[0]["virtual_hosts"] for r in vh["routes"]]
+    assert guard["direct_response"]["status"] == 401
+    assert guard["typed_per_filter_config"][PICKER_FILTER] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+        "disabled": True,
+    }
+    assert "overrides" in route["typed_per_filter_config"][PICKER_FILTER]
+    names = [f["name"] for f in _http_filters(envoy)]
+    assert names.index(ROUTER_STAGE_FILTER) < names.index(PICKER_FILTER)
+
+
+def test_a_rule_mixing_pools_and_services_is_a_problem() -> None:
+    service = _res("v1", "Service", "plain", {"spec": {"clusterIP": "10.0.0.7", "ports": [{"port": 80}]}})
+    route = _route(_pool_ref("p"), {"kind": "Service", "name": "plain", "port": 80})
+    t = translate([*GATEWAY, route, _pool("p", SPEC), EPP, service])
+    assert [p.field for p in t.problems] == ["spec.rules[0].backendRefs"]
