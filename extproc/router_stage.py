@@ -156,6 +156,15 @@ class RouterRequest:
         own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
         if own is not None and own not in self.config.authn and self.latest_config is not None:
             self.config = self.latest_config()  # a route newer than this request's config snapshot
+        # The route the request matched (the one a guard route stands in front of, on the first lookup).
+        self.route_name = route_name.removesuffix(wire.AUTHN_GUARD_SUFFIX) if isinstance(route_name, str) else None
+        self.objective = headers.get(OBJECTIVE_HEADER, "")
+        pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
+        provider = self.config.providers.get(pid) if pid else None
+        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough). Known before
+        # authenticating: a refusal is in the client's schema (Anthropic's on /v1/messages).
+        routes = provider.routes if provider is not None else self.config.route_types.get(self.route_name or "", ())
+        self.op = operation_of(self.path, routes)
         if own is not None and own not in self.config.authn:
             # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
             return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
@@ -163,14 +172,6 @@ class RouterRequest:
             refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
                 return refused
-        # The route the request matched (the one a guard route stands in front of, on the first lookup).
-        self.route_name = route_name.removesuffix(wire.AUTHN_GUARD_SUFFIX) if isinstance(route_name, str) else None
-        self.objective = headers.get(OBJECTIVE_HEADER, "")
-        pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
-        provider = self.config.providers.get(pid) if pid else None
-        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
-        routes = provider.routes if provider is not None else self.config.route_types.get(str(route_name), ())
-        self.op = operation_of(self.path, routes)
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
         # does not know never reaches a provider with its credential, and no provider is contacted.
         supported = operations_of(provider) | {"models"} if provider is not None else None
