@@ -105,7 +105,8 @@ def build(ir: IR) -> ExtprocConfig:
         for p in ir.pools
         if p.picker is None
     }
-    by_cluster = {wire.pool_cluster(k): k for k in pools}
+    # Every single-pool route (a pool with its own picker too: a request matched there stays with it).
+    by_cluster = {p.cluster: p.key for p in ir.pools}
     pool_routes: dict[str, str] = {}
     pool_models: dict[str, dict[str, str]] = {}
     for lst in ir.listeners:

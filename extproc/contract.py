@@ -178,8 +178,8 @@ class ExtprocConfig:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
     # InferencePools llmgw picks for (pool key -> its endpoints and objectives), the Envoy routes
-    # to them (route name -> pool key) and, per gateway, the models whose exact model-header
-    # match routes to one (model -> that route's name): the route after the body's model is known.
+    # to one pool (route name -> pool key; pools with their own picker too) and, per gateway, the
+    # models whose exact model-header match routes to one (model -> that route's name).
     pools: dict[str, PoolPickConfig] = field(default_factory=dict)
     pool_routes: dict[str, str] = field(default_factory=dict)
     pool_models: dict[str, dict[str, str]] = field(default_factory=dict)

@@ -81,6 +81,36 @@ metadata: {{name: llmgw-epp, namespace: default}}
 spec: {{clusterIP: 127.0.0.1}}
 """
 
+# Pool routes behind an API key policy (attached to the HTTPRoute): one to each pool.
+KEYED = """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: keyed, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /keyed}}]
+      filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}]
+      backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: qwen-pool}]
+    - matches: [{path: {type: PathPrefix, value: /keyed-epp}}]
+      filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v1}}}]
+      backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: qwen-epp}]
+---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIPolicy
+metadata: {name: keyed, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: keyed}]
+  traffic:
+    apiKeyAuthentication: {mode: Strict, secretRef: {name: pool-keys}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: pool-keys, namespace: default}
+stringData:
+  alice: '{"key": "sk-pool-alice"}'
+"""
+
 POD = """---
 apiVersion: v1
 kind: Pod
@@ -117,7 +147,7 @@ class Stack:
         self.gw = GatewayProcess(workers=2, env={"LLMGW_PICKER_QUEUE_SECONDS": "3"})
         pods = "".join(POD.format(i=i, ip=ip) for i, ip in enumerate(PODS))
         manifests = MANIFESTS.format(port=self.port) + EPP_POOL.format(port=self.port, epp_port=self.epp_port)
-        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + manifests + pods)
+        self.gw.write("gw.yaml", gateway_yaml(port=self.gw.port) + manifests + KEYED + pods)
         self.gw.start()
 
     def set_loads(self, loads: dict[str, dict[str, float]]) -> None:
@@ -170,16 +200,46 @@ def _active_requests(stack: Stack) -> int:
     return sum(int(line.rsplit(":", 1)[1]) for line in stats.splitlines() if line.startswith("http.default_gw"))
 
 
-def _client(stack: Stack, objective: str | None = None, prefix: str = "/v1") -> openai.OpenAI:
+def _client(stack: Stack, objective: str | None = None, prefix: str = "/v1", key: str = "unused") -> openai.OpenAI:
     headers = {"x-gateway-inference-objective": objective} if objective else {}
-    return openai.OpenAI(base_url=stack.gw.url + prefix, api_key="unused", max_retries=0, default_headers=headers)
+    return openai.OpenAI(base_url=stack.gw.url + prefix, api_key=key, max_retries=0, default_headers=headers)
 
 
-def _ask(stack: Stack, objective: str | None = None, prefix: str = "/v1") -> str:
-    resp = _client(stack, objective, prefix).chat.completions.create(
+def _ask(stack: Stack, objective: str | None = None, prefix: str = "/v1", key: str = "unused") -> str:
+    resp = _client(stack, objective, prefix, key).chat.completions.create(
         model="qwen", messages=[{"role": "user", "content": "hi"}]
     )
     return resp.choices[0].message.content or ""
+
+
+def _picks(stack: Stack) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in stack.gw.metrics().splitlines()
+        if line.startswith("llmgw_inference_pool_picks_total{") and 'pool="default/qwen-pool"' in line
+    )
+
+
+def test_a_caller_refused_by_the_api_key_policy_never_reaches_a_picker(stack: Stack) -> None:
+    """Authentication comes first: a refused request is not picked for (llmgw's picker, in the router
+    stage) nor sent to the pool's EPP, and no model server sees it; a valid key is served as usual."""
+    stack.clear()
+    stack.set_loads({ip: {"waiting": 0, "kv_cache_usage_perc": 0.1} for ip in PODS})
+    before = _picks(stack)
+    for prefix in ("/keyed", "/keyed-epp"):
+        with pytest.raises(openai.AuthenticationError) as info:
+            _ask(stack, prefix=prefix, key="sk-wrong")
+        assert info.value.response.json()["error"]["code"] == "invalid_api_key"
+    assert sum(stack.served_by().values()) == 0
+    assert _picks(stack) == before
+    for prefix in ("/keyed", "/keyed-epp"):
+        assert "pod-" in _ask(stack, prefix=prefix, key="sk-pool-alice")
+    assert sum(stack.served_by().values()) == 2
+    assert _picks(stack) == before + 1
+    # The client's key never reaches a model server.
+    for s in stack.servers.values():
+        for req in s.provider.requests:
+            assert "sk-pool-alice" not in str(req.headers)
 
 
 def test_least_loaded_pod_gets_the_requests(stack: Stack) -> None:

@@ -90,15 +90,21 @@ def test_empty_pool() -> None:
     assert not decision.endpoints and not decision.shed
 
 
-def test_pool_of_prefers_the_models_route() -> None:
+def test_pool_of_keeps_a_matched_pool_route_else_follows_the_model() -> None:
     config = ExtprocConfig(
         version="v",
         pools={"ns/a": PoolPickConfig(endpoints=["1.1.1.1:8000"]), "ns/b": PoolPickConfig()},
-        pool_routes={"route-a": "ns/a", "route-b": "ns/b"},
+        pool_routes={"route-a": "ns/a", "route-b": "ns/b", "route-epp": "ns/epp"},
         pool_models={"ns/gw": {"m-b": "route-b"}},
     )
-    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="m-b") == ("route-b", "ns/b")
-    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="other") == ("route-a", "ns/a")
+    # Matched on the headers to a pool route: that pool, whatever the model.
+    assert pool_of(config, gateway="ns/gw", route_name="route-a", model="m-b") == ("route-a", "ns/a")
+    # Matched to no pool route (only model routes lead to pools): the model's route.
+    assert pool_of(config, gateway="ns/gw", route_name=None, model="m-b") == ("route-b", "ns/b")
+    assert pool_of(config, gateway="ns/gw", route_name="ai-route", model="m-b") == ("route-b", "ns/b")
+    assert pool_of(config, gateway="ns/gw", route_name=None, model="other") is None
+    # A pool with its own endpoint picker: llmgw does not pick, even for a model it routes.
+    assert pool_of(config, gateway="ns/gw", route_name="route-epp", model="m-b") is None
     assert pool_of(config, gateway="ns/other", route_name="x", model="m-b") is None
     assert ExtprocConfig.from_json(config.to_json()) == config
 

@@ -21,6 +21,7 @@ from tests.extproc_protos import GATEWAY, body_msg, header_sets, http_headers, i
 ALICE = "sk-alice-123"
 ROUTE_A = wire.authn_route_name("httproute/ns/a/rule/0/match/0", "strict1")
 ROUTE_B = wire.authn_route_name("httproute/ns/b/rule/0/match/0", "other2")
+AI_ROUTE = wire.authn_route_name("httproute/ns/ai/rule/0/match/0", "strict1")
 POD_A, POD_B = "10.0.0.1:8000", "10.0.0.2:8000"
 
 
@@ -65,9 +66,9 @@ def test_the_pick_follows_authentication_and_a_refused_request_leaves_no_trace()
             assert _body(rr, "model-a")[wire.DESTINATION_ENDPOINT_HEADER] == POD_A
             assert board.sent == {POD_A: 1}
 
-            # Moved by its model to pool route B, whose authentication it lacks: Envoy's guard
-            # answers 401 after the body, so the picker must not count it.
-            rr, _ = _request(board, ALICE, ROUTE_A)
+            # Matched on the headers to an AI route, moved by its model to pool route B, whose
+            # authentication it lacks: Envoy's guard answers 401 after the body, so no pick.
+            rr, _ = _request(board, ALICE, AI_ROUTE)
             assert wire.DESTINATION_ENDPOINT_HEADER not in _body(rr, "model-b")
             assert board.sent == {POD_A: 1} and POD_B not in board.wanted
         finally:

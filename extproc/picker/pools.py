@@ -1,7 +1,7 @@
 """The router stage's endpoint picking for InferencePools without an endpoint picker of their own.
 
 Which pool a request goes to: the pool of the route matched on its headers, or
-(routes that match on `x-gateway-model-name`) the pool whose route names the
+else (routes that match on `x-gateway-model-name`) the pool whose route names the
 body's model. The InferenceObjective named by `x-gateway-inference-objective`
 sets its priority (0 without one); under saturation a priority below the
 pool's highest is shed with a 429 in the client's schema (scheduler.py). The
@@ -60,13 +60,17 @@ class PoolPick:
 def pool_of(config: ExtprocConfig, *, gateway: str, route_name: str | None, model: str) -> tuple[str, str] | None:
     """(Envoy route, pool) of the llmgw-picked pool this request goes to, if any.
 
-    The route whose exact model-header match names the body's model wins over the route
-    matched on the headers (Envoy matches again once the router stage set the header).
+    A request matched on its headers to a pool route stays with that pool (one with an
+    endpoint picker of its own: llmgw does not pick). Otherwise the route whose exact
+    model-header match names the body's model (Envoy matches again once the router stage
+    set the header). An approximation of Envoy's second match: it does not compare paths,
+    so a model route on the same path as a pool route matched without the model is missed.
     """
-    by_model = config.pool_models.get(gateway, {}).get(model) if model else None
-    route = by_model if by_model is not None else route_name
+    route = route_name if route_name in config.pool_routes else None
+    if route is None and model:
+        route = config.pool_models.get(gateway, {}).get(model)
     pool = config.pool_routes.get(route) if route else None
-    return (route, pool) if route and pool else None
+    return (route, pool) if route and pool in config.pools else None
 
 
 def pick_for(
