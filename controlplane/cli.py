@@ -127,6 +127,13 @@ def _extproc(args: argparse.Namespace) -> int:
     return run(listen=args.listen, config_target=args.config, name=args.name)
 
 
+def _epp(args: argparse.Namespace) -> int:
+    from extproc.picker.epp import run
+
+    endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    return run(listen=args.listen, pool=args.pool, endpoints=endpoints, engine=args.engine, objectives=args.objective)
+
+
 def _tracing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--otlp-endpoint",
@@ -330,6 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--no-leader-election", action="store_true", help="write status without holding the Lease")
     ctl.add_argument("--resync", type=float, default=600.0, help="seconds between full re-lists")
     ctl.set_defaults(func=_controller)
+
+    epp = sub.add_parser(
+        "epp", help="run llmgw's endpoint picker as an InferencePool's EPP (GIE protocol, for any gateway)"
+    )
+    epp.add_argument("--listen", default="0.0.0.0:9002", help="gRPC address (HOST:PORT) of ext_proc and health")
+    epp.add_argument("--pool", default="default/pool", help="the InferencePool <namespace>/<name> (metric label)")
+    epp.add_argument(
+        "--endpoints",
+        default="",
+        help="ip:port,... of the model servers, for gateways that send no subset hint (llmgw sends one)",
+    )
+    epp.add_argument("--engine", default="vllm", choices=("vllm", "sglang", "tgi"), help="model server metric names")
+    epp.add_argument(
+        "--objective", action="append", default=[], help="NAME=PRIORITY of an InferenceObjective (repeatable)"
+    )
+    epp.set_defaults(func=_epp)
 
     fake = sub.add_parser("fake-provider", help="run the bundled fake OpenAI-compatible provider")
     from fakeprovider import cli as fake_cli

@@ -9,6 +9,7 @@ from controlplane.gatewayapi.policy_apikey import policy_id as api_key_policy_id
 from controlplane.gatewayapi.policy_attach import authn_id
 from controlplane.gatewayapi.policy_jwt import provider_names
 from controlplane.ir import IR, ApiKeyAuthIR, AuthIR, GuardIR, JwtAuthIR, TransformsIR
+from extproc import wire
 from extproc.contract import (
     ApiKeyEntry,
     ApiKeyPolicyConfig,
@@ -17,6 +18,7 @@ from extproc.contract import (
     ExtprocConfig,
     JwtPolicyConfig,
     LimitRuleConfig,
+    PoolPickConfig,
     PriceConfig,
     PromptCachingConfig,
     ProviderConfig,
@@ -105,6 +107,31 @@ def build(ir: IR) -> ExtprocConfig:
         for r in vh.routes
         if r.direct_provider
     }
+    # InferencePools without an endpoint picker: llmgw picks in the router stage.
+    pools = {
+        p.key: PoolPickConfig(
+            endpoints=[_endpoint(ip, port) for ip, port in p.endpoints],
+            engine=p.engine,
+            objectives=dict(p.objectives),
+        )
+        for p in ir.pools
+        if p.picker is None
+    }
+    # Every single-pool route (a pool with its own picker too: a request matched there stays with it).
+    by_cluster = {p.cluster: p.key for p in ir.pools}
+    pool_routes: dict[str, str] = {}
+    pool_models: dict[str, dict[str, str]] = {}
+    for lst in ir.listeners:
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                targets = {by_cluster[b.cluster] for b in r.backends if b.cluster in by_cluster}
+                if len(targets) != 1 or len(r.backends) != 1:
+                    continue  # a split across pools: Envoy's pick decides, then its fallback balancer
+                (pool,) = targets
+                pool_routes[r.name] = pool
+                for h in r.match.headers:
+                    if h.name.lower() == wire.MODEL_HEADER and h.kind == "Exact":
+                        pool_models.setdefault(lst.gateway, {}).setdefault(h.value, r.name)
     # A route's backends share one routes map (gatewayapi refuses a rule whose backends disagree).
     routes_of = {b.cluster: b.routes for b in ir.backends if b.routes}
     route_types = {
@@ -149,6 +176,9 @@ def build(ir: IR) -> ExtprocConfig:
         models={gw: list(m) for gw, m in ir.models},
         direct_routes=direct,
         limits=_limits(ir),
+        pools=pools,
+        pool_routes=pool_routes,
+        pool_models=pool_models,
         authn=authn,
         gateway_authn=gateway_authn,
         aliases={gw: dict(table) for gw, table in ir.aliases},
@@ -173,6 +203,10 @@ def _limits(ir: IR) -> dict[str, tuple[LimitRuleConfig, ...]]:
                     for x in rate.local
                 )
     return out
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _api_key(auth: ApiKeyAuthIR) -> ApiKeyPolicyConfig:

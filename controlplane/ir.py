@@ -244,6 +244,38 @@ class BackendIR:
         return len(self.providers) > 1
 
 
+# --- Inference pools (Gateway API Inference Extension, inference.networking.k8s.io/v1) ---------
+
+
+@dataclass(frozen=True)
+class EndpointPickerIR:
+    """An InferencePool's `endpointPickerRef`: the EPP's address and what to do when it fails."""
+
+    host: str  # an IP or a DNS name Envoy resolves
+    port: int
+    fail_open: bool = False  # FailOpen: any ready pod when the EPP cannot answer; FailClose: 503
+
+
+@dataclass(frozen=True)
+class PoolIR:
+    """One InferencePool: its ready pods' endpoints (pod IP x targetPort) and its picker."""
+
+    key: str  # "<ns>/<name>"
+    endpoints: tuple[tuple[str, int], ...]  # (ip, port) of every ready pod and target port, sorted
+    picker: EndpointPickerIR | None  # None: no endpointPickerRef, Envoy balances over the ready pods
+    h2c: bool = False  # appProtocol kubernetes.io/h2c: HTTP/2 without TLS to the model servers
+    engine: str = "vllm"  # label inference.networking.k8s.io/engine-type: the metric names llmgw's picker reads
+    objectives: tuple[tuple[str, int], ...] = ()  # InferenceObjectives on it: (name, priority), for llmgw's picker
+
+    @property
+    def cluster(self) -> str:
+        return wire.pool_cluster(self.key)
+
+    @property
+    def picker_cluster(self) -> str:
+        return wire.epp_cluster(self.key)
+
+
 # --- plain (non-AI) backends: AgentgatewayBackend spec.static and Service backendRefs -------------
 
 
@@ -373,6 +405,7 @@ class IR:
     listeners: tuple[ListenerIR, ...] = ()
     backends: tuple[BackendIR, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()  # gateway -> model ids for /models
+    pools: tuple[PoolIR, ...] = ()  # InferencePools some route sends to
     # gateway -> (alias, target): modelAliases resolved before routing (gatewayapi/ai_transforms.py)
     aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     plain_backends: tuple[PlainBackendIR, ...] = ()
@@ -380,7 +413,11 @@ class IR:
     def validate(self) -> list[str]:
         """Internal consistency: every routed cluster exists, names are unique."""
         errors: list[str] = []
-        clusters = {b.cluster for b in self.backends} | {b.cluster for b in self.plain_backends}
+        clusters = (
+            {b.cluster for b in self.backends}
+            | {p.cluster for p in self.pools}
+            | {b.cluster for b in self.plain_backends}
+        )
         ports: dict[tuple[str, int], str] = {}
         for listener in self.listeners:
             addr = (listener.address, listener.port)

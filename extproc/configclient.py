@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import grpc
 
@@ -23,6 +24,8 @@ class ConfigHolder:
     def __init__(self) -> None:
         self.current: ExtprocConfig = EMPTY
         self.ready = asyncio.Event()
+        # Called with each accepted config, on the event loop (e.g. the picker's scraping starts).
+        self.listeners: list[Callable[[ExtprocConfig], None]] = []
 
     def accept(self, raw: bytes) -> bool:
         try:
@@ -36,6 +39,8 @@ class ConfigHolder:
         metrics.EXTPROC_CONFIG_APPLIED.set_to_current_time()
         credentials.prefetch(config.providers.values())
         credentials.prefetch(guard_credentials(g for p in config.guards.values() for g in (*p.request, *p.response)))
+        for listener in self.listeners:
+            listener(config)
         log.info("extproc config version %s (%d providers)", config.version, len(config.providers))
         return True
 

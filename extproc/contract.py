@@ -186,6 +186,15 @@ class AuthnConfig:
 
 
 @dataclass(frozen=True)
+class PoolPickConfig:
+    """An InferencePool whose endpoint llmgw picks itself (it has no endpointPickerRef)."""
+
+    endpoints: list[str] = field(default_factory=list)  # "ip:port" of its ready pods x targetPorts
+    engine: str = "vllm"  # which metric names its model servers expose (extproc.picker.engines)
+    objectives: dict[str, int] = field(default_factory=dict)  # InferenceObjective name -> priority
+
+
+@dataclass(frozen=True)
 class ExtprocConfig:
     """Everything a worker needs; replaced atomically as a whole."""
 
@@ -196,6 +205,12 @@ class ExtprocConfig:
     # Envoy route name -> provider id, for routes whose provider is known on the headers:
     # the router stage does the attempt stage's work (controlplane/gatewayapi/direct.py).
     direct_routes: dict[str, str] = field(default_factory=dict)
+    # InferencePools llmgw picks for (pool key -> its endpoints and objectives), the Envoy routes
+    # to one pool (route name -> pool key; pools with their own picker too) and, per gateway, the
+    # models whose exact model-header match routes to one (model -> that route's name).
+    pools: dict[str, PoolPickConfig] = field(default_factory=dict)
+    pool_routes: dict[str, str] = field(default_factory=dict)
+    pool_models: dict[str, dict[str, str]] = field(default_factory=dict)
     # Route authentication by id, and the ids each gateway's routes use (the router stage checks a
     # caller against all of them: model routing may move the request to another route).
     authn: dict[str, AuthnConfig] = field(default_factory=dict)
@@ -269,6 +284,9 @@ class ExtprocConfig:
             providers=providers,
             models={k: list(v) for k, v in raw.get("models", {}).items()},
             direct_routes={str(k): str(v) for k, v in direct.items()},
+            pools={str(k): PoolPickConfig(**v) for k, v in raw.get("pools", {}).items()},
+            pool_routes={str(k): str(v) for k, v in raw.get("pool_routes", {}).items()},
+            pool_models={str(g): {str(m): str(p) for m, p in v.items()} for g, v in raw.get("pool_models", {}).items()},
             aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
             route_types={str(k): _route_types(v) for k, v in route_types.items()},
             guards={str(k): PromptGuardConfig.from_dict(g) for k, g in guards.items()},

@@ -41,6 +41,9 @@ from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
+from extproc.picker.pools import OBJECTIVE_HEADER, PoolPick, pick_for, pick_queued, pool_of, record_pick
+from extproc.picker.prefix import blocks, prompt_text
+from extproc.picker.scraper import LoadBoard
 from extproc.policies import authn, jwt_claims, limits, transforms
 from extproc.policies.guards import stages as guard_stages
 from extproc.policies.guards.config import GuardConfig
@@ -108,6 +111,12 @@ class RouterRequest:
     reported_usage: Usage | None = None  # what the dynamic metadata already says
     # The worker's newest config, for a provider this request's snapshot does not know.
     latest_config: Callable[[], ExtprocConfig] | None = None
+    # InferencePools llmgw picks for (extproc/picker): the worker's load board, the route matched
+    # on the headers and the InferenceObjective the client named.
+    loads: LoadBoard | None = None
+    route_name: str | None = None
+    objective: str = ""
+    queued: tuple[str, list[bytes]] | None = None  # (pool, prompt prefix) of a pick waiting for room
     # --- failure metrics (extproc/metrics.py: every request counted once, with its error.type)
     error_type: str = ""  # the gateway's own error code, when it answered itself
     code_details: str = ""  # Envoy's response code details (via_upstream, upstream_reset..., ...)
@@ -133,7 +142,6 @@ class RouterRequest:
     # --- limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------------------
     store: Store | None = None  # the limits store (None: this worker enforces no limits)
     failure_mode: str = FAIL_CLOSED  # when the store is unreachable
-    route_name: str = ""  # the Envoy route matched on the request headers: its limits apply
     limit_rules: tuple[LimitRuleConfig, ...] = ()
     limit_header_values: dict[str, str] = field(default_factory=dict)  # for `header:<name>` descriptors
     applied_limits: tuple[limits.Applied, ...] = ()
@@ -143,6 +151,7 @@ class RouterRequest:
     cost_usd: float | None = None
     pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
     body_aliased: bool = False  # the body's model was an alias: the body is rewritten (parse -> forward)
+    satisfied: frozenset[str] | None = None  # the route authentications the caller passed (None: none checked)
 
     # --- request ---------------------------------------------------------------------------
 
@@ -165,6 +174,15 @@ class RouterRequest:
         own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
         if own is not None and own not in self.config.authn and self.latest_config is not None:
             self.config = self.latest_config()  # a route newer than this request's config snapshot
+        # The route the request matched (the one a guard route stands in front of, on the first lookup).
+        self.route_name = route_name.removesuffix(wire.AUTHN_GUARD_SUFFIX) if isinstance(route_name, str) else None
+        self.objective = headers.get(OBJECTIVE_HEADER, "")
+        pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
+        provider = self.config.providers.get(pid) if pid else None
+        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough). Known before
+        # authenticating: a refusal is in the client's schema (Anthropic's on /v1/messages).
+        routes = provider.routes if provider is not None else self.config.route_types.get(self.route_name or "", ())
+        self.op = operation_of(self.path, routes)
         if own is not None and own not in self.config.authn:
             # Envoy routes to an authentication this worker has no config for (yet): never unchecked.
             return self._error(503, "The gateway has no configuration for this route yet; retry shortly.", "not_ready")
@@ -172,18 +190,12 @@ class RouterRequest:
             refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
                 return refused
-        if isinstance(route_name, str):
-            self.route_name = route_name
-            self.limit_rules = self.config.limits.get(route_name, ())
+        if self.route_name is not None:
+            self.limit_rules = self.config.limits.get(self.route_name, ())
             for rule in self.limit_rules:
                 for key in rule.keys:
                     if key.startswith("header:") and (value := headers.get(key[7:].lower())):
                         self.limit_header_values[key] = value
-        pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
-        provider = self.config.providers.get(pid) if pid else None
-        # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
-        routes = provider.routes if provider is not None else self.config.route_types.get(str(route_name), ())
-        self.op = operation_of(self.path, routes)
         # The operation allowlist, on the client's path (before any route rewrite): what the gateway
         # does not know never reaches a provider with its credential, and no provider is contacted.
         supported = operations_of(provider) | {"models"} if provider is not None else None
@@ -277,6 +289,7 @@ class RouterRequest:
             elif first_identity is None:
                 first_identity = ident
         self.identity = own_identity if own is not None else first_identity
+        self.satisfied = frozenset(satisfied)
         self.authn = self.config.authn.get(own) if own is not None else None
         mutation = ep.HeaderMutation(set_headers=[set_header(wire.AUTHN_HEADER, "," + ",".join(satisfied) + ",")])
         mutation.remove_headers.extend(sorted(remove))
@@ -386,7 +399,7 @@ class RouterRequest:
         return self.identity.field(key) if self.identity is not None else None
 
     def _route_key(self) -> str:
-        return self.route or wire.route_of_route_name(self.route_name) or ""
+        return self.route or wire.route_of_route_name(self.route_name or "") or ""
 
     def _settle_limits(self, *, interrupted: bool = False) -> None:
         """Price the response (once) and queue the charge of its real usage."""
@@ -490,12 +503,75 @@ class RouterRequest:
             common.header_mutation.set_headers.append(set_header(wire.MODEL_HEADER, self.request_model))
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
+        refused = self._pick_endpoint(common, body)
+        if refused is not None:
+            return refused
         common.clear_route_cache = True
         if self.body_aliased:  # the one body this stage rewrites: the model, before any provider sees it
             new_body = encode(body)
             common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
             common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
+
+    def _pick_endpoint(self, common: ep.CommonResponse, body: dict[str, object]) -> ep.ProcessingResponse | None:
+        """InferencePools without a picker of their own: llmgw picks (extproc/picker); None: go on.
+
+        Called last on the request body, after authentication (request headers) and the body's
+        checks, so a request refused by any of them never counts in the picker's state. A
+        request that model routing moves to a pool route it is not authenticated for is not
+        picked for either: Envoy's authentication guard answers it 401 (controlplane/xds/route.py).
+        """
+        if self.loads is None or not self.config.pools:
+            return None
+        found = pool_of(self.config, gateway=self.gateway, route_name=self.route_name, model=self.request_model)
+        if found is None:
+            return None
+        route, pool = found
+        aid = wire.authn_of_route_name(route)
+        if aid is not None and (self.satisfied is None or aid not in self.satisfied):
+            return None
+        prefix = blocks(prompt_text(body))
+        picked = pick_for(
+            self.loads,
+            self.config,
+            pool=pool,
+            objective=self.objective,
+            prefix=prefix,
+            record=False,
+            model=self.request_model,
+        )
+        if picked.decision.shed:
+            # Saturated and a lower priority: the server awaits `finish_queued` (a short wait for room).
+            self.queued = (pool, prefix)
+            return None
+        record_pick(picked)
+        return self._apply_pick(common, picked)
+
+    def _apply_pick(self, common: ep.CommonResponse, picked: PoolPick) -> ep.ProcessingResponse | None:
+        decision = picked.decision
+        if decision.shed:
+            return self._error(
+                429,
+                f"The model servers of InferencePool {picked.pool} are saturated; this request's priority is shed. "
+                "Retry later.",
+                "pool_saturated",
+            )
+        if not decision.endpoints:
+            return self._error(503, f"InferencePool {picked.pool} has no ready endpoint.", "no_ready_endpoint")
+        value = ",".join(decision.endpoints)
+        common.header_mutation.set_headers.append(set_header(wire.DESTINATION_ENDPOINT_HEADER, value))
+        return None
+
+    async def finish_queued(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """A request shed at first: wait briefly for room, then send it to its endpoint or refuse it (429)."""
+        assert self.queued is not None and self.loads is not None
+        pool, prefix = self.queued
+        self.queued = None
+        picked = await pick_queued(
+            self.loads, self.config, pool=pool, objective=self.objective, prefix=prefix, model=self.request_model
+        )
+        refused = self._apply_pick(resp.request_body.response, picked)
+        return self.note_immediate(refused) if refused is not None else resp
 
     async def _direct_guards(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
         """On a guarded direct route, the deferred request guards, then the provider work."""

@@ -21,6 +21,7 @@ from extproc.configclient import ConfigHolder
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
+from extproc.picker.scraper import LoadBoard
 from extproc.policies import jwt_claims
 from extproc.router_stage import RouterRequest
 from extproc.store import FAIL_CLOSED, Store
@@ -36,11 +37,13 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         cooldowns: CooldownBoard | None = None,
         store: Store | None = None,
         failure_mode: str = FAIL_CLOSED,
+        loads: LoadBoard | None = None,
     ) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
         self.store = store  # limits and budgets (extproc/store); None: no limits enforced
         self.failure_mode = failure_mode
+        self.loads = loads if loads is not None else LoadBoard()  # InferencePools llmgw picks for
         # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
         self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
@@ -82,6 +85,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             store=self.store,
             failure_mode=self.failure_mode,
             record_content=self.record_content,
+            loads=self.loads,
         )
         try:
             async for req in request_iterator:
@@ -94,7 +98,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             jwt_found=jwt_claims.payloads(req),
                         )
                     elif which == "request_body":
-                        yield await router.process_request_body(req.request_body)
+                        resp = await router.process_request_body(req.request_body)
+                        if router.queued is not None:  # an InferencePool was saturated (extproc/picker)
+                            resp = await router.finish_queued(resp)
+                        yield resp
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":

@@ -22,6 +22,17 @@ IMMEDIATE_HC_FAIL_HEADER = "x-envoy-immediate-health-check-fail"
 # On an error the attempt stage answers itself (already in the client's schema): the router stage
 # removes it and passes that body untranslated.
 ANSWERED_HEADER = "x-llmgw-answered"
+# Gateway API Inference Extension endpoint picker protocol (v1.0.0 of proposal 004, GIE v1.6.0):
+# the endpoints the picker chose ("ip:port,ip:port", first preferred), as a request header and as
+# dynamic metadata under `envoy.lb`; the endpoint that served, reported back to the picker in
+# `envoy.lb`; the subset the picker must choose from, in `envoy.lb.subset_hint`.
+DESTINATION_ENDPOINT_HEADER = "x-gateway-destination-endpoint"
+DESTINATION_ENDPOINT_SERVED = "x-gateway-destination-endpoint-served"
+DESTINATION_ENDPOINT_SUBSET = "x-gateway-destination-endpoint-subset"
+LB_METADATA_NAMESPACE = "envoy.lb"
+# The InferenceObjective a client names for its request (GIE): its priority under saturation.
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
+SUBSET_HINT_NAMESPACE = "envoy.lb.subset_hint"
 # On the attempt stage's own rejection by a prompt guard: its guard decisions (`kind:action,...`),
 # which the router stage removes and writes to the access log.
 GUARD_HEADER = "x-llmgw-guard"
@@ -30,7 +41,7 @@ GUARD_HEADER = "x-llmgw-guard"
 # (controlplane/xds/route.py, authentication guard). Removed before the request goes upstream.
 AUTHN_HEADER = "x-llmgw-authn"
 # Headers only the gateway may set: a client's copy is removed before anything reads it.
-GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, AUTHN_HEADER)
+GATEWAY_ONLY_HEADERS = (MODEL_HEADER, UPSTREAM_STATUS_HEADER, DESTINATION_ENDPOINT_HEADER, AUTHN_HEADER)
 
 # --- ext_proc streams -------------------------------------------------------------------------
 
@@ -71,6 +82,8 @@ CONFIG_WATCH_METHOD = f"/{CONFIG_SERVICE}/Watch"
 _BACKEND_CLUSTER = "aibackend/"
 _DIRECT_CLUSTER = "aibackend-direct/"
 _ROUTE = "httproute/"
+_POOL_CLUSTER = "inferencepool/"
+_EPP_CLUSTER = "endpointpicker/"
 
 
 def backend_cluster(backend_key: str) -> str:
@@ -85,10 +98,20 @@ def direct_cluster(cluster: str) -> str:
 
 def backend_of_cluster(cluster: str) -> str:
     """`<namespace>/<name>` of the backend a cluster serves (the cluster itself if it is not one)."""
-    for prefix in (_BACKEND_CLUSTER, _DIRECT_CLUSTER):
+    for prefix in (_BACKEND_CLUSTER, _DIRECT_CLUSTER, _POOL_CLUSTER):
         if cluster.startswith(prefix):
             return cluster[len(prefix) :]
     return cluster
+
+
+def pool_cluster(pool_key: str) -> str:
+    """The cluster of the model-server pods of InferencePool `<namespace>/<name>`."""
+    return _POOL_CLUSTER + pool_key
+
+
+def epp_cluster(pool_key: str) -> str:
+    """The cluster of the endpoint picker (EPP) of InferencePool `<namespace>/<name>`."""
+    return _EPP_CLUSTER + pool_key
 
 
 def route_name(route_key: str, *, rule: int, match: int) -> str:

@@ -41,6 +41,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     mode = failure_mode()
     log.info("extproc worker %s: limits store %s (%s)", name, describe(os.environ.get("LLMGW_STORE", "")), mode)
     processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode)
+    holder.listeners.append(processor.loads.want_pools)  # scrape the model servers before the first pick
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
     diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
@@ -83,6 +84,7 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
                     await task
         if started:
             await server.stop(grace=2)
+        await processor.loads.close()  # the endpoint picker's metrics scraping
         await guard_services.close_shared()
         await store.close()
 

@@ -28,6 +28,7 @@ from fakeprovider.behaviour import Behaviour, BehaviourError, retry_after_header
 from fakeprovider.records import RecordedRequest, RequestLog
 
 DEFAULT_RECORD_LIMIT = 10_000
+VLLM_KV_SLOTS = 16  # requests in flight that fill the reported KV cache
 _MAX_BODY = 64 * 1024 * 1024
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")
 
@@ -53,6 +54,12 @@ class FakeProvider:
         self.scheme = "https" if ssl_context is not None else "http"
         self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
+        # A vLLM server's load gauges on GET /metrics (what an endpoint picker scrapes): the
+        # requests in flight, or what a test set with PUT /_fake/load (waiting, running,
+        # kv_cache_usage_perc).
+        self.in_flight = 0
+        self.load_override: dict[str, float] | None = None
+        self.metrics_scrapes: dict[str, int] = {}  # GET /metrics per User-Agent (one per scraper)
         self.app = self._build_app()
 
     @property
@@ -112,9 +119,48 @@ class FakeProvider:
         app.router.add_get("/_fake/behaviour", self._get_behaviour)
         app.router.add_put("/_fake/behaviour", self._put_behaviour)
         app.router.add_delete("/_fake/behaviour", self._delete_behaviour)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_put("/_fake/load", self._put_load)
+        app.router.add_delete("/_fake/load", self._delete_load)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/{tail:.*}", self._counted)
         app.on_response_prepare.append(self._extra_headers)
         return app
+
+    async def _counted(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _put_load(self, request: web.Request) -> web.Response:
+        try:
+            raw = orjson.loads(await request.read() or b"{}")
+            self.load_override = {k: float(raw[k]) for k in ("waiting", "running", "kv_cache_usage_perc") if k in raw}
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            return respond.error_response(400, f"invalid load: {exc}")
+        return respond.json_response(orjson.dumps(self.load_override))
+
+    async def _delete_load(self, request: web.Request) -> web.Response:
+        self.load_override = None
+        return respond.json_response(b"{}")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        agent = request.headers.get("User-Agent", "")
+        self.metrics_scrapes[agent] = self.metrics_scrapes.get(agent, 0) + 1
+        load = self.load_override or {}
+        running = load.get("running", float(self.in_flight))
+        waiting = load.get("waiting", 0.0)
+        kv = load.get("kv_cache_usage_perc", min(self.in_flight / VLLM_KV_SLOTS, 1.0))
+        text = "".join(
+            f'# TYPE {name} gauge\n{name}{{model_name="{self.name}"}} {value}\n'
+            for name, value in (
+                ("vllm:num_requests_waiting", waiting),
+                ("vllm:num_requests_running", running),
+                ("vllm:kv_cache_usage_perc", kv),
+            )
+        )
+        return web.Response(text=text, content_type="text/plain")
 
     async def _extra_headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """`response_headers` of the behaviour (shared or this request's override) on provider answers."""

@@ -165,3 +165,11 @@ def test_a_route_whose_authentication_the_worker_does_not_know_is_refused_not_pa
         rr.on_request_headers(_headers("/v1/chat/completions", **{"x-api-key": ALICE}), route_name=unknown)
     )
     assert (status, doc["error"]["code"]) == (503, "not_ready")
+
+
+def test_a_guard_route_reads_the_routes_map_of_the_route_it_guards() -> None:
+    # policies.ai.routes of the guarded route, not an empty map for the guard's own name.
+    config = dataclasses.replace(_router_config(), route_types={ROUTE: (("/ask", "chat_completions"),)})
+    rr = RouterRequest(gateway=GATEWAY, config=config)
+    rr.on_request_headers(_headers("/v1/ask", **{"x-api-key": ALICE}), route_name=ROUTE + wire.AUTHN_GUARD_SUFFIX)
+    assert rr.op is not None and rr.op.name == "chat_completions"

@@ -22,6 +22,7 @@ from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gate
 from controlplane.gatewayapi.plain_backends import ServiceBackends, is_static_backend, translate_static
 from controlplane.gatewayapi.policies import is_policy, parse_policy
 from controlplane.gatewayapi.policy_attach import Attachments, authn_id, resolve, rule_name
+from controlplane.gatewayapi.pools import attach_objectives, is_objective, is_pool, translate_pool
 from controlplane.gatewayapi.routes import RouteTranslator
 from controlplane.ir import (
     DEFAULT_MAX_BODY_BYTES,
@@ -30,6 +31,7 @@ from controlplane.ir import (
     BackendPolicyIR,
     ListenerIR,
     PlainBackendIR,
+    PoolIR,
     RetryIR,
     RouteIR,
 )
@@ -38,7 +40,8 @@ from extproc import wire
 
 MODEL_HEADER = wire.MODEL_HEADER
 _GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "ReferenceGrant"}
-_CORE_KINDS = {"Secret", "ConfigMap", "Namespace", "Service"}
+# Pods: an InferencePool's model servers; Services: backendRefs and an InferencePool's endpoint picker.
+_CORE_KINDS = {"Secret", "ConfigMap", "Namespace", "Pod", "Service"}
 # Data-plane provisioning, read by the Kubernetes controller only: standalone has no pod to shape.
 _OTHER_MODES = {
     ("llmgw.dev/v1alpha1", "GatewayParameters"),
@@ -104,6 +107,18 @@ def translate(
             backends.append(backend)
             clusters[res.key] = backend.cluster
 
+    pools: dict[str, PoolIR] = {}
+    pool_services = {s.key: s for s in by_kind.get("Service", [])}  # endpoint pickers
+    for res in by_kind.get("InferencePool", []):
+        pool, pool_problems, pool_notes = translate_pool(res, pods=by_kind.get("Pod", []), services=pool_services)
+        problems.extend(pool_problems)
+        notes.extend(pool_notes)
+        if pool is not None:
+            pools[res.key] = pool
+    pools, objective_problems, objective_notes = attach_objectives(pools, by_kind.get("InferenceObjective", []))
+    problems.extend(objective_problems)
+    notes.extend(objective_notes)
+
     grants, grant_problems = read_grants(by_kind.get("ReferenceGrant", []))
     problems.extend(grant_problems)
     classes = {c.name: c for c in by_kind.get("GatewayClass", [])}
@@ -123,7 +138,12 @@ def translate(
     for route_res in by_kind.get("HTTPRoute", []):
         parents, attach_problems = attach_route(route_res, listeners=listeners, namespaces=namespaces)
         rt = RouteTranslator(
-            route_res, clusters, grants, plain_clusters=plain_clusters, services=services.resolver(route_res)
+            route_res,
+            clusters,
+            grants,
+            pool_clusters={k: p.cluster for k, p in pools.items()},
+            plain_clusters=plain_clusters,
+            services=services.resolver(route_res),
         )
         rules = [_backend_request_timeout(route_res, rule, backends, problems) for rule in rt.rules()]
         rules = [_plain_request_timeout(rule, plain) for rule in rules]
@@ -155,6 +175,7 @@ def translate(
         for (gw, port), routes in sorted(attached.items())
     ]
     sorted_backends = tuple(sorted(backends, key=lambda b: b.key))
+    routed = {wb.cluster for lst in built for vh in lst.virtual_hosts for r in vh.routes for wb in r.backends}
     aliases = {gw: ai_transforms.gateway_aliases(tables) for gw, tables in route_aliases.items()}
     for gw, table in aliases.items():  # an exact alias is a model the gateway serves: listed on /models
         route_models.setdefault(gw, set()).update(alias for alias, _ in table if "*" not in alias)
@@ -164,6 +185,7 @@ def translate(
         listeners=mark_direct_routes(tuple(built), sorted_backends),
         backends=sorted_backends,
         models=tuple(sorted((gw, tuple(sorted(m))) for gw, m in route_models.items())),
+        pools=tuple(p for _, p in sorted(pools.items()) if p.cluster in routed),
         aliases=tuple(sorted((gw, table) for gw, table in aliases.items() if table)),
         plain_backends=tuple(plain[c] for c in sorted(plain)),
     )
@@ -316,6 +338,8 @@ def _select(resources: Iterable[Resource], problems: list[Problem], notes: list[
             (group == GATEWAY_API and res.kind in _GATEWAY_KINDS)
             or (res.api_version == "v1" and res.kind in _CORE_KINDS)
             or is_ai_backend(res)
+            or is_pool(res)
+            or is_objective(res)
             or is_policy(res)
         )
         if not known and (res.api_version, res.kind) in _OTHER_MODES:

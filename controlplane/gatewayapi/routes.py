@@ -27,6 +27,7 @@ from extproc import wire
 _DURATION = re.compile(r"^(?:(\d{1,5})h)?(?:(\d{1,5})m(?!s))?(?:(\d{1,5})s)?(?:(\d{1,5})ms)?$")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 BACKEND_KINDS = (("llmgw.dev", "AIBackend"), ("agentgateway.dev", "AgentgatewayBackend"))
+POOL_KIND = ("inference.networking.k8s.io", "InferencePool")
 MAX_WEIGHT = 1_000_000
 # Python-only regex syntax that RE2 (Envoy) rejects: lookaround, backreferences, atomic and
 # conditional groups, possessive quantifiers, \Z.
@@ -70,6 +71,7 @@ class RouteTranslator:
         *,
         plain_clusters: Mapping[str, str] | None = None,
         services: Callable[[str, str, str, Any], str] | None = None,
+        pool_clusters: Mapping[str, str] | None = None,
     ) -> None:
         self.route = route
         # "<ns>/<name>" of AI backends -> cluster. The two AI backend kinds share one identity
@@ -80,6 +82,7 @@ class RouteTranslator:
         self.plain_clusters = plain_clusters or {}
         self.services = services
         self.grants = grants or ReferenceGrants()
+        self.pool_clusters = pool_clusters or {}  # "<ns>/<name>" of valid InferencePools -> cluster
         self.problems: list[Problem] = []
 
     def fail(self, fld: str, message: str, reason: str = "Invalid") -> None:
@@ -257,7 +260,7 @@ class RouteTranslator:
             self.fail(fld, "must be a list")
             return (), False
         out: list[WeightedBackendIR] = []
-        kinds: dict[int, bool] = {}  # index in out -> AI backend (else plain)
+        kinds: dict[int, str] = {}  # index in out -> "ai" (AI backend), "pool" (InferencePool) or "plain"
         for i, ref in enumerate(refs):
             rf = f"{fld}[{i}]"
             if not isinstance(ref, Mapping):
@@ -273,8 +276,9 @@ class RouteTranslator:
             else:
                 kinds[len(out)] = found[1]
                 out.append(WeightedBackendIR(found[0], weight))
-        live = {k: ai for k, ai in kinds.items() if out[k].weight}
-        if len(set(live.values())) > 1:
+        live = {k: kind for k, kind in kinds.items() if out[k].weight}
+        mixed = set(live.values())
+        if "plain" in mixed and len(mixed) > 1:
             # The router stage is on or off per route: a rule cannot send some requests through it.
             self.fail(
                 fld,
@@ -282,23 +286,36 @@ class RouteTranslator:
                 "llmgw processes a route either as AI traffic or not at all: split the rule",
             )
             return (), False
+        if mixed == {"ai", "pool"}:
+            # The two need different routes in Envoy (host rewrite, retries, the endpoint picker).
+            self.fail(
+                fld,
+                "mixes InferencePools with AI backends in one rule; llmgw cannot split one rule across both "
+                "(use two rules, or two HTTPRoutes)",
+                "Unsupported",
+            )
+            return (), False
         if not any(b.weight and not b.invalid for b in out):
             return (), False  # every request of this rule gets the 500
-        return tuple(b for b in out if b.weight), any(live.values())
+        return tuple(b for b in out if b.weight), bool(mixed - {"plain"})
 
-    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> tuple[str, bool] | None:
-        """(cluster, is an AI backend) of a valid backendRef; None (and a Problem) for an invalid one."""
+    def _backend_cluster(self, rf: str, ref: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(cluster, "ai" | "pool" | "plain") of a valid backendRef; None (and a Problem) for an invalid one.
+
+        AI backends and InferencePools are AI traffic (the router stage processes their routes);
+        plain backends are Envoy's alone."""
         name = ref.get("name")
         if not isinstance(name, str) or not name:
             self.fail(f"{rf}.name", "is required (a string)")
             return None
         group, kind = ref.get("group", ""), ref.get("kind", "Service")
+        pool = (group, kind) == POOL_KIND
         service = group in ("", "core") and kind == "Service" and self.services is not None
-        if not service and not any(group == g and kind == k for g, k in BACKEND_KINDS):
+        if not pool and not service and not any(group == g and kind == k for g, k in BACKEND_KINDS):
             self.fail(
                 f"{rf}.kind",
                 f"{group or 'core'}/{kind} backends are not supported by llmgw "
-                "(use an AIBackend, an AgentgatewayBackend or a Service)",
+                "(use an AIBackend, an AgentgatewayBackend, a Service or an InferencePool)",
                 "InvalidKind",
             )
             return None
@@ -322,19 +339,26 @@ class RouteTranslator:
                 "RefNotPermitted",
             )
             return None
+        if pool:
+            # An InferencePool's backendRef port is ignored: the pool's targetPorts say where its pods listen.
+            cluster = self.pool_clusters.get(f"{ns}/{name}")
+            if cluster is None:
+                self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
+                return None
+            return cluster, "pool"
         if service:
             assert self.services is not None
             try:
-                return self.services(rf, ns, name, ref.get("port")), False
+                return self.services(rf, ns, name, ref.get("port")), "plain"
             except ServiceRefError as exc:
                 self.fail(rf, str(exc), "BackendNotFound")
                 return None
         cluster = self.backend_clusters.get(f"{ns}/{name}")
         if cluster is not None:
-            return cluster, True
+            return cluster, "ai"
         plain = self.plain_clusters.get(f"{ns}/{name}") if kind == "AgentgatewayBackend" else None
         if plain is not None:
-            return plain, False
+            return plain, "plain"
         self.fail(rf, f"{kind} {ns}/{name} not found or invalid", "BackendNotFound")
         return None
 

@@ -55,6 +55,8 @@ KINDS: dict[str, KindInfo] = {
         KindInfo(GATEWAY_API, "v1beta1", "referencegrants", "ReferenceGrant"),
         KindInfo("llmgw.dev", "v1alpha1", "aibackends", "AIBackend"),
         KindInfo("llmgw.dev", "v1alpha1", "gatewayparameters", "GatewayParameters"),
+        KindInfo("inference.networking.k8s.io", "v1", "inferencepools", "InferencePool"),
+        KindInfo("inference.networking.x-k8s.io", "v1alpha2", "inferenceobjectives", "InferenceObjective"),
         KindInfo("agentgateway.dev", "v1alpha1", "agentgatewaybackends", "AgentgatewayBackend"),
         KindInfo("agentgateway.dev", "v1alpha1", "agentgatewayparameters", "AgentgatewayParameters"),
         KindInfo("llmgw.dev", "v1alpha1", "aipolicies", "AIPolicy"),

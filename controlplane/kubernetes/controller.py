@@ -67,13 +67,25 @@ TRANSLATED = (
     "Namespace",
     "Secret",
     "ConfigMap",
+    # InferencePools, their objectives and model-server pods (every Pod: a pool selects by label).
+    "InferencePool",
+    "InferenceObjective",
+    "Pod",
 )
 REFERENCED_ONLY = ("Secret", "ConfigMap")
-# Services HTTPRoutes send to, cached only when referenced (beside the MANAGED informer of our own).
+# Services HTTPRoutes send to and InferencePools name as their endpoint pickers: cached only when
+# referenced (beside the MANAGED informer of our own).
 BACKEND_SERVICES = "BackendService"
 REFERENCED = {"Secret": "Secret", "ConfigMap": "ConfigMap", "Service": BACKEND_SERVICES}  # kind -> informer
-# agentgateway's kinds: watched when their CRDs are installed, an empty cache when they are not.
-OPTIONAL = ("AgentgatewayBackend", "AgentgatewayParameters", "AgentgatewayPolicy")
+# Kinds whose CRDs a cluster may not have (agentgateway's, the Inference Extension's): watched when
+# their CRDs are installed, an empty cache when they are not.
+OPTIONAL = (
+    "AgentgatewayBackend",
+    "AgentgatewayParameters",
+    "AgentgatewayPolicy",
+    "InferencePool",
+    "InferenceObjective",
+)
 MANAGED = ("ServiceAccount", "Service", "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=llmgw"
 

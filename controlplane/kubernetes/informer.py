@@ -12,9 +12,10 @@ back off and retry; the cache keeps its last content meanwhile.
 `keep` filters what is cached (the controller keeps only referenced Secrets);
 `put` inserts an object fetched on demand (a Secret that became referenced).
 `on_change` is called after each change, from this thread. An `optional` kind
-(a CRD another project installs, such as agentgateway's AgentgatewayPolicy)
+(a CRD another project installs, such as agentgateway's AgentgatewayPolicy or
+the Inference Extension's InferencePool)
 that the API server does not know (404) counts as synced and empty, and is
-listed again after `optional_retry_s`.
+listed again after `optional_retry_s` (or `resync_s`, if sooner).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Informer:
         watch_timeout_s: int = 300,
         backoff_max_s: float = 10.0,
         optional: bool = False,
-        optional_retry_s: float = 60.0,
+        optional_retry_s: float = 30.0,
     ) -> None:
         self.kube = kube
         self.kind = kind
@@ -70,8 +71,10 @@ class Informer:
         self.resync_s = resync_s
         self.watch_timeout_s = watch_timeout_s
         self.backoff_max_s = backoff_max_s
-        # A kind whose CRD may not be installed (agentgateway's): a 404 list is an empty, synced cache.
+        # A kind whose CRD may not be installed (agentgateway's, the Inference Extension's): a 404 list
+        # is an empty, synced cache, and the type is looked for again every `optional_retry_s`.
         self.optional = optional
+        self.optional_retry_s = optional_retry_s
         self.synced = threading.Event()
         self.resource_version = ""
         self.stats = {"lists": 0, "watches": 0, "gone": 0, "bookmarks": 0, "errors": 0, "events": 0}
@@ -166,11 +169,11 @@ class Informer:
                 if self._stop.is_set():
                     return
                 if self.optional and exc.status == 404:
-                    # The kind's CRD is not installed: nothing of it exists; look again after a resync.
+                    # The kind's CRD is not installed: nothing of it exists; look again later.
                     if not self.synced.is_set():
-                        log.info("%s: not served by this cluster (CRD not installed); not watched", self.kind)
+                        log.info("%s: not served by this cluster (CRD not installed); looking again later", self.kind)
                     self._replace([])
-                    self._stop.wait(self.resync_s)
+                    self._stop.wait(min(self.optional_retry_s, self.resync_s))
                     continue
                 self._failed(exc, delay)
                 delay = min(delay * 2, self.backoff_max_s)

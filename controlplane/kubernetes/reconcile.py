@@ -25,6 +25,7 @@ from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
 from controlplane.kubernetes import agw_parameters, provision, status
+from controlplane.kubernetes.pool_status import inferencepool_status, pool_parents
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
@@ -88,6 +89,9 @@ def reconcile(
     plan = Plan()
 
     base = translate(shared, environ={}, services_known=True)
+    base_notes: dict[str, list[Problem]] = {}  # InferencePool status reports some notes
+    for n in base.notes:
+        base_notes.setdefault(n.obj, []).append(n)
     # A policy's problems depend on the Gateways it reaches: they come from each Gateway's translation.
     plan.problems.extend(p for p in base.problems if not _attachment(p) and not _of_policy(p))
     for res in agw_params.values():
@@ -161,6 +165,16 @@ def reconcile(
             )
             if parents or _has_our_parent_entry(res):
                 plan.statuses[_key(res)] = status.merge_route_parents(_status(res), parents)
+        elif res.kind == "InferencePool":
+            pool_status = inferencepool_status(
+                res,
+                parents=pool_parents(res, routes.values(), gateway_keys),
+                problems=by_obj.get(res.ref, []),
+                notes=base_notes.get(res.ref, []),
+                now=now,
+            )
+            if pool_status is not None:
+                plan.statuses[_key(res)] = pool_status
         elif res.kind in status.POLICY_KINDS:
             plan.statuses[_key(res)] = status.policy_status(
                 res,
@@ -194,6 +208,7 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
         ir,
         listeners=listeners,
         backends=tuple(b for b in ir.backends if b.cluster in used),
+        pools=tuple(p for p in ir.pools if p.cluster in used),
         plain_backends=tuple(b for b in ir.plain_backends if b.cluster in used),
         models=tuple((gw, m) for gw, m in ir.models if gw == gateway),
     )
@@ -201,7 +216,7 @@ def gateway_ir(ir: IR, gateway: str) -> IR:
 
 def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of the Secrets and ConfigMaps the backends (and Gateways) refer to,
-    and of the Services HTTPRoutes send to.
+    and of the Services HTTPRoutes send to and InferencePools name as their endpoint pickers.
 
     The controller keeps only these in its cache: it must not hold every
     Secret of the cluster, and what it holds is what may reach an extproc.
@@ -226,6 +241,14 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
     for res in resources:
         if res.kind in (*BACKEND_KINDS, "Gateway", "AIPolicy", "AgentgatewayPolicy"):
             walk(res.spec, res.namespace)
+        elif res.kind == "InferencePool":  # its endpoint picker's Service
+            ref = res.spec.get("endpointPickerRef")
+            if (
+                isinstance(ref, Mapping)
+                and isinstance(ref.get("name"), str)
+                and ref.get("kind", "Service") == "Service"
+            ):
+                out.add(("Service", res.namespace, ref["name"]))
         elif res.kind == "HTTPRoute":
             out.update(_service_refs(res))
     return out

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.ir import ListenerIR
+from controlplane.ir import ListenerIR, PoolIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
 from controlplane.xds import ratelimit
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
+from controlplane.xds.inference_pool import picker_filter
 from controlplane.xds.jwt_authn import jwt_authn_filter
 from controlplane.xds.local_reply import local_reply_config
 from controlplane.xds.tracing import TracingSettings, hcm_tracing
@@ -22,8 +23,10 @@ def early_header_mutation() -> list[dict[str, Any]]:
 
     `x-gateway-model-name` selects backends; a client's copy would otherwise pick
     a backend (and its key) on any request the extproc does not rewrite, such as
-    a GET or a non-JSON body. Early header mutation runs before routing and
-    before any filter, on every route.
+    a GET or a non-JSON body. `x-gateway-destination-endpoint` picks an
+    InferencePool's endpoint; a client's copy would pick any pod (and, with a
+    FailOpen picker down, any host). Early header mutation runs before routing
+    and before any filter, on every route.
     """
     return [
         {
@@ -37,7 +40,7 @@ def early_header_mutation() -> list[dict[str, Any]]:
 
 
 def listener_resource(
-    listener: ListenerIR, limits: Limits, *, tracing: TracingSettings | None = None
+    listener: ListenerIR, limits: Limits, *, tracing: TracingSettings | None = None, pools: tuple[PoolIR, ...] = ()
 ) -> dict[str, Any]:
     hcm: dict[str, Any] = {
         "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -51,6 +54,7 @@ def listener_resource(
             *([jwt] if (jwt := jwt_authn_filter(listener)) else []),
             *ratelimit.listener_filters(listener),  # traffic.rateLimit.global (Envoy's own filter)
             router_stage_filter(listener.gateway, jwt=jwt is not None),
+            *picker_filter(pools),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},

@@ -6,17 +6,25 @@ from typing import Any
 
 import orjson
 
-from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
+from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, PoolIR, RouteIR
 from controlplane.xds import jwt_authn, names, ratelimit
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
+from controlplane.xds.inference_pool import PICKER_FILTER, picker_route_config, pool_retry_policy, served_header
 from extproc import wire
 
 
 def route_config_resource(
-    listener: ListenerIR, providers: dict[str, int], *, host_rewrite: frozenset[str] | set[str] = frozenset()
+    listener: ListenerIR,
+    providers: dict[str, int],
+    *,
+    pools: dict[str, PoolIR] | None = None,
+    host_rewrite: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Any]:
-    """`host_rewrite`: plain backend clusters whose host name becomes the Host header."""
+    """`pools`: the InferencePools by cluster name (routes to them call their endpoint picker);
+    `host_rewrite`: plain backend clusters whose host name becomes the Host header."""
+    pools = pools or {}
+    pickers = any(p.picker is not None for p in pools.values())
     return {
         "name": listener.name,
         # Gateway API hostnames never carry a port; "host:8080" must match "host" and "*.example.com".
@@ -28,7 +36,8 @@ def route_config_resource(
                 "name": vh.name,
                 "domains": list(vh.domains),
                 "routes": [
-                    out
+                    # An authentication guard (a 401, no upstream) has the picker off like any route not to a pool.
+                    _pool_route(out, r, pools, pickers)
                     for r in vh.routes
                     for out in (
                         *authn_guard(r),
@@ -203,6 +212,28 @@ def _route(
     jwt = jwt_authn.per_route(r)
     if jwt is not None:
         out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt
+    return out
+
+
+def _pool_route(out: dict[str, Any], r: RouteIR, pools: dict[str, PoolIR], pickers: bool) -> dict[str, Any]:
+    """Routes to InferencePools: the picker per pool (per weighted cluster), the served endpoint, retries."""
+    targets = [pools.get(b.cluster) for b in r.backends]
+    action = out.get("route")
+    if action is None or not any(targets):
+        if pickers:
+            out.setdefault("typed_per_filter_config", {})[PICKER_FILTER] = picker_route_config(None)
+        return out
+    action.pop("auto_host_rewrite", None)  # the client's Host goes to the model server, as for a Service
+    if "retry_policy" not in action:
+        action["retry_policy"] = pool_retry_policy()
+    out["response_headers_to_add"] = [*out.get("response_headers_to_add", []), served_header()]
+    if pickers:
+        weighted = action.get("weighted_clusters")
+        if weighted is None:
+            out.setdefault("typed_per_filter_config", {})[PICKER_FILTER] = picker_route_config(targets[0])
+        else:
+            for entry, pool in zip(weighted["clusters"], targets, strict=True):
+                entry["typed_per_filter_config"] = {PICKER_FILTER: picker_route_config(pool)}
     return out
 
 

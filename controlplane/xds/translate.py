@@ -16,7 +16,8 @@ client's schema), access_log.py, extproc_filters.py (router and attempt
 stages), jwt_authn.py (JWT validation), route.py (matches, rewrites, retry
 policy, authentication guards), cluster.py (endpoints per provider, TLS,
 outlier detection, pause checks), plain_cluster.py (static backends and
-Services), credential_injector.py and answered_marker.py (upstream filters).
+Services), credential_injector.py and answered_marker.py (upstream filters),
+inference_pool.py (InferencePool clusters and the endpoint picker filter).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import envoy.extensions.access_loggers.stream.v3.stream_pb2
 import envoy.extensions.filters.http.credential_injector.v3.credential_injector_pb2
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
+import envoy.extensions.filters.http.header_to_metadata.v3.header_to_metadata_pb2
 import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
@@ -42,6 +44,8 @@ import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
 import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.http.injected_credentials.generic.v3.generic_pb2
+import envoy.extensions.load_balancing_policies.least_request.v3.least_request_pb2
+import envoy.extensions.load_balancing_policies.override_host.v3.override_host_pb2
 import envoy.extensions.retry.host.previous_hosts.v3.previous_hosts_pb2
 import envoy.extensions.retry.priority.previous_priorities.v3.previous_priorities_config_pb2
 import envoy.extensions.transport_sockets.tls.v3.secret_pb2 as secret_pb2
@@ -55,6 +59,7 @@ from controlplane.limits import Limits
 from controlplane.xds import names, ratelimit
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
 from controlplane.xds.credential_injector import sds_secrets
+from controlplane.xds.inference_pool import pool_clusters
 from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
 from controlplane.xds.plain_cluster import plain_cluster
@@ -116,10 +121,11 @@ def translate(
     towards outlier detection whatever its Retry-After."""
     res = EnvoyResources()
     providers = {b.cluster: len(b.providers) for b in ir.backends}
+    pools = {p.cluster: p for p in ir.pools}
     host_rewrite = {b.cluster for b in ir.plain_backends if b.rewrite_host}
     for listener in ir.listeners:
-        res.listeners.append(listener_resource(listener, limits or Limits(), tracing=tracing))
-        res.routes.append(route_config_resource(listener, providers, host_rewrite=host_rewrite))
+        res.listeners.append(listener_resource(listener, limits or Limits(), tracing=tracing, pools=ir.pools))
+        res.routes.append(route_config_resource(listener, providers, pools=pools, host_rewrite=host_rewrite))
     direct = {
         r.backends[0].cluster
         for lst in ir.listeners
@@ -140,6 +146,8 @@ def translate(
             if cla is not None:
                 res.endpoints.append(cla)
     res.clusters.extend(ratelimit.clusters(ir.listeners))  # rate-limit services (traffic.rateLimit.global)
+    for pool in ir.pools:
+        res.clusters.extend(pool_clusters(pool, listener_limit=_max_body(ir)))
     res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
     if tracing is not None:
         res.clusters.append(collector_cluster(tracing))
