@@ -21,9 +21,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import Any
-
-import cel
 
 VARIABLES = ("llmRequest", "request")
 REQUEST_FIELDS = ("method", "path", "pathAndQuery", "host", "scheme", "headers")
@@ -46,6 +46,17 @@ UNSUPPORTED_VARIABLES = frozenset(
         "source",
     }
 )
+
+
+@cache
+def _cel() -> ModuleType:
+    """The library, imported on first use: its package imports a CLI (prompt_toolkit, ~140 ms and
+    ~20 MB per process), which a worker whose config has no CEL should not pay for."""
+    import cel
+
+    return cel
+
+
 _REQUEST_FIELD = re.compile(r"\brequest\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -69,7 +80,7 @@ class Expression:
 def compile_expression(source: str) -> Expression:
     """Compile `source` once; CelProblem says why it cannot be used."""
     try:
-        program = cel.compile(source)
+        program = _cel().compile(source)
     except ValueError as exc:
         raise CelProblem(f"is not a valid CEL expression: {exc}") from None
     names = set(program.variables())
@@ -132,7 +143,7 @@ def context(
     `fields` / `request_fields`: only these top-level body / request fields are given
     (`body_fields`, `request_fields`); None: all of them.
     """
-    ctx = cel.Context()
+    ctx = _cel().Context()
     ctx.add_variable("llmRequest", body if fields is None else {k: body[k] for k in fields if k in body})
     if request is not None:
         narrowed = request if request_fields is None else {k: request[k] for k in request_fields if k in request}
