@@ -96,7 +96,13 @@ def test_sni_chains_name_sds_secrets_and_only_secrets_hold_the_key(tmp_path: Pat
 @pytest.mark.parametrize(
     ("listener", "extra", "field", "reason", "says"),
     [
-        ("tls: {certificateRefs: [{name: missing}]}", "", "tls.certificateRefs[0]", "InvalidCertificateRef", "not found"),
+        (
+            "tls: {certificateRefs: [{name: missing}]}",
+            "",
+            "tls.certificateRefs[0]",
+            "InvalidCertificateRef",
+            "not found",
+        ),
         (
             "tls: {certificateRefs: [{name: c, namespace: certs}]}",
             _secret("c", *_pem(LEAF), ns="certs"),
@@ -158,7 +164,9 @@ def test_one_port_serves_one_protocol(tmp_path: Path) -> None:
 
 
 def test_certificate_problem_is_a_resolved_refs_condition() -> None:
-    problem = Problem("f", "Gateway default/gw", "spec.listeners[0].tls.certificateRefs[0]", "gone", "InvalidCertificateRef")
+    problem = Problem(
+        "f", "Gateway default/gw", "spec.listeners[0].tls.certificateRefs[0]", "gone", "InvalidCertificateRef"
+    )
     conds = {c.type: c for c in _listener_conditions({"name": "https"}, [problem], ready=True)}
     assert (conds["ResolvedRefs"].status, conds["ResolvedRefs"].reason) == (False, "InvalidCertificateRef")
     assert conds["Accepted"].status and not conds["Programmed"].status

@@ -106,7 +106,9 @@ def gateway_listeners(
                 continue
             assert lst is not None
             problems.extend(
-                Problem(gw.file, gw.ref, f"spec.listeners[{i}]{sub}", "is not supported by llmgw (ignored)", "Unsupported")
+                Problem(
+                    gw.file, gw.ref, f"spec.listeners[{i}]{sub}", "is not supported by llmgw (ignored)", "Unsupported"
+                )
                 for sub in lst.tls_unsupported
             )
             names.add(lst.name)

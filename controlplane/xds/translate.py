@@ -7,8 +7,8 @@ to the extproc over its own channel.
 
 Plain backends' credentials and HTTPS listeners' certificates are the one
 exception: Envoy uses them itself (credential_injector.py, listener_tls.py),
-from SDS secrets that `to_protos` adds from the IR when asked; they are never part of `EnvoyResources` (the golden files), and
-Envoy's config dump redacts them.
+from SDS secrets that `to_protos` adds from the IR when asked; they are never
+part of `EnvoyResources` (the golden files), and Envoy's config dump redacts them.
 
 This module assembles one snapshot; each Envoy concern has its own module:
 listener.py (HCM, client limits), local_reply.py (error replies in the
