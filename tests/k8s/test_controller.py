@@ -487,3 +487,60 @@ def test_config_channel_needs_the_gateways_own_client_certificate(
     assert asyncio.run(attempt("extproc-0@default/llmgw", None)) == grpc.StatusCode.UNAVAILABLE  # plaintext
     assert asyncio.run(attempt("extproc-0@default/llmgw", other)) == grpc.StatusCode.PERMISSION_DENIED
     assert asyncio.run(attempt("extproc-0@default/llmgw", mine)) == grpc.StatusCode.OK
+
+
+def _tls_secret(name: str, leaf: Any) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret as the API server returns it (data base64-encoded)."""
+    import base64
+
+    crt, key = leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()},
+    }
+
+
+def test_https_listener_certificate_from_a_secret_and_its_rotation(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """A missing Secret is the listener's ResolvedRefs InvalidCertificateRef; once it exists the Gateway's
+    snapshot carries it as an SDS secret (never in the listener), and a renewed Secret replaces it."""
+    import trustme
+
+    ca = trustme.CA()
+    https = {"name": "https", "protocol": "HTTPS", "port": 443, "tls": {"certificateRefs": [{"name": "gw-tls"}]}}
+    objs = m.quickstart()
+    objs[1]["spec"]["listeners"].append(https)  # the quickstart's Gateway
+    apply_all(apiserver, objs)
+    ctl = run_controller()
+    wait_until(
+        lambda: (
+            status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 1)
+            == ("False", "InvalidCertificateRef")
+        ),
+        "the missing certificate reported on the listener",
+    )
+    assert status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 0) == ("True", "ResolvedRefs")
+
+    def sds(name: str = "llmgw-tls/default/gw-tls") -> Any:
+        snap = ctl.controller.ads.snapshot("default/llmgw")
+        packed = (
+            snap.types.get(names.TYPE_SECRET).by_name.get(name) if snap and names.TYPE_SECRET in snap.types else None
+        )
+        return packed.value if packed is not None else None
+
+    first = ca.issue_cert("gw.example.test")
+    apiserver.apply(_tls_secret("gw-tls", first))
+    wait_until(
+        lambda: status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 1) == ("True", "ResolvedRefs"),
+        "the certificate resolved",
+    )
+    wait_until(lambda: sds() is not None and first.private_key_pem.bytes() in sds(), "the SDS secret served")
+    listeners = ctl.controller.ads.snapshot("default/llmgw").types[names.TYPE_LISTENER].by_name
+    assert all(b"PRIVATE KEY" not in packed.value for packed in listeners.values())
+    renewed = ca.issue_cert("gw.example.test")
+    apiserver.apply(_tls_secret("gw-tls", renewed))
+    wait_until(lambda: renewed.private_key_pem.bytes() in (sds() or b""), "the renewed certificate pushed")
