@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from controlplane.gatewayapi.grants import ReferenceGrants
@@ -145,7 +146,7 @@ def _pem_problem(crt: str, key: str) -> str | None:
         private = serialization.load_pem_private_key(key.encode(), password=None)
     except (ValueError, TypeError):
         return f"{KEY_KEY} is not an unencrypted PEM private key"
-    except Exception:  # cryptography raises UnsupportedAlgorithm for key types it does not know
+    except UnsupportedAlgorithm:
         return f"{KEY_KEY} holds a key type llmgw cannot read"
     public = certs[0].public_key()
     der = serialization.Encoding.DER

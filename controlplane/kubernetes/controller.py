@@ -136,7 +136,6 @@ class Controller:
         self.plan: Plan | None = None
         self.xds_port = 0
         self.xds_ca: xds_tls.Pem | None = None
-        self._client_secrets: set[str] = set()  # Gateways whose client Secret matches xds_ca
         self.reconciles = 0
         self.status_writes = 0
         self._problems: set[str] = set()
@@ -396,7 +395,7 @@ class Controller:
 
     def _client_secret(self, gateway: Resource) -> str:
         """The Gateway's client certificate Secret, (re)issued when missing or from another CA."""
-        if self.xds_ca is None or gateway.key in self._client_secrets:
+        if self.xds_ca is None:
             return ""
         name = xds_tls.client_secret_name(gateway.name)
         live = self.kube.get("Secret", name, namespace=gateway.namespace)
@@ -413,7 +412,6 @@ class Controller:
             else:
                 self.kube.replace({**desired, "metadata": {**desired["metadata"], **_version(live)}})
             log.info("issued the xds client certificate of Gateway %s", gateway.key)
-        self._client_secrets.add(gateway.key)
         return ""
 
     def _provision(self, gateway: Resource, objects: list[dict[str, Any]]) -> str:
