@@ -179,6 +179,7 @@ def _controller(args: argparse.Namespace) -> int:
             image=image,
             xds_host=args.xds_service or f"llmgw-controller.{namespace}.svc.cluster.local",
             xds_port=int(port),
+            xds_tls=not args.xds_plaintext,
         ),
         namespace=namespace,
         identity=args.identity or os.environ.get("POD_NAME", ""),
@@ -319,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--xds-service",
         default=None,
         help="host name data plane pods reach that port by (default: llmgw-controller.<namespace>.svc.cluster.local)",
+    )
+    ctl.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="serve ADS and the config channel without mutual TLS (they carry keys: only where a service mesh "
+        "already encrypts and authenticates pod traffic; docs/https.md)",
     )
     ctl.add_argument(
         "--dataplane-image",
