@@ -248,3 +248,26 @@ def test_observe(service: dict[str, Any], addresses: tuple[tuple[str, str], ...]
     dep = {"spec": {"replicas": 2}, "status": {"availableReplicas": 1}}
     dp = provision.observe(dep, service)
     assert (dp.replicas, dp.available_replicas, dp.addresses, dp.address_pending) == (2, 1, addresses, pending)
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_xds_mutual_tls_mounts_the_gateways_client_secret(tls: bool) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, xds_tls=tls)
+    objs = {o["kind"]: o for o in provision.desired_objects(gateway(), spec={}, settings=settings)}
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    envoy, extproc = pod["containers"]
+    boot = json.loads(envoy["args"][envoy["args"].index("--config-yaml") + 1])
+    [xds] = [c for c in boot["static_resources"]["clusters"] if c["name"] == "llmgw_xds"]
+    if tls:
+        assert volumes["xds-tls"] == {"name": "xds-tls", "secret": {"secretName": "ai-llmgw-xds"}}
+        for c in (envoy, extproc):
+            assert {"name": "xds-tls", "mountPath": xds_tls.MOUNT, "readOnly": True} in c["volumeMounts"]
+        assert extproc["args"][extproc["args"].index("--config-tls-dir") + 1] == xds_tls.MOUNT
+        ctx = xds["transport_socket"]["typed_config"]["common_tls_context"]
+        assert ctx["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": SETTINGS.xds_host}
+    else:
+        assert "xds-tls" not in volumes and "--config-tls-dir" not in extproc["args"]
+        assert "transport_socket" not in xds
