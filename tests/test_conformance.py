@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import trustme
 import yaml
 
 from tests.harness import GatewayProcess, free_port, wait_until
@@ -164,7 +167,7 @@ def _gateway_names(text: str) -> set[str]:
     return names
 
 
-def manifests(test: str, ports: dict[str, int]) -> str:
+def manifests(test: str, ports: dict[str, int], *, extra: str = "") -> str:
     """The test's manifests as written, the base Namespaces and the base Gateways its routes name,
     each Gateway's port 80 replaced by its port in `ports` (assigned here for new Gateways)."""
     texts = [(UPSTREAM / m).read_text() for m in EXPECTATIONS[test]["manifests"]]
@@ -173,13 +176,13 @@ def manifests(test: str, ports: dict[str, int]) -> str:
     base = [
         d for d in _base() if d["kind"] == "Namespace" or (d["kind"] == "Gateway" and d["metadata"]["name"] in wanted)
     ]
-    out = [CLASS, _services(), *(yaml.safe_dump(d) for d in base), *texts]
+    out = [CLASS, _services(), *(yaml.safe_dump(d) for d in base), *texts, *([extra] if extra else [])]
     docs = [d for text in out for d in yaml.safe_load_all(text.replace("{GATEWAY_CLASS_NAME}", "llmgw")) if d]
     for doc in docs:
         if doc["kind"] == "Gateway":
             port = ports.setdefault(doc["metadata"]["name"], free_port())
             for listener in doc["spec"]["listeners"]:
-                assert listener["port"] == 80, "only port-80 Gateways are mapped"
+                assert listener["port"] in (80, 443), "only port-80 and port-443 Gateways are mapped"
                 listener["port"] = port
     return "---\n".join(yaml.safe_dump(d) for d in docs)
 
@@ -187,14 +190,20 @@ def manifests(test: str, ports: dict[str, int]) -> str:
 # --------------------------------------------------------------------------- the comparison
 
 
-def roundtrip(port: int, case: dict[str, Any]) -> tuple[int, dict[str, list[str]], dict[str, str], Any]:
-    """One request as the suite's client makes it: status, response headers, redirect parts, echo body."""
+def roundtrip(
+    port: int, case: dict[str, Any], *, tls: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, list[str]], dict[str, str], Any]:
+    """One request as the suite's client makes it: status, response headers, redirect parts, echo body.
+    `tls`: over TLS with the request's Host as SNI (the suite's MakeTLSRequest)."""
     req = case["Request"]
     headers = {"Host": req.get("Host") or "127.0.0.1", **req.get("Headers", {})}
     set_headers = case.get("BackendSetResponseHeaders")
     if set_headers:
         headers["X-Echo-Set-Header"] = ",".join(f"{k}:{v}" for k, v in set_headers.items())
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if tls is not None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn.sock = tls.wrap_socket(raw, server_hostname=req["Host"])
     try:
         conn.request(req.get("Method") or "GET", req["Path"], headers=headers)
         resp = conn.getresponse()
@@ -212,10 +221,10 @@ def roundtrip(port: int, case: dict[str, Any]) -> tuple[int, dict[str, list[str]
         conn.close()
 
 
-def compare(port: int, case: dict[str, Any]) -> str:
+def compare(port: int, case: dict[str, Any], *, tls: ssl.SSLContext | None = None) -> str:
     """ "" when the round trip meets the case, else why not (as CompareRoundTrip words it)."""
     try:
-        status, res_headers, redirect, echo = roundtrip(port, case)
+        status, res_headers, redirect, echo = roundtrip(port, case, tls=tls)
     except OSError as exc:
         return f"request failed: {exc}"
     response = case.get("Response", {})
@@ -322,11 +331,11 @@ def _metric(text: str, name: str) -> list[float]:
     return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
 
 
-def load(suite: Suite, test: str) -> None:
+def load(suite: Suite, test: str, *, extra: str = "") -> None:
     """Write the test's manifests and wait until Envoy acknowledged the snapshot built from them
     (the suite itself waits for Accepted routes and then for consistent answers)."""
     before = _metric(suite.gw.metrics(), "llmgw_config_snapshot ")[0]
-    suite.gw.write("conformance.yaml", manifests(test, suite.ports))
+    suite.gw.write("conformance.yaml", manifests(test, suite.ports, extra=extra))
 
     def applied() -> bool:
         text = suite.gw.metrics()
@@ -387,3 +396,44 @@ def test_expectations_are_read_from_the_vendored_go_tests() -> None:
         chunks = (path.with_name(path.name + ".txt")).read_text().split("confsuite.ConformanceTest{")[1:]
         [chunk] = [c for c in chunks if f'ShortName:   "{test}"' in c or f'ShortName: "{test}"' in c]
         assert extract.cases(chunk) == EXPECTATIONS[test]["cases"], test
+
+
+def test_https_listener(suite: Suite) -> None:
+    """HTTPRouteHTTPSListener (httproute-https-listener.go): its cases are a struct of its own, transcribed
+    here; the suite's own setup creates the Secret tls-validity-checks-certificate (self-signed for "*",
+    "*.org", "*.wildcard.org"): a test CA's certificate stands in for it, naming the hosts the cases use
+    (OpenSSL, unlike Go, refuses to match a single-label wildcard such as "*.org")."""
+    ca = trustme.CA()
+    leaf = ca.issue_cert("example.org", "unknown-example.org", "second-example.org", "*.wildcard.org")
+    secret = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": "tls-validity-checks-certificate", "namespace": NAMESPACE},
+            "stringData": {
+                "tls.crt": leaf.cert_chain_pems[0].bytes().decode(),
+                "tls.key": leaf.private_key_pem.bytes().decode(),
+            },
+        }
+    )
+    load(suite, "HTTPRouteHTTPSListener", extra=secret)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    port = suite.ports["same-namespace-with-https-listener"]
+    failures = []
+    for host, status, backend in (
+        ("example.org", 200, "infra-backend-v1"),
+        ("unknown-example.org", 404, ""),
+        ("second-example.org", 200, "infra-backend-v2"),
+    ):
+        case = {
+            "Request": {"Host": host, "Path": "/"},
+            "Response": {"StatusCode": status},
+            "Backend": backend,
+            "Namespace": NAMESPACE,
+        }
+        why = compare(port, case, tls=ctx)
+        if why:
+            failures.append(f"{host}: {why}")
+    assert not failures, failures
