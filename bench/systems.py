@@ -16,7 +16,8 @@ same request bytes: what differs is only what sits in between.
   the extproc translates OpenAI -> Anthropic Messages and back;
 - llmgw-policies: llmgw with a Gateway-wide AgentgatewayPolicy on: the client's
   API key checked (Strict, a Secret of keys; the load generators' key is one of
-  them). Limits join this system's policy as they land (`POLICY_TRAFFIC`);
+  them), and a token and a request limit (`POLICY_TRAFFIC`: too high to refuse
+  anything, checked before and charged after every request);
 - litellm: the LiteLLM proxy with two uvicorn workers and an `openai/` model.
 
 `classify` names the role of each process of a system (for CPU and RSS per
@@ -222,6 +223,10 @@ def plain_envoy_config(*, port: int, admin_port: int, up: Upstreams) -> dict[str
 
 # `traffic` of the llmgw-policies system's Gateway-wide policy (what "policies on" costs).
 POLICY_TRAFFIC = """    apiKeyAuthentication: {{mode: Strict, secretRef: {{name: bench-client-keys}}}}
+    rateLimit:
+      local:
+        - {{tokens: 2000000000, unit: Minutes}}
+        - {{requests: 2000000000, unit: Minutes}}
 """
 
 

@@ -16,6 +16,8 @@ from extproc.contract import (
     AuthnConfig,
     ExtprocConfig,
     JwtPolicyConfig,
+    LimitRuleConfig,
+    PriceConfig,
     PromptCachingConfig,
     ProviderConfig,
     TransformsConfig,
@@ -85,6 +87,16 @@ def build(ir: IR) -> ExtprocConfig:
                 settings=dict(p.settings),
                 transforms=_transforms(backend.transforms.merged(p.transforms) if backend.transforms else p.transforms),
                 routes=backend.routes,
+                pricing=tuple(
+                    PriceConfig(
+                        input=x.input,
+                        output=x.output,
+                        cache_read=x.cache_read,
+                        cache_write=x.cache_write,
+                        model=x.model,
+                    )
+                    for x in p.pricing
+                ),
             )
     direct = {
         r.name: r.direct_provider
@@ -136,6 +148,7 @@ def build(ir: IR) -> ExtprocConfig:
         providers=providers,
         models={gw: list(m) for gw, m in ir.models},
         direct_routes=direct,
+        limits=_limits(ir),
         authn=authn,
         gateway_authn=gateway_authn,
         aliases={gw: dict(table) for gw, table in ir.aliases},
@@ -144,6 +157,22 @@ def build(ir: IR) -> ExtprocConfig:
     )
     digest = hashlib.sha256(config.to_json()).hexdigest()[:12]
     return replace(config, version=digest)
+
+
+def _limits(ir: IR) -> dict[str, tuple[LimitRuleConfig, ...]]:
+    """Envoy route name -> the limits and budgets of its effective policy (extproc/policies/limits.py)."""
+    out: dict[str, tuple[LimitRuleConfig, ...]] = {}
+    for lst in ir.listeners:
+        for vh in lst.virtual_hosts:
+            for r in vh.routes:
+                rate = r.policy.rate_limit if r.policy is not None else None
+                if rate is None or not rate.local or not r.ai:
+                    continue
+                out[r.name] = tuple(
+                    LimitRuleConfig(id=x.id, kind=x.kind, amount=x.amount, unit=x.unit, burst=x.burst, keys=x.keys)
+                    for x in rate.local
+                )
+    return out
 
 
 def _api_key(auth: ApiKeyAuthIR) -> ApiKeyPolicyConfig:

@@ -82,6 +82,7 @@ class RoutePolicyIR:
     # metadata "manifest": the field's name under `traffic` (problems and status name it)
     api_key: ApiKeyAuthIR | None = field(default=None, metadata={"manifest": "apiKeyAuthentication"})
     jwt: JwtAuthIR | None = field(default=None, metadata={"manifest": "jwtAuthentication"})
+    rate_limit: RateLimitIR | None = field(default=None, metadata={"manifest": "rateLimit"})  # policy_ratelimit.py
     caller_export: CallerExportIR | None = field(default=None, metadata={"manifest": "callerIdentity"})
     sources: tuple[str, ...] = ()  # "<Kind> <ns>/<name>" of every policy that contributed, most specific first
 
@@ -155,6 +156,15 @@ class TransformsIR:
 
 
 @dataclass(frozen=True)
+class PriceIR:
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    model: str | None = None  # None: every model of the provider
+
+
+@dataclass(frozen=True)
 class ProviderIR:
     id: str  # "<ns>/<backend>/<provider>"
     name: str
@@ -168,6 +178,7 @@ class ProviderIR:
     auth: AuthIR | None
     settings: tuple[tuple[str, str], ...] = ()  # provider-block fields (region, projectId, apiVersion, ...)
     priority: int = 0  # index of its group in spec.ai.groups: Envoy tries lower priorities first
+    pricing: tuple[PriceIR, ...] = ()  # `pricing`: USD per million tokens, over the catalog (extproc/cost.py)
     transforms: TransformsIR | None = None  # its own policies.ai transforms (BackendIR's merged under them)
 
 
@@ -403,3 +414,56 @@ class IR:
                         if wb.cluster not in clusters and not wb.invalid
                     )
         return errors
+
+
+# --- Limits and budgets (gatewayapi/policy_ratelimit.py -> extproc/policies/limits.py) -------------
+
+
+@dataclass(frozen=True)
+class LimitRuleIR:
+    """One limit of a policy's `traffic.rateLimit.local` (agentgateway's requests/tokens, our usd/keys)."""
+
+    id: str  # "<policy ns>/<policy name>/local/<i>": names its buckets in the store
+    kind: str  # requests | tokens | usd
+    amount: float
+    unit: str  # second | minute | hour | day | month
+    burst: float = 0
+    keys: tuple[str, ...] = ()  # descriptor: identity fields, route, model, backend, header:<name>
+
+
+@dataclass(frozen=True)
+class DescriptorEntryIR:
+    """One entry of a global descriptor, as an Envoy rate-limit action."""
+
+    key: str  # the entry's `name`: the descriptor key the rate-limit service sees
+    header: str | None = None  # value from this request header (`request.headers["x"]`)
+    value: str | None = None  # a constant (a string literal)
+
+
+@dataclass(frozen=True)
+class GlobalDescriptorIR:
+    entries: tuple[DescriptorEntryIR, ...]
+    tokens: bool = False  # unit Tokens: 1 hit on the request, the rest of its tokens at stream end
+
+
+@dataclass(frozen=True)
+class GlobalRateLimitIR:
+    """`traffic.rateLimit.global`: Envoy's ratelimit filter against a rate-limit service (xds/ratelimit.py)."""
+
+    domain: str
+    host: str
+    port: int
+    descriptors: tuple[GlobalDescriptorIR, ...]
+    fail_open: bool = False  # failureMode FailOpen; agentgateway's default is FailClosed
+
+    @property
+    def cluster(self) -> str:
+        return f"ratelimit/{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RateLimitIR:
+    """`traffic.rateLimit` as llmgw enforces it (a whole unit: a more specific policy replaces it)."""
+
+    local: tuple[LimitRuleIR, ...] = ()
+    global_limit: GlobalRateLimitIR | None = None

@@ -177,6 +177,9 @@ class Standalone:
             collectors=[ControlPlaneCollector(health=self.health, servers=lambda: [self.ads])],
         )
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(self.multiproc_dir), "LLMGW_STATE_DIR": str(state_dir)}
+        # Limits and budgets: one SQLite file for all workers, outside state/ so windows survive a restart,
+        # unless LLMGW_STORE names a Redis shared by several replicas (extproc/store).
+        env.setdefault("LLMGW_STORE", f"sqlite:{self.run_dir / 'limits.db'}")
         env[wire.TRACE_CONTENT_ENV] = "1" if opts.tracing is not None and opts.tracing.record_content else "0"
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):

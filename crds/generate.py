@@ -848,6 +848,28 @@ def provider_kinds() -> dict[str, Schema]:
     }
 
 
+def pricing_schema() -> Schema:
+    """llmgw's `pricing` (extproc/cost.py): USD per million tokens over the genai-prices catalog."""
+    usd: Schema = {"type": "number", "minimum": 0}
+    entry = obj(
+        "A price in USD per million tokens; without `model` it applies to every model of the provider.",
+        {
+            "model": string("The model this price is for (the response's model, else the request's)."),
+            "input": usd | {"description": "Input tokens not read from or written to a cache."},
+            "output": usd | {"description": "Output tokens (reasoning included)."},
+            "cacheRead": usd | {"description": "Cached input tokens read. Default: the input price."},
+            "cacheWrite": usd | {"description": "Input tokens written to a cache. Default: the input price."},
+        },
+        required=["input", "output"],
+    )
+    return {
+        "type": "array",
+        "maxItems": 64,
+        "description": "Negotiated or self-hosted prices, over the catalog's (llmgw only; not in agentgateway).",
+        "items": entry,
+    }
+
+
 def provider_schema(*, named: bool) -> Schema:
     props: Schema = {
         "name": string(
@@ -882,6 +904,7 @@ def provider_schema(*, named: bool) -> Schema:
             pattern=r"^/",
         ),
         "policies": policies_schema("Policies for this provider, merged field by field over `spec.policies`."),
+        "pricing": pricing_schema(),
         "auth": auth_schema()
         | {
             "description": "This provider's credential, the same as `policies.auth` "
@@ -1208,6 +1231,27 @@ def params_spec_schema() -> Schema:
                         "format": "int32",
                         "description": "extproc worker processes in the sidecar. Default 1.",
                     },
+                    "limits": obj(
+                        "Where limits and budgets are counted (docs/limits.md). Default: a SQLite file in the "
+                        "pod, exact across its workers but not across replicas; set `storeSecretRef` to share "
+                        "one Redis between every replica.",
+                        {
+                            "storeSecretRef": obj(
+                                "A Secret key holding the store URL, `redis://[:password@]host:6379/0` "
+                                "(`rediss://` for TLS); passed to the extproc as LLMGW_STORE.",
+                                {
+                                    "name": string("Secret name, in the Gateway's namespace."),
+                                    "key": string("Key in the Secret. Default `url`."),
+                                },
+                                required=["name"],
+                            ),
+                            "failureMode": string(
+                                "The store unreachable: FailClosed (default) answers 503, FailOpen lets "
+                                "requests through unlimited.",
+                                enum=["FailOpen", "FailClosed"],
+                            ),
+                        },
+                    ),
                 },
             ),
             "service": obj(
@@ -1442,6 +1486,103 @@ def _jwt_authentication() -> Schema:
     )
 
 
+def _rate_limit() -> Schema:
+    """`traffic.rateLimit` (controlplane/gatewayapi/policy_ratelimit.py, docs/limits.md)."""
+    amount: Schema = {"type": "integer", "format": "int32", "minimum": 1}
+    local = obj(
+        "One limit: exactly one of requests, tokens or usd per unit, kept per `key` (shared by every "
+        "worker and, with Redis, every replica).",
+        {
+            "requests": amount | {"description": "Requests per unit; the request that would exceed it gets 429."},
+            "tokens": amount
+            | {
+                "description": "Input + output tokens per unit. Checked before a request (refused when none "
+                "are left), charged after its response with the real usage."
+            },
+            "usd": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "A budget in US dollars per unit, charged with each response's priced cost "
+                "(llmgw extension).",
+            },
+            "unit": string(
+                "Window, aligned to the clock (UTC). Days and Months are llmgw extensions.",
+                enum=["Seconds", "Minutes", "Hours", "Days", "Months"],
+            ),
+            "burst": {
+                "type": "integer",
+                "format": "int32",
+                "minimum": 0,
+                "description": "Unused allowance carried into later windows, at most this much.",
+            },
+            "key": array(
+                "Keep one limit per value of these (llmgw extension): user, team, tenant, key_id or an "
+                "identity label; route, model, backend; header:<name>. Default: one limit for all.",
+                {"type": "string", "minLength": 1, "maxLength": 256},
+                max_items=8,
+            ),
+        },
+        required=["unit"],
+        rules=[(exactly_one(["requests", "tokens", "usd"]), "exactly one of requests, tokens and usd")],
+    )
+    return obj(
+        "Request, token and USD limits (docs/limits.md). `conditional` is not supported.",
+        {
+            "local": array("Limits, all of which apply.", local, min_items=1, max_items=16),
+            "global": obj(
+                "A rate-limit service speaking Envoy's protocol, called by Envoy's own ratelimit filter.",
+                {
+                    "url": string("`http://HOST:PORT` of the service (gRPC).", pattern=r"^http://[^/?#@]+$"),
+                    "backendRef": obj(
+                        "A Service exposing the service's gRPC port.",
+                        {
+                            "group": string("Empty (core)."),
+                            "kind": string("Service.", enum=["Service"]),
+                            "name": string("Service name."),
+                            "namespace": string("Default: the policy's namespace."),
+                            "port": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535},
+                        },
+                        required=["name", "port"],
+                    ),
+                    "domain": string("The domain the service keeps these limits under."),
+                    "failureMode": string(
+                        "The service unreachable: FailClosed (default) answers 503, FailOpen lets requests through.",
+                        enum=["FailOpen", "FailClosed"],
+                    ),
+                    "descriptors": array(
+                        "Descriptors sent to the service.",
+                        obj(
+                            "One descriptor: its entries, and what it counts.",
+                            {
+                                "entries": array(
+                                    'Entries; an expression is a string literal or request.headers["name"].',
+                                    obj(
+                                        "A descriptor entry.",
+                                        {"name": string("Descriptor key."), "expression": string("Its value.")},
+                                        required=["name", "expression"],
+                                    ),
+                                    min_items=1,
+                                    max_items=16,
+                                ),
+                                "unit": string(
+                                    "Requests (default), or Tokens: 1 hit when the request starts, the rest of "
+                                    "its tokens when its response ends.",
+                                    enum=["Requests", "Tokens"],
+                                ),
+                            },
+                            required=["entries"],
+                        ),
+                        min_items=1,
+                        max_items=16,
+                    ),
+                },
+                required=["domain", "descriptors"],
+                rules=[(exactly_one(["url", "backendRef"]), "exactly one of url and backendRef")],
+            ),
+        },
+    )
+
+
 def policy_spec_schema() -> Schema:
     open_object: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     return obj(
@@ -1469,7 +1610,7 @@ def policy_spec_schema() -> Schema:
                     ),
                     "apiKeyAuthentication": _api_key_authentication(),
                     "jwtAuthentication": _jwt_authentication(),
-                    "rateLimit": {**open_object, "description": "Request and token limits (see docs/policies.md)."},
+                    "rateLimit": _rate_limit(),
                 },
             ),
             "backend": obj(

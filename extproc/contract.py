@@ -108,6 +108,34 @@ class ProviderConfig:
     transforms: TransformsConfig | None = None  # policies.ai request transforms (None: none)
     # The backend's `policies.ai.routes`: (path suffix or "*", operation name or "passthrough").
     routes: tuple[tuple[str, str], ...] = ()
+    # --- cost (extproc/cost.py): the manifest's `pricing`, USD per million tokens; wins over the catalog
+    pricing: tuple[PriceConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+    model: str | None = None  # None: every model of the provider
+
+
+@dataclass(frozen=True)
+class LimitRuleConfig:
+    """One limit or budget of a route (extproc/policies/limits.py), from `traffic.rateLimit` or our `limits`.
+
+    A bucket per distinct value of `keys` (identity fields such as `user`,
+    `team`, `tenant`, `key_id`, or `route`, `model`, `backend`,
+    `header:<name>`) holding `amount` per `unit`, plus `burst`.
+    """
+
+    id: str  # stable: "<policy ns>/<policy name>/<field path>"; part of every bucket key
+    kind: str  # requests | tokens | usd
+    amount: float
+    unit: str  # second | minute | hour | day | month
+    burst: float = 0
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +208,8 @@ class ExtprocConfig:
     route_types: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     # backend ("<namespace>/<name>") -> its policies.ai.promptGuard (extproc/policies/guards)
     guards: dict[str, PromptGuardConfig] = field(default_factory=dict)
+    # --- limits: Envoy route name -> its limits and budgets (extproc/policies/limits.py)
+    limits: dict[str, tuple[LimitRuleConfig, ...]] = field(default_factory=dict)
     contract: int = CONTRACT_VERSION
 
     def to_json(self) -> bytes:
@@ -202,7 +232,10 @@ class ExtprocConfig:
             auth = AuthConfig(**p["auth"]) if p.get("auth") else None
             transforms = TransformsConfig.from_dict(p["transforms"]) if p.get("transforms") else None
             routes = _route_types(p.get("routes", ()))
-            providers[pid] = ProviderConfig(**{**p, "auth": auth, "transforms": transforms, "routes": routes})
+            pricing = tuple(PriceConfig(**x) for x in p.get("pricing") or ())
+            providers[pid] = ProviderConfig(
+                **{**p, "auth": auth, "transforms": transforms, "routes": routes, "pricing": pricing}
+            )
         direct = raw.get("direct_routes", {})
         if not isinstance(direct, dict):
             raise ValueError("direct_routes must be an object")
@@ -239,6 +272,10 @@ class ExtprocConfig:
             aliases={str(gw): {str(k): str(v) for k, v in a.items()} for gw, a in raw.get("aliases", {}).items()},
             route_types={str(k): _route_types(v) for k, v in route_types.items()},
             guards={str(k): PromptGuardConfig.from_dict(g) for k, g in guards.items()},
+            limits={
+                str(route): tuple(LimitRuleConfig(**{**r, "keys": tuple(r.get("keys", ()))}) for r in rules)
+                for route, rules in (raw.get("limits") or {}).items()
+            },
         )
 
 

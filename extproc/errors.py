@@ -26,8 +26,13 @@ _ANTHROPIC_TYPES = {
 }
 
 
+# 4xx statuses that report the provider's failure, not the client's (a timeout, a failed model).
+_PROVIDER_SIDE_4XX = frozenset({408, 424})
+
+
 def error_body(*, status: int, message: str, code: str, anthropic: bool = False, param: str | None = None) -> bytes:
-    client_error = 400 <= status < 500  # a status with no entry (a guard's 422, 451): still the client's side
+    # A status with no entry (a guard's 422, 451) is still the client's side, except the provider's own.
+    client_error = 400 <= status < 500 and status not in _PROVIDER_SIDE_4XX
     if anthropic:
         etype = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if client_error else "api_error")
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})

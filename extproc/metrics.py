@@ -114,6 +114,13 @@ INTERRUPTED_STREAMS = Counter(
 )
 
 
+COST = Counter(
+    "llmgw_gen_ai_cost_usd",
+    "What successful requests cost in USD, priced from their usage (extproc/cost.py)",
+    LABELS,
+)
+
+
 @dataclass(frozen=True)
 class RequestLabels:
     operation: str
@@ -154,9 +161,12 @@ def record(
     interrupted: bool = False,
     status: int = 200,
     error_type: str = "",
+    cost_usd: float | None = None,
 ) -> None:
     """One finished request: counted whatever its outcome; latency-per-token and usage as far as known."""
     values = labels.values()
+    if cost_usd:
+        COST.labels(*values).inc(cost_usd)
     if interrupted:
         INTERRUPTED_STREAMS.labels(*values).inc()
     REQUESTS.labels(*values, str(status), status_class(status), error_type).inc()

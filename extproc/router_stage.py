@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,20 +34,21 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from google.protobuf import struct_pb2
 
-from extproc import errors, metrics, trace_content, validation, wire
+from extproc import cost, errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
-from extproc.contract import AuthnConfig, ExtprocConfig, ProviderConfig
+from extproc.contract import AuthnConfig, ExtprocConfig, LimitRuleConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
-from extproc.policies import authn, jwt_claims, transforms
+from extproc.policies import authn, jwt_claims, limits, transforms
 from extproc.policies.guards import stages as guard_stages
 from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.engine import record as record_guard
 from extproc.policies.guards.stream import StreamGuard
 from extproc.policies.guards.stream_hold import StreamHold, error_event
 from extproc.providers import default_model, fixed_model, operations_of
+from extproc.store import FAIL_CLOSED, Store
 from extproc.translate import pair_for
 from extproc.translate.base import RequestContext, ResponseTranslation, TranslationError, encode
 from extproc.usage import Usage
@@ -71,6 +72,10 @@ def _own_reply(resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
             del headers[:]
             headers.extend(keep)
     return resp
+
+
+# A request's output bound, for its token reservation (OpenAI chat, Responses, Anthropic).
+_MAX_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 @dataclass
@@ -113,7 +118,7 @@ class RouterRequest:
     input_messages: str | None = None
     output_messages: str | None = None
     # --- prompt guards (extproc/policies/guards) ---
-    defer_direct: bool = False  # a direct route's guarded body waits for on_request_body_async
+    defer_direct: bool = False  # a direct route's guarded body waits for _direct_guards
     deferred: tuple[ep.HttpBody, dict[str, Any]] | None = None
     response_guards: tuple[GuardConfig, ...] = ()  # for a complete JSON response
     stream_guard: StreamGuard | None = None  # regex guards on a streamed response
@@ -125,6 +130,19 @@ class RouterRequest:
     # --- policies (extproc/policies/): who is calling, set on the request headers
     identity: Identity | None = None  # None: anonymous (or no API key policy)
     authn: AuthnConfig | None = None  # the authentication of the route matched on the headers
+    # --- limits and cost (extproc/policies/limits.py, extproc/cost.py) -------------------------
+    store: Store | None = None  # the limits store (None: this worker enforces no limits)
+    failure_mode: str = FAIL_CLOSED  # when the store is unreachable
+    route_name: str = ""  # the Envoy route matched on the request headers: its limits apply
+    limit_rules: tuple[LimitRuleConfig, ...] = ()
+    limit_header_values: dict[str, str] = field(default_factory=dict)  # for `header:<name>` descriptors
+    applied_limits: tuple[limits.Applied, ...] = ()
+    limit_headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* on the response
+    reserved_tokens: tuple[float, ...] = ()  # per applied limit, given back at charge
+    estimated_tokens: int = 0  # this request's token reservation (limits.estimate_tokens)
+    cost_usd: float | None = None
+    pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
+    body_aliased: bool = False  # the body's model was an alias: the body is rewritten (parse -> forward)
 
     # --- request ---------------------------------------------------------------------------
 
@@ -142,6 +160,7 @@ class RouterRequest:
     ) -> ep.ProcessingResponse:
         headers = header_dict(msg)
         self.path = headers.get(":path", "")
+        self.op = operation_of(self.path)  # the client's schema for a refusal; the routes map refines it below
         authn_mutation: ep.HeaderMutation | None = None
         own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
         if own is not None and own not in self.config.authn and self.latest_config is not None:
@@ -153,6 +172,13 @@ class RouterRequest:
             refused, authn_mutation = self._authenticate(headers, route_name, jwt_found or {})
             if refused is not None:
                 return refused
+        if isinstance(route_name, str):
+            self.route_name = route_name
+            self.limit_rules = self.config.limits.get(route_name, ())
+            for rule in self.limit_rules:
+                for key in rule.keys:
+                    if key.startswith("header:") and (value := headers.get(key[7:].lower())):
+                        self.limit_header_values[key] = value
         pid = self.config.direct_routes.get(route_name) if isinstance(route_name, str) else None
         provider = self.config.providers.get(pid) if pid else None
         # The backend's policies.ai.routes (operation per path suffix, or raw passthrough).
@@ -171,6 +197,8 @@ class RouterRequest:
             return self._models()
         if msg.end_of_stream and self.op and self.op.needs_model:
             return self._error(400, "The request has no body; a JSON body with `model` is required.", "missing_body")
+        if msg.end_of_stream:
+            self.limit_rules = ()  # no body follows: limits apply to API operations with a body
         if provider is not None:
             # The route cannot change after the body is read: do the provider work here and
             # save the attempt stage's ext_proc stream (controlplane/gatewayapi/direct.py).
@@ -269,14 +297,41 @@ class RouterRequest:
         return None, mutation
 
     def on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """The request body without limits (a route with none, or no store)."""
+        parsed = self._guarded(self._parse_body, msg)
+        if isinstance(parsed, ep.ProcessingResponse):
+            return parsed
+        return self._guarded(self._forward_body, msg, parsed)
+
+    async def process_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+        """The request body in the documented order: (authenticate,) limit, then guard, transform, translate."""
+        # On a guarded direct route the request guards run before the provider work (deferred).
+        self.defer_direct = self.direct is not None and self.direct.guards() is not None
+        if not self.limit_rules or self.store is None:
+            resp = self.on_request_body(msg)
+        else:
+            parsed = self._guarded(self._parse_body, msg)
+            if isinstance(parsed, ep.ProcessingResponse):
+                return parsed
+            refused = await self._limit()
+            if refused is not None:
+                return self.note_immediate(refused)
+            resp = self._guarded(self._forward_body, msg, parsed)
+        return await self._direct_guards(resp)
+
+    def _guarded(self, step: Callable[..., Any], *args: Any) -> Any:
         try:
-            resp = self._on_request_body(msg)
+            out = step(*args)
         except TranslationError as exc:  # the client's mistake: a 400 in its schema, nothing to log
-            resp = self._error(exc.status, exc.message, exc.code, param=exc.param)
+            out = self._error(exc.status, exc.message, exc.code, param=exc.param)
         except Exception:  # our bug: visible in the log, a 500 in the client's schema (never "retry shortly")
             log.exception("router stage failed on the request body (%s)", self.op.name if self.op else "no operation")
-            resp = self._error(500, "The gateway failed to process the request.", "gateway_error")
-        return self.note_immediate(resp)
+            out = self._error(500, "The gateway failed to process the request.", "gateway_error")
+        if not isinstance(out, ep.ProcessingResponse):
+            return out
+        if out.HasField("immediate_response") and self.applied_limits:
+            self._settle_limits()  # refused after the limit check: its token reservation goes back
+        return self.note_immediate(out)
 
     def note_immediate(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
         """Count an answer this stage gives itself (its errors, `/models`, a direct route's refusal).
@@ -294,7 +349,73 @@ class RouterRequest:
             resp.dynamic_metadata.CopyFrom(self._metadata())  # the access log and the trace see it too
         return resp
 
-    def _on_request_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
+    # --- limits --------------------------------------------------------------------------------
+
+    async def _limit(self) -> ep.ProcessingResponse | None:
+        assert self.store is not None
+        self.applied_limits = limits.applicable(self.limit_rules, value=self._descriptor, now=time.time())
+        decision = await limits.check(
+            self.applied_limits, store=self.store, failure_mode=self.failure_mode, tokens=self.estimated_tokens
+        )
+        if decision.allowed:
+            self.limit_headers = decision.headers
+            self.reserved_tokens = decision.reserved
+            return None
+        self.applied_limits = ()  # refused: nothing to charge
+        if decision.status == 429:
+            limits.REJECTIONS.labels(self.gateway, self._route_key(), decision.kind).inc()
+        self.done = True
+        return errors.immediate(
+            status=decision.status,
+            message=decision.message,
+            code="rate_limit_exceeded" if decision.status == 429 else "limits_unavailable",
+            anthropic=self.op is not None and self.op.client_api == "anthropic",
+            headers=decision.headers,
+        )
+
+    def _descriptor(self, key: str) -> str | None:
+        """A limit descriptor's value for this request (None: the rule does not apply to it)."""
+        if key == "route":
+            return self._route_key() or None
+        if key == "model":
+            return self.request_model or None
+        if key == "backend":
+            return self.direct.provider.backend if self.direct is not None and self.direct.provider else None
+        if key.startswith("header:"):
+            return self.limit_header_values.get(key)
+        return self.identity.field(key) if self.identity is not None else None
+
+    def _route_key(self) -> str:
+        return self.route or wire.route_of_route_name(self.route_name) or ""
+
+    def _settle_limits(self, *, interrupted: bool = False) -> None:
+        """Price the response (once) and queue the charge of its real usage."""
+        provider = self._provider(self.provider_id) if self.provider_id else None
+        model = self.response_model or self.request_model
+        self.cost_usd = cost.request_cost(
+            usage=self.usage, kind=self.provider, model=model, overrides=provider.pricing if provider else ()
+        )
+        if self.applied_limits and self.store is not None:
+            self.pending = limits.charge(
+                self.applied_limits,
+                store=self.store,
+                usage=self.usage,
+                cost_usd=self.cost_usd,
+                failure_mode=self.failure_mode,
+                reserved=self.reserved_tokens,
+                interrupted=interrupted,
+            )
+            self.applied_limits = ()
+
+    async def settle(self) -> None:
+        """Run the queued charge (the server awaits this after each response message)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
+
+    # --- request body --------------------------------------------------------------------------
+
+    def _parse_body(self, msg: ep.HttpBody) -> ep.ProcessingResponse | dict[str, Any]:
         op = self.op
         try:
             body = orjson.loads(msg.body)
@@ -342,6 +463,10 @@ class RouterRequest:
                     self.direct.routed_model = target
                     self.direct.body_changed = True
         self.request_model = model if isinstance(model, str) else ""
+        self.body_aliased = aliased
+        if self.limit_rules:
+            bound = next((body[k] for k in _MAX_OUTPUT_FIELDS if isinstance(body.get(k), int)), None)
+            self.estimated_tokens = limits.estimate_tokens(body_bytes=len(msg.body), max_output=bound)
         if self.record_content and op is not None:
             self.input_messages = trace_content.input_messages(body)
         encoding = body.get("encoding_format")
@@ -352,6 +477,9 @@ class RouterRequest:
             self.client_wants_usage = not op.stream_usage_option or (
                 isinstance(options, dict) and options.get("include_usage") is True
             )
+        return body
+
+    def _forward_body(self, msg: ep.HttpBody, body: dict[str, Any]) -> ep.ProcessingResponse:
         if self.direct is not None:
             if self.defer_direct:
                 self.deferred = (msg, body)
@@ -363,16 +491,14 @@ class RouterRequest:
         else:
             common.header_mutation.remove_headers.append(wire.MODEL_HEADER)
         common.clear_route_cache = True
-        if aliased:  # the one body this stage rewrites: the model, before any provider sees it
+        if self.body_aliased:  # the one body this stage rewrites: the model, before any provider sees it
             new_body = encode(body)
             common.header_mutation.set_headers.append(set_header("content-length", str(len(new_body))))
             common.body_mutation.body = new_body
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=common))
 
-    async def on_request_body_async(self, msg: ep.HttpBody) -> ep.ProcessingResponse:
-        """`on_request_body`; on a guarded direct route, the request guards run before the provider work."""
-        self.defer_direct = self.direct is not None and self.direct.guards() is not None
-        resp = self.on_request_body(msg)
+    async def _direct_guards(self, resp: ep.ProcessingResponse) -> ep.ProcessingResponse:
+        """On a guarded direct route, the deferred request guards, then the provider work."""
         if self.deferred is None:
             return _own_reply(resp) if self.direct is not None else resp
         body_msg, parsed = self.deferred
@@ -410,6 +536,8 @@ class RouterRequest:
         msg = req.response_headers
         headers = header_dict(msg)
         resp = ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+        for key, value in self.limit_headers.items():  # x-ratelimit-* on every response of a limited route
+            resp.response_headers.response.header_mutation.set_headers.append(set_header(key, value))
         original = headers.pop(wire.UPSTREAM_STATUS_HEADER, None)
         if original is not None:  # the attempt stage turned a 429 into a 503 for outlier detection
             headers[":status"] = original
@@ -712,6 +840,7 @@ class RouterRequest:
         if self.translation is not None:
             self.usage = self.translation.usage
             self.response_model = self.translation.response_model
+        self._settle_limits(interrupted=interrupted)
         self._record(now=time.monotonic(), interrupted=interrupted)
         return self._metadata()
 
@@ -739,6 +868,7 @@ class RouterRequest:
             interrupted=interrupted,
             status=self.status,
             error_type=error_type,
+            cost_usd=self.cost_usd if ok else None,
         )
 
     def _envoy_error_type(self) -> str:
@@ -765,6 +895,10 @@ class RouterRequest:
             ):
                 if value is not None:
                     meta[key] = value
+            # Global token limits took 1 hit at the start; Envoy sends the rest at stream end.
+            meta[wire.RLS_TOKEN_HITS_KEY] = str(max(0, (self.usage.input or 0) + (self.usage.output or 0) - 1))
+        if self.cost_usd is not None:
+            meta["cost_usd"] = round(self.cost_usd, 9)
         if self.recorded_error_type:
             meta["error.type"] = self.recorded_error_type
         if self.input_messages is not None:

@@ -23,14 +23,24 @@ from extproc.headers import attribute
 from extproc.operations import Operation
 from extproc.policies import jwt_claims
 from extproc.router_stage import RouterRequest
+from extproc.store import FAIL_CLOSED, Store
 
 log = logging.getLogger("llmgw.extproc")
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
-    def __init__(self, holder: ConfigHolder, *, cooldowns: CooldownBoard | None = None) -> None:
+    def __init__(
+        self,
+        holder: ConfigHolder,
+        *,
+        cooldowns: CooldownBoard | None = None,
+        store: Store | None = None,
+        failure_mode: str = FAIL_CLOSED,
+    ) -> None:
         self.holder = holder
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
+        self.store = store  # limits and budgets (extproc/store); None: no limits enforced
+        self.failure_mode = failure_mode
         # Prompts and completions in the dynamic metadata (traces), only when the operator opted in.
         self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
@@ -69,6 +79,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             config=config,
             cooldowns=self.cooldowns,
             latest_config=lambda: holder.current,
+            store=self.store,
+            failure_mode=self.failure_mode,
             record_content=self.record_content,
         )
         try:
@@ -82,7 +94,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             jwt_found=jwt_claims.payloads(req),
                         )
                     elif which == "request_body":
-                        yield await router.on_request_body_async(req.request_body)
+                        yield await router.process_request_body(req.request_body)
                     elif which == "response_headers":
                         yield router.on_response_headers(req)
                     elif which == "response_body":
@@ -91,11 +103,23 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                         yield _passthrough(which)
                 except Exception:
                     yield router.note_immediate(_failed("router", which, router.op))
+                if router.pending is not None:
+                    await _settle(router)
         finally:
             try:
-                router.on_stream_closed()  # a response cut after it started still counts
+                router.on_stream_closed()  # a response cut after it started still counts (and is charged)
             except Exception:
                 log.exception("router stage failed on stream close")
+            if router.pending is not None:
+                await _settle(router)
+
+
+async def _settle(router: RouterRequest) -> None:
+    """The charge of a finished response (after its last message went back to Envoy)."""
+    try:
+        await router.settle()
+    except Exception:
+        log.exception("charging limits failed")
 
 
 def _failed(stage: str, which: str | None, op: Operation | None) -> ep.ProcessingResponse:

@@ -50,6 +50,9 @@ PROVIDER_METADATA_KEY = "provider"
 # Access-log fields of the prompt guards' decisions (`kind:action,...`; never any text).
 GUARD_REQUEST_METADATA_KEY = "guardrail.request"
 GUARD_RESPONSE_METADATA_KEY = "guardrail.response"
+# Dynamic metadata: a response's tokens less the 1 hit its global token limits took at the start;
+# Envoy's ratelimit filter sends it at stream end (controlplane/xds/ratelimit.py).
+RLS_TOKEN_HITS_KEY = "rls_token_hits"
 
 # Set to "1" in the workers' environment when traces may carry prompts and completions
 # (`llmgw run --trace-content`): the router stage then writes them as dynamic metadata.

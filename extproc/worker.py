@@ -22,6 +22,7 @@ from extproc.configclient import ConfigHolder, watch_config
 from extproc.cooldown import CooldownBoard
 from extproc.policies.guards import remote as guard_services
 from extproc.server import ExternalProcessor
+from extproc.store import describe, failure_mode, open_store
 
 log = logging.getLogger("llmgw.extproc")
 
@@ -36,7 +37,10 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
             ("grpc.max_send_message_length", -1),
         ]
     )
-    processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env())
+    store = open_store()
+    mode = failure_mode()
+    log.info("extproc worker %s: limits store %s (%s)", name, describe(os.environ.get("LLMGW_STORE", "")), mode)
+    processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode)
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(
         watch_config(target=config_target, holder=holder, worker=name, tls_dir=config_tls_dir), name="config-watch"
@@ -82,6 +86,7 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
         if started:
             await server.stop(grace=2)
         await guard_services.close_shared()
+        await store.close()
 
 
 def run(*, listen: str, config_target: str, name: str, config_tls_dir: str | None = None) -> int:

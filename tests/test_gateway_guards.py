@@ -480,7 +480,13 @@ def test_decisions_are_access_log_fields(gateway_factory: type[GatewayProcess], 
     fake.set_behaviour(response_text=CARD_TEXT)
     ask(oai(gw, "/claude"), "zebra-prompt-text to bob@example.com")
     list(ask(oai(gw), "zebra-prompt-text", stream=True))  # type: ignore[call-overload]
-    assert gw.stop() == 0  # flushes the access log
+    # Envoy flushes its access log about once a second: wait for the three lines (a loaded
+    # machine can stop it before the last flush).
+    wait_until(
+        lambda: sum('"guardrail.' in line for line in gw.log().splitlines()) >= 3 or None,
+        "three guarded access-log lines",
+    )
+    assert gw.stop() == 0
     log = gw.log()
     entries = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"guardrail.' in line]
     fields = [

@@ -72,7 +72,7 @@ def response_headers(
 
 def test_direct_route_mask_replaces_the_body_and_its_length() -> None:
     rr = direct_router(config())
-    resp = asyncio.run(rr.on_request_body_async(ep.HttpBody(body=chat("mail a@b.co"), end_of_stream=True)))
+    resp = asyncio.run(rr.process_request_body(ep.HttpBody(body=chat("mail a@b.co"), end_of_stream=True)))
     common = resp.request_body.response
     sent = orjson.loads(common.body_mutation.body)
     assert sent["messages"][0]["content"] == "mail <EMAIL_ADDRESS>"
@@ -83,7 +83,7 @@ def test_direct_route_mask_replaces_the_body_and_its_length() -> None:
 
 def test_direct_route_rejection_is_the_routers_own_reply() -> None:
     rr = direct_router(config())
-    resp = asyncio.run(rr.on_request_body_async(ep.HttpBody(body=chat("ssn 123-45-6789"), end_of_stream=True)))
+    resp = asyncio.run(rr.process_request_body(ep.HttpBody(body=chat("ssn 123-45-6789"), end_of_stream=True)))
     status, doc = immediate_json(resp)
     assert status == 422 and doc["error"]["message"] == "No SSNs." and rr.done
     assert not [k for k in header_sets(resp.immediate_response.headers) if k.startswith("x-llmgw")]
@@ -109,7 +109,7 @@ def test_attempt_stage_rejection_carries_its_decisions_to_the_router() -> None:
 
 def test_json_response_mask_drops_the_length_and_reports() -> None:
     rr = direct_router(config())
-    asyncio.run(rr.on_request_body_async(ep.HttpBody(body=chat("hi"), end_of_stream=True)))
+    asyncio.run(rr.process_request_body(ep.HttpBody(body=chat("hi"), end_of_stream=True)))
     answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "card 4111111111111111"}}]}
     raw = orjson.dumps(answer)
     headers = response_headers(rr, {"content-length": str(len(raw))})
@@ -122,7 +122,7 @@ def test_json_response_mask_drops_the_length_and_reports() -> None:
 
 def test_streams_are_not_guarded_unless_enabled_and_say_so() -> None:
     rr = direct_router(config(streaming=False))
-    asyncio.run(rr.on_request_body_async(ep.HttpBody(body=chat("hi", stream=True), end_of_stream=True)))
+    asyncio.run(rr.process_request_body(ep.HttpBody(body=chat("hi", stream=True), end_of_stream=True)))
     headers = response_headers(rr, stream=True)
     assert rr.stream_guard is None and rr.stream_hold is None
     assert llmgw_meta(headers)[wire.GUARD_RESPONSE_METADATA_KEY] == "regex:not_applied"

@@ -15,6 +15,7 @@ from typing import Any
 from controlplane.gatewayapi import ai_transforms
 from controlplane.gatewayapi.ai_guards import prompt_guard
 from controlplane.gatewayapi.cloud_auth import cloud_auth, region_params
+from controlplane.gatewayapi.pricing import parse_pricing
 from controlplane.gatewayapi.provider_kinds import KINDS, ProviderKind, settings_of
 from controlplane.gatewayapi.routes import parse_duration
 from controlplane.ir import TLSIR, AuthIR, BackendIR, ProviderIR, TransformsIR
@@ -226,7 +227,7 @@ def _provider(
         ctx.fail(f"{where}.{kind}", "must be a mapping")
         return None
     agentgateway = ctx.res.kind == "AgentgatewayBackend"
-    ctx.unknown(where, block, _PROVIDER_FIELDS | {kind} | (_OVERRIDE_FIELDS if agentgateway else set()))
+    ctx.unknown(where, block, _PROVIDER_FIELDS | {kind} | (_OVERRIDE_FIELDS if agentgateway else {"pricing"}))
     ctx.unknown(f"{where}.{kind}", settings, {"model", "guardrail", *defaults.fields})
     if agentgateway:
         block = _overrides(ctx, where, block)
@@ -293,6 +294,7 @@ def _provider(
         path_prefix=prefix.rstrip("/"),
         auth=auth,
         settings=tuple(sorted(kind_settings.items())),
+        pricing=parse_pricing(ctx, f"{where}.pricing", block.get("pricing")),
         transforms=ctx.transforms.get(f"{where}.policies"),
     )
 

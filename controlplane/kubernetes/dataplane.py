@@ -56,6 +56,8 @@ async def serve(args: argparse.Namespace) -> int:
     state_dir = socket_dir / "state"
     shutil.rmtree(state_dir, ignore_errors=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LLMGW_STATE_DIR": str(state_dir)}
+    # Limits: one SQLite file for the pod's workers, unless GatewayParameters names a shared Redis.
+    env.setdefault("LLMGW_STORE", f"sqlite:{socket_dir / 'limits.db'}")
 
     def died(pid: int) -> None:
         with contextlib.suppress(Exception):

@@ -156,6 +156,20 @@ def _get(spec: Mapping[str, Any], *path: str) -> Any:
     return node
 
 
+def limits_env(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """GatewayParameters `extproc.limits` -> the extproc's store environment (extproc/store):
+    replicas given one Redis URL (from a Secret: it may hold a password) share their limits."""
+    env: list[dict[str, Any]] = []
+    ref = _get(spec, "extproc", "limits", "storeSecretRef")
+    if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+        key = ref.get("key") if isinstance(ref.get("key"), str) else "url"
+        env.append({"name": "LLMGW_STORE", "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": key}}})
+    mode = _get(spec, "extproc", "limits", "failureMode")
+    if mode in ("FailOpen", "FailClosed"):
+        env.append({"name": "LLMGW_STORE_FAILURE_MODE", "value": mode})
+    return env
+
+
 def selector_labels(gateway: Resource) -> dict[str, str]:
     return {"app.kubernetes.io/name": "llmgw-gateway", GATEWAY_LABEL: gateway.name}
 
@@ -388,6 +402,9 @@ def _pod_template(
         "securityContext": restricted(),
         "volumeMounts": volume_mounts(),
     }
+    store_env = limits_env(spec)
+    if store_env:
+        extproc["env"] = store_env
     if pull:
         envoy["imagePullPolicy"] = extproc["imagePullPolicy"] = pull
     pod_labels = {**_strings(_get(spec, "pod", "labels")), **labels}

@@ -28,6 +28,7 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "gen_ai.usage.output_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.output_tokens)%",
     "gen_ai.usage.cache_read_input_tokens": "%DYNAMIC_METADATA(llmgw:gen_ai.usage.cache_read_input_tokens)%",
     "gen_ai.server.time_to_first_token_ms": "%DYNAMIC_METADATA(llmgw:gen_ai.server.time_to_first_token_ms)%",
+    "cost_usd": "%DYNAMIC_METADATA(llmgw:cost_usd)%",
     # The caller (extproc/identity.py), never the key: the key's id, its user, team and tenant.
     "key_id": "%DYNAMIC_METADATA(llmgw:key_id)%",
     "user": "%DYNAMIC_METADATA(llmgw:user)%",

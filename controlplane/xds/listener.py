@@ -6,6 +6,7 @@ from typing import Any
 
 from controlplane.ir import ListenerIR
 from controlplane.limits import H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW, Limits
+from controlplane.xds import ratelimit
 from controlplane.xds.access_log import access_log
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
@@ -49,6 +50,7 @@ def listener_resource(
         },
         "http_filters": [
             *([jwt] if (jwt := jwt_authn_filter(listener)) else []),
+            *ratelimit.listener_filters(listener),  # traffic.rateLimit.global (Envoy's own filter)
             router_stage_filter(listener.gateway, jwt=jwt is not None),
             {
                 "name": "envoy.filters.http.router",

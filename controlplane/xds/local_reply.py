@@ -26,6 +26,8 @@ _ANTHROPIC_BY_CODE = {
     "request_too_large": "request_too_large",
     "upstream_unavailable": "overloaded_error",
     "gateway_unavailable": "overloaded_error",
+    "rate_limit_exceeded": "rate_limit_error",
+    "limits_unavailable": "overloaded_error",
 }
 
 
@@ -54,11 +56,17 @@ _ANTHROPIC_CLIENT = "request.url_path.endsWith('/messages')"
 
 
 def _mappers(
-    flags: list[str] | None, status: int | None, body: dict[str, Any], *, details: str = ""
+    flags: list[str] | None,
+    status: int | None,
+    body: dict[str, Any],
+    *,
+    details: str = "",
+    headers: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Two mappers: the Anthropic schema for Anthropic clients (/messages) first, then OpenAI's.
 
     `details`: only replies whose response code details start with it (e.g. jwt_authn's).
+    `headers`: added to the reply (e.g. Retry-After).
     """
     flt: dict[str, Any]
     if flags:
@@ -69,9 +77,10 @@ def _mappers(
         # Only replies Envoy made itself: the extproc's own errors carry details "llmgw_*".
         flt = _cel(f"response.code == {status} && !response.code_details.startsWith('llmgw_')")
     anthropic = {"and_filter": {"filters": [flt, _cel(_ANTHROPIC_CLIENT)]}}
+    extra = {"headers_to_add": headers} if headers else {}
     return [
-        {"filter": anthropic, "body_format_override": _anthropic_error(body)},
-        {"filter": flt, "body_format_override": body},
+        {"filter": anthropic, "body_format_override": _anthropic_error(body), **extra},
+        {"filter": flt, "body_format_override": body, **extra},
     ]
 
 
@@ -105,6 +114,35 @@ def local_reply_config() -> dict[str, Any]:
                 _openai_error(
                     "Upstream provider unavailable: %LOCAL_REPLY_BODY%", "server_error", "upstream_unavailable"
                 ),
+            ),
+            # Envoy's ratelimit filter (traffic.rateLimit.global, xds/ratelimit.py): refused, or the
+            # rate-limit service unreachable with failureMode FailClosed.
+            *_mappers(
+                ["RL"],
+                None,
+                _openai_error(
+                    "Rate limit reached (rate-limit service); retry after %RESP(X-RATELIMIT-RESET)% s.",
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                ),
+                headers=[
+                    {
+                        "header": {"key": "retry-after", "value": "%RESP(X-RATELIMIT-RESET)%"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+            ),
+            *_mappers(
+                ["RLSE"],
+                None,
+                _openai_error(
+                    "The gateway cannot check this route's rate limits right now; retry shortly.",
+                    "server_error",
+                    "limits_unavailable",
+                ),
+                headers=[
+                    {"header": {"key": "retry-after", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                ],
             ),
             *_mappers(
                 ["UT", "SI"],

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from controlplane.ir import HeaderModIR, ListenerIR, MatchIR, RouteIR
-from controlplane.xds import jwt_authn, names
+from controlplane.xds import jwt_authn, names, ratelimit
 from controlplane.xds.common import TYPE_PREFIX as _T
 from controlplane.xds.common import duration
 from extproc import wire
@@ -189,13 +189,17 @@ def _route(
         # The extproc buffers the whole request and response of AI routes; the connection's own
         # buffer stays small (Limits.connection_buffer_bytes). Larger bodies get 413.
         out["request_body_buffer_limit"] = str(max(body_limit, int(out.get("request_body_buffer_limit", 0))))
+    if rate_limit_filters := ratelimit.route_filter_config(r):
+        out.setdefault("typed_per_filter_config", {}).update(rate_limit_filters)
     if not r.ai:
-        out["typed_per_filter_config"] = {
-            names.ROUTER_STAGE_FILTER: {
-                "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
-                "disabled": True,
+        out.setdefault("typed_per_filter_config", {}).update(
+            {
+                names.ROUTER_STAGE_FILTER: {
+                    "@type": _T + "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+                    "disabled": True,
+                }
             }
-        }
+        )
     jwt = jwt_authn.per_route(r)
     if jwt is not None:
         out.setdefault("typed_per_filter_config", {})[jwt_authn.FILTER_NAME] = jwt

@@ -36,6 +36,7 @@ import envoy.extensions.filters.http.credential_injector.v3.credential_injector_
 import envoy.extensions.filters.http.ext_proc.v3.ext_proc_pb2
 import envoy.extensions.filters.http.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
+import envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
 import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2
@@ -52,7 +53,7 @@ from google.protobuf.message import Message
 
 from controlplane.ir import IR
 from controlplane.limits import Limits
-from controlplane.xds import names
+from controlplane.xds import names, ratelimit
 from controlplane.xds.cluster import SYSTEM_CA_FILE, cluster_resources
 from controlplane.xds.credential_injector import sds_secrets
 from controlplane.xds.jwt_authn import jwks_clusters
@@ -141,6 +142,7 @@ def translate(
             res.clusters.append(cluster)
             if cla is not None:
                 res.endpoints.append(cla)
+    res.clusters.extend(ratelimit.clusters(ir.listeners))  # rate-limit services (traffic.rateLimit.global)
     res.clusters.extend(jwks_clusters(ir.listeners, system_ca_file=system_ca_file))
     if tracing is not None:
         res.clusters.append(collector_cluster(tracing))

@@ -23,6 +23,7 @@ from controlplane.cli import build_parser
 from controlplane.kubernetes import provision
 from controlplane.resources import Resource
 from tests.helm_render import render_chart
+from tests.test_crds import schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llmgw"
@@ -92,6 +93,17 @@ def test_redis_value_becomes_class_wide_gateway_parameters() -> None:
         "storeSecretRef": {"name": "llmgw-redis", "key": "url"},
         "failureMode": "FailOpen",
     }
+    crd = yaml.safe_load((ROOT / "crds" / "llmgw.dev_gatewayparameters.yaml").read_text())
+    assert schema_errors(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], params) == []
+    # What the data plane pods get from it (provision.py, as docs/limits.md documents).
+    _, extproc = provision.desired_objects(
+        Resource("gateway.networking.k8s.io/v1", "Gateway", "gw", "team", {"spec": {"listeners": []}}),
+        spec=params["spec"],
+        settings=provision.Settings(image="llmgw:1", xds_host="ctl"),
+    )[2]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "LLMGW_STORE", "valueFrom": {"secretKeyRef": {"name": "llmgw-redis", "key": "url"}}} in extproc[
+        "env"
+    ]
     ref = gc["spec"]["parametersRef"]
     assert (ref["group"], ref["kind"], ref["name"]) == ("llmgw.dev", "GatewayParameters", params["metadata"]["name"])
     assert ref["namespace"] == params["metadata"]["namespace"]

@@ -137,7 +137,8 @@ def test_compose_file_is_accepted_by_docker_compose() -> None:
 
 def test_compose_stack_structure() -> None:
     services = compose()["services"]
-    assert set(services) == {"fake-provider", "gateway", "prometheus", "grafana"}
+    assert set(services) == {"fake-provider", "redis", "gateway", "prometheus", "grafana"}
+    assert services["gateway"]["environment"]["LLMGW_STORE"] == "redis://redis:6379/0"  # replicas share limits
     for name, svc in services.items():
         for volume in svc.get("volumes", []):
             host = volume.split(":")[0]

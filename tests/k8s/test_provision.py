@@ -271,3 +271,14 @@ def test_xds_mutual_tls_mounts_the_gateways_client_secret(tls: bool) -> None:
     else:
         assert "xds-tls" not in volumes and "--config-tls-dir" not in extproc["args"]
         assert "transport_socket" not in xds
+
+
+def test_replicas_point_at_one_redis_through_a_secret() -> None:
+    spec = {"replicas": 2, "extproc": {"limits": {"storeSecretRef": {"name": "redis"}, "failureMode": "FailOpen"}}}
+    _, extproc = objects(gateway(), spec)["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert extproc["env"] == [
+        {"name": "LLMGW_STORE", "valueFrom": {"secretKeyRef": {"name": "redis", "key": "url"}}},
+        {"name": "LLMGW_STORE_FAILURE_MODE", "value": "FailOpen"},
+    ]
+    _, plain = objects(gateway())["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert "env" not in plain  # the pod's own SQLite store (dataplane.py)
