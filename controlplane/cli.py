@@ -124,7 +124,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _extproc(args: argparse.Namespace) -> int:
     from extproc.worker import run
 
-    return run(listen=args.listen, config_target=args.config, name=args.name)
+    return run(listen=args.listen, config_target=args.config, name=args.name, config_tls_dir=args.config_tls_dir)
 
 
 def _epp(args: argparse.Namespace) -> int:
@@ -186,6 +186,7 @@ def _controller(args: argparse.Namespace) -> int:
             image=image,
             xds_host=args.xds_service or f"llmgw-controller.{namespace}.svc.cluster.local",
             xds_port=int(port),
+            xds_tls=not args.xds_plaintext,
         ),
         namespace=namespace,
         identity=args.identity or os.environ.get("POD_NAME", ""),
@@ -326,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--xds-service",
         default=None,
         help="host name data plane pods reach that port by (default: llmgw-controller.<namespace>.svc.cluster.local)",
+    )
+    ctl.add_argument(
+        "--xds-plaintext",
+        action="store_true",
+        help="serve ADS and the config channel without mutual TLS (they carry keys: only where a service mesh "
+        "already encrypts and authenticates pod traffic; docs/https.md)",
     )
     ctl.add_argument(
         "--dataplane-image",

@@ -390,6 +390,24 @@ class VirtualHostIR:
     routes: tuple[RouteIR, ...]
 
 
+# --- HTTPS listeners (gatewayapi/listener_tls.py, xds/listener_tls.py)
+@dataclass(frozen=True)
+class TlsCertificateIR:
+    """A served certificate: its SDS secret name, the PEM chain and the PEM key (never in a repr)."""
+
+    secret: str  # "llmgw-tls/<ns>/<name>"
+    certificate_chain: str = field(repr=False)
+    private_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TlsChainIR:
+    """One filter chain of an HTTPS port: the SNI names it answers (() = any) and its certificates."""
+
+    server_names: tuple[str, ...]
+    certificates: tuple[TlsCertificateIR, ...]
+
+
 @dataclass(frozen=True)
 class ListenerIR:
     name: str  # "<gw ns>/<gw name>/<port>"
@@ -398,6 +416,7 @@ class ListenerIR:
     address: str
     virtual_hosts: tuple[VirtualHostIR, ...]
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    tls: tuple[TlsChainIR, ...] = ()  # HTTPS: one chain per listener hostname; () = plain HTTP
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmgw extproc", description="Run one extproc worker.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run(listen=args.listen, config_target=args.config, name=args.name)
+    return run(listen=args.listen, config_target=args.config, name=args.name, config_tls_dir=args.config_tls_dir)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="control plane address serving the extproc config channel",
     )
     parser.add_argument("--name", default="extproc", help="worker name used in logs")
+    parser.add_argument(
+        "--config-tls-dir",
+        default=None,
+        help="directory with ca.crt, tls.crt, tls.key: mutual TLS to the config channel (Kubernetes data planes)",
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 
@@ -45,12 +46,33 @@ class ConfigHolder:
         return True
 
 
-async def watch_config(*, target: str, holder: ConfigHolder, worker: str) -> None:
-    """Run forever: subscribe, apply each config, reconnect on failure."""
+def channel_credentials(tls_dir: str) -> grpc.ChannelCredentials:
+    """Mutual TLS to the controller: trust its CA, present this Gateway's certificate (re-read per connection,
+    so a reissued Secret is used once Kubernetes updates the mounted files)."""
+    base = Path(tls_dir)
+    return grpc.ssl_channel_credentials(
+        root_certificates=(base / wire.CONFIG_TLS_CA_FILE).read_bytes(),
+        private_key=(base / wire.CONFIG_TLS_KEY_FILE).read_bytes(),
+        certificate_chain=(base / wire.CONFIG_TLS_CERT_FILE).read_bytes(),
+    )
+
+
+def _channel(target: str, tls_dir: str | None) -> grpc.aio.Channel:
+    if tls_dir is None:
+        return grpc.aio.insecure_channel(target)
+    return grpc.aio.secure_channel(target, channel_credentials(tls_dir))
+
+
+async def watch_config(*, target: str, holder: ConfigHolder, worker: str, tls_dir: str | None = None) -> None:
+    """Run forever: subscribe, apply each config, reconnect on failure.
+
+    `tls_dir`: ca.crt, tls.crt, tls.key for mutual TLS (a Kubernetes data plane); None: plaintext, for
+    `llmgw run`, whose channel is a Unix socket only its user can open.
+    """
     delay = 0.1
     while True:
         try:
-            async with grpc.aio.insecure_channel(target) as channel:
+            async with _channel(target, tls_dir) as channel:
                 call = channel.unary_stream(
                     wire.CONFIG_WATCH_METHOD, request_serializer=None, response_deserializer=None
                 )
@@ -59,6 +81,8 @@ async def watch_config(*, target: str, holder: ConfigHolder, worker: str) -> Non
                     delay = 0.1
         except grpc.aio.AioRpcError as exc:
             log.debug("config channel: %s", exc.code())
+        except OSError as exc:  # the TLS files are not mounted (yet)
+            log.warning("config channel TLS files: %s", exc)
         except asyncio.CancelledError:
             raise
         await asyncio.sleep(delay)

@@ -76,6 +76,11 @@ OUTPUT_MESSAGES_KEY = "gen_ai.output.messages"
 
 CONFIG_SERVICE = "llmgw.config.v1.ExtprocConfig"
 CONFIG_WATCH_METHOD = f"/{CONFIG_SERVICE}/Watch"
+# Mutual TLS on the config channel (controlplane/kubernetes/xds_tls.py writes them, configclient.py reads
+# them): the file names in the mounted Secret.
+CONFIG_TLS_CA_FILE = "ca.crt"
+CONFIG_TLS_CERT_FILE = "tls.crt"
+CONFIG_TLS_KEY_FILE = "tls.key"
 
 # --- Envoy resource names -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from extproc.store import describe, failure_mode, open_store
 log = logging.getLogger("llmgw.extproc")
 
 
-async def serve(*, listen: str, config_target: str, name: str) -> None:
+async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: str | None = None) -> None:
     holder = ConfigHolder()
     # Buffered bodies arrive in one message; the body limit is enforced by Envoy, not here.
     server = grpc.aio.server(
@@ -43,7 +43,9 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
     processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode)
     holder.listeners.append(processor.loads.want_pools)  # scrape the model servers before the first pick
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
-    watcher = asyncio.create_task(watch_config(target=config_target, holder=holder, worker=name), name="config-watch")
+    watcher = asyncio.create_task(
+        watch_config(target=config_target, holder=holder, worker=name, tls_dir=config_tls_dir), name="config-watch"
+    )
     diag = memdiag.start_from_env(name=name)  # None unless LLMGW_TRACEMALLOC_DIR is set
     await guard_services.open_shared()
     stop = asyncio.Event()
@@ -89,10 +91,10 @@ async def serve(*, listen: str, config_target: str, name: str) -> None:
         await store.close()
 
 
-def run(*, listen: str, config_target: str, name: str) -> int:
+def run(*, listen: str, config_target: str, name: str, config_tls_dir: str | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("LLMGW_LOG_LEVEL", "INFO"),
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
-    uvloop.run(serve(listen=listen, config_target=config_target, name=name))
+    uvloop.run(serve(listen=listen, config_target=config_target, name=name, config_tls_dir=config_tls_dir))
     return 0

@@ -16,8 +16,9 @@ from controlplane.gatewayapi import ai_transforms
 from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.backends import is_ai_backend, translate_backend
 from controlplane.gatewayapi.direct import mark_direct_routes
-from controlplane.gatewayapi.grants import read_grants
+from controlplane.gatewayapi.grants import ReferenceGrants, read_grants
 from controlplane.gatewayapi.hostnames import Attached, build_listener
+from controlplane.gatewayapi.listener_tls import resolve_certificates
 from controlplane.gatewayapi.listeners import GATEWAY_API, GatewayListener, gateway_listeners
 from controlplane.gatewayapi.plain_backends import ServiceBackends, is_static_backend, translate_static
 from controlplane.gatewayapi.policies import is_policy, parse_policy
@@ -34,6 +35,8 @@ from controlplane.ir import (
     PoolIR,
     RetryIR,
     RouteIR,
+    TlsCertificateIR,
+    TlsChainIR,
 )
 from controlplane.resources import Problem, Resource, secret_data
 from extproc import wire
@@ -124,6 +127,7 @@ def translate(
     classes = {c.name: c for c in by_kind.get("GatewayClass", [])}
     listeners, listener_problems = gateway_listeners(by_kind.get("Gateway", []), classes)
     problems.extend(listener_problems)
+    listeners, certificates = _with_certificates(listeners, secrets, grants, problems)
 
     attachments = _attachments(by_kind, listeners, secrets, configmaps, clusters, problems)
     backends = [_with_backend_policy(b, attachments.backend.get(b.key)) for b in backends]
@@ -171,6 +175,7 @@ def translate(
             attached=routes,
             address=listen_address,
             max_body_bytes=max_body_bytes,
+            tls=_tls_chains(ports[(gw, port)], certificates),
         )
         for (gw, port), routes in sorted(attached.items())
     ]
@@ -192,6 +197,41 @@ def translate(
     for err in ir.validate():
         problems.append(Problem("", "configuration", "", f"internal: {err}"))
     return Translation(ir=ir, problems=problems, notes=notes)
+
+
+def _with_certificates(
+    listeners: list[GatewayListener],
+    secrets: Mapping[str, Mapping[str, str]],
+    grants: ReferenceGrants,
+    problems: list[Problem],
+) -> tuple[list[GatewayListener], dict[int, tuple[TlsCertificateIR, ...]]]:
+    """HTTPS listeners whose certificates resolve (the others are dropped with their problem),
+    and those certificates by listener (`id`)."""
+    kept: list[GatewayListener] = []
+    certificates: dict[int, tuple[TlsCertificateIR, ...]] = {}
+    for lst in listeners:
+        if lst.protocol == "HTTPS":
+            certs, problem = resolve_certificates(
+                gateway=lst.gateway, refs=lst.certificates, secrets=secrets, grants=grants
+            )
+            if problem is not None:
+                problems.append(problem)
+                continue
+            certificates[id(lst)] = certs
+        kept.append(lst)
+    return kept, certificates
+
+
+def _tls_chains(
+    listeners: list[GatewayListener], certificates: Mapping[int, tuple[TlsCertificateIR, ...]]
+) -> tuple[TlsChainIR, ...]:
+    """One SNI filter chain per HTTPS listener on a port (its hostname; none = any name)."""
+    chains = [
+        TlsChainIR(server_names=(lst.hostname,) if lst.hostname else (), certificates=certificates[id(lst)])
+        for lst in listeners
+        if lst.protocol == "HTTPS"
+    ]
+    return tuple(sorted(chains, key=lambda c: c.server_names))
 
 
 def _attachments(

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from controlplane.ir import ListenerIR, RouteIR, VirtualHostIR
+from controlplane.ir import ListenerIR, RouteIR, TlsChainIR, VirtualHostIR
 
 _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -109,6 +109,7 @@ def build_listener(
     attached: Sequence[Attached],
     address: str,
     max_body_bytes: int,
+    tls: tuple[TlsChainIR, ...] = (),
 ) -> ListenerIR:
     """One virtual host per distinct hostname on the port, plus "any" for the rest.
 
@@ -131,6 +132,7 @@ def build_listener(
         address=address,
         virtual_hosts=tuple(vhosts),
         max_body_bytes=max_body_bytes,
+        tls=tls,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.gatewayapi.hostnames import hostname_problem
+from controlplane.gatewayapi.listener_tls import CertRef, TlsProblem, parse_tls
 from controlplane.resources import Problem, Resource
 
 CONTROLLER_NAME = "llmgw.dev/gateway-controller"
@@ -68,6 +69,9 @@ class GatewayListener:
     port: int
     hostname: str | None
     allowed: AllowedRoutes = AllowedRoutes()
+    protocol: str = "HTTP"  # HTTP | HTTPS
+    certificates: tuple[CertRef, ...] = ()  # HTTPS: tls.certificateRefs, resolved in listener_tls.py
+    tls_unsupported: tuple[str, ...] = ()  # tls fields read and not acted upon (reported)
 
 
 def gateway_listeners(
@@ -92,16 +96,24 @@ def gateway_listeners(
             continue
         names: set[str] = set()
         hosts: set[tuple[int, str | None]] = set()
+        protocols: dict[int, str] = {}
         for i, raw in enumerate(listeners):
             lst, problem = _listener(gw, i, raw)
             if problem is None and lst is not None:
-                problem = _conflict(gw, i, lst, names, hosts, port_owner)
+                problem = _conflict(gw, i, lst, names, hosts, port_owner, protocols)
             if problem is not None:
                 problems.append(problem)
                 continue
             assert lst is not None
+            problems.extend(
+                Problem(
+                    gw.file, gw.ref, f"spec.listeners[{i}]{sub}", "is not supported by llmgw (ignored)", "Unsupported"
+                )
+                for sub in lst.tls_unsupported
+            )
             names.add(lst.name)
             hosts.add((lst.port, lst.hostname))
+            protocols.setdefault(lst.port, lst.protocol)
             port_owner.setdefault(lst.port, gw)
             out.append(lst)
     return out, problems
@@ -114,8 +126,19 @@ def _conflict(
     names: set[str],
     hosts: set[tuple[int, str | None]],
     port_owner: Mapping[int, Resource],
+    protocols: Mapping[int, str],
 ) -> Problem | None:
     fld = f"spec.listeners[{i}]"
+    other = protocols.get(lst.port)
+    if other is not None and other != lst.protocol:
+        return Problem(
+            gw.file,
+            gw.ref,
+            f"{fld}.protocol",
+            f"another listener on port {lst.port} is {other}; one port serves one protocol, "
+            "this listener is not served",
+            "ProtocolConflict",
+        )
     if lst.name in names:
         return Problem(gw.file, gw.ref, f"{fld}.name", f"duplicate listener name {lst.name!r}")
     owner = port_owner.get(lst.port)
@@ -151,8 +174,8 @@ def _listener(gw: Resource, i: int, raw: Any) -> tuple[GatewayListener | None, P
     if not isinstance(name, str) or not name:
         return bad(".name", "is required (a string)")
     proto = raw.get("protocol", "HTTP")
-    if proto != "HTTP":
-        return bad(".protocol", f"{proto} is not supported (HTTP only)", "UnsupportedProtocol")
+    if proto not in ("HTTP", "HTTPS"):
+        return bad(".protocol", f"{proto} is not supported by llmgw (HTTP and HTTPS)", "UnsupportedProtocol")
     port = raw.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         return bad(".port", f"must be 1-65535, got {port!r}")
@@ -163,7 +186,11 @@ def _listener(gw: Resource, i: int, raw: Any) -> tuple[GatewayListener | None, P
         allowed = _allowed_routes(raw.get("allowedRoutes"))
     except _Bad as exc:
         return bad(".allowedRoutes" + exc.sub, exc.message)
-    return GatewayListener(gw, name, port, host, allowed), None
+    try:
+        certs, unsupported = parse_tls(raw.get("tls"), protocol=proto, gateway_ns=gw.namespace, fld=fld)
+    except TlsProblem as exc:
+        return bad(exc.sub, exc.message, exc.reason)
+    return GatewayListener(gw, name, port, host, allowed, proto, certs, tuple(unsupported)), None
 
 
 class _Bad(Exception):

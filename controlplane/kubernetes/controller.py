@@ -23,6 +23,7 @@ AgentgatewayPolicy are watched when their CRDs are installed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import logging
@@ -39,7 +40,7 @@ from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from controlplane.health_metrics import ConfigHealth, ControlPlaneCollector
-from controlplane.kubernetes import provision
+from controlplane.kubernetes import provision, xds_tls
 from controlplane.kubernetes.client import Kube, KubeError
 from controlplane.kubernetes.informer import Informer, Obj
 from controlplane.kubernetes.leader import LeaderElector
@@ -116,6 +117,18 @@ def to_resource(obj: Obj) -> Resource:
     )
 
 
+def _decoded(secret: Obj) -> dict[str, str]:
+    data = secret.get("data") or {}
+    out = {k: base64.b64decode(v).decode() for k, v in data.items() if isinstance(v, str)}
+    out.update({k: v for k, v in (secret.get("stringData") or {}).items() if isinstance(v, str)})
+    return out
+
+
+def _version(live: Obj) -> dict[str, Any]:
+    meta = live.get("metadata") or {}
+    return {"resourceVersion": meta["resourceVersion"]} if "resourceVersion" in meta else {}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -134,6 +147,7 @@ class Controller:
         self.provision_errors: dict[str, str] = {}
         self.plan: Plan | None = None
         self.xds_port = 0
+        self.xds_ca: xds_tls.Pem | None = None
         self.reconciles = 0
         self.status_writes = 0
         self._problems: set[str] = set()
@@ -154,7 +168,15 @@ class Controller:
         self._grpc = grpc.aio.server(options=[("grpc.max_send_message_length", -1)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self._grpc)
         self._grpc.add_generic_rpc_handlers((self.channels.handler(),))
-        self.xds_port = self._grpc.add_insecure_port(self.opts.xds_listen)
+        if self.opts.settings.xds_tls:
+            # Mutual TLS with the data planes (kubernetes/xds_tls.py); the CA is shared by every replica.
+            self.xds_ca = await asyncio.to_thread(self._ensure_ca)
+            server = xds_tls.issue_server(self.xds_ca, hosts=[self.opts.settings.xds_host])
+            creds = xds_tls.server_credentials(self.xds_ca, server)
+            self.xds_port = self._grpc.add_secure_port(self.opts.xds_listen, creds)
+            self.ads.verify_peer = self.channels.verify_peer = True
+        else:
+            self.xds_port = self._grpc.add_insecure_port(self.opts.xds_listen)
         await self._grpc.start()
         for kind in TRANSLATED:
             keep = self._keep if kind in REFERENCED_ONLY else None
@@ -357,8 +379,61 @@ class Controller:
         if self.provision_errors != errors_before:
             self.mark_dirty()
 
+    def _ensure_ca(self) -> xds_tls.Pem:
+        """The xds CA from its Secret in the controller's namespace, created on first start."""
+        ns = self.opts.namespace
+        for _ in range(3):
+            live = self.kube.get("Secret", xds_tls.CA_SECRET, namespace=ns)
+            if live is not None:
+                data = _decoded(live)
+                return xds_tls.Pem(data.get("ca.crt", ""), data.get("ca.key", ""))
+            ca = xds_tls.new_ca()
+            try:
+                self.kube.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {"name": xds_tls.CA_SECRET, "namespace": ns, "labels": dict(provision.MANAGED_BY)},
+                        "type": "Opaque",
+                        "stringData": {"ca.crt": ca.cert, "ca.key": ca.key},
+                    }
+                )
+                log.info("created the xds CA Secret %s/%s", ns, xds_tls.CA_SECRET)
+                return ca
+            except KubeError as exc:
+                if exc.status != 409:  # another replica created it first: read theirs
+                    raise
+        raise RuntimeError(f"cannot read or create the Secret {ns}/{xds_tls.CA_SECRET}")
+
+    def _client_secret(self, gateway: Resource) -> str:
+        """The Gateway's client certificate Secret, (re)issued when missing or from another CA."""
+        if self.xds_ca is None:
+            return ""
+        name = xds_tls.client_secret_name(gateway.name)
+        live = self.kube.get("Secret", name, namespace=gateway.namespace)
+        if live is not None and not provision.owned_by(live, gateway):
+            return f"Secret {gateway.namespace}/{name} exists and is not owned by this Gateway; delete or rename it"
+        if live is None or not xds_tls.same_ca(_decoded(live), self.xds_ca):
+            client = xds_tls.issue_client(self.xds_ca, gateway=gateway.key)
+            desired = provision.client_secret(
+                gateway,
+                {xds_tls.CA_FILE: self.xds_ca.cert, xds_tls.CERT_FILE: client.cert, xds_tls.KEY_FILE: client.key},
+            )
+            if live is None:
+                self.kube.create(desired)
+            else:
+                self.kube.replace({**desired, "metadata": {**desired["metadata"], **_version(live)}})
+            log.info("issued the xds client certificate of Gateway %s", gateway.key)
+        return ""
+
     def _provision(self, gateway: Resource, objects: list[dict[str, Any]]) -> str:
         """Create or update the Gateway's objects; "" or why it failed (Programmed False NoResources)."""
+        try:
+            problem = self._client_secret(gateway)
+        except KubeError as exc:
+            return f"cannot provision the xds client Secret: {exc.message or exc}"
+        if problem:
+            return problem
         for desired in objects:
             kind, meta = desired["kind"], desired["metadata"]
             what = f"{kind} {meta['namespace']}/{meta['name']}"

@@ -32,7 +32,7 @@ from controlplane.observability import start_http
 log = logging.getLogger("llmgw.dataplane")
 
 
-def worker_argv(*, socket_dir: str, index: int, config: str, gateway: str) -> list[str]:
+def worker_argv(*, socket_dir: str, index: int, config: str, gateway: str, tls_dir: str | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -43,6 +43,7 @@ def worker_argv(*, socket_dir: str, index: int, config: str, gateway: str) -> li
         config,
         "--name",
         f"extproc-{index}@{gateway}",
+        *(["--config-tls-dir", tls_dir] if tls_dir else []),
     ]
 
 
@@ -65,7 +66,13 @@ async def serve(args: argparse.Namespace) -> int:
     children = [
         Child(
             f"extproc-{i}",
-            worker_argv(socket_dir=str(socket_dir), index=i, config=args.config, gateway=args.gateway),
+            worker_argv(
+                socket_dir=str(socket_dir),
+                index=i,
+                config=args.config,
+                gateway=args.gateway,
+                tls_dir=args.config_tls_dir,
+            ),
             env=env,
             on_exit=died,
         )
@@ -115,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m controlplane.kubernetes.dataplane", description=__doc__)
     parser.add_argument("--gateway", required=True, help='the Gateway this pod serves, "<namespace>/<name>"')
     parser.add_argument("--config", required=True, help="the controller's config channel, HOST:PORT")
+    parser.add_argument(
+        "--config-tls-dir",
+        default=None,
+        help="ca.crt, tls.crt, tls.key for mutual TLS to the controller (kubernetes/xds_tls.py); none: plaintext",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--socket-dir", default="/var/run/llmgw")
     parser.add_argument("--admin-port", type=int, default=15000, help="Envoy's admin port on 127.0.0.1")

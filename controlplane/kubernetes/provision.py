@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import yaml
 
 from controlplane import bootstrap
 from controlplane.envoy_admin import DRAIN_TIMEOUT_S
+from controlplane.kubernetes import xds_tls
 from controlplane.kubernetes.status import DataPlane
 from controlplane.resources import Resource
 
@@ -56,6 +58,7 @@ class Settings:
     image: str
     xds_host: str  # the controller's Service, e.g. llmgw-controller.llmgw-system.svc.cluster.local
     xds_port: int = 18000
+    xds_tls: bool = True  # mutual TLS to the controller (xds_tls.py); off only for a trusted network
     admin_port: int = 15000
     metrics_port: int = 15020
     ready_port: int = 15021
@@ -180,13 +183,67 @@ def render_bootstrap(gateway: Resource, *, settings: Settings, workers: int) -> 
         xds_address=(settings.xds_host, settings.xds_port),
         extproc_sockets=[f"{SOCKET_DIR}/extproc-{i}.sock" for i in range(workers)],
     )
-    return json.dumps(yaml.safe_load(text), separators=(",", ":"), sort_keys=True)
+    boot = yaml.safe_load(text)
+    if settings.xds_tls:
+        for cluster in boot["static_resources"]["clusters"]:
+            if cluster["name"] == "llmgw_xds":
+                cluster["transport_socket"] = _xds_transport_socket(settings)
+    return json.dumps(boot, separators=(",", ":"), sort_keys=True)
 
 
-def desired_objects(gateway: Resource, *, spec: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    """ServiceAccount, Service and Deployment for one Gateway, each carrying its spec hash."""
+def _xds_transport_socket(settings: Settings) -> dict[str, Any]:
+    """Envoy's side of the mutual TLS to the controller: the Gateway's certificate, the controller's CA."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": settings.xds_host,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": f"{xds_tls.MOUNT}/{xds_tls.CERT_FILE}"},
+                        "private_key": {"filename": f"{xds_tls.MOUNT}/{xds_tls.KEY_FILE}"},
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": f"{xds_tls.MOUNT}/{xds_tls.CA_FILE}"},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": _san_type(settings.xds_host), "matcher": {"exact": settings.xds_host}}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _san_type(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "DNS"
+    return "IP_ADDRESS"
+
+
+def client_secret(gateway: Resource, data: Mapping[str, str]) -> dict[str, Any]:
+    """The Gateway's xds client certificate Secret (xds_tls.py), owned by the Gateway."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": xds_tls.client_secret_name(gateway.name),
+            "namespace": gateway.namespace,
+            "labels": {**MANAGED_BY, GATEWAY_LABEL: gateway.name},
+            "ownerReferences": [_owner(gateway)],
+        },
+        "type": "Opaque",
+        "stringData": dict(data),
+    }
+
+
+def _owner(gateway: Resource) -> dict[str, Any]:
     uid = _get(gateway.body, "metadata", "uid")
-    owner = {
+    return {
         "apiVersion": gateway.api_version,
         "kind": "Gateway",
         "name": gateway.name,
@@ -194,6 +251,11 @@ def desired_objects(gateway: Resource, *, spec: Mapping[str, Any], settings: Set
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def desired_objects(gateway: Resource, *, spec: Mapping[str, Any], settings: Settings) -> list[dict[str, Any]]:
+    """ServiceAccount, Service and Deployment for one Gateway, each carrying its spec hash."""
+    owner = _owner(gateway)
     infra = gateway.spec.get("infrastructure")
     infra_labels = _strings(infra.get("labels")) if isinstance(infra, Mapping) else {}
     infra_annotations = _strings(infra.get("annotations")) if isinstance(infra, Mapping) else {}
@@ -254,8 +316,11 @@ def _pod_template(
     def restricted() -> dict[str, Any]:
         return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
 
-    def volume_mounts() -> list[dict[str, str]]:
-        return [{"name": "run", "mountPath": SOCKET_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    def volume_mounts() -> list[dict[str, Any]]:
+        mounts: list[dict[str, Any]] = [{"name": "run", "mountPath": SOCKET_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+        if settings.xds_tls:
+            mounts.append({"name": "xds-tls", "mountPath": xds_tls.MOUNT, "readOnly": True})
+        return mounts
 
     def resources(container: str) -> Any:
         return copy.deepcopy(_get(spec, container, "resources") or DEFAULT_RESOURCES[container])
@@ -322,6 +387,7 @@ def _pod_template(
             str(settings.metrics_port),
             "--ready-port",
             str(settings.ready_port),
+            *(["--config-tls-dir", xds_tls.MOUNT] if settings.xds_tls else []),
         ],
         "ports": [
             {"name": "metrics", "containerPort": settings.metrics_port, "protocol": "TCP"},
@@ -360,7 +426,15 @@ def _pod_template(
         },
         "terminationGracePeriodSeconds": 30,
         "containers": [envoy, extproc],
-        "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": "run", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            *(
+                [{"name": "xds-tls", "secret": {"secretName": xds_tls.client_secret_name(gateway.name)}}]
+                if settings.xds_tls
+                else []
+            ),
+        ],
     }
     if _strings(_get(spec, "pod", "nodeSelector")):
         pod_spec["nodeSelector"] = _strings(_get(spec, "pod", "nodeSelector"))

@@ -249,8 +249,24 @@ def referenced(resources: Iterable[Resource]) -> set[tuple[str, str, str]]:
                 and ref.get("kind", "Service") == "Service"
             ):
                 out.add(("Service", res.namespace, ref["name"]))
+        if res.kind == "Gateway":
+            out.update(_certificate_refs(res))
         elif res.kind == "HTTPRoute":
             out.update(_service_refs(res))
+    return out
+
+
+def _certificate_refs(gateway: Resource) -> set[tuple[str, str, str]]:
+    """("Secret", namespace, name) of HTTPS listeners' certificateRefs (kind defaults to Secret)."""
+    out: set[tuple[str, str, str]] = set()
+    listeners = gateway.spec.get("listeners")
+    for lst in listeners if isinstance(listeners, list) else []:
+        tls = lst.get("tls") if isinstance(lst, Mapping) else None
+        refs = tls.get("certificateRefs") if isinstance(tls, Mapping) else None
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, Mapping) and ref.get("kind", "Secret") == "Secret" and isinstance(ref.get("name"), str):
+                ns = ref.get("namespace")
+                out.add(("Secret", ns if isinstance(ns, str) and ns else gateway.namespace, ref["name"]))
     return out
 
 

@@ -230,11 +230,22 @@ def _listener_conditions(spec: Mapping[str, Any], problems: Sequence[Problem], *
         if conflict
         else Condition("Conflicted", False, "NoConflicts", "")
     )
+    cert = [p for p in problems if p.reason in ("InvalidCertificateRef", "RefNotPermitted")]
     refs = (
-        Condition("ResolvedRefs", True, "ResolvedRefs", "")
+        Condition("ResolvedRefs", False, cert[0].reason, explain(cert))
+        if cert
+        else Condition("ResolvedRefs", True, "ResolvedRefs", "")
         if _admits_http_routes(spec)
         else Condition("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported")
     )
+    if cert and len(cert) == len(problems):
+        # Well-formed but its certificate does not resolve (Gateway API: Accepted, not Programmed).
+        return [
+            Condition("Accepted", True, "Accepted", ""),
+            conflicted,
+            refs,
+            Condition("Programmed", False, "Invalid", "the listener's certificate does not resolve"),
+        ]
     if problems:
         reason = problems[0].reason
         if reason in ("Invalid", "HostnameConflict", "ProtocolConflict"):

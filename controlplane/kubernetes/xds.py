@@ -8,6 +8,10 @@ same way: a worker names its Gateway in the name it subscribes with
 ("extproc-0@<ns>/<name>", which the data plane sidecar passes as --name), and
 receives only the providers — and credentials — of that Gateway's routes.
 An unknown Gateway gets nothing until the controller has a config for it.
+
+With mutual TLS (`xds_tls.py`, `verify_peer`), the Gateway a stream asks for must be
+the one its peer's client certificate names; any other request is refused
+(PERMISSION_DENIED) before a byte of config is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.configchannel import SERVICE, ConfigChannel
+from controlplane.kubernetes.xds_tls import peer_gateway
 from controlplane.xds.ads import AdsServer, Nack
 from controlplane.xds.snapshot import Snapshot
 from extproc.contract import ExtprocConfig
@@ -28,9 +33,21 @@ def gateway_of_worker(name: str) -> str:
     return name.rpartition("@")[2] if "@" in name else ""
 
 
+async def _authorize(context: grpc.aio.ServicerContext, gateway: str, *, verify_peer: bool) -> None:
+    if not verify_peer:
+        return
+    peer = peer_gateway(context)
+    if peer is None or peer != gateway:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"this client certificate is for Gateway {peer or '(none)'}, not {gateway or '(none)'}",
+        )
+
+
 class GatewayAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self) -> None:
         self.servers: dict[str, AdsServer] = {}
+        self.verify_peer = False  # set when the port requires client certificates (xds_tls.py)
 
     def server(self, gateway: str) -> AdsServer:
         if gateway not in self.servers:
@@ -70,6 +87,7 @@ class GatewayAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             async for req in request_iterator:
                 yield req
 
+        await _authorize(context, first.node.cluster, verify_peer=self.verify_peer)
         async for resp in self.server(first.node.cluster).StreamAggregatedResources(requests(), context):
             yield resp
 
@@ -79,6 +97,7 @@ class GatewayChannels:
 
     def __init__(self) -> None:
         self.channels: dict[str, ConfigChannel] = {}
+        self.verify_peer = False  # set when the port requires client certificates (xds_tls.py)
 
     def channel(self, gateway: str) -> ConfigChannel:
         if gateway not in self.channels:
@@ -98,6 +117,7 @@ class GatewayChannels:
 
     async def _watch(self, request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         gateway = gateway_of_worker(request.decode("utf-8", "replace"))
+        await _authorize(context, gateway, verify_peer=self.verify_peer)
         async for config in self.channel(gateway)._watch(request, context):
             yield config
 

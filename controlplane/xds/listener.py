@@ -13,6 +13,7 @@ from controlplane.xds.common import duration
 from controlplane.xds.extproc_filters import router_stage_filter
 from controlplane.xds.inference_pool import picker_filter
 from controlplane.xds.jwt_authn import jwt_authn_filter
+from controlplane.xds.listener_tls import tls_filter_chains, tls_listener_filters
 from controlplane.xds.local_reply import local_reply_config
 from controlplane.xds.tracing import TracingSettings, hcm_tracing
 from extproc import wire
@@ -77,7 +78,7 @@ def listener_resource(
     }
     if tracing is not None:
         hcm["tracing"] = hcm_tracing(tracing, gateway=listener.gateway)
-    return {
+    out: dict[str, Any] = {
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},
         "per_connection_buffer_limit_bytes": limits.connection_buffer_bytes,
@@ -85,3 +86,7 @@ def listener_resource(
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
     }
+    if listener.tls:  # HTTPS: SNI filter chains, certificates from SDS (listener_tls.py)
+        out["listener_filters"] = tls_listener_filters()
+        out["filter_chains"] = tls_filter_chains(listener, hcm)
+    return out

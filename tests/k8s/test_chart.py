@@ -20,7 +20,10 @@ import pytest
 import yaml
 
 from controlplane.cli import build_parser
+from controlplane.kubernetes import provision
+from controlplane.resources import Resource
 from tests.helm_render import render_chart
+from tests.test_crds import schema_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llmgw"
@@ -38,6 +41,7 @@ VALUES_CASES = {
         "networkPolicy": {"enabled": False},
         "dataplaneImage": "registry.example/llmgw:1.2.3",
     },
+    "redis": {"redis": {"secretName": "llmgw-redis", "secretKey": "url", "failureMode": "FailOpen"}},
 }
 
 
@@ -57,6 +61,8 @@ def test_rendered_objects_are_valid_kubernetes(case: str) -> None:
         if obj["apiVersion"].startswith("gateway.networking.k8s.io/"):
             assert obj["spec"]["controllerName"] == "llmgw.dev/gateway-controller"
             continue
+        if obj["apiVersion"] == "llmgw.dev/v1alpha1":
+            continue  # our own kinds: test_redis_value_becomes_class_wide_gateway_parameters
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
@@ -75,6 +81,45 @@ def test_values_reach_the_controller() -> None:
     args = build_parser().parse_args(container["args"])
     assert args.otlp_endpoint == "otel-collector.telemetry:4317" and args.trace_sampling == ["10"]
     assert args.dataplane_image == "registry.example/llmgw:1.2.3"
+
+
+def test_redis_value_becomes_class_wide_gateway_parameters() -> None:
+    """`redis.secretName` -> GatewayParameters (extproc.limits.storeSecretRef, as docs/limits.md documents)
+    that the GatewayClass names, so every Gateway of the class shares one limits store."""
+    objs = objects(VALUES_CASES["redis"])
+    [params] = find(objs, "GatewayParameters")
+    [gc] = find(objs, "GatewayClass")
+    assert params["spec"]["extproc"]["limits"] == {
+        "storeSecretRef": {"name": "llmgw-redis", "key": "url"},
+        "failureMode": "FailOpen",
+    }
+    crd = yaml.safe_load((ROOT / "crds" / "llmgw.dev_gatewayparameters.yaml").read_text())
+    assert schema_errors(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], params) == []
+    # What the data plane pods get from it (provision.py, as docs/limits.md documents).
+    _, extproc = provision.desired_objects(
+        Resource("gateway.networking.k8s.io/v1", "Gateway", "gw", "team", {"spec": {"listeners": []}}),
+        spec=params["spec"],
+        settings=provision.Settings(image="llmgw:1", xds_host="ctl"),
+    )[2]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "LLMGW_STORE", "valueFrom": {"secretKeyRef": {"name": "llmgw-redis", "key": "url"}}} in extproc[
+        "env"
+    ]
+    ref = gc["spec"]["parametersRef"]
+    assert (ref["group"], ref["kind"], ref["name"]) == ("llmgw.dev", "GatewayParameters", params["metadata"]["name"])
+    assert ref["namespace"] == params["metadata"]["namespace"]
+    # The controller resolves the class reference (provision.parameters_for merges it under a Gateway's own).
+    key = f"{params['metadata']['namespace']}/{params['metadata']['name']}"
+    resource = Resource(
+        "llmgw.dev/v1alpha1", "GatewayParameters", params["metadata"]["name"], key.split("/")[0], params
+    )
+    gateway = Resource("gateway.networking.k8s.io/v1", "Gateway", "gw", "team", {"spec": {"listeners": []}})
+    class_res = Resource("gateway.networking.k8s.io/v1", "GatewayClass", gc["metadata"]["name"], "", gc)
+    merged, problem = provision.parameters_for(gateway, class_res, {key: resource})
+    assert problem == "" and merged["extproc"]["limits"]["storeSecretRef"]["name"] == "llmgw-redis"
+    assert (
+        not find(objects({}), "GatewayParameters")
+        and "parametersRef" not in find(objects({}), "GatewayClass")[0]["spec"]
+    )
 
 
 def test_defaults_match_deploy_kustomization() -> None:

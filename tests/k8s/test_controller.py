@@ -24,6 +24,7 @@ from tests.harness import wait_until
 from tests.k8s import manifests as m
 from tests.k8s.apiserver import ApiServer
 from tests.k8s.conftest import configuration
+from tests.k8s.localpod import secret_files
 
 
 class Running:
@@ -173,12 +174,21 @@ def test_only_referenced_secrets_are_cached(apiserver: ApiServer, run_controller
     wait_until(lambda: ctl.controller.informers["Secret"].items() == [], "pruned")
 
 
+def client_credentials(apiserver: ApiServer, gateway: str) -> grpc.ChannelCredentials:
+    """The mutual-TLS credentials the controller issued to Gateway "<ns>/<name>"'s pods."""
+    ns, name = gateway.split("/")
+    files = secret_files(apiserver.get("Secret", f"{name}-llmgw-xds", ns))
+    return grpc.ssl_channel_credentials(
+        root_certificates=files["ca.crt"], private_key=files["tls.key"], certificate_chain=files["tls.crt"]
+    )
+
+
 async def read_configs(
-    port: int, worker: str, count: int, *, received: asyncio.Event | None = None
+    port: int, worker: str, count: int, *, creds: grpc.ChannelCredentials, received: asyncio.Event | None = None
 ) -> list[ExtprocConfig]:
     """The first `count` configs the config channel sends `worker`; `received` is set at each one."""
     out: list[ExtprocConfig] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as channel:
         method = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
         call = method(worker.encode())
         try:
@@ -212,7 +222,8 @@ def test_secret_rotation_reaches_only_that_gateways_extproc(
 
     async def first_then_rotated() -> list[ExtprocConfig]:
         first = asyncio.Event()
-        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2, received=first))
+        creds = client_credentials(apiserver, "default/llmgw")
+        reader = asyncio.create_task(read_configs(port, "extproc-0@default/llmgw", 2, creds=creds, received=first))
         await asyncio.wait_for(first.wait(), 10)  # the worker holds the first config: rotate now
         apiserver.apply(m.secret(key="sk-two"))
         configs = await asyncio.wait_for(reader, 10)
@@ -220,7 +231,8 @@ def test_secret_rotation_reaches_only_that_gateways_extproc(
         return configs
 
     async def other_gateway() -> list[ExtprocConfig]:
-        configs = await asyncio.wait_for(read_configs(port, "extproc-0@default/other", 1), 10)
+        creds = client_credentials(apiserver, "default/other")
+        configs = await asyncio.wait_for(read_configs(port, "extproc-0@default/other", 1, creds=creds), 10)
         await settle()
         return configs
 
@@ -437,3 +449,98 @@ def test_api_keys_selected_by_label_are_cached_and_followed(
         }
     )
     wait_until(lambda: key_ids() == {"default/hashed/dave", "default/more/erin"}, "a new ConfigMap by watch")
+
+
+def test_config_channel_needs_the_gateways_own_client_certificate(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """Keys cross the network only under mutual TLS, and only to the Gateway the certificate names."""
+    apply_all(apiserver, m.quickstart())
+    apply_all(apiserver, [m.gateway("other", port=81), m.route("r2", gateway="other", backend="b2"), m.aibackend("b2")])
+    ctl = run_controller()
+    wait_until(lambda: apiserver.get("Secret", "other-llmgw-xds") is not None, "the client Secrets issued")
+    port = ctl.controller.xds_port
+    ca = apiserver.get("Secret", "llmgw-xds-ca", "llmgw-system")
+    assert ca is not None and "ca.key" in secret_files(ca)
+
+    async def attempt(worker: str, creds: grpc.ChannelCredentials | None) -> grpc.StatusCode:
+        channel = (
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            if creds is None
+            else grpc.aio.secure_channel(f"127.0.0.1:{port}", creds)
+        )
+        async with channel:
+            method = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)
+            call = method(worker.encode(), timeout=10)
+            try:
+                async for _ in call:
+                    return grpc.StatusCode.OK
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            finally:
+                call.cancel()
+                await settle()
+        return grpc.StatusCode.UNKNOWN
+
+    other = client_credentials(apiserver, "default/other")
+    mine = client_credentials(apiserver, "default/llmgw")
+    assert asyncio.run(attempt("extproc-0@default/llmgw", None)) == grpc.StatusCode.UNAVAILABLE  # plaintext
+    assert asyncio.run(attempt("extproc-0@default/llmgw", other)) == grpc.StatusCode.PERMISSION_DENIED
+    assert asyncio.run(attempt("extproc-0@default/llmgw", mine)) == grpc.StatusCode.OK
+
+
+def _tls_secret(name: str, leaf: Any) -> dict[str, Any]:
+    """A kubernetes.io/tls Secret as the API server returns it (data base64-encoded)."""
+    import base64
+
+    crt, key = leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(key).decode()},
+    }
+
+
+def test_https_listener_certificate_from_a_secret_and_its_rotation(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """A missing Secret is the listener's ResolvedRefs InvalidCertificateRef; once it exists the Gateway's
+    snapshot carries it as an SDS secret (never in the listener), and a renewed Secret replaces it."""
+    import trustme
+
+    ca = trustme.CA()
+    https = {"name": "https", "protocol": "HTTPS", "port": 443, "tls": {"certificateRefs": [{"name": "gw-tls"}]}}
+    objs = m.quickstart()
+    objs[1]["spec"]["listeners"].append(https)  # the quickstart's Gateway
+    apply_all(apiserver, objs)
+    ctl = run_controller()
+    wait_until(
+        lambda: (
+            status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 1)
+            == ("False", "InvalidCertificateRef")
+        ),
+        "the missing certificate reported on the listener",
+    )
+    assert status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 0) == ("True", "ResolvedRefs")
+
+    def sds(name: str = "llmgw-tls/default/gw-tls") -> Any:
+        snap = ctl.controller.ads.snapshot("default/llmgw")
+        packed = (
+            snap.types.get(names.TYPE_SECRET).by_name.get(name) if snap and names.TYPE_SECRET in snap.types else None
+        )
+        return packed.value if packed is not None else None
+
+    first = ca.issue_cert("gw.example.test")
+    apiserver.apply(_tls_secret("gw-tls", first))
+    wait_until(
+        lambda: status_of(apiserver, "Gateway", "llmgw", "ResolvedRefs", "listeners", 1) == ("True", "ResolvedRefs"),
+        "the certificate resolved",
+    )
+    wait_until(lambda: sds() is not None and first.private_key_pem.bytes() in sds(), "the SDS secret served")
+    listeners = ctl.controller.ads.snapshot("default/llmgw").types[names.TYPE_LISTENER].by_name
+    assert all(b"PRIVATE KEY" not in packed.value for packed in listeners.values())
+    renewed = ca.issue_cert("gw.example.test")
+    apiserver.apply(_tls_secret("gw-tls", renewed))
+    wait_until(lambda: renewed.private_key_pem.bytes() in (sds() or b""), "the renewed certificate pushed")

@@ -86,12 +86,15 @@ def test_rbac_covers_what_the_controller_does_and_no_more() -> None:
     ):
         group, plural = resource(kind)
         needed.add((group, f"{plural}/status", "update"))
+    # Mutual TLS with the data planes (kubernetes/xds_tls.py): the controller writes the xds CA Secret and each
+    # Gateway's client certificate Secret (owner-referenced, so garbage collection deletes them).
+    needed |= {("", "secrets", "create"), ("", "secrets", "update")}
     assert needed <= cluster, needed - cluster
     assert cluster <= needed, f"more than needed: {cluster - needed}"
     assert {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")} <= local
     assert ("", "pods", "get") in local
     assert not any("*" in item for item in cluster | local)
-    assert not any(r == "secrets" and v not in ("get", "list", "watch") for _, r, v in cluster)
+    assert not any(r == "secrets" and v not in ("get", "list", "watch", "create", "update") for _, r, v in cluster)
 
 
 def test_controller_deployment() -> None:

