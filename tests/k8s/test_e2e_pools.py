@@ -67,7 +67,9 @@ def test_pool_through_the_controller_and_a_real_data_plane(apiserver: ApiServer,
         wait_until(lambda: apiserver.get("Deployment", "llmgw"), timeout=20, what="the provisioned Deployment")
         deployment = apiserver.get("Deployment", "llmgw")
         assert deployment is not None
-        data_plane = LocalPod(deployment, workdir=tmp_path / "pod").start()
+        secret = apiserver.get("Secret", "llmgw-llmgw-xds")  # the pod's xds client certificate (mutual TLS)
+        assert secret is not None
+        data_plane = LocalPod(deployment, workdir=tmp_path / "pod", secrets={"llmgw-llmgw-xds": secret}).start()
         wait_until(data_plane.ready, timeout=40, what="the data plane pod to be ready")
         wait_until(
             lambda: (
