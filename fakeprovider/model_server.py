@@ -52,6 +52,7 @@ class ModelServer:
         self.served = 0
         self.cache_hits = 0
         self.cache_queries = 0
+        self.scrapes: dict[str, int] = {}  # GET /metrics per User-Agent (one per scraper)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -116,7 +117,10 @@ class ModelServer:
             prefill = self.config.prefill_ms_per_kchar * self._uncached_chars(prompt) / 1000
             await asyncio.sleep(prefill / 1000)
             if stream:
-                return await self._stream(request, model, max_tokens)
+                try:
+                    return await self._stream(request, model, max_tokens)
+                except ConnectionResetError:  # the client went away: abort the sequence, as vLLM does
+                    return web.Response(status=499)
             for _ in range(max_tokens):
                 await asyncio.sleep(self._token_ms() / 1000)
         finally:
@@ -162,6 +166,8 @@ class ModelServer:
         return resp
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        agent = request.headers.get("User-Agent", "")
+        self.scrapes[agent] = self.scrapes.get(agent, 0) + 1
         gauges = (
             ("vllm:num_requests_waiting", "gauge", len(self.queue)),
             ("vllm:num_requests_running", "gauge", self.running),
