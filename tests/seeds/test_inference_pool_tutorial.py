@@ -392,6 +392,10 @@ def test_controller_writes_the_tutorial_status(apiserver: ApiServer) -> None:  #
             lambda: m.condition(apiserver.get("Gateway", "inference-gateway"), "Accepted") == ("True", "Accepted"),
             "gateway Accepted",
         )
+        # The objectives are the pool's EPP's to act on and report on: llmgw writes no status for them.
+        wait_until(lambda: ctl.controller.reconciles > 0, "a reconcile")
+        for name in ("small-segment-lora", "base-model", "base-model-cpu"):
+            assert "status" not in apiserver.get("InferenceObjective", name)  # type: ignore[operator]
         plan = ctl.controller.plan
         assert plan is not None
         pools = {p.key: p for p in plan.gateways["default/inference-gateway"].ir.pools}
