@@ -1,7 +1,8 @@
 """The inference-gateway tutorial's manifests, as printed, through the real gateway and the controller.
 
-The tutorial (Application Gateway for Containers' inference gateway, which follows the
-Gateway API Inference Extension's getting-started guide) applies GIE's own manifests:
+The tutorials (Application Gateway for Containers' "Configure the inference gateway", the
+Gateway API Inference Extension's getting-started guide) apply GIE's own manifests; these are
+GIE's as printed (the Azure page's own YAML was not available to copy: only its prose was):
 
 - the Gateway of `config/manifests/gateway/kgateway/gateway.yaml` (gatewayClassName as printed);
 - the `inferencepool` Helm chart for release `vllm-qwen3-32b` as `helm template` renders it
