@@ -316,8 +316,13 @@ def test_completions_reach_the_simulated_replicas(stack: Stack) -> None:
     before = stack.served()
     for _ in range(4):
         assert "tok" in _ask(stack)
+    # The guide's "Try it out" request: the legacy completions API.
+    done = _client(stack).completions.create(
+        model=MODEL, prompt="Write as if you were a critic: San Francisco", max_tokens=100, temperature=0
+    )
+    assert done.model == MODEL and done.choices[0].text.startswith("tok")
     after = stack.served()
-    assert sum(after.values()) - sum(before.values()) == 4
+    assert sum(after.values()) - sum(before.values()) == 5
     # The route's `timeouts.request: 300s` is Envoy's route timeout.
     assert '"timeout": "300s"' in stack.gw.config_dump()
 
