@@ -1,7 +1,7 @@
 """A simulated model server (vLLM-like), for endpoint-picker tests and the InferencePool benchmark.
 
 Like llm-d's inference simulator, it answers the OpenAI chat completions API
-(JSON or SSE) with the costs of a real server, in virtual GPU time:
+(JSON or SSE) and the legacy completions API (JSON) with the costs of a real server, in virtual GPU time:
 
 - at most `capacity` sequences run at once; the rest wait in a FIFO queue
   (`vllm:num_requests_waiting`), so a busy replica answers late;
@@ -52,6 +52,7 @@ class ModelServer:
         self.served = 0
         self.cache_hits = 0
         self.cache_queries = 0
+        self.scrapes: dict[str, int] = {}  # GET /metrics per User-Agent (one per scraper)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -116,7 +117,10 @@ class ModelServer:
             prefill = self.config.prefill_ms_per_kchar * self._uncached_chars(prompt) / 1000
             await asyncio.sleep(prefill / 1000)
             if stream:
-                return await self._stream(request, model, max_tokens)
+                try:
+                    return await self._stream(request, model, max_tokens)
+                except ConnectionResetError:  # the client went away: abort the sequence, as vLLM does
+                    return web.Response(status=499)
             for _ in range(max_tokens):
                 await asyncio.sleep(self._token_ms() / 1000)
         finally:
@@ -136,6 +140,41 @@ class ModelServer:
                     }
                 ],
                 "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": max_tokens, "total_tokens": 0},
+            }
+        )
+
+    async def _completions(self, request: web.Request) -> web.Response:
+        """The legacy completions API (`prompt`), as the GIE getting-started guide's curl sends it."""
+        try:
+            body: Any = orjson.loads(await request.read())
+            prompt = body["prompt"]
+            prompt = "".join(str(p) for p in prompt) if isinstance(prompt, list) else prompt
+            if not isinstance(prompt, str) or body.get("stream") is True:
+                raise TypeError("prompt must be a string; streaming is simulated on chat completions only")
+            max_tokens = int(body.get("max_tokens") or self.config.default_max_tokens)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return web.json_response({"error": {"message": "bad request", "type": "invalid_request_error"}}, status=400)
+        model = str(body.get("model", self.name))
+        await self._admit()
+        try:
+            await asyncio.sleep(self.config.prefill_ms_per_kchar * self._uncached_chars(prompt) / 1000 / 1000)
+            for _ in range(max_tokens):
+                await asyncio.sleep(self._token_ms() / 1000)
+        finally:
+            self._release()
+        self.served += 1
+        return web.json_response(
+            {
+                "id": "cmpl-sim",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "text": "tok " * max_tokens, "logprobs": None, "finish_reason": "length"}],
+                "usage": {
+                    "prompt_tokens": len(prompt) // 4,
+                    "completion_tokens": max_tokens,
+                    "total_tokens": len(prompt) // 4 + max_tokens,
+                },
             }
         )
 
@@ -162,6 +201,8 @@ class ModelServer:
         return resp
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        agent = request.headers.get("User-Agent", "")
+        self.scrapes[agent] = self.scrapes.get(agent, 0) + 1
         gauges = (
             ("vllm:num_requests_waiting", "gauge", len(self.queue)),
             ("vllm:num_requests_running", "gauge", self.running),
@@ -178,6 +219,7 @@ class ModelServer:
     async def start(self, *, host: str, port: int) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -10,6 +10,13 @@ Conditions: Accepted True/Accepted (False/NotSupportedByParent when llmgw
 cannot use the pool's spec; True with the note when it has no
 endpointPickerRef); ResolvedRefs True/ResolvedRefs, or False/InvalidExtensionRef
 when the picker's Service does not resolve.
+
+InferenceObjective status (its `conditions`, type Accepted) belongs to whoever acts on the
+objective: llmgw writes it for objectives of pools it picks for (no `endpointPickerRef`),
+True/Accepted (the message names any field llmgw does not act on: the priority still
+applies), or False with the reason it is not used (NotFound: no such pool; Invalid: no
+integer priority). An objective of a pool with its own endpoint picker is that picker's to
+report on: llmgw leaves its status alone.
 """
 
 from __future__ import annotations
@@ -98,3 +105,24 @@ def inferencepool_status(
             }
         )
     return {**(previous if isinstance(previous, Mapping) else {}), "parents": [*others, *ours]}
+
+
+def inferenceobjective_status(
+    objective: Resource, *, problems: Sequence[Problem], notes: Sequence[Problem], now: str
+) -> dict[str, Any] | None:
+    """The objective's whole status (None: not ours to write, its pool has its own endpoint picker)."""
+    if notes:
+        return None
+    previous = objective.body.get("status")
+    old = previous.get("conditions") if isinstance(previous, Mapping) else None
+    # A field llmgw does not act on is named, but the objective's priority still applies: Accepted.
+    blocking = [p for p in problems if p.reason != "Unsupported"]
+    accepted = (
+        Condition("Accepted", False, blocking[0].reason, explain(blocking))
+        if blocking
+        else Condition("Accepted", True, "Accepted", explain(problems))
+    )
+    return {
+        **(previous if isinstance(previous, Mapping) else {}),
+        "conditions": conditions([accepted], previous=old, generation=generation(objective), now=now),
+    }

@@ -25,7 +25,7 @@ from controlplane.gatewayapi.attach import attach_route
 from controlplane.gatewayapi.listeners import CONTROLLER_NAME, GATEWAY_API, gateway_listeners
 from controlplane.ir import IR
 from controlplane.kubernetes import agw_parameters, provision, status
-from controlplane.kubernetes.pool_status import inferencepool_status, pool_parents
+from controlplane.kubernetes.pool_status import inferenceobjective_status, inferencepool_status, pool_parents
 from controlplane.resources import Problem, Resource
 from extproc.contract import ExtprocConfig
 
@@ -175,6 +175,12 @@ def reconcile(
             )
             if pool_status is not None:
                 plan.statuses[_key(res)] = pool_status
+        elif res.kind == "InferenceObjective":
+            objective_status = inferenceobjective_status(
+                res, problems=by_obj.get(res.ref, []), notes=base_notes.get(res.ref, []), now=now
+            )
+            if objective_status is not None:
+                plan.statuses[_key(res)] = objective_status
         elif res.kind in status.POLICY_KINDS:
             plan.statuses[_key(res)] = status.policy_status(
                 res,

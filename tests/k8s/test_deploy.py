@@ -83,6 +83,7 @@ def test_rbac_covers_what_the_controller_does_and_no_more() -> None:
         "AIPolicy",
         "AgentgatewayPolicy",
         "InferencePool",
+        "InferenceObjective",
     ):
         group, plural = resource(kind)
         needed.add((group, f"{plural}/status", "update"))

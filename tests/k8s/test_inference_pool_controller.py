@@ -225,3 +225,55 @@ def test_optional_informer_finds_the_kind_once_it_is_served(apiserver: ApiServer
     finally:
         informer.stop()
         kube.close()
+
+
+def objective(name: str, pool_name: str, priority: Any = 10, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "inference.networking.x-k8s.io/v1alpha2",
+        "kind": "InferenceObjective",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "priority": priority,
+            "poolRef": {"group": "inference.networking.k8s.io", "name": pool_name},
+            **extra,
+        },
+    }
+
+
+def objective_condition(apiserver: ApiServer, name: str) -> tuple[str, str] | None:
+    return m.condition(apiserver.get("InferenceObjective", name), "Accepted")
+
+
+def test_objective_status_for_pools_llmgw_picks_for(
+    apiserver: ApiServer, run_controller: Callable[..., Running]
+) -> None:
+    """Accepted on objectives llmgw's picker acts on; an EPP pool's objectives are that EPP's to report."""
+    apply_all(
+        apiserver,
+        [
+            m.gatewayclass(),
+            m.gateway(),
+            pool_route("chat", "qwen", "/v1"),
+            pool_route("epp-chat", "qwen-epp", "/epp"),
+            pool("qwen", picker=None),
+            pool("qwen-epp"),
+            service("epp"),
+            objective("interactive", "qwen"),
+            objective("legacy", "qwen", criticality="Critical"),
+            objective("bad", "qwen", priority="high"),
+            objective("orphan", "absent"),
+            objective("epp-owned", "qwen-epp"),
+        ],
+    )
+    ctl = run_controller()
+    wait_until(lambda: objective_condition(apiserver, "interactive") == ("True", "Accepted"), "Accepted")
+    wait_until(lambda: objective_condition(apiserver, "orphan") == ("False", "NotFound"), "orphan NotFound")
+    assert objective_condition(apiserver, "legacy") == ("True", "Accepted")  # its priority applies
+    cond = apiserver.get("InferenceObjective", "legacy")["status"]["conditions"][0]  # type: ignore[index]
+    assert "spec.criticality" in cond["message"]
+    assert objective_condition(apiserver, "bad") == ("False", "Invalid")
+    wait_until(lambda: ctl.controller.reconciles > 0, "a reconcile")
+    assert "status" not in apiserver.get("InferenceObjective", "epp-owned")  # type: ignore[operator]
+    # The pool appears: the orphan is accepted.
+    apiserver.apply(pool("absent", picker=None))
+    wait_until(lambda: objective_condition(apiserver, "orphan") == ("True", "Accepted"), "orphan Accepted")
