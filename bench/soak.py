@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -231,9 +232,12 @@ async def drive(
     rng = random.Random(seed)
     weights = [k[3] for k in KINDS]
     tasks: set[asyncio.Task[None]] = set()
+    stop = asyncio.Event()  # Ctrl-C / SIGTERM: stop sending, finish, report what was measured
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     t0 = loop.time()
     next_sample, t, end = t0, t0, t0 + seconds
-    while t < end:
+    while t < end and not stop.is_set():
         if loop.time() >= next_sample:
             sample(t0)
             next_sample += every
