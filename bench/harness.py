@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"failed; logs in {work}")
         return status
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    report.write(results, out)
+    report.write(report.with_soak(results, out), out)
     if not Path(args.plot_python).exists():
         _log(f"no plot: {args.plot_python} is missing (bench/run creates it with matplotlib); results.md is written")
     else:

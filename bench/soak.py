@@ -332,6 +332,31 @@ def try_plot(csv_path: Path, png: Path, *, warmup_s: float, title: str, plot_pyt
     return "" if proc.returncode == 0 else f"no PNG: {plot_python} could not plot: {proc.stderr.strip()[-300:]}"
 
 
+def verdicts(counts: Counts, samples: list[Sample], warmup_s: float) -> list[dict[str, str]]:
+    """Issue 17's soak targets: flat RSS after warm-up, 0 errors (and the RSS ceiling, seen under this load)."""
+    a, b, g = growth(samples, warmup_s)
+    errors, ok = sum(counts.errors.values()), sum(counts.ok.values())
+    peak = max(gauge(s) for s in samples)
+    return [
+        {
+            "target": f"soak: RSS flat after warm-up (growth < {GOAL_GROWTH:.0%}), extproc workers + control plane",
+            "figure": f"{a / 1024:.1f} -> {b / 1024:.1f} MiB ({g:+.1%})",
+            "verdict": "met" if g < GOAL_GROWTH else "MISSED",
+        },
+        {
+            "target": "soak: 0 errors",
+            "figure": f"{errors} of {counts.sent} ({ok} 2xx)",
+            "verdict": "met" if errors == 0 else "MISSED",
+        },
+        {
+            # MB as in results.md's target line (KiB / 1024), so the two agree.
+            "target": "soak: extproc + control plane < 180 MB (largest sample)",
+            "figure": f"{peak / 1024:.1f} MB",
+            "verdict": "met" if peak / 1024 < 180 else "MISSED",
+        },
+    ]
+
+
 def report(
     *,
     args: argparse.Namespace,
@@ -343,10 +368,7 @@ def report(
     plot_note: str,
     commit: str,
 ) -> str:
-    a, b, g = growth(samples, args.warmup)
     errors = sum(counts.errors.values())
-    ok = sum(counts.ok.values())
-    peak = max(gauge(s) for s in samples)
     lines = [
         "# Soak: fixed offered rate, mixed load, policies on",
         "",
@@ -364,16 +386,9 @@ def report(
     ]
     if skipped:
         lines += ["", "Left out (this build does not support it yet): " + "; ".join(skipped) + "."]
+    lines += ["", "| target | figure | verdict |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['figure']} | {t['verdict']} |" for t in verdicts(counts, samples, args.warmup)]
     lines += [
-        "",
-        "| target | figure | verdict |",
-        "|---|---|---|",
-        f"| RSS flat after warm-up (growth < {GOAL_GROWTH:.0%}), extproc workers + control plane | "
-        f"{a / 1024:.1f} -> {b / 1024:.1f} MiB ({g:+.1%}) | {'met' if g < GOAL_GROWTH else 'missed'} |",
-        f"| 0 errors | {errors} of {counts.sent} ({ok} 2xx) | {'met' if errors == 0 else 'missed'} |",
-        f"| extproc + control plane < 180 MB under load (peak sample) | "
-        f"{peak / 1024:.1f} MiB ({peak * 1024 / 1e6:.1f} MB) | "
-        f"{'met' if peak * 1024 / 1e6 < 180 else 'missed'} |",
         "",
         f"Sent {counts.sent} in {elapsed:.0f} s ({counts.sent / elapsed:.1f}/s offered {args.rate:g}); 2xx by kind: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.ok.items()))
@@ -455,7 +470,11 @@ def main() -> int:
         commit=commit,
     )
     (args.out / "soak.md").write_text(md)
-    (work / "soak.json").write_text(json.dumps({"sent": counts.sent, "ok": counts.ok, "errors": counts.errors}))
+    now = datetime.datetime.now(datetime.UTC)
+    when = f"{now:%Y-%m-%d %H:%M} UTC, llmgw {commit}, {args.minutes:g} min at {args.rate:g}/s"
+    summary = {"when": when, "targets": verdicts(counts, samples, args.warmup), "sent": counts.sent}
+    summary |= {"ok": counts.ok, "errors": counts.errors, "policy": on, "left_out": skipped}
+    (args.out / "soak.json").write_text(json.dumps(summary, indent=1))
     print(md)
     return 0 if not counts.errors else 1
 
