@@ -69,6 +69,11 @@ TRAFFIC_PARTS = (
     ),
 )
 GOAL_GROWTH = 0.05
+# The client drops a keep-alive connection idle this long, as pooled HTTP clients do (aiohttp 15 s,
+# httpx 5 s): the gateway closes idle connections after --idle-timeout (300 s), and a request written
+# on a connection the server is closing is lost before Envoy sees it (the first 10-minute run had
+# one such 0-byte read and no access-log entry for it).
+KEEPALIVE_S = 15.0
 
 
 def manifests(*, port: int, fake_port: int, traffic: str) -> str:
@@ -197,7 +202,7 @@ async def drive(
     counts = Counts()
     samples: list[Sample] = []
     loop = asyncio.get_running_loop()
-    idle: list[Conn] = []
+    idle: list[tuple[Conn, float]] = []  # (connection, when it was last used)
     slots = asyncio.Semaphore(128)
     bodies = {
         stream: chat_body(model="soak-model", stream=stream, user_text="Say something short. " * 20)
@@ -206,7 +211,13 @@ async def drive(
 
     async def one(kind: str, path: str, body: bytes) -> None:
         async with slots:
-            conn = idle.pop() if idle else Conn("127.0.0.1", port)
+            conn = None
+            while idle and conn is None:
+                conn, used = idle.pop()
+                if loop.time() - used > KEEPALIVE_S:
+                    conn.close()
+                    conn = None
+            conn = conn or Conn("127.0.0.1", port)
             try:
                 status = await asyncio.wait_for(post(conn, path, body), timeout=30)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -221,7 +232,7 @@ async def drive(
                 counts.errors[kind] = counts.errors.get(kind, 0) + 1
                 if len(counts.error_samples) < 10:
                     counts.error_samples.append(f"{kind}: HTTP {status}")
-            idle.append(conn)
+            idle.append((conn, loop.time()))
 
     def sample(t0: float) -> None:
         s = Sample(round(loop.time() - t0, 1), rss_by_role(root), sum(counts.ok.values()), sum(counts.errors.values()))
@@ -252,7 +263,7 @@ async def drive(
         t += rng.expovariate(rate)
     await asyncio.gather(*tasks)
     sample(t0)
-    for conn in idle:
+    for conn, _ in idle:
         conn.close()
     return counts, samples
 
