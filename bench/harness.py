@@ -105,7 +105,7 @@ class Bench:
         envoy = envoy_path(self.args.llmgw_py)
         self.up = start_upstreams(self.launcher, py=self.args.llmgw_py, repo=REPO, work=self.work, envoy=envoy)
         wanted = set(self.args.systems.split(",")) if self.args.systems else None
-        for system in all_systems(litellm_bin=self.args.litellm_bin):
+        for system in all_systems(litellm_bin=self.args.litellm_bin, portkey_dir=self.args.portkey_dir):
             if wanted is not None and system.key not in wanted:
                 continue
             _log(f"starting {system.key}")
@@ -174,9 +174,12 @@ class Bench:
         _merge_peak(row, m.rss_kb)
 
     def phase_throughput(self, s: System, row: dict[str, Any]) -> None:
-        load.wrk(url=s.json_url, body=self.json_body, connections=32, seconds=self.d.warmup)
+        load.wrk(url=s.json_url, body=self.json_body, connections=32, seconds=self.d.warmup, headers=s.json_headers)
         m = self._measured(
-            s, lambda: load.wrk(url=s.json_url, body=self.json_body, connections=32, seconds=self.d.throughput)
+            s,
+            lambda: load.wrk(
+                url=s.json_url, body=self.json_body, connections=32, seconds=self.d.throughput, headers=s.json_headers
+            ),
         )
         row.update(
             json_rps=m.result.rps,
@@ -187,12 +190,13 @@ class Bench:
         self._record(row, "json_", m, m.result.requests)
 
     def phase_c1(self, s: System, row: dict[str, Any]) -> None:
-        res = load.wrk(url=s.json_url, body=self.json_body, connections=1, seconds=self.d.c1)
+        res = load.wrk(url=s.json_url, body=self.json_body, connections=1, seconds=self.d.c1, headers=s.json_headers)
         row.update(c1_p50=res.p50_ms, c1_p99=res.p99_ms, c1_rps=res.rps, c1_errors=res.errors)
 
     def phase_rate(self, s: System, row: dict[str, Any]) -> None:
         assert self.rate is not None
-        res = openloop.run(url=s.json_url, body=self.json_body.read_bytes(), rate=self.rate, seconds=self.d.rate)
+        body = self.json_body.read_bytes()
+        res = openloop.run(url=s.json_url, body=body, rate=self.rate, seconds=self.d.rate, headers=s.json_headers)
         lat = sorted(res.latencies_ms)
         row.update(
             rate_p50=load.percentile(lat, 0.5) if lat else None,
@@ -203,7 +207,9 @@ class Bench:
         )
 
     def phase_ttft(self, s: System, row: dict[str, Any]) -> None:
-        samples = streams.ttft(url=s.stream_url, body=self.stream_body.read_bytes(), seconds=self.d.ttft)
+        samples = streams.ttft(
+            url=s.stream_url, body=self.stream_body.read_bytes(), seconds=self.d.ttft, headers=s.stream_headers
+        )
         row.update(
             ttft_p50=load.median([x.ttft_ms for x in samples]),
             stream_total_p50=load.median([x.total_ms for x in samples]),
@@ -223,17 +229,22 @@ class Bench:
 
     def phase_streams(self, s: System, row: dict[str, Any]) -> None:
         c = self.args.stream_clients
-        load.streams(url=s.stream_url, body=self.stream_body, clients=c, seconds=min(2.0, self.d.warmup))
+        h = s.stream_headers
+        load.streams(url=s.stream_url, body=self.stream_body, clients=c, seconds=min(2.0, self.d.warmup), headers=h)
         m = self._measured(
-            s, lambda: load.streams(url=s.stream_url, body=self.stream_body, clients=c, seconds=self.d.streams)
+            s,
+            lambda: load.streams(url=s.stream_url, body=self.stream_body, clients=c, seconds=self.d.streams, headers=h),
         )
         row.update(streams_per_s=m.result.rps, stream_errors=m.result.errors)
         self._record(row, "stream_", m, m.result.requests)
         self._record(row, "chunk_", m, m.result.requests * STREAM_CHUNKS)
 
     def phase_big(self, s: System, row: dict[str, Any]) -> None:
-        load.wrk(url=s.json_url, body=self.big_body, connections=4, seconds=min(2.0, self.d.warmup))
-        m = self._measured(s, lambda: load.wrk(url=s.json_url, body=self.big_body, connections=4, seconds=self.d.big))
+        h = s.json_headers
+        load.wrk(url=s.json_url, body=self.big_body, connections=4, seconds=min(2.0, self.d.warmup), headers=h)
+        m = self._measured(
+            s, lambda: load.wrk(url=s.json_url, body=self.big_body, connections=4, seconds=self.d.big, headers=h)
+        )
         row.update(big_rps=m.result.rps, big_p50=m.result.p50_ms, big_errors=m.result.errors)
         self._record(row, "big_", m, m.result.requests)
 
@@ -413,10 +424,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
     p.add_argument("--rate", type=float, help="fixed offered rate, req/s (default: a third of the slowest maximum)")
     p.add_argument("--stream-clients", type=int, default=64, help="concurrent streams for streams/s")
-    p.add_argument("--systems", help="comma-separated subset: direct,envoy,llmgw,llmgw-anthropic,litellm")
+    p.add_argument(
+        "--systems", help="comma-separated subset: direct,envoy,llmgw,llmgw-anthropic,llmgw-policies,litellm,portkey"
+    )
     p.add_argument("--out", default=str(HERE / "results"), help="results directory")
     p.add_argument("--llmgw-py", default=os.environ.get("LLMGW_PY", sys.executable), help="the project's python")
     p.add_argument("--litellm-bin", default=str(HERE / ".venv-litellm" / "bin" / "litellm"))
+    p.add_argument("--portkey-dir", default=str(HERE / ".portkey"), help="npm prefix with @portkey-ai/gateway")
     p.add_argument(
         "--plot-python", default=str(HERE / ".venv-litellm" / "bin" / "python"), help="a python with matplotlib"
     )
@@ -476,16 +490,19 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"failed; logs in {work}")
         return status
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    report.write(results, out)
-    plot = subprocess.run(
-        [args.plot_python, str(HERE / "plot.py"), str(out / "results.json"), str(out / "results.png")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if plot.returncode != 0:
-        _log(f"plot failed: {plot.stderr[-800:]}")
+    report.write(report.with_soak(results, out), out)
+    if not Path(args.plot_python).exists():
+        _log(f"no plot: {args.plot_python} is missing (bench/run creates it with matplotlib); results.md is written")
+    else:
+        plot = subprocess.run(
+            [args.plot_python, str(HERE / "plot.py"), str(out / "results.json"), str(out / "results.png")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if plot.returncode != 0:
+            _log(f"plot failed: {plot.stderr[-800:]}")
     failed = any(row.get("failures") for s in results["systems"] for row in s["rounds"])
     if args.keep_work or failed:
         _log(f"configs and logs kept in {work}")

@@ -16,6 +16,7 @@ import json
 import re
 import statistics
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,15 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
 
-def wrk(*, url: str, body: Path, connections: int, seconds: float, threads: int | None = None) -> LoadResult:
+def wrk(
+    *,
+    url: str,
+    body: Path,
+    connections: int,
+    seconds: float,
+    threads: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> LoadResult:
     """Closed loop: `connections` keep-alive connections, each sending the next request on the last answer."""
     threads = threads or min(2, connections)
     argv = [
@@ -58,7 +67,12 @@ def wrk(*, url: str, body: Path, connections: int, seconds: float, threads: int 
         argv,
         capture_output=True,
         text=True,
-        env={"BENCH_BODY": str(body), "BENCH_AUTH": f"Bearer {CLIENT_KEY}", "PATH": "/usr/bin:/bin"},
+        env={
+            "BENCH_BODY": str(body),
+            "BENCH_AUTH": f"Bearer {CLIENT_KEY}",
+            "BENCH_HEADERS": "".join(f"{k}: {v}\n" for k, v in (headers or {}).items()),
+            "PATH": "/usr/bin:/bin",
+        },
         timeout=seconds + 60,
         check=False,
     )
@@ -111,7 +125,9 @@ def _h2load_counts(out: str) -> tuple[int, int, float]:
     return ok, bad, seconds
 
 
-def streams(*, url: str, body: Path, clients: int, seconds: float) -> LoadResult:
+def streams(
+    *, url: str, body: Path, clients: int, seconds: float, headers: Mapping[str, str] | None = None
+) -> LoadResult:
     """Closed loop over `clients` connections of streaming requests: completed streams per second.
 
     No latency here: h2load prints no percentiles, and TTFT is measured by `streams.ttft`.
@@ -129,6 +145,7 @@ def streams(*, url: str, body: Path, clients: int, seconds: float) -> LoadResult
         "content-type: application/json",
         "-H",
         f"authorization: Bearer {CLIENT_KEY}",
+        *(arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")),
         url,
     ]
     ok, bad, measured = _h2load_counts(_h2load(argv, seconds))

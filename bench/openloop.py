@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rawhttp import Conn, post
@@ -28,7 +29,9 @@ class OpenLoopResult:
     late_ms: list[float] = field(default_factory=list)  # how late the client sent (its own jitter)
 
 
-async def _run(url: str, body: bytes, rate: float, seconds: float, seed: int, max_conns: int) -> OpenLoopResult:
+async def _run(
+    url: str, body: bytes, rate: float, seconds: float, seed: int, max_conns: int, headers: Mapping[str, str] | None
+) -> OpenLoopResult:
     res = OpenLoopResult()
     template, path = Conn.for_url(url)
     idle: list[Conn] = []
@@ -42,7 +45,7 @@ async def _run(url: str, body: bytes, rate: float, seconds: float, seed: int, ma
             conn = idle.pop() if idle else Conn(template.host, template.port)
             res.late_ms.append((loop.time() - scheduled) * 1000)
             try:
-                status = await asyncio.wait_for(post(conn, path, body), timeout=30)
+                status = await asyncio.wait_for(post(conn, path, body, None, headers), timeout=30)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 res.errors += 1
                 conn.close()
@@ -76,15 +79,24 @@ async def _run(url: str, body: bytes, rate: float, seconds: float, seed: int, ma
     return res
 
 
-def run(*, url: str, body: bytes, rate: float, seconds: float, seed: int = 6, max_conns: int = 256) -> OpenLoopResult:
+def run(
+    *,
+    url: str,
+    body: bytes,
+    rate: float,
+    seconds: float,
+    seed: int = 6,
+    max_conns: int = 256,
+    headers: Mapping[str, str] | None = None,
+) -> OpenLoopResult:
     """Send Poisson arrivals at `rate` per second for `seconds`; bounded by `max_conns` connections."""
     started = time.monotonic()
     try:
         import uvloop
 
-        result = uvloop.run(_run(url, body, rate, seconds, seed, max_conns))
+        result = uvloop.run(_run(url, body, rate, seconds, seed, max_conns, headers))
     except ImportError:  # pragma: no cover - uvloop is in the project's venv
-        result = asyncio.run(_run(url, body, rate, seconds, seed, max_conns))
+        result = asyncio.run(_run(url, body, rate, seconds, seed, max_conns, headers))
     if time.monotonic() - started > seconds + 60:
         raise RuntimeError("open-loop run overran")
     return result

@@ -22,6 +22,7 @@ ROLE_COLORS = {
     "extproc": "#dd8452",
     "controlplane": "#55a868",
     "litellm": "#c44e52",
+    "portkey": "#8172b3",
     "other": "#8c8c8c",
 }
 

@@ -18,7 +18,11 @@ same request bytes: what differs is only what sits in between.
   API key checked (Strict, a Secret of keys; the load generators' key is one of
   them), and a token and a request limit (`POLICY_TRAFFIC`: too high to refuse
   anything, checked before and charged after every request);
-- litellm: the LiteLLM proxy with two uvicorn workers and an `openai/` model.
+- litellm: the LiteLLM proxy with two uvicorn workers and an `openai/` model;
+- portkey: Portkey's open-source gateway (`@portkey-ai/gateway` from npm, Node, one
+  process), its own OpenAI-compatible route; the provider and upstream travel in the
+  `x-portkey-provider` / `x-portkey-custom-host` request headers (its README's way),
+  so the load generators send them (`json_headers`, `stream_headers`).
 
 `classify` names the role of each process of a system (for CPU and RSS per
 process kind); the harness reads them from /proc.
@@ -55,6 +59,8 @@ class System(abc.ABC):
     stream_available: bool = True
     ready_url: str = ""
     admin_socket: str = ""  # Envoy admin (a Unix socket), for the ext_proc counters (llmgw only)
+    json_headers: dict[str, str] = field(default_factory=dict)  # extra request headers the clients send
+    stream_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def json_url(self) -> str:
@@ -69,8 +75,11 @@ class System(abc.ABC):
         return [s.pid for s in self.roots]
 
     def classify(self, pid: int, cmd: str) -> str:
-        if "envoy" in cmd.split(" ", 1)[0].rsplit("/", 1)[-1]:
+        exe = cmd.split(" ", 1)[0].rsplit("/", 1)[-1]
+        if "envoy" in exe:
             return "envoy"
+        if exe == "node":
+            return "portkey"
         if " -m extproc" in cmd or "/extproc " in cmd:
             return "extproc"
         if "litellm" in cmd or "multiprocessing" in cmd:
@@ -121,11 +130,19 @@ class System(abc.ABC):
 
     def probe(self) -> None:
         """One request of each kind must succeed before any load is applied."""
-        status, body = http(self.json_url, method="POST", body=chat_body(model=JSON_MODEL), headers=_JSON_HEADERS)
+        status, body = http(
+            self.json_url,
+            method="POST",
+            body=chat_body(model=JSON_MODEL),
+            headers={**_JSON_HEADERS, **self.json_headers},
+        )
         if status != 200 or b'"choices"' not in body:
             raise RuntimeError(f"{self.key}: probe {self.json_url} -> {status} {body[:300]!r}")
         status, body = http(
-            self.stream_url, method="POST", body=chat_body(model=STREAM_MODEL, stream=True), headers=_JSON_HEADERS
+            self.stream_url,
+            method="POST",
+            body=chat_body(model=STREAM_MODEL, stream=True),
+            headers={**_JSON_HEADERS, **self.stream_headers},
         )
         if status != 200 or b"data:" not in body or b'"content"' not in body:
             self.stream_available = False
@@ -465,9 +482,41 @@ class LiteLLM(System):
         wait_http(self.ready_url, timeout=180, proc=self.roots[0])
 
 
-def all_systems(*, litellm_bin: str) -> list[System]:
+PORTKEY_MAIN = Path("node_modules/@portkey-ai/gateway/build/start-server.js")
+
+
+class Portkey(System):
+    """Portkey's gateway under Node (`bench/run` installs it into `bench/.portkey`).
+
+    One Node process: the package's server has no worker/cluster option, so on 2 cores it
+    uses one for JavaScript (plus libuv's threads); the tables say so next to its figures.
+    """
+
+    portkey_dir: str = ""
+
+    def start(self, launcher: Launcher, up: Upstreams, *, work: Path, py: str, envoy: str, repo: Path) -> None:
+        main = Path(self.portkey_dir) / PORTKEY_MAIN
+        node = shutil.which("node")
+        if node is None or not main.exists():
+            self.available = False
+            self.note = f"Portkey not installed ({'no node on PATH' if node is None else f'no {main}'})"
+            return
+        self.port = free_port()
+        self.json_headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"{up.replay_url}/v1"}
+        self.stream_headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"{up.fake_url}/v1"}
+        # production: no console UI routes; --headless: no UI log stream.
+        env = {**os.environ, "NODE_ENV": "production"}
+        argv = [node, str(main), f"--port={self.port}", "--headless"]
+        self.roots = [launcher.start("portkey", argv, env=env, cwd=work)]
+        self.ready_url = f"http://127.0.0.1:{self.port}/"
+        wait_http(self.ready_url, timeout=60, proc=self.roots[0])
+
+
+def all_systems(*, litellm_bin: str, portkey_dir: str = "") -> list[System]:
     litellm = LiteLLM("litellm", "LiteLLM proxy (2 workers)")
     litellm.litellm_bin = litellm_bin
+    portkey = Portkey("portkey", "Portkey gateway (Node, 1 process)")
+    portkey.portkey_dir = portkey_dir
     return [
         Direct("direct", "direct to upstream"),
         PlainEnvoy("envoy", "plain Envoy"),
@@ -475,4 +524,5 @@ def all_systems(*, litellm_bin: str) -> list[System]:
         LlmgwAnthropic("llmgw-anthropic", "llmgw (OpenAI -> Anthropic)"),
         LlmgwPolicies("llmgw-policies", "llmgw, API key policy on"),
         litellm,
+        portkey,
     ]

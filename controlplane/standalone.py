@@ -181,6 +181,10 @@ class Standalone:
         # unless LLMGW_STORE names a Redis shared by several replicas (extproc/store).
         env.setdefault("LLMGW_STORE", f"sqlite:{self.run_dir / 'limits.db'}")
         env[wire.TRACE_CONTENT_ENV] = "1" if opts.tracing is not None and opts.tracing.record_content else "0"
+        # glibc gives each thread that allocates (gRPC core's) its own arena, up to 8 per core, each
+        # holding freed memory; two keep RSS lower under load at no measured CPU cost (bench/results).
+        # An operator's own MALLOC_ARENA_MAX wins.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         sockets = self.extproc_sockets
         for i, sock in enumerate(sockets):
             argv = [

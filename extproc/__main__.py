@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from extproc.worker import run
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llmgw extproc", description="Run one extproc worker.")
     add_arguments(parser)
     args = parser.parse_args(argv)
+    from extproc.worker import run  # here: `llmgw` imports this module for the flags alone
+
     return run(listen=args.listen, config_target=args.config, name=args.name, config_tls_dir=args.config_tls_dir)
 
 

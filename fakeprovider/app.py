@@ -25,9 +25,8 @@ from aiohttp import web
 from fakeprovider import dialects, respond
 from fakeprovider import openai_wire as wire
 from fakeprovider.behaviour import Behaviour, BehaviourError, retry_after_header
-from fakeprovider.records import RecordedRequest, RequestLog
+from fakeprovider.records import DEFAULT_RECORD_LIMIT, RecordedRequest, RequestLog
 
-DEFAULT_RECORD_LIMIT = 10_000
 VLLM_KV_SLOTS = 16  # requests in flight that fill the reported KV cache
 _MAX_BODY = 64 * 1024 * 1024
 _DEPLOYMENT_RE = re.compile(r"/deployments/([^/]+)/")

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from fakeprovider.app import DEFAULT_RECORD_LIMIT, start_fake_provider
 from fakeprovider.behaviour import Behaviour, BehaviourError
+from fakeprovider.records import DEFAULT_RECORD_LIMIT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +84,8 @@ async def _serve(args: argparse.Namespace, *, behaviour: Behaviour, ssl_context:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    from fakeprovider.app import start_fake_provider  # aiohttp's server: only when serving
+
     try:
         provider = await start_fake_provider(
             host=args.host,

@@ -16,6 +16,9 @@ from typing import Any
 
 import orjson
 
+# Requests kept for /_fake/requests unless told otherwise (`--record-limit`).
+DEFAULT_RECORD_LIMIT = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:

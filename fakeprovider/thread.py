@@ -15,9 +15,9 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from fakeprovider.app import DEFAULT_RECORD_LIMIT, FakeProvider, start_fake_provider
+from fakeprovider.app import FakeProvider, start_fake_provider
 from fakeprovider.behaviour import Behaviour
-from fakeprovider.records import RecordedRequest
+from fakeprovider.records import DEFAULT_RECORD_LIMIT, RecordedRequest
 
 _T = TypeVar("_T")
 _TIMEOUT = 10.0

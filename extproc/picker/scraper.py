@@ -17,12 +17,14 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from extproc.contract import ExtprocConfig
 from extproc.picker.engines import DEFAULT_ENGINE, PodLoad, parse_load
 from extproc.picker.prefix import PrefixIndex
+
+if TYPE_CHECKING:  # imported when a pool is scraped: a worker with no pool does not load aiohttp
+    import aiohttp
 from extproc.picker.scheduler import Decision, pick
 
 log = logging.getLogger("llmgw.picker")
@@ -101,6 +103,8 @@ class LoadBoard:
             await self._updated.wait()
 
     async def _run(self) -> None:
+        import aiohttp
+
         # One User-Agent per process: a model server's logs tell the scrapers apart.
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_S),
@@ -120,6 +124,8 @@ class LoadBoard:
             await self._session.close()
 
     async def _scrape(self, endpoint: str) -> None:
+        import aiohttp
+
         assert self._session is not None
         try:
             async with self._session.get(f"{self.scheme}://{endpoint}/metrics") as resp:

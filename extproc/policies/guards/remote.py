@@ -26,16 +26,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 
 from extproc.contract import ProviderConfig
 from extproc.credentials import CredentialError, SignedRequest, auth_headers
 from extproc.policies.guards.config import GuardConfig
 
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp (its client: ~10 MiB per worker) is imported on the first guard call, not when the
+# worker starts: most gateways configure no remote guard.
 MAX_ANSWER_BYTES = 4 << 20
 # The worker's session (opened by `open_shared`): connections to guard services are kept and
 # reused, so a TLS service costs one handshake per connection, not one per request.
@@ -44,11 +48,9 @@ _shared_loop: asyncio.AbstractEventLoop | None = None
 
 
 async def open_shared() -> None:
-    """Start reusing connections to guard services in this event loop (the worker calls it once)."""
-    global _shared, _shared_loop
-    if _shared is None or _shared.closed:
-        _shared = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30))
-        _shared_loop = asyncio.get_running_loop()
+    """Reuse connections to guard services in this event loop (the worker calls it once; the session opens on use)."""
+    global _shared_loop
+    _shared_loop = asyncio.get_running_loop()
 
 
 async def close_shared() -> None:
@@ -60,10 +62,14 @@ async def close_shared() -> None:
 
 def _session() -> tuple[aiohttp.ClientSession, bool]:
     """(session, whether the caller owns it): the worker's, or one for this call (tests, other loops)."""
-    shared = _shared
-    if shared is not None and not shared.closed and _shared_loop is asyncio.get_running_loop():
-        return shared, False
-    return aiohttp.ClientSession(), True
+    global _shared
+    import aiohttp
+
+    if _shared_loop is not asyncio.get_running_loop():
+        return aiohttp.ClientSession(), True
+    if _shared is None or _shared.closed:
+        _shared = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30))
+    return _shared, False
 
 
 class GuardUnavailable(Exception):
@@ -101,6 +107,8 @@ async def _post(
             out.update(auth_headers(sign_as, signed))
         except CredentialError as exc:
             raise GuardUnavailable(f"{guard.kind}: no credential: {exc}") from None
+    import aiohttp
+
     try:
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=guard.connect_timeout_s)
         session, owned = _session()
