@@ -111,9 +111,10 @@ def test_killed_worker_costs_at_most_its_in_flight_requests(gateway: GatewayProc
         outcomes = load.stop()
         assert outcomes.bad_bodies == [], outcomes.bad_bodies
         # Two clients: the requests the dead worker was processing fail (at most two), plus
-        # rarely a stream Envoy handed it as it died (seen: 0-3 per kill on a loaded 2-vCPU
-        # machine). Never a wrong answer, never an outage: the bound is per kill.
-        assert outcomes.failed <= 4, (outcomes.counts, outcomes.errors)
+        # the streams Envoy handed it as it died, before outlier detection ejected it (seen:
+        # 0-3 per kill on a loaded 2-vCPU machine). Never a wrong answer, never an outage: the
+        # bound is per kill, 2 + 3.
+        assert outcomes.failed <= 5, (outcomes.counts, outcomes.errors)
         assert set(outcomes.counts) <= {"200", "503", "500", "502"}, outcomes.counts
 
 
