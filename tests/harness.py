@@ -24,9 +24,34 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+_HANDED_OUT: set[int] = set()  # ports this test process was given: never handed out twice
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` free ports, distinct from each other and from every port handed out before.
+
+    The kernel can give the same port to two bind(0) calls in a row (seen: 3 in 20,000 pairs),
+    and Envoy binds with SO_REUSEPORT: a gateway whose listener port equals its readiness port
+    answered some requests from the readiness listener (an empty 404).
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)  # held until the end, so the kernel moves on to another port
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port not in _HANDED_OUT:
+                ports.append(port)
+        _HANDED_OUT.update(ports)
+        return ports
+    finally:
+        for s in held:
+            s.close()
 
 
 def gateway_yaml(*, port: int, name: str = "gw") -> str:
@@ -122,9 +147,7 @@ class GatewayProcess:
         self.manifest_dir = self.dir / "manifests"
         self.manifest_dir.mkdir()
         self.run_dir = self.dir / "run"
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.ready_port = free_port()
+        self.port, self.metrics_port, self.ready_port = free_ports(3)
         self.workers = workers
         self.drain_timeout = drain_timeout  # short: a test's leftover streams should not hold its teardown
         self.args = list(args or [])  # more `llmgw run` options (e.g. limits)
