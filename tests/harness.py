@@ -96,6 +96,18 @@ spec:
     return head + "".join(rules)
 
 
+def ai_backend_yaml(name: str, provider: str, *, port: int, key: str, namespace: str = "default") -> str:
+    """An AIBackend `name` whose provider block is `provider` (e.g. `openai: {}`) at 127.0.0.1:`port`, keyed `key`."""
+    return f"""---
+apiVersion: llmgw.dev/v1alpha1
+kind: AIBackend
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  ai: {{provider: {{{provider}, host: 127.0.0.1, port: {port}}}}}
+  policies: {{auth: {{key: {key}}}}}
+"""
+
+
 def gateway_manifests(
     *,
     port: int,

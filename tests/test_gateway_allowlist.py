@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule
+from tests.harness import GatewayProcess, ai_backend_yaml, gateway_yaml, http_route_yaml, route_rule
 
 pytestmark = pytest.mark.integration
 KEY = "provider-secret-must-stay-home"
@@ -44,34 +44,6 @@ spec:
 """
 
 BACKENDS = """---
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: fixed}}
-spec:
-  ai: {{provider: {{openai: {{model: gpt-4o-fixed}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: plain}}
-spec:
-  ai: {{provider: {{openai: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: gemini}}
-spec:
-  ai: {{provider: {{gemini: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: claude}}
-spec:
-  ai: {{provider: {{anthropic: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
 apiVersion: llmgw.dev/v1alpha1
 kind: AIBackend
 metadata: {{name: deployment}}
@@ -105,7 +77,19 @@ def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
     ]
     gw.write(
         "gw.yaml",
-        gateway_yaml(port=gw.port) + http_route_yaml(*rules) + ROUTED.format() + BACKENDS.format(up=fp.port, key=KEY),
+        gateway_yaml(port=gw.port)
+        + http_route_yaml(*rules)
+        + ROUTED.format()
+        + "".join(
+            ai_backend_yaml(name, provider, port=fp.port, key=KEY)
+            for name, provider in (
+                ("fixed", "openai: {model: gpt-4o-fixed}"),
+                ("plain", "openai: {}"),
+                ("gemini", "gemini: {}"),
+                ("claude", "anthropic: {}"),
+            )
+        )
+        + BACKENDS.format(up=fp.port, key=KEY),
     )
     gw.start()
     yield gw, fp

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from fakeprovider import FakeProviderThread
-from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
+from tests.harness import GatewayProcess, ai_backend_yaml, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = pytest.mark.integration
 PROVIDER_KEY = "sk-provider-secret-stays-home"
@@ -27,22 +27,6 @@ ALICE = "sk-alice-0123456789"
 BOB = "sk-bob-9876543210"
 VIP = "sk-vip-5555555555"
 ROTATED = "sk-alice-rotated-42"
-
-BACKENDS = """---
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: openai}}
-spec:
-  ai: {{provider: {{openai: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: claude}}
-spec:
-  ai: {{provider: {{anthropic: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
-"""
 
 ROUTED = """---
 apiVersion: gateway.networking.k8s.io/v1
@@ -129,7 +113,8 @@ def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread]]:
         + routes
         + http_route_yaml(route_rule("/open", "openai", rewrite=True), name="open")
         + ROUTED
-        + BACKENDS.format(up=fp.port, key=PROVIDER_KEY)
+        + ai_backend_yaml("openai", "openai: {}", port=fp.port, key=PROVIDER_KEY)
+        + ai_backend_yaml("claude", "anthropic: {}", port=fp.port, key=PROVIDER_KEY)
         + POLICIES,
     )
     gw.write("keys.yaml", team_keys(ALICE_ENTRY, BOB_ENTRY, VIP_ENTRY))

@@ -19,27 +19,11 @@ import pytest
 
 from fakeprovider import FakeProviderThread
 from tests.fakes.jwks import Issuer, JwksServer
-from tests.harness import GatewayProcess, gateway_yaml, http_route_yaml, route_rule, wait_until
+from tests.harness import GatewayProcess, ai_backend_yaml, gateway_yaml, http_route_yaml, route_rule, wait_until
 
 pytestmark = pytest.mark.integration
 PROVIDER_KEY = "sk-provider-secret-stays-home"
 AUDIENCE = "llm-gateway"
-
-BACKEND = """---
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: openai}}
-spec:
-  ai: {{provider: {{openai: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
----
-apiVersion: llmgw.dev/v1alpha1
-kind: AIBackend
-metadata: {{name: claude}}
-spec:
-  ai: {{provider: {{anthropic: {{}}, host: 127.0.0.1, port: {up}}}}}
-  policies: {{auth: {{key: {key}}}}}
-"""
 
 ROUTED = """---
 apiVersion: gateway.networking.k8s.io/v1
@@ -96,7 +80,8 @@ def setup() -> Iterator[tuple[GatewayProcess, FakeProviderThread, Issuer, Issuer
         + http_route_yaml(route_rule("/remote", "openai", rewrite=True), name="remote")
         + http_route_yaml(route_rule("/optional", "openai", rewrite=True), name="optional")
         + ROUTED
-        + BACKEND.format(up=fp.port, key=PROVIDER_KEY)
+        + ai_backend_yaml("openai", "openai: {}", port=fp.port, key=PROVIDER_KEY)
+        + ai_backend_yaml("claude", "anthropic: {}", port=fp.port, key=PROVIDER_KEY)
         + policy("inline", route, "Strict", inline, rsa_issuer.issuer)
         + policy("remote", {**route, "name": "remote"}, "Strict", remote, ec_issuer.issuer)
         + policy("optional", {**route, "name": "optional"}, "Optional", inline, rsa_issuer.issuer)
