@@ -27,6 +27,26 @@ class ConfigHolder:
         self.ready = asyncio.Event()
         # Called with each accepted config, on the event loop (e.g. the picker's scraping starts).
         self.listeners: list[Callable[[ExtprocConfig], None]] = []
+        self._changed = asyncio.Event()  # set (and replaced) on each accepted config
+
+    async def until(self, wanted: Callable[[ExtprocConfig], bool], timeout: float) -> ExtprocConfig:
+        """The current config once `wanted` holds for it, or after `timeout` seconds the current one anyway.
+
+        Envoy and the workers get a new config on separate streams: a route Envoy already has can
+        name something this worker's config does not have yet. Waiting the few milliseconds until
+        the worker catches up beats refusing a client with "retry shortly" for our own race.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not wanted(self.current):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                break
+        return self.current
 
     def accept(self, raw: bytes) -> bool:
         try:
@@ -37,6 +57,8 @@ class ConfigHolder:
             return False
         self.current = config
         self.ready.set()
+        self._changed.set()
+        self._changed = asyncio.Event()
         metrics.EXTPROC_CONFIG_APPLIED.set_to_current_time()
         credentials.prefetch(config.providers.values())
         credentials.prefetch(guard_credentials(g for p in config.guards.values() for g in (*p.request, *p.response)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
@@ -18,6 +18,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 from extproc import errors, wire
 from extproc.attempt_stage import AttemptRequest
 from extproc.configclient import ConfigHolder
+from extproc.contract import ExtprocConfig
 from extproc.cooldown import CooldownBoard
 from extproc.headers import attribute
 from extproc.operations import Operation
@@ -27,6 +28,10 @@ from extproc.router_stage import RouterRequest
 from extproc.store import FAIL_CLOSED, Store
 
 log = logging.getLogger("llmgw.extproc")
+
+# How long a request whose route is newer than this worker's config waits for that config
+# (Envoy's xDS and the workers' config stream arrive separately; the gap is milliseconds).
+_CONFIG_CATCH_UP_S = 2.0
 
 
 class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
@@ -92,9 +97,14 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 which = req.WhichOneof("request")
                 try:
                     if which == "request_headers":
+                        route_name = attribute(req, "xds.route_name")
+                        own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
+                        if own is not None and own not in router.config.authn:
+                            # A route newer than this worker's config: wait for the config that has it.
+                            router.config = await holder.until(_knows(own), _CONFIG_CATCH_UP_S)
                         yield router.on_request_headers(
                             req.request_headers,
-                            route_name=attribute(req, "xds.route_name"),
+                            route_name=route_name,
                             jwt_found=jwt_claims.payloads(req),
                         )
                     elif which == "request_body":
@@ -119,6 +129,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                 log.exception("router stage failed on stream close")
             if router.pending is not None:
                 await _settle(router)
+
+
+def _knows(authn_id: str) -> Callable[[ExtprocConfig], bool]:
+    return lambda config: authn_id in config.authn
 
 
 async def _settle(router: RouterRequest) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
+from collections.abc import AsyncIterator
 
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 
 from extproc import wire
+from extproc.configclient import ConfigHolder
 from extproc.contract import ApiKeyEntry, ApiKeyPolicyConfig, AuthnConfig, ExtprocConfig
 from extproc.identity import Identity
 from extproc.policies import authn
 from extproc.router_stage import RouterRequest
+from extproc.server import ExternalProcessor
 from tests.extproc_protos import GATEWAY, header_sets, http_headers, immediate_json, make_config
 
 ALICE = "sk-alice-123"
@@ -165,6 +169,39 @@ def test_a_route_whose_authentication_the_worker_does_not_know_is_refused_not_pa
         rr.on_request_headers(_headers("/v1/chat/completions", **{"x-api-key": ALICE}), route_name=unknown)
     )
     assert (status, doc["error"]["code"]) == (503, "not_ready")
+
+
+def test_a_route_newer_than_the_workers_config_waits_for_the_config_that_has_it() -> None:
+    # Envoy got the route (a rotated key is a new authentication id) before this worker got its config.
+    holder = ConfigHolder()
+    assert holder.accept(make_config().to_json())
+    processor = ExternalProcessor(holder)
+    headers = ep.ProcessingRequest(request_headers=_headers("/v1/chat/completions", **{"x-api-key": "wrong"}))
+    headers.attributes["envoy.filters.http.ext_proc"].fields["xds.route_name"].string_value = ROUTE
+
+    async def requests() -> AsyncIterator[ep.ProcessingRequest]:
+        yield headers
+
+    async def main() -> list[ep.ProcessingResponse]:
+        stream = processor.Process(requests(), _Context())  # type: ignore[arg-type]
+        answers = asyncio.ensure_future(_collect(stream))
+        await asyncio.sleep(0.05)
+        assert not answers.done()  # waiting, not refused with "retry shortly"
+        assert holder.accept(_router_config().to_json())
+        return await answers
+
+    (resp,) = asyncio.run(main())
+    status, doc = immediate_json(resp)
+    assert (status, doc["error"]["code"]) == (401, "invalid_api_key")
+
+
+class _Context:
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((wire.STAGE_METADATA_KEY, wire.STAGE_ROUTER), (wire.GATEWAY_METADATA_KEY, GATEWAY))
+
+
+async def _collect(stream: AsyncIterator[ep.ProcessingResponse]) -> list[ep.ProcessingResponse]:
+    return [resp async for resp in stream]
 
 
 def test_a_guard_route_reads_the_routes_map_of_the_route_it_guards() -> None:

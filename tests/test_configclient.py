@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import pytest
 
 from extproc.configclient import ConfigHolder
@@ -44,3 +47,26 @@ def test_config_holder_keeps_last_good_on_wrong_json_shapes(garbage: bytes) -> N
     assert holder.accept(good.to_json())
     assert holder.accept(garbage) is False
     assert holder.current == good
+
+
+def test_until_returns_the_config_that_arrives_while_waiting() -> None:
+    # Envoy may route to something (a new authentication) before this worker's config has it.
+    holder = ConfigHolder()
+    assert holder.accept(make_config().to_json())
+    newer = dataclasses.replace(make_config(), version="v2")
+
+    async def main() -> str:
+        waiting = asyncio.ensure_future(holder.until(lambda c: c.version == "v2", timeout=5))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        assert holder.accept(newer.to_json())
+        return (await waiting).version
+
+    assert asyncio.run(main()) == newer.version
+
+
+def test_until_gives_up_after_its_timeout_with_the_current_config() -> None:
+    holder = ConfigHolder()
+    current = make_config()
+    assert holder.accept(current.to_json())
+    assert asyncio.run(holder.until(lambda _c: False, timeout=0.01)) == current
