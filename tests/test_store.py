@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,6 +119,35 @@ def test_exact_across_processes(store_url: str) -> None:
     for p in procs:
         p.join(30)
     assert sum(counts) == 50
+
+
+def _open_at_once(path: str, barrier: Any, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    barrier.wait()
+    try:
+        asyncio.run(SqliteStore(path).close())
+        out.put("")
+    except Exception as exc:
+        out.put(repr(exc))
+
+
+def test_sqlite_workers_opening_a_new_file_at_once_all_open(tmp_path: Path) -> None:
+    """A fresh gateway's workers set the file up together; none of them dies of "database is locked".
+
+    (SQLite refuses one of two readers that both switch the file to WAL at once, busy timeout or not:
+    before the fix about one start in ten of three workers lost one.)
+    """
+    ctx = multiprocessing.get_context("fork")
+    errors: list[str] = []
+    for attempt in range(40):
+        path = str(tmp_path / f"limits-{attempt}.db")
+        barrier, out = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, out)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        errors += [e for e in (out.get(timeout=30) for _ in procs) if e]
+        for p in procs:
+            p.join(10)
+    assert errors == []
 
 
 def test_sqlite_windows_survive_reopening(tmp_path: Path) -> None:

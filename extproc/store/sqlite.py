@@ -36,9 +36,33 @@ CREATE TABLE IF NOT EXISTS buckets (
 ) WITHOUT ROWID
 """
 LOCK_WAIT_S = 2.0
+OPEN_WAIT_S = 10.0  # how long a worker's start waits for the others to set the file up
 _FIRST_BACKOFF_S = 0.0001
 _MAX_BACKOFF_S = 0.005
 SWEEP_EVERY = 4096  # operations between removals of expired buckets
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL mode and the table, waiting for the other workers that open the same new file at once.
+
+    The busy timeout does not cover it: when two connections that both read the file want
+    to switch it to WAL, SQLite answers one "database is locked" at once rather than let
+    them deadlock (a fresh gateway's workers hit this about one start in ten). Blocking
+    is fine here: the worker does not serve until its store is open.
+    """
+    deadline = time.monotonic() + OPEN_WAIT_S
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, not a power cut
+            db.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 class SqliteStore:
@@ -48,9 +72,7 @@ class SqliteStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout=5000")  # opening only: WAL setup may wait for another worker
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, not a power cut
-        self._db.execute(_SCHEMA)
+        _set_up(self._db)
         self._db.execute("PRAGMA busy_timeout=0")  # a locked database is retried from the loop (_retry)
         self._ops = 0
 
