@@ -19,10 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
 from controlplane.gatewayapi.grants import ReferenceGrants
 from controlplane.ir import TlsCertificateIR
 from controlplane.resources import Problem, Resource
@@ -137,7 +133,15 @@ def resolve_certificates(
 
 
 def _pem_problem(crt: str, key: str) -> str | None:
-    """Why this certificate chain and key cannot be served (never quoting either), or None."""
+    """Why this certificate chain and key cannot be served (never quoting either), or None.
+
+    `cryptography` is imported here, on the first HTTPS listener: ~14 MiB of RSS the control
+    plane of a gateway without one does not need (bench/results/soak.md).
+    """
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certs = x509.load_pem_x509_certificates(crt.encode())
     except ValueError:
