@@ -4,6 +4,8 @@ A server-streaming gRPC method on the ADS server's port, with raw bytes as
 messages (the JSON of `extproc.contract.ExtprocConfig`), so no extra proto
 has to be compiled. A worker receives the current config at once and every
 later one; if the control plane goes away the worker keeps its last config.
+`Price` answers a worker's question for a model's catalog price (extproc/prices.py):
+the catalog is loaded in this one process rather than in every worker.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from extproc import wire
+from extproc import prices, wire
 from extproc.contract import ExtprocConfig
+from extproc.cost import lookup_catalog, warm_catalog
 
 log = logging.getLogger("llmgw.configchannel")
 
@@ -30,6 +33,7 @@ class ConfigChannel:
         self.watchers = 0
 
     async def publish(self, config: ExtprocConfig) -> None:
+        _warm_catalog_once()
         async with self._changed:
             self._config = config
             self._encoded = config.to_json()
@@ -54,6 +58,28 @@ class ConfigChannel:
             {
                 "Watch": grpc.unary_stream_rpc_method_handler(
                     self._watch, request_deserializer=None, response_serializer=None
-                )
+                ),
+                "Price": PRICE_HANDLER,
             },
         )
+
+
+_warming: list[asyncio.Task[None]] = []
+
+
+def _warm_catalog_once() -> None:
+    """Load the price catalog in the background when the first config is published (once per process)."""
+    if not _warming:
+        _warming.append(asyncio.get_running_loop().create_task(asyncio.to_thread(warm_catalog)))
+
+
+async def answer_price(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    """A worker's question: the catalog price of a model (extproc/prices.py). Public data, no gateway's:
+    any worker that may open the channel may ask. The catalog is imported on the first question, in a
+    thread, so the xDS and config streams keep being served meanwhile."""
+    question = prices.decode_question(request)
+    price = await asyncio.to_thread(lookup_catalog, *question) if question is not None else None
+    return prices.encode_answer(price)
+
+
+PRICE_HANDLER = grpc.unary_unary_rpc_method_handler(answer_price, request_deserializer=None, response_serializer=None)

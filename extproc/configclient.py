@@ -79,7 +79,8 @@ def channel_credentials(tls_dir: str) -> grpc.ChannelCredentials:
     )
 
 
-def _channel(target: str, tls_dir: str | None) -> grpc.aio.Channel:
+def config_channel(target: str, tls_dir: str | None) -> grpc.aio.Channel:
+    """A channel to the control plane's config service (plaintext on a Unix socket, or mutual TLS)."""
     if tls_dir is None:
         return grpc.aio.insecure_channel(target)
     return grpc.aio.secure_channel(target, channel_credentials(tls_dir))
@@ -94,7 +95,7 @@ async def watch_config(*, target: str, holder: ConfigHolder, worker: str, tls_di
     delay = 0.1
     while True:
         try:
-            async with _channel(target, tls_dir) as channel:
+            async with config_channel(target, tls_dir) as channel:
                 call = channel.unary_stream(
                     wire.CONFIG_WATCH_METHOD, request_serializer=None, response_deserializer=None
                 )

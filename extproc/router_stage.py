@@ -38,6 +38,7 @@ from extproc import cost, errors, metrics, trace_content, validation, wire
 from extproc.attempt_stage import AttemptRequest, backend_pause
 from extproc.contract import AuthnConfig, ExtprocConfig, LimitRuleConfig, ProviderConfig
 from extproc.cooldown import CooldownBoard
+from extproc.cost import CatalogPrice
 from extproc.headers import attribute, header_dict, header_value_ok, provider_from_host_metadata, set_header
 from extproc.identity import Identity
 from extproc.operations import Operation, operation_of, refusal
@@ -50,6 +51,7 @@ from extproc.policies.guards.config import GuardConfig
 from extproc.policies.guards.engine import record as record_guard
 from extproc.policies.guards.stream import StreamGuard
 from extproc.policies.guards.stream_hold import StreamHold, error_event
+from extproc.prices import LOCAL_PRICES, PriceBook
 from extproc.providers import default_model, fixed_model, operations_of
 from extproc.store import FAIL_CLOSED, Store
 from extproc.translate import pair_for
@@ -149,6 +151,8 @@ class RouterRequest:
     reserved_tokens: tuple[float, ...] = ()  # per applied limit, given back at charge
     estimated_tokens: int = 0  # this request's token reservation (limits.estimate_tokens)
     cost_usd: float | None = None
+    prices: PriceBook = LOCAL_PRICES  # catalog prices (the worker's asks the control plane)
+    price_wanted: tuple[str, str] | None = None  # (kind, model) priced by a fallback: the server asks after
     pending: Awaitable[None] | None = None  # the charge after the response; the server awaits it
     body_aliased: bool = False  # the body's model was an alias: the body is rewritten (parse -> forward)
     satisfied: frozenset[str] | None = None  # the route authentications the caller passed (None: none checked)
@@ -406,7 +410,11 @@ class RouterRequest:
         provider = self._provider(self.provider_id) if self.provider_id else None
         model = self.response_model or self.request_model
         self.cost_usd = cost.request_cost(
-            usage=self.usage, kind=self.provider, model=model, overrides=provider.pricing if provider else ()
+            usage=self.usage,
+            kind=self.provider,
+            model=model,
+            overrides=provider.pricing if provider else (),
+            catalog=self._catalog_price,
         )
         if self.applied_limits and self.store is not None:
             self.pending = limits.charge(
@@ -419,6 +427,22 @@ class RouterRequest:
                 interrupted=interrupted,
             )
             self.applied_limits = ()
+
+    def _catalog_price(self, kind: str, model: str) -> CatalogPrice | None:
+        """The worker's price for `model`; a response model not asked about yet is priced at the request
+        model's price (the catalog's dated variants share it) and asked about after the response."""
+        if self.prices.knows(kind, model):
+            return self.prices.get(kind, model)
+        self.price_wanted = (kind, model)
+        if model != self.request_model and self.prices.knows(kind, self.request_model):
+            return self.prices.get(kind, self.request_model)
+        return None
+
+    def price_to_ask(self) -> tuple[str, str] | None:
+        """(kind, request model) once the provider is known and the worker has no price for it yet."""
+        if self.provider and self.request_model and not self.prices.knows(self.provider, self.request_model):
+            return self.provider, self.request_model
+        return None
 
     async def settle(self) -> None:
         """Run the queued charge (the server awaits this after each response message)."""

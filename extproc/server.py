@@ -24,6 +24,7 @@ from extproc.headers import attribute
 from extproc.operations import Operation
 from extproc.picker.scraper import LoadBoard
 from extproc.policies import jwt_claims
+from extproc.prices import LOCAL_PRICES, PriceBook
 from extproc.router_stage import RouterRequest
 from extproc.store import FAIL_CLOSED, Store
 
@@ -43,8 +44,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         store: Store | None = None,
         failure_mode: str = FAIL_CLOSED,
         loads: LoadBoard | None = None,
+        prices: PriceBook | None = None,
     ) -> None:
         self.holder = holder
+        self.prices = prices if prices is not None else LOCAL_PRICES  # catalog prices (extproc/prices.py)
         self.cooldowns = cooldowns if cooldowns is not None else CooldownBoard()
         self.store = store  # limits and budgets (extproc/store); None: no limits enforced
         self.failure_mode = failure_mode
@@ -91,6 +94,7 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
             failure_mode=self.failure_mode,
             record_content=self.record_content,
             loads=self.loads,
+            prices=self.prices,
         )
         try:
             async for req in request_iterator:
@@ -113,7 +117,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                             resp = await router.finish_queued(resp)
                         yield resp
                     elif which == "response_headers":
-                        yield router.on_response_headers(req)
+                        resp = router.on_response_headers(req)
+                        if (ask := router.price_to_ask()) is not None:  # once per model: before it is priced
+                            await self.prices.ensure(*ask)
+                        yield resp
                     elif which == "response_body":
                         yield await router.on_response_body_async(req.response_body)
                     else:
@@ -122,6 +129,9 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                     yield router.note_immediate(_failed("router", which, router.op))
                 if router.pending is not None:
                     await _settle(router)
+                if router.price_wanted is not None:  # a response model seen first: ask now, for the next ones
+                    wanted, router.price_wanted = router.price_wanted, None
+                    await self.prices.ensure(*wanted)
         finally:
             try:
                 router.on_stream_closed()  # a response cut after it started still counts (and is charged)

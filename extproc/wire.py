@@ -76,6 +76,8 @@ OUTPUT_MESSAGES_KEY = "gen_ai.output.messages"
 
 CONFIG_SERVICE = "llmgw.config.v1.ExtprocConfig"
 CONFIG_WATCH_METHOD = f"/{CONFIG_SERVICE}/Watch"
+# A model's catalog price, asked by a worker once per (provider kind, model) (extproc/prices.py).
+CONFIG_PRICE_METHOD = f"/{CONFIG_SERVICE}/Price"
 # Mutual TLS on the config channel (controlplane/kubernetes/xds_tls.py writes them, configclient.py reads
 # them): the file names in the mounted Secret.
 CONFIG_TLS_CA_FILE = "ca.crt"

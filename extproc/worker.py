@@ -18,9 +18,10 @@ import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import memdiag
-from extproc.configclient import ConfigHolder, watch_config
+from extproc.configclient import ConfigHolder, config_channel, watch_config
 from extproc.cooldown import CooldownBoard
 from extproc.policies.guards import remote as guard_services
+from extproc.prices import PriceBook, channel_fetch
 from extproc.server import ExternalProcessor
 from extproc.store import describe, failure_mode, open_store
 
@@ -40,7 +41,11 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
     store = open_store()
     mode = failure_mode()
     log.info("extproc worker %s: limits store %s (%s)", name, describe(os.environ.get("LLMGW_STORE", "")), mode)
-    processor = ExternalProcessor(holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode)
+    # Catalog prices come from the control plane, on the config channel's target (extproc/prices.py).
+    prices = PriceBook(fetch=channel_fetch(lambda: config_channel(config_target, config_tls_dir)))
+    processor = ExternalProcessor(
+        holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode, prices=prices
+    )
     holder.listeners.append(processor.loads.want_pools)  # scrape the model servers before the first pick
     ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
     watcher = asyncio.create_task(

@@ -10,12 +10,15 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
 
+from extproc.cost import catalog_usd, lookup_catalog
+from extproc.usage import Usage
 from fakeprovider import FakeProviderThread
 from tests.harness import GatewayProcess, wait_until
 from tests.limits_manifests import COST_OF_A_B, limits_manifests
@@ -153,6 +156,21 @@ def test_cost_is_counted_in_metrics_and_access_log(gateway: GatewayProcess) -> N
 
     entries = wait_until(lambda: len(answered()) >= 4 and answered(), "four priced answers in the access log")
     assert [e["cost_usd"] for e in entries] == [pytest.approx(COST_OF_A_B)] * len(entries)
+    # /open's backend has no `pricing`: the catalog's price, which the workers asked the control plane for.
+    [opened] = wait_until(
+        lambda: [e for e in logged() if str(e.get("backend", "")).endswith("/default/fake") and e.get("status") == 200][
+            :1
+        ],
+        "the /open request in the access log",
+    )
+    catalog = lookup_catalog("openai", str(opened["gen_ai.response.model"] or "gpt-4o-mini"))
+    usage = Usage(input=int(opened["gen_ai.usage.input_tokens"]), output=int(opened["gen_ai.usage.output_tokens"]))
+    assert catalog is not None and opened["cost_usd"] == pytest.approx(catalog_usd(usage, catalog))
+    # The workers priced them with what the control plane sent: the catalog (genai-prices, with pydantic)
+    # is loaded in the supervisor only (extproc/prices.py).
+    workers = [pid for pid in gateway.child_pids() if b"extproc" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert workers and not [pid for pid in workers if "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()]
+    assert gateway.proc is not None and "pydantic_core" in Path(f"/proc/{gateway.proc.pid}/maps").read_text()
 
 
 def test_agentgateway_policy_as_written_limits_its_route(gateway: GatewayProcess) -> None:

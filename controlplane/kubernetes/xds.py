@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from controlplane.configchannel import SERVICE, ConfigChannel
+from controlplane.configchannel import PRICE_HANDLER, SERVICE, ConfigChannel
 from controlplane.kubernetes.xds_tls import peer_gateway
 from controlplane.xds.ads import AdsServer, Nack
 from controlplane.xds.snapshot import Snapshot
@@ -127,6 +127,7 @@ class GatewayChannels:
             {
                 "Watch": grpc.unary_stream_rpc_method_handler(
                     self._watch, request_deserializer=None, response_serializer=None
-                )
+                ),
+                "Price": PRICE_HANDLER,
             },
         )
