@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import re2
-
 from controlplane.gatewayapi.ai_guard_services import address, fields_of, guard_timeout, service, unknown
 from controlplane.gatewayapi.cloud_auth import Ctx
 from controlplane.ir import GuardIR, PromptGuardIR, StringMatchIR
@@ -188,6 +186,8 @@ def _regex(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Guar
         if not isinstance(pattern, str) or not pattern or len(pattern) > 1024:
             ctx.fail(f"{where}.matches[{i}]", "must be a regular expression of 1-1024 characters")
             continue
+        import re2  # on the first regex guard: a gateway without one does not map RE2
+
         try:
             re2.compile(pattern)
         except re2.error as exc:
@@ -254,6 +254,8 @@ def _webhook(ctx: Ctx, where: str, body: Mapping[str, Any], base: GuardIR) -> Gu
             ctx.fail(f"{fld}.type", "must be Exact or RegularExpression")
             continue
         if mtype == "RegularExpression":
+            import re2
+
             try:
                 re2.compile(m["value"])
             except re2.error as exc:

@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
 from extproc import metrics
 from extproc.policies.guards import remote
 from extproc.policies.guards.config import GuardConfig, HeaderMatchConfig
@@ -77,6 +75,8 @@ def forwarded(headers: Mapping[str, str], matches: tuple[HeaderMatchConfig, ...]
 
 
 def _full(pattern: str, value: str) -> bool:
+    import re2  # on the first regular-expression header match (a worker without one does not map RE2)
+
     return re2.fullmatch(pattern, value) is not None
 
 

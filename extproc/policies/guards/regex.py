@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import re2
+if TYPE_CHECKING:
+    import re2
 
 CUSTOM_LABEL = "<masked>"
 MAX_BUILTIN_MATCH = 250  # the longest text a built-in can match (an e-mail address)
@@ -181,7 +182,12 @@ def apply(text: str, spans: list[Span]) -> str:
 
 @lru_cache(maxsize=256)
 def compile_rules(builtins: tuple[str, ...], patterns: tuple[str, ...]) -> RuleSet:
-    """RE2-compiled rules (validated by the control plane; an unknown built-in raises KeyError)."""
+    """RE2-compiled rules (validated by the control plane; an unknown built-in raises KeyError).
+
+    RE2 is imported on the first regex guard: a worker without one does not map it (~0.7 MiB).
+    """
+    import re2
+
     options = re2.Options()
     options.max_mem = 8 << 20
     rules = [Rule(re2.compile(BUILTINS[b].pattern, options), BUILTINS[b].label, BUILTINS[b].valid) for b in builtins]
