@@ -325,6 +325,7 @@ def try_plot(csv_path: Path, png: Path, *, warmup_s: float, title: str, plot_pyt
         return ""
     except ImportError:
         pass
+    plot_python = str(Path(plot_python).absolute())  # the plot runs in bench/: a relative path must not move
     if not Path(plot_python).exists():
         return f"no PNG: matplotlib is not in this Python and {plot_python} does not exist (the CSV has every sample)"
     code = (
