@@ -183,9 +183,12 @@ def lookup_catalog(kind: str, model: str) -> CatalogPrice | None:
 
 def warm_catalog() -> None:
     """Load the catalog now (~0.15 s, in a thread), so the first question a worker asks is not the slow one."""
-    from genai_prices import data_snapshot
+    try:
+        from genai_prices import data_snapshot
 
-    data_snapshot.get_snapshot()
+        data_snapshot.get_snapshot()
+    except Exception:  # the lookups say why, each time they are asked
+        log.exception("loading the price catalog failed")
 
 
 def _rate(value: Any) -> Rate | None:
