@@ -32,10 +32,18 @@ _CONNECTION_TIMEOUT_S = 30.0
 _READY_TIMEOUT_S = 10.0
 
 
+class _Server(ThreadingHTTPServer):
+    # Envoy health-checks every failover provider against the pause oracle at once: the standard
+    # library's listen backlog of 5 dropped connections beyond it, and a dropped SYN is retried
+    # after 1 s, past the checks' 1 s timeout (a fresh gateway's providers started unhealthy).
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class HttpEndpoints:
     """The running servers (one per port); `cleanup` stops them."""
 
-    def __init__(self, servers: list[ThreadingHTTPServer]) -> None:
+    def __init__(self, servers: list[_Server]) -> None:
         self.servers = servers
 
     async def cleanup(self) -> None:
@@ -107,8 +115,7 @@ async def start_http(
 
     servers = []
     for port in (metrics_port, ready_port):
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
+        server = _Server((host, port), Handler)
         threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
         servers.append(server)
     return HttpEndpoints(servers)
