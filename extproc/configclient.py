@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from extproc.policies.guards.remote import credential_views as guard_credentials
 log = logging.getLogger("llmgw.extproc.config")
 
 
+# How long, and how many, replaced configs stay usable for requests Envoy routed by them: Envoy applies
+# a new config within milliseconds of the workers, so this bounds how long a revoked key can pass.
+RECENT_S = 10.0
+KEEP_REPLACED = 3
+
+
 class ConfigHolder:
     def __init__(self) -> None:
         self.current: ExtprocConfig = EMPTY
@@ -28,6 +35,18 @@ class ConfigHolder:
         # Called with each accepted config, on the event loop (e.g. the picker's scraping starts).
         self.listeners: list[Callable[[ExtprocConfig], None]] = []
         self._changed = asyncio.Event()  # set (and replaced) on each accepted config
+        # The configs this one replaced, newest first, with when they were replaced (`recent`).
+        self._replaced: list[tuple[float, ExtprocConfig]] = []
+
+    def recent(self, wanted: Callable[[ExtprocConfig], bool]) -> ExtprocConfig | None:
+        """The newest config replaced less than `RECENT_S` ago for which `wanted` holds, or None.
+
+        The other side of `until`: the worker can be ahead of Envoy. A request Envoy still routes on a
+        route of the previous config (an API key policy's old id, before a rotation reached Envoy) is
+        served with the config Envoy routed it by, not refused for our own race.
+        """
+        now = time.monotonic()
+        return next((c for at, c in self._replaced if now - at < RECENT_S and wanted(c)), None)
 
     async def until(self, wanted: Callable[[ExtprocConfig], bool], timeout: float) -> ExtprocConfig:
         """The current config once `wanted` holds for it, or after `timeout` seconds the current one anyway.
@@ -55,6 +74,8 @@ class ConfigHolder:
             log.error("rejected extproc config, keeping version %r: %s", self.current.version, exc)
             metrics.EXTPROC_CONFIG_REJECTED.inc()
             return False
+        if self.current is not EMPTY:
+            self._replaced = [(time.monotonic(), self.current), *self._replaced[: KEEP_REPLACED - 1]]
         self.current = config
         self.ready.set()
         self._changed.set()

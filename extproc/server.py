@@ -104,8 +104,10 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
                         route_name = attribute(req, "xds.route_name")
                         own = wire.authn_of_route_name(route_name) if isinstance(route_name, str) else None
                         if own is not None and own not in router.config.authn:
-                            # A route newer than this worker's config: wait for the config that has it.
-                            router.config = await holder.until(_knows(own), _CONFIG_CATCH_UP_S)
+                            # Envoy routed by an older config than this worker's (use that one), or by a
+                            # newer one (wait for it).
+                            older = holder.recent(_knows(own))
+                            router.config = older or await holder.until(_knows(own), _CONFIG_CATCH_UP_S)
                         yield router.on_request_headers(
                             req.request_headers,
                             route_name=route_name,

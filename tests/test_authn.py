@@ -195,6 +195,35 @@ def test_a_route_newer_than_the_workers_config_waits_for_the_config_that_has_it(
     assert (status, doc["error"]["code"]) == (401, "invalid_api_key")
 
 
+def test_a_route_older_than_the_workers_config_is_served_by_the_config_envoy_routed_it_by() -> None:
+    # The worker got a rotation (the policy's new id) before Envoy did: Envoy still routes by the old id.
+    holder = ConfigHolder()
+    assert holder.accept(_router_config().to_json())
+    rotated = _router_config()
+    rotated = dataclasses.replace(
+        rotated,
+        authn={
+            "strict2": dataclasses.replace(rotated.authn["strict1"], id="strict2"),
+            "other2": rotated.authn["other2"],
+        },
+        gateway_authn={GATEWAY: ["strict2", "other2"]},
+    )
+    assert holder.accept(rotated.to_json())
+    processor = ExternalProcessor(holder)
+    headers = ep.ProcessingRequest(request_headers=_headers("/v1/chat/completions", **{"x-api-key": "wrong"}))
+    headers.attributes["envoy.filters.http.ext_proc"].fields["xds.route_name"].string_value = ROUTE  # old id
+
+    async def requests() -> AsyncIterator[ep.ProcessingRequest]:
+        yield headers
+
+    async def main() -> list[ep.ProcessingResponse]:
+        return await asyncio.wait_for(_collect(processor.Process(requests(), _Context())), 1.0)  # type: ignore[arg-type]
+
+    (resp,) = asyncio.run(main())
+    status, doc = immediate_json(resp)
+    assert (status, doc["error"]["code"]) == (401, "invalid_api_key")  # checked at once, not 503 after a wait
+
+
 class _Context:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((wire.STAGE_METADATA_KEY, wire.STAGE_ROUTER), (wire.GATEWAY_METADATA_KEY, GATEWAY))

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from extproc import configclient
 from extproc.configclient import ConfigHolder
 from tests.extproc_protos import make_config
 
@@ -70,3 +71,17 @@ def test_until_gives_up_after_its_timeout_with_the_current_config() -> None:
     current = make_config()
     assert holder.accept(current.to_json())
     assert asyncio.run(holder.until(lambda _c: False, timeout=0.01)) == current
+
+
+def test_recent_finds_a_replaced_config_for_a_short_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker can be ahead of Envoy: a request Envoy routed by the previous config is served by it.
+    clock = {"t": 100.0}
+    monkeypatch.setattr(configclient.time, "monotonic", lambda: clock["t"])
+    holder = ConfigHolder()
+    old = dataclasses.replace(make_config(), version="old")
+    assert holder.accept(old.to_json())
+    assert holder.recent(lambda c: c.version == "old") is None  # the current one is not "recent"
+    assert holder.accept(dataclasses.replace(make_config(), version="new").to_json())
+    assert holder.recent(lambda c: c.version == "old") == old
+    clock["t"] += configclient.RECENT_S
+    assert holder.recent(lambda c: c.version == "old") is None
