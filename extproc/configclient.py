@@ -11,11 +11,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import grpc
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from extproc import credentials, metrics, wire
+from extproc import credentials, metrics
+from extproc.config_rpc import config_channel, watch
 from extproc.contract import EMPTY, ExtprocConfig
 from extproc.policies.guards.remote import credential_views as guard_credentials
 
@@ -89,24 +89,6 @@ class ConfigHolder:
         return True
 
 
-def channel_credentials(tls_dir: str) -> grpc.ChannelCredentials:
-    """Mutual TLS to the controller: trust its CA, present this Gateway's certificate (re-read per connection,
-    so a reissued Secret is used once Kubernetes updates the mounted files)."""
-    base = Path(tls_dir)
-    return grpc.ssl_channel_credentials(
-        root_certificates=(base / wire.CONFIG_TLS_CA_FILE).read_bytes(),
-        private_key=(base / wire.CONFIG_TLS_KEY_FILE).read_bytes(),
-        certificate_chain=(base / wire.CONFIG_TLS_CERT_FILE).read_bytes(),
-    )
-
-
-def config_channel(target: str, tls_dir: str | None) -> grpc.aio.Channel:
-    """A channel to the control plane's config service (plaintext on a Unix socket, or mutual TLS)."""
-    if tls_dir is None:
-        return grpc.aio.insecure_channel(target)
-    return grpc.aio.secure_channel(target, channel_credentials(tls_dir))
-
-
 async def watch_config(*, target: str, holder: ConfigHolder, worker: str, tls_dir: str | None = None) -> None:
     """Run forever: subscribe, apply each config, reconnect on failure.
 
@@ -116,18 +98,17 @@ async def watch_config(*, target: str, holder: ConfigHolder, worker: str, tls_di
     delay = 0.1
     while True:
         try:
-            async with config_channel(target, tls_dir) as channel:
-                call = channel.unary_stream(
-                    wire.CONFIG_WATCH_METHOD, request_serializer=None, response_deserializer=None
-                )
-                async for raw in call(worker.encode()):
-                    holder.accept(raw)
-                    delay = 0.1
-        except grpc.aio.AioRpcError as exc:
-            log.debug("config channel: %s", exc.code())
+            channel = config_channel(target, tls_dir)
         except OSError as exc:  # the TLS files are not mounted (yet)
             log.warning("config channel TLS files: %s", exc)
-        except asyncio.CancelledError:
-            raise
+        else:
+            try:
+                async for raw in watch(channel, worker):
+                    holder.accept(raw)
+                    delay = 0.1
+            except (GRPCError, StreamTerminatedError, OSError) as exc:  # the control plane is away (restarting)
+                log.debug("config channel: %s", exc)
+            finally:
+                channel.close()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)

@@ -21,10 +21,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import grpc
 import orjson
+from grpclib.client import Channel
 
 from extproc import wire
+from extproc.config_rpc import ask
 from extproc.cost import CatalogPrice, lookup_catalog
 
 log = logging.getLogger("llmgw.extproc.prices")
@@ -72,15 +73,15 @@ class PriceBook:
             self._failed_at.pop(key, None)
 
 
-def channel_fetch(channel: Callable[[], grpc.aio.Channel]) -> Fetch:
+def channel_fetch(channel: Callable[[], Channel]) -> Fetch:
     """Ask the control plane on the config channel (`wire.CONFIG_PRICE_METHOD`); `channel` opens it once."""
-    opened: list[grpc.aio.Channel] = []
+    opened: list[Channel] = []
 
     async def fetch(kind: str, model: str) -> CatalogPrice | None:
         if not opened:
             opened.append(channel())
-        call = opened[0].unary_unary(wire.CONFIG_PRICE_METHOD, request_serializer=None, response_deserializer=None)
-        raw = await call(orjson.dumps({"kind": kind, "model": model}), timeout=LOOKUP_TIMEOUT_S)
+        question = orjson.dumps({"kind": kind, "model": model})
+        raw = await ask(opened[0], wire.CONFIG_PRICE_METHOD, question, timeout=LOOKUP_TIMEOUT_S)
         doc = orjson.loads(raw)
         return CatalogPrice.from_json(doc["price"]) if doc.get("price") is not None else None
 

@@ -16,7 +16,8 @@ import signal
 import uvloop
 
 from extproc import memdiag
-from extproc.configclient import ConfigHolder, config_channel, watch_config
+from extproc.config_rpc import config_channel
+from extproc.configclient import ConfigHolder, watch_config
 from extproc.cooldown import CooldownBoard
 from extproc.grpc_service import ExtProcServer
 from extproc.policies.guards import remote as guard_services

@@ -10,6 +10,7 @@ import pytest
 
 from controlplane.configchannel import ConfigChannel
 from extproc import prices
+from extproc.config_rpc import config_channel
 from extproc.cost import CatalogPrice, Rate, lookup_catalog
 from extproc.prices import PriceBook, channel_fetch
 from extproc.router_stage import RouterRequest
@@ -27,7 +28,7 @@ def test_the_control_plane_answers_what_its_catalog_says(tmp_path: Path) -> None
         server.add_insecure_port(target)
         await server.start()
         try:
-            fetch = channel_fetch(lambda: grpc.aio.insecure_channel(target))
+            fetch = channel_fetch(lambda: config_channel(target, None))
             return [await fetch("openai", "gpt-4o-mini"), await fetch("openai", "no-such-model-xyz")]
         finally:
             await server.stop(None)
