@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 # Ordered: the first category whose pattern matches a frame wins.
 CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
     ("our code (extproc/, controlplane/)", re.compile(r"[/( ](extproc|controlplane)/")),
+    # grpclib (the workers' ext_proc server and config client) and the HTTP/2 libraries under it.
+    ("gRPC (grpclib, h2, hpack)", re.compile(r"grpclib|[/(]h2/|hpack|hyperframe|multidict", re.I)),
     ("gRPC (grpc.aio, cygrpc, core)", re.compile(r"grpc|cygrpc|_cython|\.pyx|absl|ares", re.I)),
     ("protobuf (upb)", re.compile(r"protobuf|upb|_message\.|descriptor", re.I)),
     ("JSON (orjson)", re.compile(r"orjson", re.I)),
@@ -212,7 +214,7 @@ def _write_md(s: dict[str, Any], path: Path, *, seconds: int) -> None:
     main = sum(v for k, v in threads.items() if k.startswith("main thread"))
     resp = s["responsible"]
     ours = resp.get("our code (extproc/, controlplane/)", 0.0)
-    grpc = resp.get("gRPC (grpc.aio, cygrpc, core)", 0.0)
+    grpc = resp.get("gRPC (grpc.aio, cygrpc, core)", 0.0) + resp.get("gRPC (grpclib, h2, hpack)", 0.0)
     lines = [
         "# Where an extproc worker's time goes",
         "",

@@ -435,6 +435,7 @@ def main() -> int:
     p.add_argument("--plot-python", default=str(HERE / ".venv-litellm" / "bin" / "python"))
     args = p.parse_args()
 
+    args.out = args.out.resolve()  # the plot runs in another Python, from another directory
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llmgw-soak-", dir="/tmp"))
     env = {**os.environ, "LLMGW_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}

@@ -9,12 +9,14 @@ ones with UNAVAILABLE, which Envoy's ext_proc retry policy sends to another work
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
+from h2.connection import H2Connection
 
 from extproc.grpc_service import ExtProcServer
 from extproc.server import StreamContext
@@ -132,3 +134,25 @@ def test_stop_finishes_streams_in_flight_and_refuses_new_ones(tmp_path: Path) ->
         assert processor.closed == 1  # the refused stream never reached Process
 
     asyncio.run(main())
+
+
+def test_a_long_lived_connection_does_not_remember_every_closed_stream(tmp_path: Path) -> None:
+    """h2 keeps a record per closed stream (65,536 by default: ~6 MiB per Envoy connection); ours is bounded."""
+
+    async def main() -> list[int]:
+        server, _processor, target = await _started(tmp_path)
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:  # one connection, as Envoy keeps it
+                stub = ep_grpc.ExternalProcessorStub(channel)
+                for _ in range(1500):
+                    call = stub.Process(metadata=STAGE)
+                    await call.write(HEADERS)
+                    await call.read()
+                    await call.done_writing()
+                    assert await call.read() is grpc.aio.EOF
+                return [len(c._closed_streams) for c in gc.get_objects() if isinstance(c, H2Connection)]
+        finally:
+            await server.stop(grace=1)
+
+    remembered = asyncio.run(main())
+    assert remembered and max(remembered) == H2Connection.MAX_CLOSED_STREAMS == 1024
