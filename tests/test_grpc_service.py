@@ -1,23 +1,26 @@
-"""The workers' ext_proc server (grpclib) on a real Unix socket, driven by a real gRPC client.
+"""The workers' ext_proc server (extproc/http2_grpc.py) on a real Unix socket, driven by grpcio's client.
 
-What it must keep from grpc.aio: the stage metadata reaches `Process`, responses come
-back in order, a stream the client cuts still runs its cleanup (charges and metrics
-happen there), and a stopping worker finishes the streams it has while refusing new
-ones with UNAVAILABLE, which Envoy's ext_proc retry policy sends to another worker.
+What it must keep from a gRPC library: the stage metadata reaches `Process`, responses
+come back in order, messages larger than a frame and than the windows go through both
+ways, many streams share a connection, a stream the client cuts still runs its cleanup
+(charges and metrics happen there), a stopping worker finishes the streams it has while
+new ones get UNAVAILABLE (which Envoy's ext_proc retry policy sends to another worker),
+and nothing is kept per finished stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ep_grpc
-from h2.connection import H2Connection
+from hpack import Decoder
 
+from extproc import http2_grpc
 from extproc.grpc_service import ExtProcServer
 from extproc.server import StreamContext
 
@@ -120,8 +123,9 @@ def test_stop_finishes_streams_in_flight_and_refuses_new_ones(tmp_path: Path) ->
             await processor.holding.wait()
             stopping = asyncio.create_task(server.stop(grace=30))
             await asyncio.sleep(0)  # stop() has begun: new streams are refused from here on
-            refused = stub.Process(metadata=STAGE)
-            await refused.write(HEADERS)
+            refused = stub.Process(metadata=STAGE)  # the connection said GOAWAY and the socket is closed
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await refused.write(HEADERS)
             assert await refused.code() == grpc.StatusCode.UNAVAILABLE
             assert not stopping.done()  # the stream in flight holds the stop
             processor.hold.set()
@@ -136,23 +140,109 @@ def test_stop_finishes_streams_in_flight_and_refuses_new_ones(tmp_path: Path) ->
     asyncio.run(main())
 
 
-def test_a_long_lived_connection_does_not_remember_every_closed_stream(tmp_path: Path) -> None:
-    """h2 keeps a record per closed stream (65,536 by default: ~6 MiB per Envoy connection); ours is bounded."""
+class EchoProcessor:
+    """Answers a request body with a response body of the same bytes (a large message both ways)."""
 
-    async def main() -> list[int]:
-        server, _processor, target = await _started(tmp_path)
+    def __init__(self) -> None:
+        self.streams = 0
+
+    async def Process(
+        self, request_iterator: AsyncIterator[ep.ProcessingRequest], context: StreamContext
+    ) -> AsyncGenerator[ep.ProcessingResponse, None]:
+        self.streams += 1
+        async for req in request_iterator:
+            if req.WhichOneof("request") == "request_body":
+                if req.request_body.body == b"fail":
+                    raise RuntimeError("a bug in the handler")
+                mutation = ep.BodyMutation(body=req.request_body.body)
+                yield ep.ProcessingResponse(
+                    request_body=ep.BodyResponse(response=ep.CommonResponse(body_mutation=mutation))
+                )
+            else:
+                yield ep.ProcessingResponse(request_headers=ep.HeadersResponse())
+
+
+async def _echo_server(tmp_path: Path) -> tuple[ExtProcServer, EchoProcessor, str]:
+    processor = EchoProcessor()
+    server = ExtProcServer(processor)  # type: ignore[arg-type]
+    sock = str(tmp_path / "echo.sock")
+    await server.start(f"unix:{sock}")
+    return server, processor, f"unix:{sock}"
+
+
+async def _echo(stub: ep_grpc.ExternalProcessorStub, body: bytes) -> bytes:
+    call = stub.Process(metadata=STAGE)
+    await call.write(HEADERS)
+    await call.read()
+    await call.write(ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)))
+    answer = await call.read()
+    await call.done_writing()
+    assert await call.read() is grpc.aio.EOF
+    return bytes(answer.request_body.response.body_mutation.body)
+
+
+def test_large_messages_both_ways_and_many_streams_on_one_connection(tmp_path: Path) -> None:
+    """4 MiB each way (far past a 16 KiB frame and the client's 64 KiB window), and 200 streams at once."""
+
+    async def main() -> None:
+        server, processor, target = await _echo_server(tmp_path)
+        big = bytes(range(256)) * (4 * 4096)
         try:
-            async with grpc.aio.insecure_channel(target) as channel:  # one connection, as Envoy keeps it
+            options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+            async with grpc.aio.insecure_channel(target, options=options) as channel:
                 stub = ep_grpc.ExternalProcessorStub(channel)
-                for _ in range(1500):
-                    call = stub.Process(metadata=STAGE)
-                    await call.write(HEADERS)
-                    await call.read()
-                    await call.done_writing()
-                    assert await call.read() is grpc.aio.EOF
-                return [len(c._closed_streams) for c in gc.get_objects() if isinstance(c, H2Connection)]
+                assert await _echo(stub, big) == big
+                bodies = [f"stream {i} ".encode() * (i + 1) for i in range(200)]
+                assert await asyncio.gather(*(_echo(stub, b) for b in bodies)) == bodies
+            assert processor.streams == 201
+            assert server.http2.in_flight() == 0  # nothing kept per finished stream
         finally:
             await server.stop(grace=1)
 
-    remembered = asyncio.run(main())
-    assert remembered and max(remembered) == H2Connection.MAX_CLOSED_STREAMS == 1024
+    asyncio.run(main())
+
+
+def test_a_failing_handler_or_an_unknown_method_ends_the_stream_with_a_status(tmp_path: Path) -> None:
+    async def main() -> None:
+        server, _processor, target = await _echo_server(tmp_path)
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:
+                call = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
+                await call.write(HEADERS)
+                await call.read()
+                await call.write(ep.ProcessingRequest(request_body=ep.HttpBody(body=b"fail")))
+                assert await call.code() == grpc.StatusCode.UNKNOWN
+                other = channel.stream_stream("/envoy.service.ext_proc.v3.ExternalProcessor/Other")()
+                assert await other.code() == grpc.StatusCode.UNIMPLEMENTED
+                server.http2.accepting = False  # stopping, before the connection is told: trailers-only
+                refused = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
+                assert await refused.code() == grpc.StatusCode.UNAVAILABLE
+                assert await refused.details() == "extproc worker stopping"
+            assert server.http2.in_flight() == 0
+        finally:
+            await server.stop(grace=1)
+
+    asyncio.run(main())
+
+
+def test_garbage_instead_of_http2_closes_the_connection_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        server, _processor, target = await _echo_server(tmp_path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(target.removeprefix("unix:"))
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 30) != b""  # our SETTINGS, then the close
+            writer.close()
+            async with grpc.aio.insecure_channel(target) as channel:  # the server still serves
+                assert await _echo(ep_grpc.ExternalProcessorStub(channel), b"after") == b"after"
+        finally:
+            await server.stop(grace=1)
+
+    asyncio.run(main())
+
+
+def test_grpc_message_is_percent_encoded() -> None:
+    block = http2_grpc.trailers(13, "bad 100% ünïcode\n")
+    decoded = dict(Decoder().decode(block))
+    assert decoded == {"grpc-status": "13", "grpc-message": "bad 100%25 %C3%BCn%C3%AFcode%0A"}
