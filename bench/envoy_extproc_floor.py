@@ -10,7 +10,9 @@ Unix socket). Variants, each adding one thing to the one before:
 - `extproc-grpc.aio`: the router stage's processing mode (request headers and buffered
   body, response headers and buffered body: 4 messages), no attributes, no metadata,
   served by grpc.aio (what the workers used before `extproc/grpc_service.py`);
-- `extproc`: the same, served by grpclib (what the workers use now; so do the variants below);
+- `extproc-grpclib`: the same, served by grpclib;
+- `extproc`: the same, served by the workers' own server (`extproc/http2_grpc.py`), which
+  the variants below use too;
 - `attributes`: plus the router stage's `request_attributes`/`response_attributes` and
   metadata namespaces (`controlplane/xds/extproc_filters.py`);
 - `access-log`: plus llmgw's JSON access log (`controlplane/xds/access_log.py`) to a file.
@@ -43,9 +45,11 @@ from upstream import chat_body
 from controlplane.xds.access_log import access_log
 from controlplane.xds.extproc_filters import router_stage_filter
 
-VARIANTS = ("plain", "extproc-grpc.aio", "extproc", "attributes", "access-log")
+VARIANTS = ("plain", "extproc-grpc.aio", "extproc-grpclib", "extproc", "attributes", "access-log")
 HERE = Path(__file__).resolve().parent
 FLOOR = HERE / "grpc_floor.py"  # its do-nothing servers
+# Which of grpc_floor.py's servers a variant uses (the rest: the workers' own, "llmgw").
+SERVER_STYLE = {"extproc-grpc.aio": "generator", "extproc-grpclib": "grpclib", "extproc": "llmgw"}
 _T = "type.googleapis.com/"
 
 
@@ -54,7 +58,7 @@ def _extproc_filter(variant: str) -> dict[str, Any]:
     f = router_stage_filter("default/gw")
     cfg = f["typed_config"]
     cfg["grpc_service"] = {"envoy_grpc": {"cluster_name": "extproc"}}
-    if variant in ("extproc", "extproc-grpc.aio"):
+    if variant in ("extproc", "extproc-grpc.aio", "extproc-grpclib"):
         for key in ("request_attributes", "response_attributes", "metadata_options"):
             cfg.pop(key, None)
     return f
@@ -189,7 +193,7 @@ def main() -> None:
     with Launcher(work) as launch:
         sockets = {
             style: [str(work / f"extproc-{style}-{i}.sock") for i in range(args.servers)]
-            for style in ("generator", "grpclib")
+            for style in set(SERVER_STYLE.values())
         }
         servers = {
             style: [
@@ -211,7 +215,7 @@ def main() -> None:
                 port=port,
                 admin=admin,
                 upstream=replay_port,
-                sockets=sockets["generator" if variant == "extproc-grpc.aio" else "grpclib"],
+                sockets=sockets[SERVER_STYLE.get(variant, "llmgw")],
                 log=work / f"{variant}-access.log",
             )
             (work / f"{variant}.json").write_text(json.dumps(cfg))
@@ -238,7 +242,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for variant, (pid, port) in fronts.items():
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                pids = servers["generator" if variant == "extproc-grpc.aio" else "grpclib"]
+                pids = servers[SERVER_STYLE.get(variant, "llmgw")]
                 before, server_before = cpu_ticks(pid) or 0, _ticks(pids)
                 result = wrk(url=url, body=body, connections=32, seconds=args.seconds)
                 ticks, server_ticks = (cpu_ticks(pid) or 0) - before, _ticks(pids) - server_before

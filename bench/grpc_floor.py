@@ -11,8 +11,9 @@ what any llmgw stream costs before the first line of our code runs:
   (a 30-event SSE response);
 - the two handler styles grpc.aio offers: an async generator (what `extproc/server.py`
   used before) and `context.read()`/`context.write()`;
-- grpclib (HTTP/2 in Python on the event loop, what `extproc/grpc_service.py` uses now),
-  with our async-generator handler behind it.
+- grpclib (HTTP/2 on h2, in Python on the event loop), with the same handler;
+- `llmgw`: the workers' own server (`extproc/grpc_service.py` over `extproc/http2_grpc.py`),
+  with the async-generator handler behind it.
 
 The client is a grpc.aio client in another process, 8 streams in flight; only the
 server process's CPU (utime+stime from /proc) is counted. Rounds are interleaved
@@ -44,7 +45,9 @@ from grpclib.const import Cardinality, Handler
 from grpclib.server import Server, Stream
 from procs import cpu_ticks
 
-STYLES = ("generator", "read-write", "grpclib")
+from extproc.grpc_service import ExtProcServer
+
+STYLES = ("generator", "read-write", "grpclib", "llmgw")
 MESSAGES = (1, 2, 4, 32)
 _REQUEST_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 _EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"word "}}]}\n\n'
@@ -99,6 +102,11 @@ class GrpclibStyle:
 
 
 async def _serve(style: str, socket: str) -> None:
+    if style == "llmgw":
+        ours = ExtProcServer(GeneratorStyle())  # type: ignore[arg-type]
+        await ours.start(f"unix:{socket}")
+        await asyncio.Event().wait()
+        return
     if style == "grpclib":
         server_lib = Server([GrpclibStyle()])
         await server_lib.start(path=socket)

@@ -35,7 +35,7 @@ DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDO
 END_STREAM = ACK = 0x1
 END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 4, 5
-PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL = 0x1, 0x3, 0x7, 0x8
+PROTOCOL_ERROR, INTERNAL_ERROR = 0x1, 0x2
 
 _FRAME = struct.Struct(">BHBBI")  # length (24 bits as 8 + 16), type, flags, stream id
 _SETTING = struct.Struct(">HI")
@@ -219,9 +219,13 @@ class Connection(asyncio.Protocol):
             offset = end
             try:
                 self._frame(kind, flags, stream_id & 0x7FFFFFFF, payload)
-            except (HPACKError, ValueError, struct.error):
+            except (HPACKError, ValueError, struct.error, IndexError):
                 log.warning("ext_proc connection: malformed frame (type %d); closing it", kind)
                 self._fail(PROTOCOL_ERROR)
+                return
+            except Exception:  # a bug here must not leave the connection half-parsed
+                log.exception("ext_proc connection failed on a frame (type %d); closing it", kind)
+                self._fail(INTERNAL_ERROR)
                 return
         if offset:
             del buf[:offset]
@@ -295,9 +299,14 @@ class Connection(asyncio.Protocol):
         assert self.header_block is not None
         stream_id, flags, block = self.header_block
         self.header_block = None
-        fields = self.decoder.decode(bytes(block), raw=True)
-        if stream_id in self.streams or stream_id <= self.last_stream_id:
-            return  # trailers from the client: gRPC clients send none
+        fields = self.decoder.decode(bytes(block), raw=True)  # always: it updates the decoder's table
+        if stream_id in self.streams or stream_id <= self.last_stream_id or not stream_id % 2:
+            known = self.streams.get(stream_id)
+            if known is not None and flags & END_STREAM:  # trailers from the client end its side
+                known.done_remote = True
+                known.requests.end()
+                self._forget(known)
+            return
         self.last_stream_id = stream_id
         requests = Requests(self.loop)
         stream = _Stream(stream_id, requests, self.peer_initial_window)
