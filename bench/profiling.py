@@ -232,10 +232,10 @@ def _write_md(s: dict[str, Any], path: Path, *, seconds: int) -> None:
             if per_worker_rps
             else ""
         )
-        + f"; its main (asyncio) thread {main:.0f} ms/s, gRPC core's own threads the rest.",
+        + f"; its main (asyncio) thread {main:.0f} ms/s, its other threads the rest.",
         f"- By the library that asked for the work (innermost non-libc frame): gRPC machinery {grpc * 100:.0f} %, "
         f"our code (extproc/) {ours * 100:.0f} %, the rest below. Syscalls (write/sendmsg/recvmsg on the Unix "
-        "socket, eventfd wake-ups) are charged to whoever made them, mostly gRPC.",
+        "socket, eventfd wake-ups) are charged to whoever made them.",
         "",
         "## CPU by thread (from /proc/PID/task, during the recording)",
         "",
