@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
@@ -246,3 +247,22 @@ def test_grpc_message_is_percent_encoded() -> None:
     block = http2_grpc.trailers(13, "bad 100% ünïcode\n")
     decoded = dict(Decoder().decode(block))
     assert decoded == {"grpc-status": "13", "grpc-message": "bad 100%25 %C3%BCn%C3%AFcode%0A"}
+
+
+def test_it_also_listens_on_tcp() -> None:
+    """`llmgw extproc --listen HOST:PORT` (a sidecar reached over the network)."""
+
+    async def main() -> None:
+        processor = EchoProcessor()
+        server = ExtProcServer(processor)  # type: ignore[arg-type]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        await server.start(f"127.0.0.1:{port}")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert await _echo(ep_grpc.ExternalProcessorStub(channel), b"over tcp") == b"over tcp"
+        finally:
+            await server.stop(grace=1)
+
+    asyncio.run(main())
