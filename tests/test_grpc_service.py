@@ -15,6 +15,7 @@ import contextlib
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
@@ -59,12 +60,28 @@ BODY = ep.ProcessingRequest(request_body=ep.HttpBody(body=b"{}", end_of_stream=T
 STAGE = (("x-llmgw-stage", "router"), ("x-llmgw-gateway", "default/gw"))
 
 
+async def _serving(tmp_path: Path, processor: object) -> tuple[ExtProcServer, str]:
+    """`processor` behind the workers' server on a Unix socket; the server and its gRPC target."""
+    server = ExtProcServer(processor)  # type: ignore[arg-type]
+    target = f"unix:{tmp_path / 'extproc.sock'}"
+    await server.start(target)
+    return server, target
+
+
 async def _started(tmp_path: Path) -> tuple[ExtProcServer, RecordingProcessor, str]:
     processor = RecordingProcessor()
-    server = ExtProcServer(processor)  # type: ignore[arg-type]
-    sock = str(tmp_path / "extproc.sock")
-    await server.start(f"unix:{sock}")
-    return server, processor, f"unix:{sock}"
+    server, target = await _serving(tmp_path, processor)
+    return server, processor, target
+
+
+async def _held_in_body(stub: ep_grpc.ExternalProcessorStub, processor: RecordingProcessor) -> Any:
+    """A stream whose request body the processor holds (its `hold` is clear): mid-request."""
+    call = stub.Process(metadata=STAGE)
+    await call.write(HEADERS)
+    await call.read()
+    await call.write(BODY)
+    await processor.holding.wait()
+    return call
 
 
 def test_stream_answers_in_order_with_its_metadata(tmp_path: Path) -> None:
@@ -97,11 +114,7 @@ def test_a_cut_stream_still_runs_its_cleanup(tmp_path: Path) -> None:
         processor.hold.clear()
         try:
             async with grpc.aio.insecure_channel(target) as channel:
-                call = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
-                await call.write(HEADERS)
-                await call.read()
-                await call.write(BODY)
-                await processor.holding.wait()
+                call = await _held_in_body(ep_grpc.ExternalProcessorStub(channel), processor)
                 call.cancel()  # the client went away mid-request: Envoy resets the stream
             await asyncio.wait_for(processor.closed_once.wait(), 30)  # a bound for a hang, not a timing
             assert processor.closed == 1
@@ -117,11 +130,7 @@ def test_stop_finishes_streams_in_flight_and_refuses_new_ones(tmp_path: Path) ->
         processor.hold.clear()
         async with grpc.aio.insecure_channel(target) as channel:
             stub = ep_grpc.ExternalProcessorStub(channel)
-            in_flight = stub.Process(metadata=STAGE)
-            await in_flight.write(HEADERS)
-            await in_flight.read()
-            await in_flight.write(BODY)
-            await processor.holding.wait()
+            in_flight = await _held_in_body(stub, processor)
             stopping = asyncio.create_task(server.stop(grace=30))
             await asyncio.sleep(0)  # stop() has begun: new streams are refused from here on
             refused = stub.Process(metadata=STAGE)  # the connection said GOAWAY and the socket is closed
@@ -165,10 +174,8 @@ class EchoProcessor:
 
 async def _echo_server(tmp_path: Path) -> tuple[ExtProcServer, EchoProcessor, str]:
     processor = EchoProcessor()
-    server = ExtProcServer(processor)  # type: ignore[arg-type]
-    sock = str(tmp_path / "echo.sock")
-    await server.start(f"unix:{sock}")
-    return server, processor, f"unix:{sock}"
+    server, target = await _serving(tmp_path, processor)
+    return server, processor, target
 
 
 async def _echo(stub: ep_grpc.ExternalProcessorStub, body: bytes) -> bytes:
