@@ -108,6 +108,8 @@ async def watch_config(*, target: str, holder: ConfigHolder, worker: str, tls_di
                     delay = 0.1
             except (GRPCError, StreamTerminatedError, OSError) as exc:  # the control plane is away (restarting)
                 log.debug("config channel: %s", exc)
+            except Exception as exc:  # anything else: still reconnect, or this worker's config would freeze
+                log.warning("config channel failed (%s: %s); reconnecting", type(exc).__name__, exc)
             finally:
                 channel.close()
         await asyncio.sleep(delay)

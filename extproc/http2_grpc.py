@@ -12,8 +12,8 @@ table), DATA carrying length-prefixed messages, RST_STREAM and GOAWAY. Frames ar
 parsed with `struct` straight from the receive buffer, and the few header blocks the
 server sends are HPACK literals built once, so it keeps no encoder state.
 
-One `StreamHandler` call per stream, with the stream's requests as an async iterator of
-raw messages and its metadata; each message it yields goes back as one gRPC message.
+One `StreamHandler` call per stream, with the stream's requests (decoded by the server's
+`decode`) as an async iterator, its metadata, and a `send` for each serialized answer.
 """
 
 from __future__ import annotations
@@ -483,6 +483,11 @@ class Http2GrpcServer:
             self._server = await loop.create_server(factory, host.strip("[]") or None, int(port))
 
     def in_flight(self) -> int:
+        """Streams not answered yet (a stop waits for them); answered ones only wait for the client's END_STREAM."""
+        return sum(1 for c in self.connections for s in c.streams.values() if not s.done_local)
+
+    def streams_kept(self) -> int:
+        """Streams this server still has a record of, answered or not."""
         return sum(len(c.streams) for c in self.connections)
 
     def stream_done(self) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 
 import pytest
 
 from extproc import configclient
 from extproc.configclient import ConfigHolder
+from extproc.contract import ExtprocConfig
 from tests.extproc_protos import make_config
 
 
@@ -85,3 +87,36 @@ def test_recent_finds_a_replaced_config_for_a_short_while(monkeypatch: pytest.Mo
     assert holder.recent(lambda c: c.version == "old") == old
     clock["t"] += configclient.RECENT_S
     assert holder.recent(lambda c: c.version == "old") is None
+
+
+def test_the_watcher_reconnects_after_an_unexpected_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the control plane being away: any failure of the stream reconnects, the config keeps coming."""
+    config = make_config(model="after-the-failure")
+    calls = {"n": 0}
+
+    async def watch(channel: object, worker: str) -> AsyncIterator[bytes]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a failure no handler names")
+        yield config.to_json()
+        await asyncio.Event().wait()  # the stream stays open
+
+    monkeypatch.setattr(configclient, "watch", watch)
+    monkeypatch.setattr(configclient, "config_channel", lambda target, tls_dir: _Closable())
+
+    async def main() -> ExtprocConfig:
+        holder = ConfigHolder()
+        task = asyncio.create_task(configclient.watch_config(target="unix:/nowhere", holder=holder, worker="w"))
+        try:
+            await asyncio.wait_for(holder.ready.wait(), 30)  # a bound for a hang, not a timing
+        finally:
+            task.cancel()
+        return holder.current
+
+    assert asyncio.run(main()) == config
+    assert calls["n"] == 2
+
+
+class _Closable:
+    def close(self) -> None:
+        pass

@@ -15,7 +15,7 @@ import contextlib
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
@@ -60,17 +60,14 @@ BODY = ep.ProcessingRequest(request_body=ep.HttpBody(body=b"{}", end_of_stream=T
 STAGE = (("x-llmgw-stage", "router"), ("x-llmgw-gateway", "default/gw"))
 
 
-async def _serving(tmp_path: Path, processor: object) -> tuple[ExtProcServer, str]:
-    """`processor` behind the workers' server on a Unix socket; the server and its gRPC target."""
+P = TypeVar("P")
+
+
+async def _serving(tmp_path: Path, processor: P) -> tuple[ExtProcServer, P, str]:
+    """`processor` behind the workers' server on a Unix socket: the server, the processor, the gRPC target."""
     server = ExtProcServer(processor)  # type: ignore[arg-type]
     target = f"unix:{tmp_path / 'extproc.sock'}"
     await server.start(target)
-    return server, target
-
-
-async def _started(tmp_path: Path) -> tuple[ExtProcServer, RecordingProcessor, str]:
-    processor = RecordingProcessor()
-    server, target = await _serving(tmp_path, processor)
     return server, processor, target
 
 
@@ -86,7 +83,7 @@ async def _held_in_body(stub: ep_grpc.ExternalProcessorStub, processor: Recordin
 
 def test_stream_answers_in_order_with_its_metadata(tmp_path: Path) -> None:
     async def main() -> None:
-        server, processor, target = await _started(tmp_path)
+        server, processor, target = await _serving(tmp_path, RecordingProcessor())
         try:
             async with grpc.aio.insecure_channel(target) as channel:
                 call = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
@@ -110,7 +107,7 @@ def test_stream_answers_in_order_with_its_metadata(tmp_path: Path) -> None:
 
 def test_a_cut_stream_still_runs_its_cleanup(tmp_path: Path) -> None:
     async def main() -> None:
-        server, processor, target = await _started(tmp_path)
+        server, processor, target = await _serving(tmp_path, RecordingProcessor())
         processor.hold.clear()
         try:
             async with grpc.aio.insecure_channel(target) as channel:
@@ -126,7 +123,7 @@ def test_a_cut_stream_still_runs_its_cleanup(tmp_path: Path) -> None:
 
 def test_stop_finishes_streams_in_flight_and_refuses_new_ones(tmp_path: Path) -> None:
     async def main() -> None:
-        server, processor, target = await _started(tmp_path)
+        server, processor, target = await _serving(tmp_path, RecordingProcessor())
         processor.hold.clear()
         async with grpc.aio.insecure_channel(target) as channel:
             stub = ep_grpc.ExternalProcessorStub(channel)
@@ -172,12 +169,6 @@ class EchoProcessor:
                 yield ep.ProcessingResponse(request_headers=ep.HeadersResponse())
 
 
-async def _echo_server(tmp_path: Path) -> tuple[ExtProcServer, EchoProcessor, str]:
-    processor = EchoProcessor()
-    server, target = await _serving(tmp_path, processor)
-    return server, processor, target
-
-
 async def _echo(stub: ep_grpc.ExternalProcessorStub, body: bytes) -> bytes:
     call = stub.Process(metadata=STAGE)
     await call.write(HEADERS)
@@ -193,7 +184,7 @@ def test_large_messages_both_ways_and_many_streams_on_one_connection(tmp_path: P
     """4 MiB each way (far past a 16 KiB frame and the client's 64 KiB window), and 200 streams at once."""
 
     async def main() -> None:
-        server, processor, target = await _echo_server(tmp_path)
+        server, processor, target = await _serving(tmp_path, EchoProcessor())
         big = bytes(range(256)) * (4 * 4096)
         try:
             options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
@@ -203,7 +194,7 @@ def test_large_messages_both_ways_and_many_streams_on_one_connection(tmp_path: P
                 bodies = [f"stream {i} ".encode() * (i + 1) for i in range(200)]
                 assert await asyncio.gather(*(_echo(stub, b) for b in bodies)) == bodies
             assert processor.streams == 201
-            assert server.http2.in_flight() == 0  # nothing kept per finished stream
+            assert server.http2.in_flight() == server.http2.streams_kept() == 0  # nothing kept per finished stream
         finally:
             await server.stop(grace=1)
 
@@ -212,7 +203,7 @@ def test_large_messages_both_ways_and_many_streams_on_one_connection(tmp_path: P
 
 def test_a_failing_handler_or_an_unknown_method_ends_the_stream_with_a_status(tmp_path: Path) -> None:
     async def main() -> None:
-        server, _processor, target = await _echo_server(tmp_path)
+        server, _processor, target = await _serving(tmp_path, EchoProcessor())
         try:
             async with grpc.aio.insecure_channel(target) as channel:
                 call = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
@@ -226,7 +217,7 @@ def test_a_failing_handler_or_an_unknown_method_ends_the_stream_with_a_status(tm
                 refused = ep_grpc.ExternalProcessorStub(channel).Process(metadata=STAGE)
                 assert await refused.code() == grpc.StatusCode.UNAVAILABLE
                 assert await refused.details() == "extproc worker stopping"
-            assert server.http2.in_flight() == 0
+            assert server.http2.in_flight() == server.http2.streams_kept() == 0
         finally:
             await server.stop(grace=1)
 
@@ -235,7 +226,7 @@ def test_a_failing_handler_or_an_unknown_method_ends_the_stream_with_a_status(tm
 
 def test_garbage_instead_of_http2_closes_the_connection_only(tmp_path: Path) -> None:
     async def main() -> None:
-        server, _processor, target = await _echo_server(tmp_path)
+        server, _processor, target = await _serving(tmp_path, EchoProcessor())
         try:
             reader, writer = await asyncio.open_unix_connection(target.removeprefix("unix:"))
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
